@@ -1,0 +1,211 @@
+// The wire contract between device, gateway and cloud: MQTT topics, payload
+// shapes and their validation. It runs on the ESP32 too, so it uses no Node or
+// browser APIs, allocates little, and is a single module with no imports.
+
+export const WIRE_VERSION = 1;
+
+/** Limits every layer enforces; a device must stay within them. */
+export const LIMITS = {
+  deviceIdLength: 64,
+  samplesPerBatch: 100,
+  metricsPerSample: 32,
+  metricNameLength: 32,
+  payloadBytes: 64 * 1024,
+  firmwareVersionLength: 32,
+} as const;
+
+const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const METRIC_NAME = /^[a-z][a-z0-9_]{0,31}$/;
+
+export type TopicKind = "telemetry" | "state" | "cmd" | "cmd/ack" | "log";
+
+export const topics = {
+  telemetry: (deviceId: string): string => `d/${deviceId}/telemetry`,
+  state: (deviceId: string): string => `d/${deviceId}/state`,
+  command: (deviceId: string): string => `d/${deviceId}/cmd`,
+  commandAck: (deviceId: string): string => `d/${deviceId}/cmd/ack`,
+  log: (deviceId: string): string => `d/${deviceId}/log`,
+};
+
+export interface ParsedTopic {
+  deviceId: string;
+  kind: TopicKind;
+}
+
+/** Splits `d/{id}/{kind}`; returns undefined for anything outside the device namespace. */
+export function parseTopic(topic: string): ParsedTopic | undefined {
+  if (!topic.startsWith("d/")) return undefined;
+  const slash = topic.indexOf("/", 2);
+  if (slash < 0) return undefined;
+  const deviceId = topic.slice(2, slash);
+  if (!isDeviceId(deviceId)) return undefined;
+  const kind = topic.slice(slash + 1);
+  switch (kind) {
+    case "telemetry":
+    case "state":
+    case "cmd":
+    case "cmd/ack":
+    case "log":
+      return { deviceId, kind };
+    default:
+      return undefined;
+  }
+}
+
+export function isDeviceId(value: unknown): value is string {
+  return typeof value === "string" && DEVICE_ID.test(value);
+}
+
+export function isMetricName(value: string): boolean {
+  return METRIC_NAME.test(value);
+}
+
+/** One reading: device-local sequence number, epoch milliseconds, metric values. */
+export interface TelemetrySample {
+  seq: number;
+  ts: number;
+  m: Record<string, number>;
+}
+
+/**
+ * Payload of `d/{id}/telemetry` (QoS 1). `boot` is the device's boot counter;
+ * (device, boot, seq) identifies a sample everywhere, so every layer can
+ * deduplicate retries.
+ */
+export interface TelemetryBatch {
+  v: 1;
+  boot: number;
+  samples: TelemetrySample[];
+}
+
+export type ResetReason = "power-on" | "watchdog" | "crash" | "ota" | "command" | "brownout" | "unknown";
+
+const RESET_REASONS: readonly string[] = ["power-on", "watchdog", "crash", "ota", "command", "brownout", "unknown"];
+
+/** Payload of `d/{id}/state` (retained). The last will is `{ v: 1, online: false }`. */
+export interface DeviceState {
+  v: 1;
+  online: boolean;
+  fw?: string;
+  boot?: number;
+  uptime?: number;
+  heap?: number;
+  rssi?: number;
+  reset?: ResetReason;
+}
+
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: WireError };
+
+function fail<T>(code: string, message: string): Parsed<T> {
+  return { ok: false, error: { code, message } };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isUint(value: unknown, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= max;
+}
+
+function parseJson(text: string): Parsed<unknown> {
+  if (text.length > LIMITS.payloadBytes)
+    return fail("payload_too_large", `payload exceeds ${LIMITS.payloadBytes} bytes`);
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return fail("invalid_json", "payload is not valid JSON");
+  }
+}
+
+// 2000-01-01 .. 2100-01-01: rejects device clocks that were never set.
+const MIN_TS = 946684800000;
+const MAX_TS = 4102444800000;
+
+function validateSample(raw: unknown, index: number): Parsed<TelemetrySample> {
+  if (!isObject(raw)) return fail("invalid_sample", `samples[${index}] must be an object`);
+  if (!isUint(raw.seq, 0xffffffff)) return fail("invalid_sample", `samples[${index}].seq must be an integer 0..2^32-1`);
+  if (!isUint(raw.ts, MAX_TS) || raw.ts < MIN_TS)
+    return fail("invalid_sample", `samples[${index}].ts must be epoch milliseconds between 2000 and 2100`);
+  if (!isObject(raw.m)) return fail("invalid_sample", `samples[${index}].m must be an object of metric values`);
+  const names = Object.keys(raw.m);
+  if (names.length === 0 || names.length > LIMITS.metricsPerSample)
+    return fail("invalid_sample", `samples[${index}].m must hold 1..${LIMITS.metricsPerSample} metrics`);
+  for (const name of names) {
+    if (!isMetricName(name)) return fail("invalid_metric", `samples[${index}].m has an invalid metric name "${name}"`);
+    const value = raw.m[name];
+    if (typeof value !== "number" || !Number.isFinite(value))
+      return fail("invalid_metric", `samples[${index}].m.${name} must be a finite number`);
+  }
+  return { ok: true, value: { seq: raw.seq, ts: raw.ts, m: raw.m as Record<string, number> } };
+}
+
+/** Validates a telemetry batch already decoded from JSON. */
+export function validateTelemetryBatch(raw: unknown): Parsed<TelemetryBatch> {
+  if (!isObject(raw)) return fail("invalid_batch", "telemetry batch must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `telemetry batch v must be ${WIRE_VERSION}`);
+  if (!isUint(raw.boot, 0xffffffff)) return fail("invalid_batch", "boot must be an integer 0..2^32-1");
+  if (!Array.isArray(raw.samples) || raw.samples.length === 0 || raw.samples.length > LIMITS.samplesPerBatch)
+    return fail("invalid_batch", `samples must be an array of 1..${LIMITS.samplesPerBatch} samples`);
+  const samples: TelemetrySample[] = [];
+  for (let i = 0; i < raw.samples.length; i++) {
+    const sample = validateSample(raw.samples[i], i);
+    if (!sample.ok) return sample;
+    samples.push(sample.value);
+  }
+  return { ok: true, value: { v: WIRE_VERSION, boot: raw.boot, samples } };
+}
+
+export function parseTelemetryBatch(text: string): Parsed<TelemetryBatch> {
+  const json = parseJson(text);
+  return json.ok ? validateTelemetryBatch(json.value) : json;
+}
+
+/** Validates a device state already decoded from JSON. */
+export function validateDeviceState(raw: unknown): Parsed<DeviceState> {
+  if (!isObject(raw)) return fail("invalid_state", "device state must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `device state v must be ${WIRE_VERSION}`);
+  if (typeof raw.online !== "boolean") return fail("invalid_state", "online must be a boolean");
+  const state: DeviceState = { v: WIRE_VERSION, online: raw.online };
+  if (raw.fw !== undefined) {
+    if (typeof raw.fw !== "string" || raw.fw.length === 0 || raw.fw.length > LIMITS.firmwareVersionLength)
+      return fail("invalid_state", `fw must be a string of 1..${LIMITS.firmwareVersionLength} characters`);
+    state.fw = raw.fw;
+  }
+  if (raw.boot !== undefined) {
+    if (!isUint(raw.boot, 0xffffffff)) return fail("invalid_state", "boot must be an integer 0..2^32-1");
+    state.boot = raw.boot;
+  }
+  if (raw.uptime !== undefined) {
+    if (!isUint(raw.uptime, 0xffffffff)) return fail("invalid_state", "uptime must be whole seconds");
+    state.uptime = raw.uptime;
+  }
+  if (raw.heap !== undefined) {
+    if (!isUint(raw.heap, 0xffffffff)) return fail("invalid_state", "heap must be a byte count");
+    state.heap = raw.heap;
+  }
+  if (raw.rssi !== undefined) {
+    if (typeof raw.rssi !== "number" || !Number.isInteger(raw.rssi) || raw.rssi < -127 || raw.rssi > 0)
+      return fail("invalid_state", "rssi must be an integer dBm between -127 and 0");
+    state.rssi = raw.rssi;
+  }
+  if (raw.reset !== undefined) {
+    if (typeof raw.reset !== "string" || !RESET_REASONS.includes(raw.reset))
+      return fail("invalid_state", `reset must be one of ${RESET_REASONS.join(", ")}`);
+    state.reset = raw.reset as ResetReason;
+  }
+  return { ok: true, value: state };
+}
+
+export function parseDeviceState(text: string): Parsed<DeviceState> {
+  const json = parseJson(text);
+  return json.ok ? validateDeviceState(json.value) : json;
+}
+
+/** The last will a device registers when it connects. */
+export const OFFLINE_STATE: DeviceState = { v: WIRE_VERSION, online: false };
