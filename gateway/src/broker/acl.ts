@@ -1,0 +1,16 @@
+// Topic access rules: a device publishes and subscribes only below its own
+// `d/{id}/` namespace, and only to the topics the protocol defines.
+
+import { parseTopic } from "@kestrel/wire";
+
+const DEVICE_PUBLISHES = new Set(["telemetry", "state", "cmd/ack", "log"]);
+
+export function mayPublish(deviceId: string, topic: string): boolean {
+  const parsed = parseTopic(topic);
+  return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
+}
+
+/** Devices subscribe to their command topic only, without wildcards. */
+export function maySubscribe(deviceId: string, topicFilter: string): boolean {
+  return topicFilter === `d/${deviceId}/cmd`;
+}

@@ -1,0 +1,72 @@
+// The gateway's configuration, read once from the environment and validated,
+// with defaults that run on a laptop next to a local cloud.
+
+export interface GatewayConfig {
+  mqttHost: string;
+  mqttPort: number;
+  httpHost: string;
+  httpPort: number;
+  cloudUrl: string;
+  gatewayKey: string;
+  forwardIntervalMs: number;
+  forwardMaxBatches: number;
+  queueMaxItems: number;
+  authCacheTtlMs: number;
+  cloudTimeoutMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = "invalid_config";
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function url(env: Env, name: string, fallback: string): string {
+  const raw = env[name] || fallback;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be an absolute http(s) URL, got "${raw}"`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new ConfigError(`${name} must use http or https, got "${parsed.protocol}"`);
+  }
+  return raw.replace(/\/+$/, "");
+}
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
+  const gatewayKey = env.GATEWAY_KEY ?? "";
+  if (gatewayKey.length < 16) {
+    throw new ConfigError("GATEWAY_KEY must be set to the gateway key issued by the cloud (at least 16 characters)");
+  }
+  const logLevel = env.LOG_LEVEL || "info";
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  return {
+    mqttHost: env.MQTT_HOST || "127.0.0.1",
+    mqttPort: integer(env, "MQTT_PORT", 1883, 0, 65535),
+    httpHost: env.GATEWAY_HTTP_HOST || "127.0.0.1",
+    httpPort: integer(env, "GATEWAY_HTTP_PORT", 8081, 0, 65535),
+    cloudUrl: url(env, "CLOUD_URL", "http://127.0.0.1:8080"),
+    gatewayKey,
+    forwardIntervalMs: integer(env, "FORWARD_INTERVAL_MS", 250, 10, 60_000),
+    forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
+    queueMaxItems: integer(env, "QUEUE_MAX_ITEMS", 100_000, 100, 10_000_000),
+    authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
+    cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
+    logLevel,
+  };
+}

@@ -1,0 +1,35 @@
+// Command-line entry: configuration from the environment, JSON logs to stdout,
+// clean shutdown on SIGINT/SIGTERM.
+
+import { pino } from "pino";
+import { ConfigError, loadGatewayConfig } from "./config.ts";
+import { startGateway } from "./gateway.ts";
+
+let config: ReturnType<typeof loadGatewayConfig>;
+try {
+  config = loadGatewayConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`gateway: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const logger = pino({ level: config.logLevel, base: { service: "gateway" } });
+const gateway = await startGateway(config, logger);
+
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    gateway.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "gateway did not stop cleanly");
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,75 @@
+// Counters and gauges the gateway keeps about itself, rendered in the
+// Prometheus text format by the health server.
+
+type Labels = Record<string, string>;
+
+interface Series {
+  help: string;
+  type: "counter" | "gauge";
+  values: Map<string, number>;
+}
+
+function labelKey(labels: Labels): string {
+  const names = Object.keys(labels).sort();
+  return names.map((name) => `${name}="${String(labels[name]).replace(/["\\\n]/g, "_")}"`).join(",");
+}
+
+export class GatewayMetrics {
+  private readonly series = new Map<string, Series>();
+
+  constructor() {
+    this.define("kestrel_gateway_connections_total", "counter", "MQTT clients that authenticated");
+    this.define("kestrel_gateway_auth_failures_total", "counter", "MQTT connections refused, by reason");
+    this.define("kestrel_gateway_messages_in_total", "counter", "MQTT messages accepted from devices, by kind");
+    this.define("kestrel_gateway_messages_rejected_total", "counter", "MQTT messages refused or dropped, by reason");
+    this.define(
+      "kestrel_gateway_acl_denials_total",
+      "counter",
+      "publish or subscribe attempts outside a device's topics",
+    );
+    this.define(
+      "kestrel_gateway_forwarded_items_total",
+      "counter",
+      "telemetry batches and states delivered to the cloud",
+    );
+    this.define("kestrel_gateway_forward_failures_total", "counter", "failed attempts to deliver to the cloud");
+    this.define("kestrel_gateway_queue_dropped_total", "counter", "queued items dropped because the queue was full");
+    this.define("kestrel_gateway_connected_clients", "gauge", "MQTT clients connected now");
+    this.define("kestrel_gateway_queue_depth", "gauge", "items waiting to be delivered to the cloud");
+  }
+
+  private define(name: string, type: Series["type"], help: string): void {
+    this.series.set(name, { help, type, values: new Map() });
+  }
+
+  private get(name: string): Series {
+    const series = this.series.get(name);
+    if (!series) throw new Error(`metric ${name} is not defined`);
+    return series;
+  }
+
+  inc(name: string, labels: Labels = {}, by = 1): void {
+    const values = this.get(name).values;
+    const key = labelKey(labels);
+    values.set(key, (values.get(key) ?? 0) + by);
+  }
+
+  set(name: string, value: number, labels: Labels = {}): void {
+    this.get(name).values.set(labelKey(labels), value);
+  }
+
+  /** Current value of one series (0 when never touched). */
+  value(name: string, labels: Labels = {}): number {
+    return this.get(name).values.get(labelKey(labels)) ?? 0;
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const [name, series] of this.series) {
+      lines.push(`# HELP ${name} ${series.help}`, `# TYPE ${name} ${series.type}`);
+      if (series.values.size === 0) lines.push(`${name} 0`);
+      for (const [key, value] of series.values) lines.push(key ? `${name}{${key}} ${value}` : `${name} ${value}`);
+    }
+    return `${lines.join("\n")}\n`;
+  }
+}

@@ -1,0 +1,208 @@
+// The gateway as devices and the cloud see it: authentication, ACLs, payload
+// validation, forwarding, retries while the cloud is down, malformed packets.
+
+import assert from "node:assert/strict";
+import { connect as connectTcp } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { connectAsync, type MqttClient } from "mqtt";
+import { pino } from "pino";
+import { loadGatewayConfig } from "../src/config.ts";
+import { type Gateway, startGateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+
+const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
+
+function batch(boot: number, firstSeq: number, count: number) {
+  return {
+    v: 1,
+    boot,
+    samples: Array.from({ length: count }, (_, i) => ({
+      seq: firstSeq + i,
+      ts: 1_764_000_000_000 + (firstSeq + i) * 1000,
+      m: { temperature: 21 + i / 10, pressure: 100_000 + i },
+    })),
+  };
+}
+
+async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("gateway", () => {
+  let cloud: CloudPeer;
+  let gateway: Gateway;
+  const clients: MqttClient[] = [];
+
+  const device = async (id: string, password: string, extra: object = {}) => {
+    const client = await connectAsync(`mqtt://127.0.0.1:${gateway.mqttPort}`, {
+      clientId: id,
+      username: id,
+      password,
+      reconnectPeriod: 0,
+      ...extra,
+    });
+    clients.push(client);
+    return client;
+  };
+
+  const forwardedSamples = (deviceId: string) =>
+    cloud.ingests.flatMap((r) => r.telemetry.filter((t) => t.deviceId === deviceId).flatMap((t) => t.batch.samples));
+
+  before(async () => {
+    cloud = await startCloudPeer(DEVICES);
+    const config = loadGatewayConfig({
+      MQTT_PORT: "0",
+      GATEWAY_HTTP_PORT: "0",
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      FORWARD_INTERVAL_MS: "20",
+    });
+    gateway = await startGateway(config, pino({ level: "silent" }));
+  });
+
+  after(async () => {
+    for (const client of clients) await client.endAsync(true).catch(() => undefined);
+    await gateway.stop();
+    await cloud.close();
+  });
+
+  test("a device with the right token publishes telemetry that reaches the cloud unchanged", async () => {
+    const client = await device("dev-a", DEVICES["dev-a"]);
+    const sent = batch(3, 0, 5);
+    await client.publishAsync("d/dev-a/telemetry", JSON.stringify(sent), { qos: 1 });
+    const samples = await until(() => {
+      const s = forwardedSamples("dev-a");
+      return s.length >= 5 ? s : undefined;
+    }, "forwarded samples");
+    assert.deepEqual(samples, sent.samples);
+    const forwarded = cloud.ingests.flatMap((r) => r.telemetry).find((t) => t.deviceId === "dev-a");
+    assert.equal(forwarded?.batch.boot, 3);
+  });
+
+  test("a wrong token or an unknown device is refused and counted", async () => {
+    const before = gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
+    await assert.rejects(device("dev-a", "not-the-token"), /Bad username or password/);
+    await assert.rejects(device("dev-zz", "whatever"), /Bad username or password/);
+    const afterCount = gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
+    assert.equal(afterCount - before, 2);
+  });
+
+  test("a username that differs from the client id is refused", async () => {
+    await assert.rejects(
+      connectAsync(`mqtt://127.0.0.1:${gateway.mqttPort}`, {
+        clientId: "dev-a",
+        username: "dev-b",
+        password: DEVICES["dev-b"],
+        reconnectPeriod: 0,
+      }),
+      /Bad username or password/,
+    );
+  });
+
+  test("publishing to another device's topic disconnects the client and is counted", async () => {
+    const client = await device("dev-b", DEVICES["dev-b"]);
+    const closed = new Promise((resolve) => client.once("close", resolve));
+    client.publish("d/dev-a/telemetry", JSON.stringify(batch(1, 0, 1)), { qos: 1 });
+    await closed;
+    assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);
+    const smuggled = cloud.ingests.flatMap((r) => r.telemetry).filter((t) => t.batch.boot === 1);
+    assert.deepEqual(smuggled, []);
+  });
+
+  test("subscribing outside the device's command topic is refused", async () => {
+    const client = await device("dev-b", DEVICES["dev-b"]);
+    // SUBACK 0x80: mqtt.js turns the refusal into an error.
+    await assert.rejects(client.subscribeAsync("d/dev-a/cmd", { qos: 1 }), /Unspecified error/);
+    await assert.rejects(client.subscribeAsync("d/+/cmd", { qos: 1 }), /Unspecified error/);
+    assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" }), 2);
+    const own = await client.subscribeAsync("d/dev-b/cmd", { qos: 1 });
+    assert.equal(own[0]?.qos, 1);
+  });
+
+  test("malformed telemetry is dropped and counted, and the device keeps its connection", async () => {
+    const client = await device("dev-b", DEVICES["dev-b"]);
+    await client.publishAsync("d/dev-b/telemetry", "{not json", { qos: 1 });
+    await client.publishAsync("d/dev-b/telemetry", JSON.stringify({ v: 1, boot: 1, samples: [{ seq: -1 }] }), {
+      qos: 1,
+    });
+    await client.publishAsync("d/dev-b/telemetry", JSON.stringify(batch(9, 100, 2)), { qos: 1 });
+    await until(() => forwardedSamples("dev-b").length >= 2 || undefined, "valid batch after bad ones");
+    assert.equal(gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_json" }), 1);
+    assert.equal(gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_sample" }), 1);
+    assert.equal(client.connected, true);
+    assert.deepEqual(
+      forwardedSamples("dev-b").map((s) => s.seq),
+      [100, 101],
+    );
+  });
+
+  test("while the cloud is down the gateway keeps the data and delivers it once it is back", async () => {
+    const client = await device("dev-a", DEVICES["dev-a"]);
+    cloud.failWith = 503;
+    const sent = batch(4, 0, 3);
+    await client.publishAsync("d/dev-a/telemetry", JSON.stringify(sent), { qos: 1 });
+    await until(() => gateway.metrics.value("kestrel_gateway_forward_failures_total") > 0 || undefined, "a failure");
+    assert.ok(gateway.forwarder.depth >= 1);
+    cloud.failWith = undefined;
+    await until(() => gateway.forwarder.depth === 0 || undefined, "queue drained", 10_000);
+    const boot4 = cloud.ingests.flatMap((r) => r.telemetry).filter((t) => t.deviceId === "dev-a" && t.batch.boot === 4);
+    assert.equal(boot4.length, 1);
+    assert.deepEqual(boot4[0]?.batch.samples, sent.samples);
+  });
+
+  test("a device's last will reaches the cloud as an offline state", async () => {
+    const client = await device("dev-b", DEVICES["dev-b"], {
+      will: { topic: "d/dev-b/state", payload: Buffer.from('{"v":1,"online":false}'), qos: 1, retain: true },
+    });
+    await client.publishAsync("d/dev-b/state", JSON.stringify({ v: 1, online: true, fw: "0.1.0" }), {
+      qos: 1,
+      retain: true,
+    });
+    // Destroying the socket without DISCONNECT makes the broker publish the will.
+    client.stream.destroy();
+    const states = await until(() => {
+      const s = cloud.ingests.flatMap((r) => r.states).filter((x) => x.deviceId === "dev-b");
+      return s.some((x) => !x.state.online) ? s : undefined;
+    }, "offline state");
+    assert.deepEqual(
+      states.map((s) => s.state.online),
+      [true, false],
+    );
+  });
+
+  test("garbage on the MQTT port is refused and the broker keeps serving", async () => {
+    await new Promise<void>((resolve) => {
+      const socket = connectTcp(gateway.mqttPort, "127.0.0.1", () => {
+        socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01]));
+      });
+      socket.on("close", () => resolve());
+      socket.on("error", () => resolve());
+    });
+    const client = await device("dev-a", DEVICES["dev-a"]);
+    assert.equal(client.connected, true);
+    const health = await fetch(`http://127.0.0.1:${gateway.httpPort}/healthz`).then((r) => r.json());
+    assert.equal(health.status, "ok");
+    const metrics = await fetch(`http://127.0.0.1:${gateway.httpPort}/metrics`).then((r) => r.text());
+    assert.match(metrics, /kestrel_gateway_connections_total \d+/);
+  });
+});
+
+describe("gateway configuration", () => {
+  test("refuses a missing gateway key and out-of-range numbers with a clear message", () => {
+    assert.throws(() => loadGatewayConfig({}), /GATEWAY_KEY must be set/);
+    assert.throws(
+      () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), MQTT_PORT: "70000" }),
+      /MQTT_PORT must be an integer between 0 and 65535/,
+    );
+    assert.throws(
+      () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), CLOUD_URL: "ftp://x" }),
+      /CLOUD_URL must use http or https/,
+    );
+  });
+});
