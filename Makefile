@@ -1,0 +1,24 @@
+# The two commands a new user needs: `make run` and `make test`. Both install
+# what they need first (tools/scripts/setup.sh is idempotent).
+
+.PHONY: setup run test lint typecheck test-unit clean
+
+setup:
+	@bash tools/scripts/setup.sh
+
+run: setup
+	@npx tsx tools/src/run.ts
+
+lint: setup
+	npx biome check .
+
+typecheck: setup
+	npm run typecheck --workspaces --if-present
+
+test-unit: setup
+	npx tsx tools/src/test-all.ts
+
+test: lint typecheck test-unit
+
+clean:
+	rm -rf .local .data test-artifacts firmware/build cloud/dashboard/dist

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything the platform and its tests need, idempotently: npm
+# packages from the lock file, the FerretDB binary (from the Go module proxy),
+# Debian's chromium for the browser tests, and the firmware and dashboard builds.
+# Each step is skipped when its output is already up to date.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+STAMPS="$ROOT/.local/stamps"
+mkdir -p "$STAMPS" "$ROOT/.local/bin"
+
+say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31msetup: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# --- toolchains -------------------------------------------------------------
+command -v node >/dev/null || die "Node.js 20.19+ is required (https://nodejs.org); not found on PATH"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+  || die "Node.js 20.19+ is required, found $(node --version)"
+command -v npm >/dev/null || die "npm is required; not found on PATH"
+npm_major="$(npm --version | cut -d. -f1)"
+[ "$npm_major" -ge 11 ] || die "npm 11+ is required (it honours allowScripts for @agoric/xsnap), found $(npm --version)"
+command -v go >/dev/null || die "Go 1.24+ is required to build the embedded FerretDB; not found on PATH"
+command -v cc >/dev/null || die "a C compiler (gcc) is required to build the XS engine; not found on PATH"
+
+# --- npm packages -----------------------------------------------------------
+lock_hash="$(sha256sum package-lock.json package.json */package.json | sha256sum | cut -d' ' -f1)"
+xsnap_bin="node_modules/@agoric/xsnap/xsnap-native/xsnap/build/bin/lin/release/xsnap-worker"
+if [ ! -f "$STAMPS/npm" ] || [ "$(cat "$STAMPS/npm")" != "$lock_hash" ] || [ ! -x "$xsnap_bin" ]; then
+  say "installing npm packages (npm ci; builds the XS engine, ~1 min)"
+  npm ci --no-audit --no-fund
+  [ -x "$xsnap_bin" ] || die "npm ci did not build the XS worker ($xsnap_bin); is @agoric/xsnap listed in allowScripts?"
+  echo "$lock_hash" > "$STAMPS/npm"
+fi
+
+# --- FerretDB (embedded MongoDB-compatible store) ---------------------------
+fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/main.go | sha256sum | cut -d' ' -f1)"
+if [ ! -x .local/bin/ferretdb ] || [ ! -f "$STAMPS/ferretdb" ] || [ "$(cat "$STAMPS/ferretdb")" != "$fdb_hash" ]; then
+  say "building FerretDB v1.24.2 from the Go module proxy (first time: a few minutes)"
+  (cd tools/ferretdb && go build -trimpath -o "$ROOT/.local/bin/ferretdb" .)
+  echo "$fdb_hash" > "$STAMPS/ferretdb"
+fi
+
+# --- Chromium for the browser tests -----------------------------------------
+if [ "${SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    die "Debian's chromium is needed for the browser tests: run 'sudo apt-get install chromium' (or set SKIP_CHROMIUM=1)"
+  fi
+fi
+
+# --- builds -----------------------------------------------------------------
+say "building the firmware (tsc) and the dashboard (esbuild)"
+npm run build --workspaces --if-present --silent
+say "ready"

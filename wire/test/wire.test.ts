@@ -1,0 +1,80 @@
+// The wire contract accepts what devices legitimately send and refuses the
+// rest with a stable code and a message that names the offending field.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { LIMITS, parseDeviceState, parseTelemetryBatch, parseTopic, topics } from "../src/index.ts";
+
+const TS = 1_764_000_000_000;
+const sample = (seq: number) => ({ seq, ts: TS + seq, m: { temperature: 21.5, pressure: 100_653.27 } });
+
+describe("topics", () => {
+  test("round-trip through parseTopic", () => {
+    assert.deepEqual(parseTopic(topics.telemetry("dev-1")), { deviceId: "dev-1", kind: "telemetry" });
+    assert.deepEqual(parseTopic(topics.commandAck("A_b-9")), { deviceId: "A_b-9", kind: "cmd/ack" });
+  });
+
+  test("anything outside d/{id}/{known kind} is not a device topic", () => {
+    for (const topic of ["x/dev/telemetry", "d/dev/other", "d/+/telemetry", "d//state", "d/dev", "d/dev/state/x"]) {
+      assert.equal(parseTopic(topic), undefined, topic);
+    }
+  });
+});
+
+describe("telemetry batch", () => {
+  test("a valid batch is returned with only the known fields", () => {
+    const parsed = parseTelemetryBatch(JSON.stringify({ v: 1, boot: 3, samples: [sample(0), sample(1)], extra: 1 }));
+    assert.equal(parsed.ok, true);
+    assert.deepEqual(parsed.ok && parsed.value, { v: 1, boot: 3, samples: [sample(0), sample(1)] });
+  });
+
+  const refusals: Array<[string, unknown, string]> = [
+    ["not JSON", "{", "invalid_json"],
+    ["wrong version", { v: 2, boot: 0, samples: [sample(0)] }, "unsupported_version"],
+    ["negative boot", { v: 1, boot: -1, samples: [sample(0)] }, "invalid_batch"],
+    ["no samples", { v: 1, boot: 0, samples: [] }, "invalid_batch"],
+    [
+      "too many samples",
+      { v: 1, boot: 0, samples: Array.from({ length: LIMITS.samplesPerBatch + 1 }, (_, i) => sample(i)) },
+      "invalid_batch",
+    ],
+    ["fractional seq", { v: 1, boot: 0, samples: [{ ...sample(0), seq: 1.5 }] }, "invalid_sample"],
+    ["unset clock", { v: 1, boot: 0, samples: [{ ...sample(0), ts: 1000 }] }, "invalid_sample"],
+    ["operator-like metric", { v: 1, boot: 0, samples: [{ seq: 0, ts: TS, m: { $gt: 1 } }] }, "invalid_metric"],
+    ["dotted metric", { v: 1, boot: 0, samples: [{ seq: 0, ts: TS, m: { "a.b": 1 } }] }, "invalid_metric"],
+    ["string value", { v: 1, boot: 0, samples: [{ seq: 0, ts: TS, m: { t: "1" } }] }, "invalid_metric"],
+    ["no metrics", { v: 1, boot: 0, samples: [{ seq: 0, ts: TS, m: {} }] }, "invalid_sample"],
+  ];
+  for (const [name, body, code] of refusals) {
+    test(`refuses ${name} with ${code}`, () => {
+      const parsed = parseTelemetryBatch(typeof body === "string" ? body : JSON.stringify(body));
+      assert.equal(parsed.ok, false);
+      assert.equal(!parsed.ok && parsed.error.code, code);
+    });
+  }
+
+  test("refuses a payload over the size limit before parsing it", () => {
+    const parsed = parseTelemetryBatch(" ".repeat(LIMITS.payloadBytes + 1));
+    assert.equal(!parsed.ok && parsed.error.code, "payload_too_large");
+  });
+
+  test("the error names the offending sample", () => {
+    const parsed = parseTelemetryBatch(JSON.stringify({ v: 1, boot: 0, samples: [sample(0), { seq: "x" }] }));
+    assert.match(!parsed.ok ? parsed.error.message : "", /samples\[1\]\.seq/);
+  });
+});
+
+describe("device state", () => {
+  test("the last will and a full state are valid", () => {
+    assert.deepEqual(parseDeviceState('{"v":1,"online":false}'), { ok: true, value: { v: 1, online: false } });
+    const full = { v: 1, online: true, fw: "0.1.0", boot: 2, uptime: 30, heap: 20000, rssi: -61, reset: "watchdog" };
+    assert.deepEqual(parseDeviceState(JSON.stringify(full)), { ok: true, value: full });
+  });
+
+  test("refuses a missing online flag, an unknown reset reason and a positive rssi", () => {
+    for (const bad of [{ v: 1 }, { v: 1, online: true, reset: "magic" }, { v: 1, online: true, rssi: 5 }]) {
+      const parsed = parseDeviceState(JSON.stringify(bad));
+      assert.equal(parsed.ok, false, JSON.stringify(bad));
+    }
+  });
+});
