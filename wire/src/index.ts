@@ -5,27 +5,28 @@
 export const WIRE_VERSION = 1;
 
 /** Limits every layer enforces; a device must stay within them. */
-export const LIMITS = {
+// Frozen so the XS linker can keep preloaded tables in flash on the device.
+export const LIMITS = Object.freeze({
   deviceIdLength: 64,
   samplesPerBatch: 100,
   metricsPerSample: 32,
   metricNameLength: 32,
   payloadBytes: 64 * 1024,
   firmwareVersionLength: 32,
-} as const;
+} as const);
 
 const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const METRIC_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
 export type TopicKind = "telemetry" | "state" | "cmd" | "cmd/ack" | "log";
 
-export const topics = {
+export const topics = Object.freeze({
   telemetry: (deviceId: string): string => `d/${deviceId}/telemetry`,
   state: (deviceId: string): string => `d/${deviceId}/state`,
   command: (deviceId: string): string => `d/${deviceId}/cmd`,
   commandAck: (deviceId: string): string => `d/${deviceId}/cmd/ack`,
   log: (deviceId: string): string => `d/${deviceId}/log`,
-};
+});
 
 export interface ParsedTopic {
   deviceId: string;
@@ -80,7 +81,15 @@ export interface TelemetryBatch {
 
 export type ResetReason = "power-on" | "watchdog" | "crash" | "ota" | "command" | "brownout" | "unknown";
 
-const RESET_REASONS: readonly string[] = ["power-on", "watchdog", "crash", "ota", "command", "brownout", "unknown"];
+const RESET_REASONS: readonly string[] = Object.freeze([
+  "power-on",
+  "watchdog",
+  "crash",
+  "ota",
+  "command",
+  "brownout",
+  "unknown",
+]);
 
 /** Payload of `d/{id}/state` (retained). The last will is `{ v: 1, online: false }`. */
 export interface DeviceState {
@@ -123,8 +132,10 @@ function parseJson(text: string): Parsed<unknown> {
   }
 }
 
-// 2000-01-01 .. 2100-01-01: rejects device clocks that were never set.
-const MIN_TS = 946684800000;
+/** 2000-01-01: a device clock before this was never set (no SNTP yet); its samples are refused. */
+export const CLOCK_VALID_FROM_MS = 946684800000;
+const MIN_TS = CLOCK_VALID_FROM_MS;
+// 2100-01-01.
 const MAX_TS = 4102444800000;
 
 function validateSample(raw: unknown, index: number): Parsed<TelemetrySample> {
@@ -208,4 +219,4 @@ export function parseDeviceState(text: string): Parsed<DeviceState> {
 }
 
 /** The last will a device registers when it connects. */
-export const OFFLINE_STATE: DeviceState = { v: WIRE_VERSION, online: false };
+export const OFFLINE_STATE: Readonly<DeviceState> = Object.freeze({ v: WIRE_VERSION, online: false });
