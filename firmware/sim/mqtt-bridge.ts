@@ -1,0 +1,146 @@
+// The network side of the simulated Moddable `mqtt` Client: for each client the firmware creates, a
+// real MQTT 3.1.1 connection (mqtt.js) to the host and port the firmware asked for. Connection events
+// go back to the firmware as device events; publishes are forwarded as they are.
+
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import type { SimLogger } from "./logger.ts";
+
+export type MqttEventSink = (id: number, data: Record<string, unknown>) => void;
+
+interface Connection {
+  client: MqttClient;
+  /** The firmware closed it: no further events for it. */
+  closedByDevice: boolean;
+  closeReported: boolean;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+function decodePayload(value: unknown, what: string): Buffer {
+  if (typeof value === "object" && value !== null) {
+    if (typeof (value as { text?: unknown }).text === "string") return Buffer.from((value as { text: string }).text);
+    if (Array.isArray((value as { bytes?: unknown }).bytes)) return Buffer.from((value as { bytes: number[] }).bytes);
+  }
+  throw new TypeError(`${what} must be a string or an ArrayBuffer`);
+}
+
+function qosOf(value: unknown): 0 | 1 | 2 {
+  if (value === 0 || value === 1 || value === 2) return value;
+  throw new RangeError(`invalid quality ${String(value)}`);
+}
+
+export class MqttBridge {
+  readonly #emit: MqttEventSink;
+  readonly #logger: SimLogger;
+  readonly #connections = new Map<number, Connection>();
+  #nextId = 1;
+
+  constructor(emit: MqttEventSink, logger: SimLogger) {
+    this.#emit = emit;
+    this.#logger = logger;
+  }
+
+  /** Host calls behind the simulated Client. */
+  handle(op: string, args: Record<string, unknown>): unknown {
+    switch (op) {
+      case "open":
+        return this.#open(args);
+      case "publish": {
+        const { client } = this.#connected(args);
+        const topic = String(args.topic);
+        client.publish(
+          topic,
+          decodePayload(args.payload, "data"),
+          { qos: qosOf(args.qos), retain: args.retain === true },
+          (error) => {
+            if (error) this.#logger.warn({ topic, err: error.message }, "simulated mqtt publish failed");
+          },
+        );
+        return undefined;
+      }
+      case "subscribe":
+        this.#connected(args).client.subscribe(String(args.topic), { qos: 0 });
+        return undefined;
+      case "unsubscribe":
+        this.#connected(args).client.unsubscribe(String(args.topic));
+        return undefined;
+      case "close": {
+        const connection = this.#connections.get(Number(args.id));
+        if (connection) {
+          connection.closedByDevice = true;
+          this.#connections.delete(Number(args.id));
+          // Moddable sends DISCONNECT unless asked to close immediately.
+          connection.client.end(args.immediate === true);
+        }
+        return undefined;
+      }
+      default:
+        throw new Error(`unknown mqtt operation ${op}`);
+    }
+  }
+
+  /** Power loss: every socket drops without DISCONNECT, so the broker publishes the wills. */
+  powerOff(): void {
+    for (const connection of this.#connections.values()) {
+      connection.closedByDevice = true;
+      connection.client.end(true);
+    }
+    this.#connections.clear();
+  }
+
+  #open(args: Record<string, unknown>): number {
+    const host = String(args.host);
+    const port = Number(args.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`invalid port ${String(args.port)}`);
+    const timeout = Number(args.timeout) || 0;
+    const options: IClientOptions = {
+      host,
+      port,
+      protocol: "mqtt",
+      protocolVersion: 4,
+      clientId: String(args.id ?? ""),
+      clean: true,
+      keepalive: Math.ceil(timeout / 1000),
+      // Moddable's client never reconnects on its own; the firmware does.
+      reconnectPeriod: 0,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+    };
+    if (typeof args.user === "string") options.username = args.user;
+    if (args.password !== undefined) options.password = decodePayload(args.password, "password");
+    const will = args.will as { topic?: unknown; message?: unknown; retain?: unknown; qos?: unknown } | undefined;
+    if (will)
+      options.will = {
+        topic: String(will.topic),
+        payload: decodePayload(will.message, "will message"),
+        qos: qosOf(will.qos),
+        retain: will.retain === true,
+      };
+    const id = this.#nextId++;
+    const connection: Connection = { client: mqtt.connect(options), closedByDevice: false, closeReported: false };
+    this.#connections.set(id, connection);
+    const { client } = connection;
+    client.on("connect", () => {
+      if (!connection.closedByDevice) this.#emit(id, { type: "ready" });
+    });
+    client.on("message", (topic, payload) => {
+      if (!connection.closedByDevice) this.#emit(id, { type: "message", topic, bytes: Array.from(payload) });
+    });
+    client.on("error", (error) => {
+      this.#logger.warn({ host, port, err: error.message }, "simulated mqtt connection error");
+    });
+    client.on("close", () => {
+      if (connection.closedByDevice || connection.closeReported) return;
+      connection.closeReported = true;
+      this.#connections.delete(id);
+      client.end(true);
+      this.#emit(id, { type: "close" });
+    });
+    return id;
+  }
+
+  #connected(args: Record<string, unknown>): Connection {
+    const connection = this.#connections.get(Number(args.id));
+    if (!connection?.client.connected) throw new Error("connection closed");
+    return connection;
+  }
+}

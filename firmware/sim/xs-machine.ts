@@ -1,0 +1,304 @@
+// One simulated device CPU: an xsnap worker (the real XS engine) running the firmware's compiled
+// modules. Host calls from XS are routed to simulated peripherals; a single command queue delivers
+// timer ticks (driven by the SimClock) and device events to the firmware, one crank at a time.
+
+// Packages that import the simulator compile it in their own programs, which do not include types/.
+/// <reference path="./types/xsnap.d.ts" />
+import "./xsnap-globals.ts";
+import { spawn } from "node:child_process";
+import fs, { readFileSync } from "node:fs";
+import os from "node:os";
+import { type XsnapMeterUsage, type XsnapWorker, xsnap } from "@agoric/xsnap";
+import type { SimClock } from "./clock.ts";
+import type { SimLogger } from "./logger.ts";
+
+/** A simulated peripheral: handles the host calls named `<port>.<op>`. */
+export interface HostPort {
+  handle(op: string, args: Record<string, unknown>): unknown;
+}
+
+export type MachineModule = { file: string; host: boolean } | { source: string; host: boolean };
+
+export interface XsMachineOptions {
+  name: string;
+  clock: SimClock;
+  logger: SimLogger;
+  /** Compiled sim/xs/boot.js. */
+  runtimeFile: string;
+  /** Module specifier → compiled source, for the firmware's compartment. */
+  modules: ReadonlyMap<string, MachineModule>;
+  /** The module booted first; its default export is called when it is a function. */
+  entry: string;
+  ports: Readonly<Record<string, HostPort>>;
+  /** Computrons one crank may use before the worker is stopped (a runaway loop). */
+  meteringLimit?: number;
+}
+
+export interface XsMeters {
+  /** Live XS heap slots after the last crank (32 bytes each on this host, 16 on an ESP32). */
+  heapSlots: number;
+  /** Computrons used by all cranks so far. */
+  compute: number;
+}
+
+type Command =
+  | { t: "boot"; entry: string }
+  | { t: "tick" }
+  | { t: "event"; channel: string; id: number; data: Record<string, unknown> };
+
+interface CommandReply {
+  next: number | null;
+  fatal?: string;
+}
+
+const RUNTIME_SPECIFIER = "kestrel-sim/boot";
+const DEFAULT_METERING_LIMIT = 100_000_000;
+const LOG_LEVELS = new Set(["debug", "info", "warn", "error"]);
+
+// Evaluated once in the worker's start compartment: loads the runtime module through the host.
+const BOOTSTRAP = `(() => {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const load = (specifier) => {
+    const request = encoder.encode(JSON.stringify({ op: "module.load", specifier }));
+    const reply = JSON.parse(decoder.decode(issueCommand(request.buffer)));
+    if (!reply.ok) throw Error(reply.error);
+    return { source: new ModuleSource(reply.value.source) };
+  };
+  const runtime = new Compartment({
+    __options__: true,
+    globals: { issueCommand, TextEncoder, TextDecoder },
+    resolveHook: (specifier) => specifier,
+    loadNowHook: load,
+  });
+  globalThis.handleCommand = runtime.importNow(${JSON.stringify(RUNTIME_SPECIFIER)}).handleCommand;
+})();`;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export class XsMachine {
+  readonly name: string;
+  readonly #options: XsMachineOptions;
+  readonly #sources = new Map<string, string>();
+  readonly #queue: { command: Command; done?: () => void }[] = [];
+  #worker: XsnapWorker | undefined;
+  #booted = false;
+  #pumping = false;
+  #idle: Promise<void> = Promise.resolve();
+  #cancelAlarm: (() => void) | undefined;
+  #heapSlots = 0;
+  #compute = 0;
+  #stopped = false;
+  #haltReason: string | undefined;
+
+  constructor(options: XsMachineOptions) {
+    this.name = options.name;
+    this.#options = options;
+  }
+
+  /** Starts the worker and runs the entry module; rejects when the firmware fails to boot. */
+  async start(): Promise<void> {
+    const options = this.#options;
+    const worker = await xsnap({
+      name: options.name,
+      os: os.type(),
+      spawn,
+      fs: { ...fs, ...fs.promises },
+      handleCommand: (request) => this.#onHostCall(request),
+      meteringLimit: options.meteringLimit ?? DEFAULT_METERING_LIMIT,
+      stdout: "ignore",
+      stderr: "inherit",
+    });
+    this.#worker = worker;
+    try {
+      this.#meter((await worker.evaluate(BOOTSTRAP)).meterUsage);
+      const reply = await this.#send({ t: "boot", entry: options.entry });
+      if (reply.fatal !== undefined) throw new Error(`${options.name}: firmware failed to boot: ${reply.fatal}`);
+    } catch (error) {
+      this.#stopped = true;
+      this.#disarm();
+      this.#flushQueue();
+      await worker.terminate();
+      throw error;
+    }
+    // Events that arrived while booting waited for the firmware to register its listeners.
+    this.#booted = true;
+    if (this.#queue.length > 0) this.#idle = this.#pump();
+  }
+
+  /**
+   * Delivers an event to the listener the firmware registered for (channel, id); resolves once the
+   * firmware has handled it (or at once if the machine no longer runs).
+   */
+  post(channel: string, id: number, data: Record<string, unknown>): Promise<void> {
+    return new Promise((resolve) => this.#enqueue({ t: "event", channel, id, data }, resolve));
+  }
+
+  meters(): XsMeters {
+    return { heapSlots: this.#heapSlots, compute: this.#compute };
+  }
+
+  /** Why the machine stopped running firmware on its own (a crash), if it did. */
+  get haltReason(): string | undefined {
+    return this.#haltReason;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#disarm();
+    this.#flushQueue();
+    await this.#idle;
+    await this.#worker?.close().catch(() => undefined);
+  }
+
+  #enqueue(command: Command, done?: () => void): void {
+    if (this.#stopped || this.#haltReason !== undefined) {
+      done?.();
+      return;
+    }
+    this.#queue.push({ command, done });
+    if (!this.#pumping && this.#booted) this.#idle = this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      for (let entry = this.#queue.shift(); entry; entry = this.#queue.shift()) {
+        try {
+          if (this.#stopped || this.#haltReason !== undefined) continue;
+          const reply = await this.#send(entry.command);
+          if (reply.fatal !== undefined) await this.#halt(reply.fatal);
+        } catch (error) {
+          await this.#halt(messageOf(error));
+        } finally {
+          entry.done?.();
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #send(command: Command): Promise<CommandReply> {
+    const worker = this.#worker as XsnapWorker;
+    const result = await worker.issueStringCommand(JSON.stringify({ ...command, now: this.#options.clock.now() }));
+    this.#meter(result.meterUsage);
+    const reply = JSON.parse(result.reply) as CommandReply;
+    if (reply.fatal === undefined) this.#arm(reply.next);
+    return reply;
+  }
+
+  async #halt(reason: string): Promise<void> {
+    this.#haltReason = reason;
+    this.#disarm();
+    this.#flushQueue();
+    this.#options.logger.error({ device: this.name, reason }, "simulated device halted");
+    await this.#worker?.terminate();
+  }
+
+  #flushQueue(): void {
+    for (const entry of this.#queue.splice(0)) entry.done?.();
+  }
+
+  #arm(next: number | null): void {
+    this.#disarm();
+    if (next === null || this.#stopped) return;
+    this.#cancelAlarm = this.#options.clock.setAlarm(next, () => {
+      this.#cancelAlarm = undefined;
+      this.#enqueue({ t: "tick" });
+    });
+  }
+
+  #disarm(): void {
+    this.#cancelAlarm?.();
+    this.#cancelAlarm = undefined;
+  }
+
+  #meter(usage: XsnapMeterUsage): void {
+    if (usage.currentHeapCount !== null) this.#heapSlots = usage.currentHeapCount;
+    if (usage.compute !== null) this.#compute += usage.compute;
+  }
+
+  async #onHostCall(request: Uint8Array): Promise<Uint8Array> {
+    let reply: object;
+    try {
+      const args = JSON.parse(decoder.decode(request)) as Record<string, unknown>;
+      const op = String(args.op);
+      const value = await this.#hostCall(op, args);
+      reply = op === "delay" ? { ok: true, now: this.#options.clock.now() } : { ok: true, value };
+    } catch (error) {
+      reply = { ok: false, error: messageOf(error) };
+    }
+    return encoder.encode(JSON.stringify(reply));
+  }
+
+  async #hostCall(op: string, args: Record<string, unknown>): Promise<unknown> {
+    switch (op) {
+      case "module.load":
+        return this.#load(String(args.specifier));
+      case "trace":
+        this.#firmwareLog(String(args.text));
+        return undefined;
+      case "report": {
+        const fields = { device: this.name, err: args.error };
+        if (args.level === "error") this.#options.logger.error(fields, String(args.msg));
+        else this.#options.logger.warn(fields, String(args.msg));
+        return undefined;
+      }
+      case "delay":
+        await this.#options.clock.sleep(Number(args.ms) || 0);
+        return undefined;
+      default: {
+        const dot = op.indexOf(".");
+        const port = dot > 0 ? this.#options.ports[op.slice(0, dot)] : undefined;
+        if (!port) throw new Error(`no simulated peripheral for ${op}`);
+        return port.handle(op.slice(dot + 1), args);
+      }
+    }
+  }
+
+  #load(specifier: string): { source: string; host: boolean } {
+    if (specifier === RUNTIME_SPECIFIER) return { source: this.#read(this.#options.runtimeFile), host: false };
+    const module = this.#options.modules.get(specifier);
+    if (!module) throw new Error(`module "${specifier}" not found in the firmware image`);
+    return "source" in module ? module : { source: this.#read(module.file), host: module.host };
+  }
+
+  #read(file: string): string {
+    let source = this.#sources.get(file);
+    if (source === undefined) {
+      source = readFileSync(file, "utf8");
+      this.#sources.set(file, source);
+    }
+    return source;
+  }
+
+  /** Firmware log lines are JSON records (kestrel/log); anything else is passed on as text. */
+  #firmwareLog(text: string): void {
+    const logger = this.#options.logger;
+    let record: Record<string, unknown> | undefined;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
+        record = parsed as Record<string, unknown>;
+    } catch {
+      record = undefined;
+    }
+    if (!record || typeof record.msg !== "string" || !LOG_LEVELS.has(String(record.level))) {
+      logger.info({ device: this.name, trace: text }, "firmware trace");
+      return;
+    }
+    const { level, msg, ts, ...fields } = record;
+    const entry = { device: this.name, deviceTs: ts, ...fields };
+    if (level === "error") logger.error(entry, msg);
+    else if (level === "warn") logger.warn(entry, msg);
+    else if (level === "debug") logger.debug?.(entry, msg);
+    else logger.info(entry, msg);
+  }
+}

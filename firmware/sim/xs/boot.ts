@@ -1,0 +1,245 @@
+// The simulator runtime inside the xsnap worker: builds the firmware's compartment (Moddable module
+// names mapped to simulated modules, a virtual Date), owns the virtual clock and the timer queue, and
+// turns the Node parent's commands (boot, tick, event) into firmware callbacks.
+
+import type { SimEventListener, SimHost, SimTimer } from "kestrel-sim:host";
+
+interface LoadedModule {
+  source: string;
+  /** Simulated platform modules may import the host; firmware modules may not. */
+  host: boolean;
+}
+
+type HostReply = { ok: true; value?: unknown; now?: number } | { ok: false; error: string };
+
+type ParentCommand =
+  | { t: "boot"; now: number; entry: string }
+  | { t: "tick"; now: number }
+  | { t: "event"; now: number; channel: string; id: number; data: Record<string, unknown> };
+
+const HOST_SPECIFIER = "kestrel-sim:host";
+/** Timers fired per command at most, so a zero-interval loop cannot starve parent events. */
+const MAX_FIRED_PER_COMMAND = 1000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+let now = 0;
+let bootAt = 0;
+let traceLine = "";
+
+function call(op: string, args?: Record<string, unknown>): unknown {
+  const request = encoder.encode(JSON.stringify(args ? { op, ...args } : { op }));
+  const reply = JSON.parse(decoder.decode(issueCommand(request.buffer))) as HostReply;
+  if (!reply.ok) throw new Error(reply.error);
+  if (reply.now !== undefined) now = reply.now;
+  return reply.value;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.stack ? `${error.message}\n${error.stack}` : error.message;
+  return String(error);
+}
+
+function report(level: "warn" | "error", msg: string, error?: unknown): void {
+  call("report", error === undefined ? { level, msg } : { level, msg, error: describe(error) });
+}
+
+class TimerRecord implements SimTimer {
+  readonly brand = "SimTimer" as const;
+  readonly callback: (timer: SimTimer) => void;
+  due = 0;
+  repeat = 0;
+  cleared = false;
+
+  constructor(callback: (timer: SimTimer) => void) {
+    this.callback = callback;
+  }
+}
+
+/** Scheduled timers, unordered: a device has a handful, so a linear scan beats keeping a heap. */
+const scheduled: TimerRecord[] = [];
+
+function unschedule(timer: TimerRecord): void {
+  const index = scheduled.indexOf(timer);
+  if (index >= 0) scheduled.splice(index, 1);
+}
+
+function asRecord(timer: SimTimer): TimerRecord {
+  if (!(timer instanceof TimerRecord)) throw new TypeError("not a timer");
+  return timer;
+}
+
+function schedule(timer: SimTimer, interval?: number, repeat?: number): void {
+  const record = asRecord(timer);
+  if (record.cleared) throw new Error("timer already cleared");
+  unschedule(record);
+  if (interval === undefined) return;
+  record.due = now + Math.max(0, Number(interval) || 0);
+  record.repeat = Math.max(0, Number(repeat) || 0);
+  scheduled.push(record);
+}
+
+function earliest(): TimerRecord | undefined {
+  let found: TimerRecord | undefined;
+  for (const timer of scheduled) if (!found || timer.due < found.due) found = timer;
+  return found;
+}
+
+function runDueTimers(): void {
+  for (let fired = 0; fired < MAX_FIRED_PER_COMMAND; fired++) {
+    const timer = earliest();
+    if (!timer || timer.due > now) return;
+    if (timer.repeat > 0) timer.due = timer.due + timer.repeat > now ? timer.due + timer.repeat : now + timer.repeat;
+    else unschedule(timer);
+    try {
+      timer.callback(timer);
+    } catch (error) {
+      report("error", "uncaught exception in a timer callback", error);
+    }
+  }
+}
+
+const listeners = new Map<string, SimEventListener>();
+
+const host: SimHost = {
+  call,
+  get now() {
+    return now;
+  },
+  get ticks() {
+    return now - bootAt;
+  },
+  timerSet(callback, interval, repeat) {
+    if (typeof callback !== "function") throw new TypeError("timer callback must be a function");
+    const timer = new TimerRecord(callback);
+    schedule(timer, interval, repeat);
+    return timer;
+  },
+  timerSchedule: schedule,
+  timerClear(timer) {
+    if (!timer) return;
+    const record = asRecord(timer);
+    record.cleared = true;
+    unschedule(record);
+  },
+  delay(ms) {
+    call("delay", { ms: Math.max(0, Number(ms) || 0) });
+  },
+  listen(channel, id, listener) {
+    listeners.set(`${channel}:${id}`, listener);
+  },
+  unlisten(channel, id) {
+    listeners.delete(`${channel}:${id}`);
+  },
+  report,
+};
+
+/** Moddable's trace: arguments concatenated, lines forwarded to the parent as they complete. */
+function trace(...parts: unknown[]): void {
+  traceLine += parts.join("");
+  let newline = traceLine.indexOf("\n");
+  while (newline >= 0) {
+    call("trace", { text: traceLine.slice(0, newline) });
+    traceLine = traceLine.slice(newline + 1);
+    newline = traceLine.indexOf("\n");
+  }
+}
+
+function flushTrace(): void {
+  if (traceLine === "") return;
+  const text = traceLine;
+  traceLine = "";
+  call("trace", { text });
+}
+
+type DateArguments =
+  | []
+  | [value: number | string | Date]
+  | [year: number, monthIndex: number, date?: number, hours?: number, minutes?: number, seconds?: number, ms?: number];
+
+/** Date on the virtual clock, so simulated time can later run faster than real time. */
+class SimDate extends Date {
+  constructor(...args: DateArguments) {
+    if (args.length === 0) super(now);
+    else if (args.length === 1) super(args[0]);
+    else super(args[0], args[1], args[2] ?? 1, args[3] ?? 0, args[4] ?? 0, args[5] ?? 0, args[6] ?? 0);
+  }
+
+  static override now(): number {
+    return now;
+  }
+}
+
+const hostModules = new Set<string>();
+
+function load(specifier: string): LoadedModule {
+  return call("module.load", { specifier }) as LoadedModule;
+}
+
+function createDeviceCompartment(): Compartment {
+  return new Compartment({
+    __options__: true,
+    globals: { trace, Date: SimDate },
+    resolveHook(specifier, referrer) {
+      if (specifier.startsWith("."))
+        throw new Error(`${referrer}: relative import "${specifier}"; use the bare names the manifest maps`);
+      if (specifier === HOST_SPECIFIER && !hostModules.has(referrer))
+        throw new Error(`${referrer}: "${HOST_SPECIFIER}" is reserved to simulated platform modules`);
+      return specifier;
+    },
+    loadNowHook(specifier) {
+      if (specifier === HOST_SPECIFIER) return { namespace: { default: host } };
+      const loaded = load(specifier);
+      if (loaded.host) hostModules.add(specifier);
+      return { source: new ModuleSource(loaded.source) };
+    },
+  });
+}
+
+function boot(entry: string): void {
+  bootAt = now;
+  const main = createDeviceCompartment().importNow(entry);
+  // Moddable calls the main module's default export when it is a function.
+  if (typeof main.default === "function") (main.default as () => void)();
+}
+
+function dispatch(command: ParentCommand): void {
+  now = command.now;
+  switch (command.t) {
+    case "boot":
+      boot(command.entry);
+      break;
+    case "tick":
+      break;
+    case "event": {
+      const listener = listeners.get(`${command.channel}:${command.id}`);
+      if (listener) {
+        try {
+          listener(command.data);
+        } catch (error) {
+          report("error", `uncaught exception in a ${command.channel} callback`, error);
+        }
+      }
+      break;
+    }
+  }
+  runDueTimers();
+}
+
+/** Entry point for every command from the parent; answers with the next timer due, or a fatal error. */
+export function handleCommand(message: ArrayBuffer): ArrayBuffer {
+  let reply: { next: number | null; fatal?: string };
+  try {
+    dispatch(JSON.parse(decoder.decode(message)) as ParentCommand);
+    reply = { next: earliest()?.due ?? null };
+  } catch (error) {
+    reply = { next: null, fatal: describe(error) };
+  }
+  try {
+    flushTrace();
+  } catch (error) {
+    reply.fatal ??= describe(error);
+  }
+  return encoder.encode(JSON.stringify(reply)).buffer;
+}

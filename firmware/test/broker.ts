@@ -1,0 +1,86 @@
+// A real MQTT broker (aedes) on a free loopback port for the simulator tests: checks device
+// credentials like the gateway does and records every publish it accepts, wills included.
+
+import { once } from "node:events";
+import { type AddressInfo, createServer, type Server } from "node:net";
+import { Aedes, type AedesPublishPacket, type Client } from "aedes";
+
+export interface RecordedPublish {
+  clientId: string | undefined;
+  topic: string;
+  payload: string;
+  qos: number;
+  retain: boolean;
+}
+
+export interface TestBroker {
+  url: string;
+  published: RecordedPublish[];
+  /** Resolves with the first recorded publish (past or future) that matches. */
+  waitFor(match: (message: RecordedPublish) => boolean, timeoutMs?: number): Promise<RecordedPublish>;
+  /** Drops a client's connection from the broker side, as a network failure would. */
+  disconnect(clientId: string): void;
+  close(): Promise<void>;
+}
+
+export async function startBroker(tokens: ReadonlyMap<string, string>): Promise<TestBroker> {
+  const broker = await Aedes.createBroker({
+    authenticate(client, username, password, done) {
+      const expected = tokens.get(client.id);
+      const ok = expected !== undefined && username === client.id && password?.toString() === expected;
+      done(ok ? null : Object.assign(new Error("bad credentials"), { returnCode: 4 }), ok);
+    },
+  });
+  const clients = new Map<string, Client>();
+  broker.on("client", (client) => clients.set(client.id, client));
+  broker.on("clientDisconnect", (client) => clients.delete(client.id));
+
+  const published: RecordedPublish[] = [];
+  const waiters = new Set<(message: RecordedPublish) => void>();
+  broker.on("publish", (packet: AedesPublishPacket, client: Client | null) => {
+    if (packet.topic.startsWith("$SYS")) return;
+    const message: RecordedPublish = {
+      clientId: client?.id,
+      topic: packet.topic,
+      payload: packet.payload.toString(),
+      qos: packet.qos,
+      retain: packet.retain,
+    };
+    published.push(message);
+    for (const waiter of waiters) waiter(message);
+  });
+
+  const server: Server = createServer(broker.handle);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    published,
+    waitFor(match, timeoutMs = 10_000) {
+      const earlier = published.find(match);
+      if (earlier) return Promise.resolve(earlier);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`no matching publish within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const waiter = (message: RecordedPublish): void => {
+          if (!match(message)) return;
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          resolve(message);
+        };
+        waiters.add(waiter);
+      });
+    },
+    disconnect(clientId) {
+      clients.get(clientId)?.conn.destroy();
+    },
+    async close() {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      server.close();
+    },
+  };
+}

@@ -1,0 +1,73 @@
+// Batching samples into TelemetryBatch payloads and reading the device settings.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { LIMITS, parseTelemetryBatch } from "@kestrel/wire";
+import { readSettings } from "../src/settings.ts";
+import TelemetryBatcher from "../src/telemetry.ts";
+
+const TS = Date.UTC(2026, 0, 1);
+
+test("emits a valid TelemetryBatch every samplesPerBatch samples", () => {
+  const batcher = new TelemetryBatcher(7, 3);
+  assert.equal(batcher.add(0, TS, 21.5, 100653.25390625), undefined);
+  assert.equal(batcher.add(1, TS + 1000, 21.51, 100653.5), undefined);
+  const text = batcher.add(2, TS + 2000, 21.52, 100654);
+  assert.ok(text);
+  const batch = parseTelemetryBatch(text);
+  assert.ok(batch.ok);
+  assert.equal(batch.value.boot, 7);
+  assert.deepEqual(
+    batch.value.samples.map((s) => [s.seq, s.ts, s.m.temperature, s.m.pressure]),
+    [
+      [0, TS, 21.5, 100653.25],
+      [1, TS + 1000, 21.51, 100653.5],
+      [2, TS + 2000, 21.52, 100654],
+    ],
+  );
+  assert.equal(batcher.pending, 0);
+  assert.equal(batcher.take(), undefined);
+});
+
+test("take() serializes a partial batch", () => {
+  const batcher = new TelemetryBatcher(1, 5);
+  batcher.add(0, TS, 20, 100000);
+  const batch = parseTelemetryBatch(batcher.take() ?? "");
+  assert.ok(batch.ok);
+  assert.equal(batch.value.samples.length, 1);
+});
+
+test("refuses batch sizes the wire contract does not allow", () => {
+  assert.throws(() => new TelemetryBatcher(1, 0), /samplesPerBatch must be 1\.\./);
+  assert.throws(() => new TelemetryBatcher(1, LIMITS.samplesPerBatch + 1), /samplesPerBatch/);
+});
+
+const CONFIG = {
+  deviceId: "dev-1",
+  token: "t",
+  mqttHost: "127.0.0.1",
+  mqttPort: 1883,
+  sda: 21,
+  scl: 22,
+  bmp280Address: 0x76,
+  sampleIntervalMs: 1000,
+  samplesPerBatch: 5,
+  outboxBatches: 60,
+};
+
+test("reads the settings, accepting mcconfig's string values for numbers", () => {
+  const settings = readSettings({ ...CONFIG, mqttPort: "1884", samplesPerBatch: "10" });
+  assert.equal(settings.mqttPort, 1884);
+  assert.equal(settings.samplesPerBatch, 10);
+  assert.equal(settings.deviceId, "dev-1");
+});
+
+test("names the setting that is wrong", () => {
+  assert.throws(
+    () => readSettings({ ...CONFIG, deviceId: "no spaces" }),
+    /deviceId "no spaces" is not a valid device id/,
+  );
+  assert.throws(() => readSettings({ ...CONFIG, mqttPort: "x" }), /mqttPort must be an integer 1\.\.65535, got "x"/);
+  assert.throws(() => readSettings({ ...CONFIG, token: "" }), /token must be a non-empty string/);
+  assert.throws(() => readSettings({ ...CONFIG, samplesPerBatch: 101 }), /samplesPerBatch must be an integer 1\.\.100/);
+});

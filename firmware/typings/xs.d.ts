@@ -1,0 +1,10 @@
+// XS globals the firmware uses. Moddable's xs/includes/xs.d.ts declares them for device builds;
+// these declarations are a compatible subset for our own tsc build.
+
+type Trace = (...log: (string | number | boolean)[]) => void;
+
+/** Writes to the debug console (xsbug or serial); no separator, no newline added. */
+declare const trace: Trace;
+
+/** What ECMA-419 IO accepts as a buffer: as narrow as the SDK's own declaration (no wider typed arrays). */
+type ByteBuffer = ArrayBufferLike | Uint8Array | Uint8ClampedArray | Int8Array | DataView;
