@@ -1,0 +1,92 @@
+// The dashboard's client for the cloud API. Answer types come from the
+// server's own schema modules; the session token lives in sessionStorage.
+
+import type { LoginAnswer } from "../../src/auth/auth-schema.ts";
+import type { DeviceList } from "../../src/devices/device-view.ts";
+import type { ProblemDetails } from "../../src/http/problem-schema.ts";
+import type { HistoryAnswer } from "../../src/telemetry/history-schema.ts";
+
+const SESSION_KEY = "kestrel.session";
+
+export interface Session {
+  token: string;
+  email: string;
+}
+
+/** The session is gone or was never there: show the login form. */
+export class SignedOut extends Error {}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function savedSession(): Session | undefined {
+  const raw = sessionStorage.getItem(SESSION_KEY);
+  if (!raw) return undefined;
+  try {
+    const session = JSON.parse(raw) as Partial<Session>;
+    if (typeof session.token === "string" && typeof session.email === "string") {
+      return { token: session.token, email: session.email };
+    }
+  } catch {
+    // A corrupt entry is dropped below.
+  }
+  sessionStorage.removeItem(SESSION_KEY);
+  return undefined;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const session = savedSession();
+  const headers: Record<string, string> = {};
+  if (session) headers.authorization = `Bearer ${session.token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return undefined as T;
+  const payload: unknown = await response.json().catch(() => undefined);
+  if (response.ok) return payload as T;
+  const problem = (payload ?? {}) as Partial<ProblemDetails>;
+  if (response.status === 401 && path !== "/api/auth/login") {
+    sessionStorage.removeItem(SESSION_KEY);
+    throw new SignedOut(problem.detail ?? "signed out");
+  }
+  throw new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? response.statusText);
+}
+
+export async function login(email: string, password: string): Promise<Session> {
+  const answer = await request<LoginAnswer>("POST", "/api/auth/login", { email, password });
+  const session = { token: answer.token, email: answer.user.email };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  return session;
+}
+
+export async function logout(): Promise<void> {
+  try {
+    await request<void>("POST", "/api/auth/logout");
+  } finally {
+    sessionStorage.removeItem(SESSION_KEY);
+  }
+}
+
+export function listDevices(): Promise<DeviceList> {
+  return request<DeviceList>("GET", "/api/devices");
+}
+
+export function lastHour(deviceId: string, now: number): Promise<HistoryAnswer> {
+  const query = new URLSearchParams({
+    from: String(now - 3_600_000),
+    to: String(now),
+    metrics: "temperature,pressure",
+    resolution: "auto",
+  });
+  return request<HistoryAnswer>("GET", `/api/devices/${encodeURIComponent(deviceId)}/telemetry?${query}`);
+}

@@ -1,0 +1,41 @@
+// Composes the cloud API from its capability plugins; holds no logic of its own.
+
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Db } from "mongodb";
+import type { Logger } from "pino";
+import { authPlugin } from "./auth/plugin.ts";
+import type { CloudConfig } from "./config.ts";
+import { dashboardPlugin } from "./dashboard/plugin.ts";
+import { devicesPlugin } from "./devices/plugin.ts";
+import { gatewayApiPlugin } from "./gateway/plugin.ts";
+import { healthPlugin } from "./health/plugin.ts";
+import { problemDetailsPlugin } from "./http/problem.ts";
+import { telemetryPlugin } from "./telemetry/plugin.ts";
+
+export interface BuildAppOptions {
+  db: Db;
+  /** A pino logger to use, or true/false for Fastify's own logger at the configured level / none. */
+  logger?: Logger | boolean;
+  config: CloudConfig;
+}
+
+export async function buildApp({ db, logger = false, config }: BuildAppOptions): Promise<FastifyInstance> {
+  const logging =
+    typeof logger === "boolean"
+      ? { logger: logger ? { level: config.logLevel } : false }
+      : { loggerInstance: logger as FastifyBaseLogger };
+  const app = Fastify({
+    ...logging,
+    bodyLimit: 64 * 1024,
+    // Unknown properties are refused rather than silently dropped, and nothing is coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  });
+  await app.register(problemDetailsPlugin);
+  await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(healthPlugin, { db });
+  await app.register(devicesPlugin, { db });
+  await app.register(telemetryPlugin, { db });
+  await app.register(gatewayApiPlugin, { db });
+  await app.register(dashboardPlugin, { dir: config.dashboardDir });
+  return app;
+}

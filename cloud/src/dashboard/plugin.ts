@@ -1,0 +1,43 @@
+// Serves the operator dashboard, the esbuild bundle in cloud/dashboard/dist,
+// at `/`. Without a build it answers with a problem saying how to make one.
+
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import fastifyStatic from "@fastify/static";
+import type { FastifyInstance } from "fastify";
+import { sendProblem } from "../http/problem.ts";
+
+export interface DashboardOptions {
+  dir: string;
+}
+
+// ApexCharts sets inline styles on its SVG, hence 'unsafe-inline' for styles only.
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+export async function dashboardPlugin(app: FastifyInstance, options: DashboardOptions): Promise<void> {
+  try {
+    await access(join(options.dir, "index.html"));
+  } catch {
+    app.log.warn({ dir: options.dir }, "dashboard not built: run `npm run build -w cloud`");
+    app.get("/", (_request, reply) =>
+      sendProblem(reply, 503, "dashboard_not_built", "the dashboard is not built: run `npm run build -w cloud`"),
+    );
+    return;
+  }
+  await app.register(fastifyStatic, {
+    root: options.dir,
+    prefix: "/",
+    setHeaders: (response) => {
+      response.setHeader("content-security-policy", CONTENT_SECURITY_POLICY);
+      response.setHeader("x-content-type-options", "nosniff");
+      response.setHeader("referrer-policy", "no-referrer");
+    },
+  });
+}

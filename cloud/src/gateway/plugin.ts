@@ -1,0 +1,162 @@
+// The API site gateways call, authenticated by a tenant's gateway key: device
+// credential checks for the MQTT broker, and batched, idempotent ingest.
+
+import { LIMITS } from "@kestrel/wire";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Db } from "mongodb";
+import { DeviceStore } from "../devices/device-store.ts";
+import { bearerToken } from "../http/bearer.ts";
+import { Problem, problemResponses } from "../http/problem.ts";
+import { GatewayKeyStore } from "./gateway-key-store.ts";
+import { type IngestRequest, IngestService, MAX_ITEMS } from "./ingest.ts";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    gatewayTenantId: string | null;
+  }
+}
+
+export interface GatewayApiOptions {
+  db: Db;
+}
+
+// 500 batches of up to 100 samples are ~5 MiB of JSON in practice; the cap leaves room and bounds memory.
+const INGEST_BODY_LIMIT = 16 * 1024 * 1024;
+const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
+
+interface DeviceAuthBody {
+  deviceId: string;
+  token: string;
+}
+
+function gatewayTenant(request: FastifyRequest): string {
+  if (!request.gatewayTenantId) throw new Problem(401, "gateway_auth_failed", "gateway key required");
+  return request.gatewayTenantId;
+}
+
+export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApiOptions): Promise<void> {
+  const keys = new GatewayKeyStore(options.db);
+  const devices = new DeviceStore(options.db);
+  const ingest = new IngestService(options.db, devices);
+
+  app.decorateRequest("gatewayTenantId", null);
+  app.addHook("onRequest", async (request) => {
+    const key = bearerToken(request);
+    const tenantId = key ? await keys.tenantOf(key) : undefined;
+    if (!tenantId) {
+      request.log.warn("gateway key missing or unknown");
+      throw new Problem(401, "gateway_auth_failed", "a valid gateway key is required", {
+        "www-authenticate": "Bearer",
+      });
+    }
+    request.gatewayTenantId = tenantId;
+  });
+
+  app.post<{ Body: DeviceAuthBody }>(
+    "/api/gateway/v1/device-auth",
+    {
+      schema: {
+        body: {
+          type: "object",
+          additionalProperties: false,
+          required: ["deviceId", "token"],
+          properties: { deviceId: DEVICE_ID, token: { type: "string", minLength: 1, maxLength: 256 } },
+        },
+        response: {
+          200: {
+            type: "object",
+            additionalProperties: false,
+            required: ["deviceId", "tenantId"],
+            properties: { deviceId: { type: "string" }, tenantId: { type: "string" } },
+          },
+          ...problemResponses(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const tenantId = gatewayTenant(request);
+      const { deviceId, token } = request.body;
+      if (!(await devices.verifyToken(tenantId, deviceId, token))) {
+        request.log.warn({ deviceId }, "device authentication failed");
+        throw new Problem(401, "device_auth_failed", "unknown device or wrong token");
+      }
+      return { deviceId, tenantId };
+    },
+  );
+
+  app.post<{ Body: IngestRequest }>(
+    "/api/gateway/v1/ingest",
+    {
+      bodyLimit: INGEST_BODY_LIMIT,
+      schema: {
+        body: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            telemetry: {
+              type: "array",
+              maxItems: MAX_ITEMS,
+              items: {
+                type: "object",
+                additionalProperties: false,
+                required: ["deviceId", "batch"],
+                // The batch's own shape is checked per item by the wire contract's validator.
+                properties: { deviceId: DEVICE_ID, batch: { type: "object" } },
+              },
+            },
+            states: {
+              type: "array",
+              maxItems: MAX_ITEMS,
+              items: {
+                type: "object",
+                additionalProperties: false,
+                required: ["deviceId", "receivedAt", "state"],
+                properties: {
+                  deviceId: DEVICE_ID,
+                  receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
+                  state: { type: "object" },
+                },
+              },
+            },
+          },
+        },
+        response: {
+          200: {
+            type: "object",
+            additionalProperties: false,
+            required: ["accepted", "duplicates", "rejected"],
+            properties: {
+              accepted: { type: "integer" },
+              duplicates: { type: "integer" },
+              rejected: {
+                type: "array",
+                items: {
+                  type: "object",
+                  additionalProperties: false,
+                  required: ["kind", "index", "deviceId", "code", "message"],
+                  properties: {
+                    kind: { type: "string", enum: ["telemetry", "state"] },
+                    index: { type: "integer" },
+                    deviceId: { type: "string" },
+                    code: { type: "string" },
+                    message: { type: "string" },
+                  },
+                },
+              },
+            },
+          },
+          ...problemResponses(400, 401, 413),
+        },
+      },
+    },
+    async (request) => {
+      const tenantId = gatewayTenant(request);
+      const result = await ingest.ingest(tenantId, request.body);
+      request.log.debug({ tenantId, accepted: result.accepted, duplicates: result.duplicates }, "ingest");
+      if (result.rejected.length > 0) {
+        request.log.warn({ tenantId, rejected: result.rejected }, `ingest rejected ${result.rejected.length} items`);
+      }
+      return result;
+    },
+  );
+}

@@ -1,0 +1,13 @@
+// Public entry of the cloud package: what the local runner and the
+// end-to-end tests in tools/ use to run the cloud in-process.
+
+export { type BuildAppOptions, buildApp } from "./app.ts";
+export { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
+export { connectDb, type Database } from "./storage/connect.ts";
+export {
+  type EmbeddedFerretDb,
+  EmbeddedFerretDbError,
+  type EmbeddedFerretDbOptions,
+  startEmbeddedFerretDb,
+} from "./storage/embedded-ferretdb.ts";
+export { BootstrapError, type BootstrapOptions, bootstrap, type Credentials } from "./tenants/bootstrap.ts";

@@ -1,0 +1,49 @@
+// Command-line entry of the cloud API: configuration from the environment,
+// JSON logs to stdout, clean shutdown on SIGINT/SIGTERM.
+
+import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
+import { buildApp } from "./app.ts";
+import { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
+import { openDatabase } from "./storage/open.ts";
+
+let config: CloudConfig;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`cloud: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const logger = pino({ level: config.logLevel, base: { service: "cloud" } });
+const database = await openDatabase(config, logger);
+let app: FastifyInstance;
+try {
+  app = await buildApp({ db: database.db, logger, config });
+  await app.listen({ port: config.port, host: config.host });
+} catch (error) {
+  logger.fatal({ err: error }, "cloud did not start");
+  await database.close();
+  process.exit(1);
+}
+
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    app
+      .close()
+      .then(() => database.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, "cloud did not stop cleanly");
+          process.exit(1);
+        },
+      );
+  });
+}

@@ -1,0 +1,38 @@
+// Connects to MongoDB (or FerretDB) and makes sure every capability's indexes
+// exist before the app serves a request.
+
+import { type Db, MongoClient } from "mongodb";
+import { SessionStore } from "../auth/session-store.ts";
+import { UserStore } from "../auth/user-store.ts";
+import { DeviceStore } from "../devices/device-store.ts";
+import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { TenantStore } from "../tenants/tenant-store.ts";
+
+export interface Database {
+  client: MongoClient;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export async function connectDb(uri: string, dbName: string): Promise<Database> {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000, appName: "kestrel-cloud" });
+  await client.connect();
+  try {
+    const db = client.db(dbName);
+    for (const createIndexes of [
+      TenantStore.createIndexes,
+      UserStore.createIndexes,
+      SessionStore.createIndexes,
+      DeviceStore.createIndexes,
+      GatewayKeyStore.createIndexes,
+      TelemetryStore.createIndexes,
+    ]) {
+      await createIndexes(db);
+    }
+    return { client, db, close: () => client.close() };
+  } catch (error) {
+    await client.close();
+    throw error;
+  }
+}

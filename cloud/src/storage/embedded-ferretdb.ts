@@ -1,0 +1,109 @@
+// Runs the project-local FerretDB binary (MongoDB wire protocol on SQLite) as a
+// child process on a free loopback port: the embedded store for development
+// and tests when MONGODB_URI is not set.
+
+import { spawn } from "node:child_process";
+import { access, constants, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { Logger } from "pino";
+import { REPO_ROOT } from "../config.ts";
+
+export interface EmbeddedFerretDbOptions {
+  dataDir: string;
+  /** Defaults to `<repo>/.local/bin/ferretdb`, built by `make setup`. */
+  binary?: string;
+  /** Receives FerretDB's own log lines (stderr) at debug level. */
+  logger?: Logger;
+  startTimeoutMs?: number;
+  stopTimeoutMs?: number;
+}
+
+export interface EmbeddedFerretDb {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+export class EmbeddedFerretDbError extends Error {
+  constructor(
+    readonly code: "ferretdb_missing" | "ferretdb_start_failed",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const URI_LINE = /^MONGODB_URI=(mongodb:\/\/\S+)$/;
+// Kept so a failed start can say why.
+const STDERR_TAIL_LINES = 20;
+
+export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): Promise<EmbeddedFerretDb> {
+  const binary = options.binary ?? join(REPO_ROOT, ".local", "bin", "ferretdb");
+  const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  const stopTimeoutMs = options.stopTimeoutMs ?? 5_000;
+  try {
+    await access(binary, constants.X_OK);
+  } catch {
+    throw new EmbeddedFerretDbError(
+      "ferretdb_missing",
+      `FerretDB binary not found or not executable at ${binary}: run \`make setup\` (or set MONGODB_URI)`,
+    );
+  }
+  await mkdir(options.dataDir, { recursive: true });
+
+  const child = spawn(binary, ["-listen", "127.0.0.1:0", "-data", options.dataDir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // If this process ends without stop() (process.exit, an uncaught error), FerretDB must not outlive it.
+  const stopOnExit = () => child.kill("SIGTERM");
+  process.once("exit", stopOnExit);
+  child.once("exit", () => process.off("exit", stopOnExit));
+  const stderrTail: string[] = [];
+  createInterface({ input: child.stderr }).on("line", (line) => {
+    stderrTail.push(line);
+    if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
+    options.logger?.debug({ ferretdb: line }, "ferretdb");
+  });
+
+  const stop = async (): Promise<void> => {
+    // No pid: the spawn itself failed, there is nothing to stop.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  const uri = await new Promise<string>((resolve, reject) => {
+    const fail = (reason: string) => {
+      clearTimeout(timer);
+      const tail = stderrTail.length > 0 ? `\n${stderrTail.join("\n")}` : "";
+      reject(new EmbeddedFerretDbError("ferretdb_start_failed", `FerretDB (${binary}) ${reason}${tail}`));
+    };
+    const timer = setTimeout(() => fail(`printed no MONGODB_URI within ${startTimeoutMs} ms`), startTimeoutMs);
+    child.once("error", (error) => fail(`could not start: ${error.message}`));
+    child.once("exit", (code, signal) => fail(`exited during start-up (code ${code}, signal ${signal})`));
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      const match = URI_LINE.exec(line.trim());
+      if (!match?.[1]) return;
+      clearTimeout(timer);
+      resolve(match[1]);
+    });
+  }).catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
+
+  let stopping = false;
+  child.once("exit", (code, signal) => {
+    if (!stopping) options.logger?.error({ code, signal, stderr: stderrTail }, "embedded FerretDB exited unexpectedly");
+  });
+  return {
+    uri,
+    stop: () => {
+      stopping = true;
+      return stop();
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ConfigError, loadConfig, REPO_ROOT } from "../src/config.ts";
+
+test("defaults run on a laptop", () => {
+  assert.deepEqual(loadConfig({}), {
+    port: 8080,
+    host: "127.0.0.1",
+    mongoUri: undefined,
+    mongoDb: "kestrel",
+    dataDir: join(REPO_ROOT, ".data"),
+    sessionTtlSeconds: 28_800,
+    logLevel: "info",
+    dashboardDir: join(REPO_ROOT, "cloud", "dashboard", "dist"),
+  });
+});
+
+test("values from the environment are used", () => {
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "0.0.0.0",
+    MONGODB_URI: "mongodb+srv://cluster.example.net/",
+    MONGODB_DB: "kestrel_test",
+    DATA_DIR: "/var/lib/kestrel",
+    SESSION_TTL: "3600",
+    LOG_LEVEL: "debug",
+  });
+  assert.equal(config.port, 0);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.mongoUri, "mongodb+srv://cluster.example.net/");
+  assert.equal(config.mongoDb, "kestrel_test");
+  assert.equal(config.dataDir, "/var/lib/kestrel");
+  assert.equal(config.sessionTtlSeconds, 3600);
+  assert.equal(config.logLevel, "debug");
+});
+
+test("bad values are refused with a message naming the variable", () => {
+  for (const [env, message] of [
+    [{ PORT: "80a" }, /PORT must be an integer between 0 and 65535, got "80a"/],
+    [{ PORT: "70000" }, /PORT/],
+    [{ SESSION_TTL: "10" }, /SESSION_TTL must be an integer between 60/],
+    [{ MONGODB_URI: "http://localhost" }, /MONGODB_URI must start with mongodb:\/\//],
+    [{ MONGODB_DB: "a.b" }, /MONGODB_DB/],
+    [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+  ] as const) {
+    assert.throws(
+      () => loadConfig(env),
+      (error: unknown) => error instanceof ConfigError && message.test(error.message),
+    );
+  }
+});

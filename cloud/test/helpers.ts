@@ -1,0 +1,71 @@
+// A real cloud for tests: FerretDB started in a temp dir, the app built on it
+// and driven with app.inject() (no socket), plus small request helpers.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance, LightMyRequestResponse } from "fastify";
+import type { Db } from "mongodb";
+import { buildApp } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { connectDb } from "../src/storage/connect.ts";
+import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { bootstrap, type Credentials } from "../src/tenants/bootstrap.ts";
+
+export interface TestCloud {
+  app: FastifyInstance;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export async function startTestCloud(env: Record<string, string> = {}): Promise<TestCloud> {
+  const dir = await mkdtemp(join(tmpdir(), "kestrel-cloud-test-"));
+  const ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  const config = loadConfig({ DATA_DIR: dir, ...env });
+  const database = await connectDb(ferret.uri, config.mongoDb);
+  const app = await buildApp({ db: database.db, config });
+  return {
+    app,
+    db: database.db,
+    close: async () => {
+      await app.close();
+      await database.close();
+      await ferret.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const PASSWORD = "correct horse battery staple";
+
+export function bootstrapTenant(db: Db, tenantName: string, deviceIds: string[]): Promise<Credentials> {
+  const adminEmail = `admin@${tenantName.toLowerCase()}.test`;
+  return bootstrap(db, { tenantName, adminEmail, adminPassword: PASSWORD, deviceIds });
+}
+
+export async function login(app: FastifyInstance, email: string, password = PASSWORD): Promise<string> {
+  const response = await app.inject({ method: "POST", url: "/api/auth/login", payload: { email, password } });
+  if (response.statusCode !== 200) throw new Error(`login answered ${response.statusCode}: ${response.body}`);
+  return response.json<{ token: string }>().token;
+}
+
+export function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+export function ingest(app: FastifyInstance, gatewayKey: string, payload: object): Promise<LightMyRequestResponse> {
+  return app.inject({ method: "POST", url: "/api/gateway/v1/ingest", headers: bearer(gatewayKey), payload });
+}
+
+/** A well-formed batch of `count` samples, one second apart, starting at `start`. */
+export function batch(boot: number, firstSeq: number, count: number, start: number) {
+  return {
+    v: 1 as const,
+    boot,
+    samples: Array.from({ length: count }, (_, i) => ({
+      seq: firstSeq + i,
+      ts: start + i * 1000,
+      m: { temperature: 20 + i / 10, pressure: 100_000 + i },
+    })),
+  };
+}
