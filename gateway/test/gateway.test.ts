@@ -107,7 +107,7 @@ describe("gateway", () => {
 
   test("publishing to another device's topic disconnects the client and is counted", async () => {
     const client = await device("dev-b", DEVICES["dev-b"]);
-    const closed = new Promise((resolve) => client.once("close", resolve));
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     client.publish("d/dev-a/telemetry", JSON.stringify(batch(1, 0, 1)), { qos: 1 });
     await closed;
     assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);

@@ -1,0 +1,135 @@
+// Starts the whole platform in one process tree on loopback: the store
+// (FerretDB unless MONGODB_URI is given), the cloud, the gateway and simulated
+// devices running the real firmware in XS. Used by `make run` and by the
+// end-to-end and browser tests.
+
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
+import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
+import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
+import type { Logger } from "pino";
+
+export interface PlatformOptions {
+  dataDir: string;
+  deviceCount: number;
+  logger: Logger;
+  mongoUri?: string;
+  cloudPort?: number;
+  mqttPort?: number;
+  gatewayHttpPort?: number;
+  sampleIntervalMs?: number;
+  samplesPerBatch?: number;
+  /** Reuse credentials saved by an earlier run in dataDir (the local runner); tests start fresh. */
+  reuseCredentials?: boolean;
+}
+
+export interface Credentials {
+  tenantId: string;
+  admin: { email: string; password: string };
+  gatewayKey: string;
+  devices: Array<{ deviceId: string; token: string }>;
+}
+
+export interface Platform {
+  cloudUrl: string;
+  mqttUrl: string;
+  credentials: Credentials;
+  gateway: Gateway;
+  devices: SimDevice[];
+  /** Stops the devices only, leaving the pipeline running so it can drain. */
+  stopDevices(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const ADMIN_EMAIL = "admin@kestrel.local";
+
+async function loadSavedCredentials(path: string): Promise<Credentials | undefined> {
+  try {
+    return JSON.parse(await readFile(path, "utf8")) as Credentials;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startPlatform(options: PlatformOptions): Promise<Platform> {
+  const { logger, dataDir } = options;
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      await stop().catch((error: unknown) => logger.error({ err: error }, "stop failed"));
+    }
+    stops.length = 0;
+  };
+  try {
+    await mkdir(dataDir, { recursive: true });
+    let mongoUri = options.mongoUri;
+    if (!mongoUri) {
+      const ferret = await startEmbeddedFerretDb({ dataDir: join(dataDir, "ferretdb") });
+      stops.push(() => ferret.stop());
+      mongoUri = ferret.uri;
+    }
+    const config = loadConfig({
+      ...process.env,
+      MONGODB_URI: mongoUri,
+      PORT: String(options.cloudPort ?? 0),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+    });
+    const store = await connectDb(mongoUri, config.mongoDb);
+    stops.push(() => store.close());
+
+    const credentialsPath = join(dataDir, "credentials.json");
+    const deviceIds = Array.from({ length: options.deviceCount }, (_, i) => `sim-${String(i + 1).padStart(3, "0")}`);
+    let credentials = options.reuseCredentials ? await loadSavedCredentials(credentialsPath) : undefined;
+    if (!credentials || credentials.devices.length !== deviceIds.length) {
+      credentials = await bootstrap(store.db, { tenantName: "Local", adminEmail: ADMIN_EMAIL, deviceIds });
+      await writeFile(credentialsPath, JSON.stringify(credentials, null, 2), { mode: 0o600 });
+    }
+
+    const app = await buildApp({ db: store.db, logger: logger.child({ service: "cloud" }), config });
+    await app.listen({ port: config.port, host: config.host });
+    stops.push(() => app.close());
+    const address = app.server.address();
+    const cloudPort = typeof address === "object" && address ? address.port : config.port;
+    const cloudUrl = `http://127.0.0.1:${cloudPort}`;
+
+    const gateway = await startGateway(
+      loadGatewayConfig({
+        ...process.env,
+        MQTT_PORT: String(options.mqttPort ?? 0),
+        GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
+        CLOUD_URL: cloudUrl,
+        GATEWAY_KEY: credentials.gatewayKey,
+      }),
+      logger.child({ service: "gateway" }),
+    );
+    stops.push(() => gateway.stop());
+    const mqttUrl = `mqtt://127.0.0.1:${gateway.mqttPort}`;
+
+    const devices: SimDevice[] = [];
+    const stopDevices = async () => {
+      const running = devices.splice(0);
+      await Promise.all(running.map((device) => device.stop()));
+    };
+    stops.push(stopDevices);
+    for (const [index, device] of credentials.devices.entries()) {
+      devices.push(
+        await startSimDevice({
+          deviceId: device.deviceId,
+          token: device.token,
+          mqttUrl,
+          stateDir: join(dataDir, "devices", device.deviceId),
+          sampleIntervalMs: options.sampleIntervalMs,
+          samplesPerBatch: options.samplesPerBatch,
+          seed: index + 1,
+          logger: logger.child({ service: "device", deviceId: device.deviceId }),
+        }),
+      );
+    }
+    return { cloudUrl, mqttUrl, credentials, gateway, devices: [...devices], stopDevices, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,51 @@
+// `make run`: the whole platform locally on embedded defaults, until Ctrl-C.
+
+import { join } from "node:path";
+import { pino } from "pino";
+import { startPlatform } from "./platform.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+const logger = pino({ level: process.env.LOG_LEVEL || "warn" });
+const deviceCount = Number(process.env.DEVICES || 3);
+if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 200) {
+  process.stderr.write("DEVICES must be an integer between 1 and 200\n");
+  process.exit(2);
+}
+
+const platform = await startPlatform({
+  dataDir: process.env.DATA_DIR || join(root, ".data"),
+  deviceCount,
+  logger,
+  mongoUri: process.env.MONGODB_URI || undefined,
+  cloudPort: Number(process.env.PORT || 8080),
+  mqttPort: Number(process.env.MQTT_PORT || 1883),
+  gatewayHttpPort: Number(process.env.GATEWAY_HTTP_PORT || 8081),
+  reuseCredentials: true,
+});
+
+const { admin } = platform.credentials;
+process.stdout.write(
+  [
+    "",
+    "Kestrel is running.",
+    `  dashboard  ${platform.cloudUrl}/`,
+    `  login      ${admin.email} / ${admin.password}`,
+    `  mqtt       ${platform.mqttUrl} (gateway)`,
+    `  devices    ${platform.devices.map((d) => d.deviceId).join(", ")}`,
+    "  (credentials saved in .data/credentials.json; Ctrl-C stops everything)",
+    "",
+  ].join("\n"),
+);
+
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write("\nstopping...\n");
+    platform.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
