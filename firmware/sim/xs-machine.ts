@@ -5,7 +5,7 @@
 // Packages that import the simulator compile it in their own programs, which do not include types/.
 /// <reference path="./types/xsnap.d.ts" />
 import "./xsnap-globals.ts";
-import { spawn } from "node:child_process";
+import { type SpawnOptions, spawn } from "node:child_process";
 import fs, { readFileSync } from "node:fs";
 import os from "node:os";
 import { type XsnapMeterUsage, type XsnapWorker, xsnap } from "@agoric/xsnap";
@@ -107,7 +107,10 @@ export class XsMachine {
     const worker = await xsnap({
       name: options.name,
       os: os.type(),
-      spawn,
+      // Its own process group, so a terminal's Ctrl-C stops the simulator in order rather than
+      // killing every device's engine at once; the worker exits when its pipes to us close.
+      spawn: ((command: string, args: string[], spawnOptions: SpawnOptions) =>
+        spawn(command, args, { ...spawnOptions, detached: true })) as typeof spawn,
       fs: { ...fs, ...fs.promises },
       handleCommand: (request) => this.#onHostCall(request),
       meteringLimit: options.meteringLimit ?? DEFAULT_METERING_LIMIT,

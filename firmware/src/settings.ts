@@ -3,6 +3,13 @@
 
 import { isDeviceId, LIMITS } from "@kestrel/wire";
 
+/**
+ * The wire allows 100 samples a batch, but Moddable's lwIP socket throws on a message larger than
+ * the free TCP send buffer (8 KB by default on ESP32): at ~90 bytes a sample, 50 keeps a worst-case
+ * batch near 4.5 KB so it can always be sent.
+ */
+export const MAX_SAMPLES_PER_BATCH = Math.min(50, LIMITS.samplesPerBatch);
+
 export interface DeviceSettings {
   deviceId: string;
   token: string;
@@ -44,7 +51,7 @@ export function readSettings(config: Readonly<Record<string, unknown>>): DeviceS
     scl: integer(config, "scl", 0, 63),
     bmp280Address: integer(config, "bmp280Address", 0x08, 0x77),
     sampleIntervalMs: integer(config, "sampleIntervalMs", 10, 3_600_000),
-    samplesPerBatch: integer(config, "samplesPerBatch", 1, LIMITS.samplesPerBatch),
+    samplesPerBatch: integer(config, "samplesPerBatch", 1, MAX_SAMPLES_PER_BATCH),
     outboxBatches: integer(config, "outboxBatches", 1, 1000),
   };
 }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LIMITS, parseTelemetryBatch } from "@kestrel/wire";
-import { readSettings } from "../src/settings.ts";
+import { MAX_SAMPLES_PER_BATCH, readSettings } from "../src/settings.ts";
 import TelemetryBatcher from "../src/telemetry.ts";
 
 const TS = Date.UTC(2026, 0, 1);
@@ -69,5 +69,17 @@ test("names the setting that is wrong", () => {
   );
   assert.throws(() => readSettings({ ...CONFIG, mqttPort: "x" }), /mqttPort must be an integer 1\.\.65535, got "x"/);
   assert.throws(() => readSettings({ ...CONFIG, token: "" }), /token must be a non-empty string/);
-  assert.throws(() => readSettings({ ...CONFIG, samplesPerBatch: 101 }), /samplesPerBatch must be an integer 1\.\.100/);
+  assert.throws(() => readSettings({ ...CONFIG, samplesPerBatch: 51 }), /samplesPerBatch must be an integer 1\.\.50/);
+});
+
+test("the largest batch a device may build fits well inside the ESP32's 8 KB TCP send buffer", () => {
+  const batcher = new TelemetryBatcher(0xffffffff, MAX_SAMPLES_PER_BATCH);
+  let text: string | undefined;
+  // Widest values: a huge seq, a far timestamp, negative fractional temperature, long pressure.
+  for (let i = 0; i < MAX_SAMPLES_PER_BATCH; i++) {
+    text = batcher.add(0xffffffff - MAX_SAMPLES_PER_BATCH + i, 4_102_444_799_999, -39.99, 109_999.99609375);
+  }
+  assert.ok(text);
+  assert.ok(text.length < 6 * 1024, `worst-case batch is ${text.length} bytes`);
+  assert.ok(parseTelemetryBatch(text).ok);
 });

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -56,6 +57,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go exitWithParent(ctx, stop)
 
 	done := make(chan struct{})
 	go func() {
@@ -67,4 +69,23 @@ func main() {
 
 	fmt.Printf("MONGODB_URI=%s\n", f.MongoDBURI())
 	<-done
+}
+
+// exitWithParent stops the server when the process that started it is gone
+// (it runs in its own process group, so no terminal signal reaches it then).
+func exitWithParent(ctx context.Context, stop context.CancelFunc) {
+	parent := os.Getppid()
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if os.Getppid() != parent {
+				stop()
+				return
+			}
+		}
+	}
 }

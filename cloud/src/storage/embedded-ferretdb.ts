@@ -53,6 +53,9 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
 
   const child = spawn(binary, ["-listen", "127.0.0.1:0", "-data", options.dataDir], {
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: a terminal's Ctrl-C reaches only us, and we stop FerretDB last, after
+    // the services that still write to it. FerretDB exits by itself if this process dies.
+    detached: true,
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   // If this process ends without stop() (process.exit, an uncaught error), FerretDB must not outlive it.
