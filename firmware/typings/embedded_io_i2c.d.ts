@@ -5,6 +5,9 @@
 // no `timeout` option, and the `stop` flag is ignored by the ESP32 runtime (always STOP).
 
 declare module "embedded:io/i2c" {
+  // biome-ignore lint/complexity/noUselessEmptyExport: without it every declaration in the block is importable; the SDK exports only the class.
+  export {};
+
   interface I2COptions {
     /** SDA pin number. */
     data: number;
