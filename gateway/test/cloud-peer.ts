@@ -4,7 +4,7 @@
 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { IngestRequest } from "../src/uplink/cloud-client.ts";
+import type { IngestRequest } from "@kestrel/wire";
 
 export interface CloudPeer {
   url: string;

@@ -220,3 +220,25 @@ export function parseDeviceState(text: string): Parsed<DeviceState> {
 
 /** The last will a device registers when it connects. */
 export const OFFLINE_STATE: Readonly<DeviceState> = Object.freeze({ v: WIRE_VERSION, online: false });
+
+/** Gateway → cloud, `POST /api/gateway/v1/ingest`: what devices published, already validated by the gateway. */
+export interface IngestRequest {
+  telemetry: Array<{ deviceId: string; batch: TelemetryBatch }>;
+  states: Array<{ deviceId: string; receivedAt: number; state: DeviceState }>;
+}
+
+/** One item the cloud refused (the rest of the request is stored). */
+export interface IngestRejection {
+  kind: "telemetry" | "state";
+  index: number;
+  deviceId: string;
+  code: string;
+  message: string;
+}
+
+/** The cloud's answer to an ingest request; `duplicates` were stored before (a retry). */
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+  rejected: IngestRejection[];
+}

@@ -2,7 +2,14 @@
 // item checked with the wire contract's validators and against the gateway's
 // tenant on its own, so one bad item is reported without refusing the rest.
 
-import { isDeviceId, type TelemetryBatch, validateDeviceState, validateTelemetryBatch } from "@kestrel/wire";
+import {
+  type IngestRejection,
+  type IngestResult,
+  isDeviceId,
+  type TelemetryBatch,
+  validateDeviceState,
+  validateTelemetryBatch,
+} from "@kestrel/wire";
 import type { Db } from "mongodb";
 import type { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
@@ -10,23 +17,10 @@ import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.t
 
 export const MAX_ITEMS = 500;
 
+/** The wire's IngestRequest before validation: the cloud checks every item itself. */
 export interface IngestRequest {
   telemetry?: Array<{ deviceId: string; batch: unknown }>;
   states?: Array<{ deviceId: string; receivedAt: number; state: unknown }>;
-}
-
-export interface IngestRejection {
-  kind: "telemetry" | "state";
-  index: number;
-  deviceId: string;
-  code: string;
-  message: string;
-}
-
-export interface IngestResult {
-  accepted: number;
-  duplicates: number;
-  rejected: IngestRejection[];
 }
 
 export class IngestService {

@@ -1,36 +1,7 @@
 // HTTP client for the cloud's gateway API: device authentication and batched,
 // idempotent ingest. Every call has a timeout; failures carry a stable code.
 
-import type { DeviceState, TelemetryBatch } from "@kestrel/wire";
-
-export interface IngestTelemetry {
-  deviceId: string;
-  batch: TelemetryBatch;
-}
-
-export interface IngestState {
-  deviceId: string;
-  receivedAt: number;
-  state: DeviceState;
-}
-
-export interface IngestRequest {
-  telemetry: IngestTelemetry[];
-  states: IngestState[];
-}
-
-export interface IngestRejection {
-  index: number;
-  deviceId: string;
-  code: string;
-  message: string;
-}
-
-export interface IngestResult {
-  accepted: number;
-  duplicates: number;
-  rejected: IngestRejection[];
-}
+import type { IngestRejection, IngestRequest, IngestResult } from "@kestrel/wire";
 
 export type DeviceAuthResult = { ok: true; tenantId: string } | { ok: false; reason: "denied" };
 

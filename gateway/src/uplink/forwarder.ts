@@ -6,10 +6,10 @@
 // The queue lives in memory and is bounded; the durable on-disk queue that
 // survives a gateway crash is a later step (issue 4).
 
-import type { DeviceState, TelemetryBatch } from "@kestrel/wire";
+import type { DeviceState, IngestRequest, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
-import { type CloudClient, CloudError, type IngestRequest } from "./cloud-client.ts";
+import { type CloudClient, CloudError } from "./cloud-client.ts";
 
 type QueuedItem =
   | { kind: "telemetry"; deviceId: string; batch: TelemetryBatch }
