@@ -242,3 +242,96 @@ export interface IngestResult {
   duplicates: number;
   rejected: IngestRejection[];
 }
+
+/** Commands a device understands (payload of `d/{id}/cmd`). */
+export type CommandName = "reboot" | "set-config" | "ping" | "identify";
+
+const COMMAND_NAMES: readonly string[] = Object.freeze(["reboot", "set-config", "ping", "identify"]);
+const COMMAND_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Payload of `d/{id}/cmd` (QoS 1). `id` is unique per device: a device that sees an id again
+ * re-sends its last ack without executing twice. A command past `expiresAt` (epoch ms) is refused.
+ */
+export interface DeviceCommand {
+  v: 1;
+  id: string;
+  name: CommandName;
+  params?: Record<string, string | number | boolean>;
+  expiresAt?: number;
+}
+
+export type CommandAckStatus = "accepted" | "done" | "failed";
+
+const ACK_STATUSES: readonly string[] = Object.freeze(["accepted", "done", "failed"]);
+
+/** Payload of `d/{id}/cmd/ack` (QoS 1): `accepted` first, then `done` or `failed` with a reason. */
+export interface CommandAck {
+  v: 1;
+  id: string;
+  status: CommandAckStatus;
+  reason?: string;
+  result?: Record<string, string | number | boolean>;
+}
+
+function isFlatRecord(value: unknown): value is Record<string, string | number | boolean> {
+  if (!isObject(value)) return false;
+  const keys = Object.keys(value);
+  if (keys.length > 32) return false;
+  for (const key of keys) {
+    if (!isMetricName(key)) return false;
+    const item = value[key];
+    if (typeof item === "string" ? item.length > 256 : typeof item !== "boolean" && !Number.isFinite(item))
+      return false;
+  }
+  return true;
+}
+
+export function validateDeviceCommand(raw: unknown): Parsed<DeviceCommand> {
+  if (!isObject(raw)) return fail("invalid_command", "command must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `command v must be ${WIRE_VERSION}`);
+  if (typeof raw.id !== "string" || !COMMAND_ID.test(raw.id))
+    return fail("invalid_command", "id must be 1..64 characters of A-Z a-z 0-9 _ -");
+  if (typeof raw.name !== "string" || !COMMAND_NAMES.includes(raw.name))
+    return fail("unknown_command", `name must be one of ${COMMAND_NAMES.join(", ")}`);
+  const command: DeviceCommand = { v: WIRE_VERSION, id: raw.id, name: raw.name as CommandName };
+  if (raw.params !== undefined) {
+    if (!isFlatRecord(raw.params))
+      return fail("invalid_command", "params must be an object of at most 32 string, number or boolean values");
+    command.params = raw.params;
+  }
+  if (raw.expiresAt !== undefined) {
+    if (!isUint(raw.expiresAt, MAX_TS)) return fail("invalid_command", "expiresAt must be epoch milliseconds");
+    command.expiresAt = raw.expiresAt;
+  }
+  return { ok: true, value: command };
+}
+
+export function parseDeviceCommand(text: string): Parsed<DeviceCommand> {
+  const json = parseJson(text);
+  return json.ok ? validateDeviceCommand(json.value) : json;
+}
+
+export function validateCommandAck(raw: unknown): Parsed<CommandAck> {
+  if (!isObject(raw)) return fail("invalid_ack", "command ack must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `command ack v must be ${WIRE_VERSION}`);
+  if (typeof raw.id !== "string" || !COMMAND_ID.test(raw.id)) return fail("invalid_ack", "id is not a command id");
+  if (typeof raw.status !== "string" || !ACK_STATUSES.includes(raw.status))
+    return fail("invalid_ack", `status must be one of ${ACK_STATUSES.join(", ")}`);
+  const ack: CommandAck = { v: WIRE_VERSION, id: raw.id, status: raw.status as CommandAckStatus };
+  if (raw.reason !== undefined) {
+    if (typeof raw.reason !== "string" || raw.reason.length > 256)
+      return fail("invalid_ack", "reason must be a string of at most 256 characters");
+    ack.reason = raw.reason;
+  }
+  if (raw.result !== undefined) {
+    if (!isFlatRecord(raw.result)) return fail("invalid_ack", "result must be a flat object of at most 32 values");
+    ack.result = raw.result;
+  }
+  return { ok: true, value: ack };
+}
+
+export function parseCommandAck(text: string): Parsed<CommandAck> {
+  const json = parseJson(text);
+  return json.ok ? validateCommandAck(json.value) : json;
+}

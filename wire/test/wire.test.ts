@@ -3,7 +3,15 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { LIMITS, parseDeviceState, parseTelemetryBatch, parseTopic, topics } from "../src/index.ts";
+import {
+  LIMITS,
+  parseCommandAck,
+  parseDeviceCommand,
+  parseDeviceState,
+  parseTelemetryBatch,
+  parseTopic,
+  topics,
+} from "../src/index.ts";
 
 const TS = 1_764_000_000_000;
 const sample = (seq: number) => ({ seq, ts: TS + seq, m: { temperature: 21.5, pressure: 100_653.27 } });
@@ -76,5 +84,29 @@ describe("device state", () => {
       const parsed = parseDeviceState(JSON.stringify(bad));
       assert.equal(parsed.ok, false, JSON.stringify(bad));
     }
+  });
+});
+
+describe("commands", () => {
+  test("a command and its acks round-trip", () => {
+    const command = { v: 1, id: "c-1", name: "set-config", params: { sample_interval_ms: 500 }, expiresAt: TS };
+    assert.deepEqual(parseDeviceCommand(JSON.stringify(command)), { ok: true, value: command });
+    const ack = { v: 1, id: "c-1", status: "failed", reason: "expired" };
+    assert.deepEqual(parseCommandAck(JSON.stringify(ack)), { ok: true, value: ack });
+  });
+
+  test("refuses unknown names, bad ids, nested params and unknown ack statuses", () => {
+    const refused: Array<[string, string]> = [
+      [JSON.stringify({ v: 1, id: "c", name: "format-flash" }), "unknown_command"],
+      [JSON.stringify({ v: 1, id: "a/b", name: "ping" }), "invalid_command"],
+      [JSON.stringify({ v: 1, id: "c", name: "ping", params: { a: { b: 1 } } }), "invalid_command"],
+      [JSON.stringify({ v: 1, id: "c", name: "ping", params: { $where: 1 } }), "invalid_command"],
+    ];
+    for (const [text, code] of refused) {
+      const parsed = parseDeviceCommand(text);
+      assert.equal(!parsed.ok && parsed.error.code, code, text);
+    }
+    const ack = parseCommandAck(JSON.stringify({ v: 1, id: "c", status: "queued" }));
+    assert.equal(!ack.ok && ack.error.code, "invalid_ack");
   });
 });
