@@ -1,7 +1,9 @@
 // Runs simulated devices against an MQTT broker until SIGINT/SIGTERM, logging JSON lines:
 //   tsx firmware/sim/cli.ts --credentials devices.json --mqtt mqtt://127.0.0.1:1883
-//       [--count N] [--state-dir DIR] [--interval-ms MS]
-// The credentials file is { "devices": [ { "deviceId": "...", "token": "..." } ] }.
+//       [--count N] [--state-dir DIR] [--interval-ms MS] [--ca ca.pem [--cert cert.pem --key key.pem]]
+// The credentials file is { "devices": [ { "deviceId": "...", "token": "..." } ] }. With an mqtts://
+// broker, --ca is the CA its certificate must lead to; --cert/--key give every device that client
+// certificate for mutual TLS.
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -52,6 +54,9 @@ async function main(): Promise<void> {
       count: { type: "string" },
       "state-dir": { type: "string", default: ".data/sim" },
       "interval-ms": { type: "string" },
+      ca: { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
     },
   });
   if (!values.credentials) throw new Error("--credentials <file.json> is required");
@@ -61,6 +66,9 @@ async function main(): Promise<void> {
     throw new Error(`--count ${count} exceeds the ${all.length} devices in ${values.credentials}`);
   const sampleIntervalMs = positiveInteger(values["interval-ms"], "--interval-ms");
   const stateDir = resolve(values["state-dir"]);
+  const pem = (file: string | undefined): string | undefined => (file ? readFileSync(file, "utf8") : undefined);
+  const ca = pem(values.ca);
+  const tls = ca === undefined ? undefined : { ca, cert: pem(values.cert), key: pem(values.key) };
 
   const devices: SimDevice[] = [];
   let stopping = false;
@@ -75,7 +83,15 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
 
   for (const { deviceId, token } of all.slice(0, count)) {
-    const device = await startSimDevice({ deviceId, token, mqttUrl: values.mqtt, stateDir, sampleIntervalMs, logger });
+    const device = await startSimDevice({
+      deviceId,
+      token,
+      mqttUrl: values.mqtt,
+      tls,
+      stateDir,
+      sampleIntervalMs,
+      logger,
+    });
     devices.push(device);
     logger.info({ device: deviceId, ...device.meters() }, "simulated device booted");
   }

@@ -110,6 +110,11 @@ export class I2cPort {
     }
   }
 
+  /** A chip reset releases every handle; the devices on the bus keep their power and registers. */
+  reset(): void {
+    this.#open.clear();
+  }
+
   #openDevice(args: Record<string, unknown>): number {
     const data = integerArg(args, "data");
     const clock = integerArg(args, "clock");

@@ -10,8 +10,10 @@ export {
   compensateFloat,
   DATASHEET_TRIMMING,
 } from "./bmp280-model.ts";
-export { RealTimeClock, type SimClock } from "./clock.ts";
+export { FastClock, RealTimeClock, type SimClock } from "./clock.ts";
 export { type SimDevice, type SimDeviceOptions, startSimDevice } from "./device.ts";
+export { FLASH_SECTOR_BYTES, FlashPartition } from "./flash.ts";
+export { GpioModel, type PinLevel } from "./gpio.ts";
 export { I2cBus, I2cNackError, I2cPort, type I2cTarget } from "./i2c-bus.ts";
 export type { SimLogger } from "./logger.ts";
 export type { XsMeters } from "./xs-machine.ts";

@@ -1,7 +1,9 @@
 // The network side of the simulated Moddable `mqtt` Client: for each client the firmware creates, a
-// real MQTT 3.1.1 connection (mqtt.js) to the host and port the firmware asked for. Connection events
-// go back to the firmware as device events; publishes are forwarded as they are.
+// real MQTT 3.1.1 connection (mqtt.js) to the host and port the firmware asked for, over TLS when
+// the firmware passed securesocket (server verified against its CA, optional client certificate).
+// Connection events go back to the firmware as device events; publishes are forwarded as they are.
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { SimLogger } from "./logger.ts";
 
@@ -22,6 +24,27 @@ function decodePayload(value: unknown, what: string): Buffer {
     if (Array.isArray((value as { bytes?: unknown }).bytes)) return Buffer.from((value as { bytes: number[] }).bytes);
   }
   throw new TypeError(`${what} must be a string or an ArrayBuffer`);
+}
+
+function derBytes(value: unknown, what: string): Buffer {
+  if (!Array.isArray(value)) throw new TypeError(`${what} must be DER bytes`);
+  return Buffer.from(value as number[]);
+}
+
+/**
+ * securesocket's checks, done by node:tls: the chain against the CA only (no system roots), the
+ * server's subjectAltName against the host the firmware connects to (mqtt.js passes it as host).
+ */
+function tlsOptions(tls: Record<string, unknown>): Partial<IClientOptions> {
+  const options: Partial<IClientOptions> = { protocol: "mqtts", rejectUnauthorized: true };
+  if (tls.ca !== undefined) options.ca = new X509Certificate(derBytes(tls.ca, "ca")).toString();
+  if (tls.cert !== undefined) {
+    options.cert = new X509Certificate(derBytes(tls.cert, "client certificate")).toString();
+    options.key = createPrivateKey({ key: derBytes(tls.key, "client key"), format: "der", type: "pkcs8" })
+      .export({ format: "pem", type: "pkcs8" })
+      .toString();
+  }
+  return options;
 }
 
 function qosOf(value: unknown): 0 | 1 | 2 {
@@ -105,6 +128,8 @@ export class MqttBridge {
       reconnectPeriod: 0,
       connectTimeout: CONNECT_TIMEOUT_MS,
     };
+    if (typeof args.tls === "object" && args.tls !== null)
+      Object.assign(options, tlsOptions(args.tls as Record<string, unknown>));
     if (typeof args.user === "string") options.username = args.user;
     if (args.password !== undefined) options.password = decodePayload(args.password, "password");
     const will = args.will as { topic?: unknown; message?: unknown; retain?: unknown; qos?: unknown } | undefined;

@@ -1,17 +1,38 @@
 // The Kestrel device application: counts boots in flash, samples the BMP280 every interval, batches
-// readings into TelemetryBatch payloads and publishes them over MQTT, holding unsent batches in RAM
-// while the broker is unreachable and reconnecting with exponential backoff.
+// readings into TelemetryBatch payloads and publishes them over MQTT, keeping batches it cannot send
+// in a ring in flash (replayed in order once the broker is back) and reconnecting with exponential
+// backoff. Executes the commands it receives on d/{id}/cmd.
 
+import Resource from "Resource";
 import I2C from "embedded:io/i2c";
-import { CLOCK_VALID_FROM_MS, type DeviceState, OFFLINE_STATE, topics, WIRE_VERSION } from "@kestrel/wire";
-import { describeError, log } from "kestrel/log";
-import Outbox from "kestrel/outbox";
-import { type DeviceSettings, readSettings } from "kestrel/settings";
+import {
+  CLOCK_VALID_FROM_MS,
+  type DeviceCommand,
+  type DeviceState,
+  OFFLINE_STATE,
+  type ResetReason,
+  topics,
+  WIRE_VERSION,
+} from "@kestrel/wire";
+import CommandHandler, { type CommandOutcome } from "kestrel/commands";
+import FlashRing from "kestrel/flash-ring";
+import { describeError, log, setLogLevel } from "kestrel/log";
+import {
+  applyConfigParams,
+  configParams,
+  type DeviceSettings,
+  parseRuntimeConfig,
+  type RuntimeConfig,
+  readSettings,
+} from "kestrel/settings";
+import StatusLed from "kestrel/status-led";
 import TelemetryBatcher from "kestrel/telemetry";
 import config from "mc/config";
 import Client from "mqtt";
 import Preference from "preference";
+import SecureSocket from "securesocket";
 import BMP280, { type Bmp280Sample } from "sensors/bmp280";
+import System from "system";
 import Time from "time";
 import Timer from "timer";
 
@@ -19,6 +40,13 @@ export const FIRMWARE_VERSION = "0.1.0";
 
 const PREFERENCE_DOMAIN = "kestrel";
 const BOOT_KEY = "boot";
+const CONFIG_KEY = "config";
+/** Set just before a commanded restart, read and cleared at the next boot. */
+const RESET_KEY = "reset";
+/** Lets the done ack of a reboot leave the socket before the chip resets. */
+const REBOOT_DELAY_MS = 500;
+const IDENTIFY_DEFAULT_S = 5;
+const IDENTIFY_MAX_S = 60;
 const KEEPALIVE_MS = 30_000;
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 60_000;
@@ -28,15 +56,52 @@ const SENSOR_REOPEN_AFTER = 3;
 const SENSOR_LOG_EVERY = 60;
 /**
  * Moddable's MQTT client writes straight into the socket and reports no back-pressure, so a long
- * outbox is sent a few batches at a time with a pause between turns.
+ * flash buffer is sent a few batches at a time with a pause between turns.
  */
 const FLUSH_BATCHES_PER_TURN = 4;
 const FLUSH_PAUSE_MS = 100;
 /** What Moddable's lwIP socket throws when a message does not fit the free TCP send buffer. */
 const SEND_BUFFER_FULL = "can't write all data";
 
+/** The newest TLS version Moddable's securesocket implements. */
+const TLS_1_2 = 0x0303;
 const TELEMETRY_PUBLISH = { quality: 1 } as const;
 const STATE_PUBLISH = { quality: 1, retain: true } as const;
+const ACK_PUBLISH = { quality: 1 } as const;
+
+function openBuffer(partition: string): FlashRing | undefined {
+  try {
+    const buffer = new FlashRing(partition);
+    if (buffer.size > 0) log("info", "flash buffer holds unsent batches", { queued: buffer.size });
+    return buffer;
+  } catch (error) {
+    log("error", "flash buffer unavailable, unsent batches will be dropped", { error: describeError(error) });
+    return undefined;
+  }
+}
+
+/** Why this boot happened: a commanded restart leaves a mark in flash, anything else reads as power-on. */
+function takeResetReason(): ResetReason {
+  try {
+    const reason = Preference.get(PREFERENCE_DOMAIN, RESET_KEY);
+    if (reason === undefined) return "power-on";
+    Preference.delete(PREFERENCE_DOMAIN, RESET_KEY);
+    return reason === "command" ? "command" : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function loadRuntimeConfig(settings: DeviceSettings): RuntimeConfig {
+  const defaults: RuntimeConfig = { sampleIntervalMs: settings.sampleIntervalMs, logLevel: "info" };
+  let saved: unknown;
+  try {
+    saved = Preference.get(PREFERENCE_DOMAIN, CONFIG_KEY);
+  } catch (error) {
+    log("warn", "saved configuration unreadable", { error: describeError(error) });
+  }
+  return parseRuntimeConfig(saved, defaults) ?? defaults;
+}
 
 /** Increments the boot counter kept in flash; (deviceId, boot, seq) identifies a sample everywhere. */
 function countBoot(): number {
@@ -55,13 +120,24 @@ function countBoot(): number {
 class Device {
   readonly #settings: DeviceSettings;
   readonly #boot: number;
+  readonly #reset: ResetReason;
+  #config: RuntimeConfig;
+  #sampleTimer: Timer | undefined;
+  #temperatureAlarm = false;
+  readonly #led: StatusLed;
+  readonly #commands: CommandHandler;
+  readonly #commandTopic: string;
+  readonly #ackTopic: string;
   readonly #bootTicks = Time.ticks;
   readonly #telemetryTopic: string;
   readonly #stateTopic: string;
   readonly #offlineState = JSON.stringify(OFFLINE_STATE);
   readonly #reading: Bmp280Sample = { temperature: 0, pressure: 0 };
   readonly #batcher: TelemetryBatcher;
-  readonly #outbox: Outbox;
+  /** Undefined when the flash partition cannot be used: unsendable batches are then dropped. */
+  readonly #buffer: FlashRing | undefined;
+  /** Samples dropped without reaching the flash ring (no partition, or a write failed). */
+  #droppedUnbuffered = 0;
   #sensor: BMP280 | undefined;
   #sensorFailures = 0;
   #clockWaits = 0;
@@ -72,18 +148,24 @@ class Device {
   #reconnectTimer: Timer | undefined;
   #flushTimer: Timer | undefined;
 
-  constructor(settings: DeviceSettings, boot: number) {
+  constructor(settings: DeviceSettings, boot: number, reset: ResetReason, config: RuntimeConfig) {
     this.#settings = settings;
     this.#boot = boot;
+    this.#reset = reset;
+    this.#config = config;
     this.#telemetryTopic = topics.telemetry(settings.deviceId);
     this.#stateTopic = topics.state(settings.deviceId);
+    this.#commandTopic = topics.command(settings.deviceId);
+    this.#ackTopic = topics.commandAck(settings.deviceId);
+    this.#commands = new CommandHandler(this.#execute, this.#sendAck);
+    this.#led = new StatusLed(settings.ledPin);
     this.#batcher = new TelemetryBatcher(boot, settings.samplesPerBatch);
-    this.#outbox = new Outbox(settings.outboxBatches);
+    this.#buffer = openBuffer(settings.flashPartition);
   }
 
   start(): void {
     this.#openSensor();
-    Timer.repeat(this.#onSampleTimer, this.#settings.sampleIntervalMs);
+    this.#sampleTimer = Timer.repeat(this.#onSampleTimer, this.#config.sampleIntervalMs);
     this.#connect();
   }
 
@@ -104,10 +186,91 @@ class Device {
   readonly #onReady = (): void => {
     this.#online = true;
     this.#reconnectDelay = RECONNECT_MIN_MS;
-    log("info", "mqtt connected", { queued: this.#outbox.size });
+    log("info", "mqtt connected", { queued: this.#buffer?.size ?? 0 });
+    try {
+      this.#client?.subscribe(this.#commandTopic);
+    } catch (error) {
+      log("warn", "command subscription failed", { error: describeError(error) });
+      this.#connectionLost();
+      return;
+    }
     this.#publishState();
     this.#flush();
   };
+
+  readonly #onMessage = (topic: string, data: ArrayBuffer): void => {
+    if (topic === this.#commandTopic) this.#commands.handle(data);
+  };
+
+  readonly #sendAck = (ack: string): void => {
+    try {
+      this.#client?.publish(this.#ackTopic, ack, ACK_PUBLISH);
+    } catch (error) {
+      // The sender repeats a command it got no ack for; the repeat gets this ack again.
+      log("warn", "command ack not sent", { error: describeError(error) });
+    }
+  };
+
+  readonly #execute = (command: DeviceCommand): CommandOutcome => {
+    switch (command.name) {
+      case "ping":
+        return { status: "done", result: { uptime: this.#uptime(), boot: this.#boot } };
+      case "identify":
+        return this.#identify(command.params?.seconds);
+      case "set-config":
+        return this.#setConfig(command.params ?? {});
+      case "reboot":
+        return { status: "done", afterAck: this.#reboot };
+    }
+  };
+
+  readonly #reboot = (): void => {
+    Preference.set(PREFERENCE_DOMAIN, RESET_KEY, "command");
+    log("warn", "restarting on command", {});
+    Timer.set(() => System.restart(), REBOOT_DELAY_MS);
+  };
+
+  #identify(seconds: unknown): CommandOutcome {
+    const duration = seconds ?? IDENTIFY_DEFAULT_S;
+    if (typeof duration !== "number" || !Number.isInteger(duration) || duration < 1 || duration > IDENTIFY_MAX_S)
+      return { status: "failed", reason: `seconds must be an integer 1..${IDENTIFY_MAX_S}` };
+    this.#led.blink(duration);
+    return { status: "done", result: { seconds: duration } };
+  }
+
+  #setConfig(params: Readonly<Record<string, unknown>>): CommandOutcome {
+    let next: RuntimeConfig;
+    try {
+      next = applyConfigParams(this.#config, params);
+    } catch (error) {
+      return { status: "failed", reason: describeError(error) };
+    }
+    const saved = configParams(next);
+    Preference.set(PREFERENCE_DOMAIN, CONFIG_KEY, JSON.stringify(saved));
+    if (next.sampleIntervalMs !== this.#config.sampleIntervalMs && this.#sampleTimer)
+      Timer.schedule(this.#sampleTimer, next.sampleIntervalMs, next.sampleIntervalMs);
+    setLogLevel(next.logLevel);
+    this.#config = next;
+    this.#temperatureAlarm = false;
+    return { status: "done", result: saved };
+  }
+
+  #uptime(): number {
+    return Math.floor(Time.delta(this.#bootTicks) / 1000);
+  }
+
+  /** Logs once when a reading leaves the configured band and once when it is back. */
+  #checkThresholds(temperature: number): void {
+    const { temperatureLow, temperatureHigh } = this.#config;
+    const outside =
+      (temperatureLow !== undefined && temperature < temperatureLow) ||
+      (temperatureHigh !== undefined && temperature > temperatureHigh);
+    if (outside === this.#temperatureAlarm) return;
+    this.#temperatureAlarm = outside;
+    log(outside ? "warn" : "info", outside ? "temperature outside thresholds" : "temperature back within thresholds", {
+      temperature,
+    });
+  }
 
   readonly #onClose = (): void => {
     if (!this.#client) return;
@@ -137,6 +300,7 @@ class Device {
       if (this.#clockWaits++ % SENSOR_LOG_EVERY === 0) log("warn", "clock not set yet, reading discarded", {});
       return;
     }
+    this.#checkThresholds(reading.temperature);
     const batch = this.#batcher.add(this.#seq++, now, reading.temperature, reading.pressure);
     if (batch !== undefined) this.#enqueue(batch);
   }
@@ -161,30 +325,68 @@ class Device {
   }
 
   #enqueue(batch: string): void {
-    if (this.#outbox.push(batch))
-      log("warn", "outbox full, dropped the oldest batch", { dropped: this.#outbox.dropped });
-    this.#flush();
+    // Straight to the broker only when nothing older waits, so the order never changes.
+    if (!this.#buffer?.size && this.#publishTelemetry(batch)) return;
+    this.#store(batch);
+  }
+
+  #store(batch: string): void {
+    const samples = this.#settings.samplesPerBatch;
+    const buffer = this.#buffer;
+    if (!buffer) {
+      this.#droppedUnbuffered += samples;
+      return;
+    }
+    try {
+      const dropped = buffer.push(batch, samples);
+      if (dropped > 0) {
+        log("warn", "flash buffer full, dropped the oldest samples", { dropped, total: this.#dropped() });
+        // A full ring also drops while it is being replayed: the state tells the cloud at once.
+        if (this.#online) this.#publishState();
+      }
+    } catch (error) {
+      this.#droppedUnbuffered += samples;
+      log("error", "flash buffer write failed, batch dropped", { error: describeError(error) });
+    }
+  }
+
+  #dropped(): number {
+    return (this.#buffer?.dropped ?? 0) + this.#droppedUnbuffered;
+  }
+
+  /** True once the client took the batch; false when it must wait (offline, or the send buffer is full). */
+  #publishTelemetry(batch: string): boolean {
+    const client = this.#client;
+    if (!client || !this.#online) return false;
+    try {
+      client.publish(this.#telemetryTopic, batch, TELEMETRY_PUBLISH);
+      return true;
+    } catch (error) {
+      // lwIP's send buffer is full: back-pressure, not a dead link. The batch waits in flash.
+      if (error instanceof Error && error.message === SEND_BUFFER_FULL) {
+        this.#scheduleFlush();
+        return false;
+      }
+      log("warn", "telemetry publish failed", { error: describeError(error), queued: this.#buffer?.size ?? 0 });
+      this.#connectionLost();
+      return false;
+    }
   }
 
   #flush(): void {
-    const client = this.#client;
-    if (!client || !this.#online) return;
-    const outbox = this.#outbox;
+    const buffer = this.#buffer;
+    if (!buffer) return;
     for (let sent = 0; sent < FLUSH_BATCHES_PER_TURN; sent++) {
-      const batch = outbox.peek();
+      const batch = buffer.peek();
       if (batch === undefined) return;
-      try {
-        client.publish(this.#telemetryTopic, batch, TELEMETRY_PUBLISH);
-      } catch (error) {
-        // lwIP's send buffer is full: back-pressure, not a dead link. The batch stays queued.
-        if (error instanceof Error && error.message === SEND_BUFFER_FULL) break;
-        log("warn", "telemetry publish failed", { error: describeError(error), queued: outbox.size });
-        this.#connectionLost();
-        return;
-      }
-      outbox.shift();
+      if (!this.#publishTelemetry(batch)) return;
+      buffer.shift();
     }
-    if (outbox.size > 0 && !this.#flushTimer) this.#flushTimer = Timer.set(this.#onFlushTimer, FLUSH_PAUSE_MS);
+    if (buffer.size > 0) this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (!this.#flushTimer) this.#flushTimer = Timer.set(this.#onFlushTimer, FLUSH_PAUSE_MS);
   }
 
   #publishState(): void {
@@ -193,8 +395,9 @@ class Device {
       online: true,
       fw: FIRMWARE_VERSION,
       boot: this.#boot,
-      uptime: Math.floor(Time.delta(this.#bootTicks) / 1000),
-      reset: "power-on",
+      uptime: this.#uptime(),
+      reset: this.#reset,
+      dropped: this.#dropped(),
     };
     try {
       this.#client?.publish(this.#stateTopic, JSON.stringify(state), STATE_PUBLISH);
@@ -215,14 +418,28 @@ class Device {
         password: token,
         will: { topic: this.#stateTopic, message: this.#offlineState, retain: true, quality: 1 },
         timeout: KEEPALIVE_MS,
+        ...this.#tls(),
       });
       client.onReady = this.#onReady;
+      client.onMessage = this.#onMessage;
       client.onClose = this.#onClose;
       this.#client = client;
     } catch (error) {
       log("warn", "mqtt connect failed", { error: describeError(error) });
       this.#scheduleReconnect();
     }
+  }
+
+  /** securesocket verifies the server's chain against the CA and its name (mqttHost) against subjectAltName. */
+  #tls(): { Socket: typeof SecureSocket; secure: Record<string, unknown> } | undefined {
+    const { mqttTls, mqttCa, mqttClientCert, mqttClientKey } = this.#settings;
+    if (!mqttTls) return undefined;
+    const secure: Record<string, unknown> = { protocolVersion: TLS_1_2, certificate: new Resource(mqttCa) };
+    if (mqttClientCert !== "") {
+      secure.clientCertificates = [new Resource(mqttClientCert)];
+      secure.clientKey = new Resource(mqttClientKey);
+    }
+    return { Socket: SecureSocket, secure };
   }
 
   #connectionLost(): void {
@@ -253,6 +470,9 @@ export default function main(): void {
     return;
   }
   const boot = countBoot();
-  log("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId });
-  new Device(settings, boot).start();
+  const reset = takeResetReason();
+  const runtime = loadRuntimeConfig(settings);
+  setLogLevel(runtime.logLevel);
+  log("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset });
+  new Device(settings, boot, reset, runtime).start();
 }

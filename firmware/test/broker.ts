@@ -3,6 +3,7 @@
 
 import { once } from "node:events";
 import { type AddressInfo, createServer, type Server } from "node:net";
+import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import { Aedes, type AedesPublishPacket, type Client } from "aedes";
 
 export interface RecordedPublish {
@@ -18,14 +19,26 @@ export interface TestBroker {
   published: RecordedPublish[];
   /** Resolves with the first recorded publish (past or future) that matches. */
   waitFor(match: (message: RecordedPublish) => boolean, timeoutMs?: number): Promise<RecordedPublish>;
+  /** Resolves once clientId has subscribed to topic (or already had). */
+  waitForSubscription(clientId: string, topic: string, timeoutMs?: number): Promise<void>;
+  /** Publishes as the gateway would (QoS 1, not retained) to whoever subscribed. */
+  publish(topic: string, payload: string): Promise<void>;
+  /** While set, the client is cut off and its connection attempts are refused (server unavailable). */
+  setReachable(clientId: string, reachable: boolean): void;
   /** Drops a client's connection from the broker side, as a network failure would. */
   disconnect(clientId: string): void;
   close(): Promise<void>;
 }
 
-export async function startBroker(tokens: ReadonlyMap<string, string>): Promise<TestBroker> {
+/** With tls, the broker listens behind node:tls (mqtts://); requestCert + rejectUnauthorized make it mutual. */
+export async function startBroker(tokens: ReadonlyMap<string, string>, tls?: TlsOptions): Promise<TestBroker> {
+  const unreachable = new Set<string>();
   const broker = await Aedes.createBroker({
     authenticate(client, username, password, done) {
+      if (unreachable.has(client.id)) {
+        done(Object.assign(new Error("unreachable"), { returnCode: 3 }), false);
+        return;
+      }
       const expected = tokens.get(client.id);
       const ok = expected !== undefined && username === client.id && password?.toString() === expected;
       done(ok ? null : Object.assign(new Error("bad credentials"), { returnCode: 4 }), ok);
@@ -50,13 +63,18 @@ export async function startBroker(tokens: ReadonlyMap<string, string>): Promise<
     for (const waiter of waiters) waiter(message);
   });
 
-  const server: Server = createServer(broker.handle);
+  const subscriptions: { clientId: string; topic: string }[] = [];
+  broker.on("subscribe", (subs, client) => {
+    for (const sub of subs) subscriptions.push({ clientId: client.id, topic: sub.topic });
+  });
+
+  const server: Server = tls ? createTlsServer(tls, broker.handle) : createServer(broker.handle);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
 
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     published,
     waitFor(match, timeoutMs = 10_000) {
       const earlier = published.find(match);
@@ -74,6 +92,28 @@ export async function startBroker(tokens: ReadonlyMap<string, string>): Promise<
         };
         waiters.add(waiter);
       });
+    },
+    async waitForSubscription(clientId, topic, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!subscriptions.some((sub) => sub.clientId === clientId && sub.topic === topic)) {
+        if (Date.now() > deadline) throw new Error(`${clientId} did not subscribe to ${topic} within ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    publish(topic, payload) {
+      return new Promise((resolve, reject) =>
+        broker.publish(
+          { cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
+          (error?: Error) => (error ? reject(error) : resolve()),
+        ),
+      );
+    },
+    setReachable(clientId, reachable) {
+      if (reachable) unreachable.delete(clientId);
+      else {
+        unreachable.add(clientId);
+        clients.get(clientId)?.conn.destroy();
+      }
     },
     disconnect(clientId) {
       clients.get(clientId)?.conn.destroy();

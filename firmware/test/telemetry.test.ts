@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LIMITS, parseTelemetryBatch } from "@kestrel/wire";
+import { FLASH_SECTOR_BYTES } from "../sim/flash.ts";
 import { MAX_SAMPLES_PER_BATCH, readSettings } from "../src/settings.ts";
 import TelemetryBatcher from "../src/telemetry.ts";
 
@@ -47,12 +48,14 @@ const CONFIG = {
   token: "t",
   mqttHost: "127.0.0.1",
   mqttPort: 1883,
+  mqttTls: 0,
   sda: 21,
   scl: 22,
   bmp280Address: 0x76,
   sampleIntervalMs: 1000,
   samplesPerBatch: 5,
-  outboxBatches: 60,
+  flashPartition: "kestrel",
+  ledPin: 2,
 };
 
 test("reads the settings, accepting mcconfig's string values for numbers", () => {
@@ -69,10 +72,15 @@ test("names the setting that is wrong", () => {
   );
   assert.throws(() => readSettings({ ...CONFIG, mqttPort: "x" }), /mqttPort must be an integer 1\.\.65535, got "x"/);
   assert.throws(() => readSettings({ ...CONFIG, token: "" }), /token must be a non-empty string/);
-  assert.throws(() => readSettings({ ...CONFIG, samplesPerBatch: 51 }), /samplesPerBatch must be an integer 1\.\.50/);
+  assert.throws(() => readSettings({ ...CONFIG, mqttTls: "1" }), /mqttTls needs mqttCa/);
+  assert.throws(
+    () => readSettings({ ...CONFIG, mqttTls: 1, mqttCa: "ca.der", mqttClientCert: "dev.der" }),
+    /mqttClientCert and mqttClientKey go together/,
+  );
+  assert.throws(() => readSettings({ ...CONFIG, samplesPerBatch: 46 }), /samplesPerBatch must be an integer 1\.\.45/);
 });
 
-test("the largest batch a device may build fits well inside the ESP32's 8 KB TCP send buffer", () => {
+test("the largest batch a device may build fits the ESP32's 8 KB TCP send buffer and one flash sector", () => {
   const batcher = new TelemetryBatcher(0xffffffff, MAX_SAMPLES_PER_BATCH);
   let text: string | undefined;
   // Widest values: a huge seq, a far timestamp, negative fractional temperature, long pressure.
@@ -80,6 +88,6 @@ test("the largest batch a device may build fits well inside the ESP32's 8 KB TCP
     text = batcher.add(0xffffffff - MAX_SAMPLES_PER_BATCH + i, 4_102_444_799_999, -39.99, 109_999.99609375);
   }
   assert.ok(text);
-  assert.ok(text.length < 6 * 1024, `worst-case batch is ${text.length} bytes`);
+  assert.ok(text.length <= FLASH_SECTOR_BYTES - 12, `worst-case batch is ${text.length} bytes`);
   assert.ok(parseTelemetryBatch(text).ok);
 });

@@ -25,6 +25,12 @@ declare module "mqtt" {
     timeout?: number;
     /** Connects over WebSocket on this path when present. */
     path?: string;
+    /** The socket class, e.g. securesocket's for MQTT over TLS; a plain TCP socket when absent. */
+    Socket?: new (
+      dict: Record<string, unknown>,
+    ) => object;
+    /** TLS options handed to Socket: certificate (CA, DER), clientCertificates, clientKey, protocolVersion. */
+    secure?: Record<string, unknown>;
   }
 
   export interface MqttPublishOptions {

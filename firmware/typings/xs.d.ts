@@ -8,3 +8,12 @@ declare const trace: Trace;
 
 /** What ECMA-419 IO accepts as a buffer: as narrow as the SDK's own declaration (no wider typed arrays). */
 type ByteBuffer = ArrayBufferLike | Uint8Array | Uint8ClampedArray | Int8Array | DataView;
+
+/** XS extensions: strings to and from UTF-8 bytes without TextEncoder. */
+interface StringConstructor {
+  fromArrayBuffer(buffer: ArrayBufferLike): string;
+}
+
+interface ArrayBufferConstructor {
+  fromString(string: string): ArrayBuffer;
+}

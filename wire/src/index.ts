@@ -101,6 +101,8 @@ export interface DeviceState {
   heap?: number;
   rssi?: number;
   reset?: ResetReason;
+  /** Samples the device's offline buffer dropped (oldest first, when full) since it booted. */
+  dropped?: number;
 }
 
 export interface WireError {
@@ -209,6 +211,10 @@ export function validateDeviceState(raw: unknown): Parsed<DeviceState> {
     if (typeof raw.reset !== "string" || !RESET_REASONS.includes(raw.reset))
       return fail("invalid_state", `reset must be one of ${RESET_REASONS.join(", ")}`);
     state.reset = raw.reset as ResetReason;
+  }
+  if (raw.dropped !== undefined) {
+    if (!isUint(raw.dropped, 0xffffffff)) return fail("invalid_state", "dropped must be a sample count");
+    state.dropped = raw.dropped;
   }
   return { ok: true, value: state };
 }

@@ -75,12 +75,27 @@ describe("telemetry batch", () => {
 describe("device state", () => {
   test("the last will and a full state are valid", () => {
     assert.deepEqual(parseDeviceState('{"v":1,"online":false}'), { ok: true, value: { v: 1, online: false } });
-    const full = { v: 1, online: true, fw: "0.1.0", boot: 2, uptime: 30, heap: 20000, rssi: -61, reset: "watchdog" };
+    const full = {
+      v: 1,
+      online: true,
+      fw: "0.1.0",
+      boot: 2,
+      uptime: 30,
+      heap: 20000,
+      rssi: -61,
+      reset: "watchdog",
+      dropped: 15,
+    };
     assert.deepEqual(parseDeviceState(JSON.stringify(full)), { ok: true, value: full });
   });
 
-  test("refuses a missing online flag, an unknown reset reason and a positive rssi", () => {
-    for (const bad of [{ v: 1 }, { v: 1, online: true, reset: "magic" }, { v: 1, online: true, rssi: 5 }]) {
+  test("refuses a missing online flag, an unknown reset reason, a positive rssi and a negative dropped count", () => {
+    for (const bad of [
+      { v: 1 },
+      { v: 1, online: true, reset: "magic" },
+      { v: 1, online: true, rssi: 5 },
+      { v: 1, online: true, dropped: -1 },
+    ]) {
       const parsed = parseDeviceState(JSON.stringify(bad));
       assert.equal(parsed.ok, false, JSON.stringify(bad));
     }

@@ -24,6 +24,22 @@ const MAX_FIRED_PER_COMMAND = 1000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * Moddable's XS has String.fromArrayBuffer and ArrayBuffer.fromString (UTF-8); xsnap is built
+ * without them (mxCESU8), so the simulator supplies them on the intrinsics the firmware shares.
+ */
+function installModdableStringBuffers(): void {
+  const strings = String as unknown as { fromArrayBuffer?: (buffer: ArrayBufferLike) => string };
+  strings.fromArrayBuffer ??= (buffer) => {
+    if (!(buffer instanceof ArrayBuffer)) throw new TypeError("argument is no ArrayBuffer instance");
+    return decoder.decode(new Uint8Array(buffer));
+  };
+  const buffers = ArrayBuffer as unknown as { fromString?: (text: string) => ArrayBuffer };
+  buffers.fromString ??= (text) => encoder.encode(String(text)).buffer as ArrayBuffer;
+}
+
+installModdableStringBuffers();
+
 let now = 0;
 let bootAt = 0;
 let traceLine = "";

@@ -1,8 +1,10 @@
 // Simulated Moddable `mqtt` Client: same constructor, callbacks and errors as modules/network/mqtt,
 // bridged to a real MQTT connection the Node parent opens (mqtt.js) on the device's behalf.
 
+import Resource from "Resource";
 import host from "kestrel-sim:host";
 import type { MqttClientOptions, MqttPublishOptions } from "mqtt";
+import SecureSocket from "securesocket";
 
 const CHANNEL = "mqtt";
 
@@ -14,6 +16,27 @@ type Payload = { text: string } | { bytes: number[] };
 
 function encode(data: string | ArrayBuffer): Payload {
   return typeof data === "string" ? { text: data } : { bytes: Array.from(new Uint8Array(data)) };
+}
+
+/** Certificates as DER bytes for the parent's real TLS socket; the simulator models securesocket only. */
+function tlsOptions(options: MqttClientOptions): Record<string, unknown> {
+  if (options.Socket !== SecureSocket) throw new Error("only securesocket is simulated as an mqtt Socket");
+  const secure = options.secure ?? {};
+  const der = (value: unknown, what: string): number[] => {
+    if (!(value instanceof Resource)) throw new Error(`secure.${what} must be a Resource`);
+    // The firmware's typing of Resource is the SDK's opaque one; the simulated class carries bytes.
+    return (value as { bytes: number[] }).bytes;
+  };
+  const tls: Record<string, unknown> = {};
+  if (secure.certificate !== undefined) tls.ca = der(secure.certificate, "certificate");
+  const certificates = secure.clientCertificates;
+  if (certificates !== undefined) {
+    if (!Array.isArray(certificates) || certificates.length !== 1)
+      throw new Error("secure.clientCertificates must hold one certificate");
+    tls.cert = der(certificates[0], "clientCertificates[0]");
+    tls.key = der(secure.clientKey, "clientKey");
+  }
+  return tls;
 }
 
 export default class Client {
@@ -28,7 +51,9 @@ export default class Client {
     if (!options.host) throw new Error("parameter host is required");
     if (options.path) throw new Error("mqtt over WebSocket is not simulated");
     const will = options.will;
+    const tls = options.Socket === undefined ? undefined : tlsOptions(options);
     this.#id = host.call("mqtt.open", {
+      tls,
       host: options.host,
       port: options.port ?? 1883,
       id: options.id ?? "",

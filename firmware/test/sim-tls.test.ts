@@ -1,0 +1,134 @@
+// MQTT over TLS from the firmware in XS: the simulated securesocket becomes a real TLS connection
+// that verifies the broker's chain against the CA the device carries, and presents the device's
+// certificate when the broker asks for one (mutual TLS). Certificates are made here with openssl.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { startSimDevice } from "../sim/index.ts";
+import { startBroker, type TestBroker } from "./broker.ts";
+import { makePki, type TestPki } from "./certificates.ts";
+import { captureLogs } from "./log-capture.ts";
+import { waitUntil } from "./wait.ts";
+
+const TOKENS = new Map([
+  ["tls-a", "token-a"],
+  ["tls-b", "token-b"],
+  ["tls-c", "token-c"],
+  ["tls-d", "token-d"],
+  ["tls-e", "token-e"],
+]);
+
+let dir: string;
+let pki: TestPki;
+let tlsBroker: TestBroker;
+let mtlsBroker: TestBroker;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "kestrel-tls-"));
+  pki = makePki(dir);
+  tlsBroker = await startBroker(TOKENS, { key: pki.serverKey, cert: pki.serverChain });
+  mtlsBroker = await startBroker(TOKENS, {
+    key: pki.serverKey,
+    cert: pki.serverChain,
+    ca: pki.ca,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+});
+
+after(async () => {
+  await tlsBroker.close();
+  await mtlsBroker.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function expectRefused(
+  broker: TestBroker,
+  deviceId: string,
+  tls: { ca: string; cert?: string; key?: string },
+  error?: RegExp,
+): Promise<void> {
+  const { logger, entries } = captureLogs();
+  const device = await startSimDevice({
+    deviceId,
+    token: TOKENS.get(deviceId) ?? "",
+    mqttUrl: broker.url,
+    tls,
+    stateDir: dir,
+    logger,
+  });
+  try {
+    await waitUntil(
+      () => entries.filter((entry) => entry.msg === "mqtt reconnect scheduled").length >= 1,
+      "a failed attempt",
+    );
+    if (error) {
+      const failures = entries.filter((entry) => entry.msg === "simulated mqtt connection error");
+      assert.ok(
+        failures.some((entry) => error.test(String(entry.fields.err))),
+        failures.map((entry) => entry.fields.err).join("; "),
+      );
+    }
+    assert.ok(!entries.some((entry) => entry.msg === "mqtt connected"), "the firmware never got onReady");
+    assert.equal(broker.published.filter((m) => m.clientId === deviceId).length, 0, "nothing got through");
+  } finally {
+    await device.stop();
+  }
+}
+
+test("connects over TLS when the broker's chain leads to the configured CA", async (t) => {
+  const device = await startSimDevice({
+    deviceId: "tls-a",
+    token: "token-a",
+    mqttUrl: tlsBroker.url,
+    tls: { ca: pki.ca },
+    stateDir: dir,
+    sampleIntervalMs: 50,
+    samplesPerBatch: 2,
+  });
+  t.after(() => device.stop());
+  assert.match(tlsBroker.url, /^mqtts:/);
+  await device.connected;
+  const state = await tlsBroker.waitFor((m) => m.topic === "d/tls-a/state" && m.clientId === "tls-a");
+  assert.equal(JSON.parse(state.payload).online, true);
+  await tlsBroker.waitFor((m) => m.topic === "d/tls-a/telemetry");
+});
+
+test("refuses a broker whose certificate another CA signed", async () => {
+  await expectRefused(tlsBroker, "tls-b", { ca: pki.otherCa }, /self[- ]signed|unable to (get|verify)/i);
+});
+
+test("refuses a broker whose certificate names another host", async () => {
+  const misnamed = pki.server("elsewhere", "subjectAltName=DNS:elsewhere.example\n");
+  const broker = await startBroker(TOKENS, { key: misnamed.key, cert: misnamed.chain });
+  try {
+    await expectRefused(broker, "tls-b", { ca: pki.ca }, /does not match|altnames/i);
+  } finally {
+    await broker.close();
+  }
+});
+
+test("mutual TLS: the device's certificate from the CA is accepted", async (t) => {
+  const { cert, key } = pki.client("tls-c");
+  const device = await startSimDevice({
+    deviceId: "tls-c",
+    token: "token-c",
+    mqttUrl: mtlsBroker.url,
+    tls: { ca: pki.ca, cert, key },
+    stateDir: dir,
+  });
+  t.after(() => device.stop());
+  await device.connected;
+  await mtlsBroker.waitFor((m) => m.topic === "d/tls-c/state" && m.clientId === "tls-c");
+});
+
+test("mutual TLS: a device without a certificate, or with one from another CA, is refused", async () => {
+  const stranger = pki.client("tls-e", { untrusted: true });
+  // With TLS 1.3 the broker refuses the client's certificate after the client finished its side
+  // of the handshake: the device sees the connection close rather than a verification error.
+  await expectRefused(mtlsBroker, "tls-d", { ca: pki.ca });
+  await expectRefused(mtlsBroker, "tls-e", { ca: pki.ca, ...stranger });
+});
