@@ -1,6 +1,11 @@
 // The gateway's configuration, read once from the environment and validated,
 // with defaults that run on a laptop next to a local cloud.
 
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const DEFAULT_DATA_DIR = fileURLToPath(new URL("../../.data/gateway", import.meta.url));
+
 export interface GatewayConfig {
   mqttHost: string;
   mqttPort: number;
@@ -10,7 +15,9 @@ export interface GatewayConfig {
   gatewayKey: string;
   forwardIntervalMs: number;
   forwardMaxBatches: number;
-  queueMaxItems: number;
+  /** Where the durable uplink queue lives. */
+  dataDir: string;
+  queueMaxBytes: number;
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
   logLevel: string;
@@ -64,7 +71,8 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     gatewayKey,
     forwardIntervalMs: integer(env, "FORWARD_INTERVAL_MS", 250, 10, 60_000),
     forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
-    queueMaxItems: integer(env, "QUEUE_MAX_ITEMS", 100_000, 100, 10_000_000),
+    dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
+    queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,

@@ -2,7 +2,10 @@
 // validation, forwarding, retries while the cloud is down, malformed packets.
 
 import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
 import { connect as connectTcp } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
 import { pino } from "pino";
@@ -62,6 +65,7 @@ describe("gateway", () => {
       CLOUD_URL: cloud.url,
       GATEWAY_KEY: cloud.gatewayKey,
       FORWARD_INTERVAL_MS: "20",
+      GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-")),
     });
     gateway = await startGateway(config, pino({ level: "silent" }));
   });

@@ -52,6 +52,28 @@ if [ "${SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# --- openssl: the TLS tests make their CA and certificates at test time ------
+if ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    say "installing Debian's openssl for the TLS tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    die "the openssl command is needed for the TLS tests: run 'sudo apt-get install openssl'"
+  fi
+fi
+
+# --- Mosquitto: third-party clients in the gateway tests, broker in its benchmark --
+if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    say "installing Debian's mosquitto and mosquitto-clients for the gateway tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  else
+    die "mosquitto and mosquitto-clients are needed by the gateway tests: run 'sudo apt-get install mosquitto mosquitto-clients'"
+  fi
+fi
+
 # --- builds -----------------------------------------------------------------
 say "building the firmware (tsc) and the dashboard (esbuild)"
 npm run build --workspaces --if-present --silent

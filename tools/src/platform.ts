@@ -101,6 +101,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
         GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
         CLOUD_URL: cloudUrl,
         GATEWAY_KEY: credentials.gatewayKey,
+        GATEWAY_DATA_DIR: join(dataDir, "gateway"),
       }),
       logger.child({ service: "gateway" }),
     );

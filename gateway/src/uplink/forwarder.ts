@@ -1,51 +1,72 @@
-// Sends what devices published to the cloud in batches: one request in flight
-// at a time, retried with exponential backoff and jitter while the cloud is
-// unreachable. The cloud deduplicates on (device, boot, seq), so a retry of a
-// request whose answer was lost never stores a sample twice.
-//
-// The queue lives in memory and is bounded; the durable on-disk queue that
-// survives a gateway crash is a later step (issue 4).
+// Sends what devices published to the cloud in batches: items are first made
+// durable in the on-disk queue (the broker acknowledges a publish only after
+// that), then delivered one request at a time, retried with exponential
+// backoff and jitter while the cloud is unreachable, and removed from the
+// queue only after the cloud's 200. The cloud deduplicates on (device, boot,
+// seq), so a retry, or a resend after a crash, never stores a sample twice.
 
 import type { DeviceState, IngestRequest, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { type CloudClient, CloudError } from "./cloud-client.ts";
+import type { DiskQueue } from "./disk-queue.ts";
 
+/** One queued item as stored on disk; `at` is when the gateway accepted it (epoch ms). */
 type QueuedItem =
-  | { kind: "telemetry"; deviceId: string; batch: TelemetryBatch }
-  | { kind: "state"; deviceId: string; state: DeviceState; receivedAt: number };
+  | { kind: "telemetry"; deviceId: string; at: number; batch: TelemetryBatch }
+  | { kind: "state"; deviceId: string; at: number; state: DeviceState };
 
 export interface ForwarderOptions {
   cloud: Pick<CloudClient, "ingest">;
+  queue: DiskQueue;
   logger: Logger;
   metrics: GatewayMetrics;
   intervalMs: number;
   maxBatches: number;
-  maxItems: number;
 }
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
 
+function decode(payload: Buffer): QueuedItem | undefined {
+  try {
+    const item = JSON.parse(payload.toString("utf8")) as QueuedItem;
+    return item.kind === "telemetry" || item.kind === "state" ? item : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class UplinkForwarder {
-  private readonly queue: QueuedItem[] = [];
+  private readonly queue: DiskQueue;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private failures = 0;
   private stopped = true;
 
-  constructor(private readonly options: ForwarderOptions) {}
+  constructor(private readonly options: ForwarderOptions) {
+    this.queue = options.queue;
+  }
 
   get depth(): number {
     return this.queue.length;
   }
 
-  enqueueTelemetry(deviceId: string, batch: TelemetryBatch): void {
-    this.push({ kind: "telemetry", deviceId, batch });
+  /** Age in ms of the oldest item not yet delivered, 0 when the queue is empty. */
+  oldestAgeMs(now = Date.now()): number {
+    const oldest = this.queue.peek(1)[0];
+    const item = oldest && decode(oldest.payload);
+    return item ? Math.max(0, now - item.at) : 0;
   }
 
-  enqueueState(deviceId: string, state: DeviceState, receivedAt: number): void {
-    this.push({ kind: "state", deviceId, state, receivedAt });
+  /** Resolves once the batch is durable; rejects (QueueFullError) when the queue is full. */
+  enqueueTelemetry(deviceId: string, batch: TelemetryBatch, at = Date.now()): Promise<void> {
+    return this.push({ kind: "telemetry", deviceId, at, batch });
+  }
+
+  /** Resolves once the state is durable; rejects (QueueFullError) when the queue is full. */
+  enqueueState(deviceId: string, state: DeviceState, at = Date.now()): Promise<void> {
+    return this.push({ kind: "state", deviceId, at, state });
   }
 
   start(): void {
@@ -53,7 +74,7 @@ export class UplinkForwarder {
     this.schedule(this.options.intervalMs);
   }
 
-  /** Stops the loop after trying, until the deadline, to deliver what is queued. */
+  /** Stops the loop after trying, until the deadline, to deliver what is queued; what is left stays on disk. */
   async stop(deadlineMs = 5_000): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -66,8 +87,9 @@ export class UplinkForwarder {
       if (this.queue.length >= before) break;
     }
     if (this.queue.length > 0) {
-      this.options.logger.warn({ queued: this.queue.length }, "gateway stopping with undelivered items");
+      this.options.logger.warn({ queued: this.queue.length }, "gateway stopping with undelivered items kept on disk");
     }
+    await this.queue.close();
   }
 
   /** Delivers one request's worth of the queue. Exposed for tests and shutdown. */
@@ -80,13 +102,8 @@ export class UplinkForwarder {
     return this.inFlight;
   }
 
-  private push(item: QueuedItem): void {
-    if (this.queue.length >= this.options.maxItems) {
-      this.queue.shift();
-      this.options.metrics.inc("kestrel_gateway_queue_dropped_total");
-      this.options.logger.error({ maxItems: this.options.maxItems }, "uplink queue full: dropped the oldest item");
-    }
-    this.queue.push(item);
+  private async push(item: QueuedItem): Promise<void> {
+    await this.queue.append(Buffer.from(JSON.stringify(item)));
     this.options.metrics.set("kestrel_gateway_queue_depth", this.queue.length);
   }
 
@@ -109,18 +126,24 @@ export class UplinkForwarder {
 
   private async deliver(): Promise<void> {
     if (this.queue.length === 0) return;
-    const items = this.queue.slice(0, this.options.maxBatches);
+    const records = this.queue.peek(this.options.maxBatches);
     const request: IngestRequest = { telemetry: [], states: [] };
-    for (const item of items) {
-      if (item.kind === "telemetry") request.telemetry.push({ deviceId: item.deviceId, batch: item.batch });
-      else request.states.push({ deviceId: item.deviceId, receivedAt: item.receivedAt, state: item.state });
-    }
     const { logger, metrics } = this.options;
+    for (const record of records) {
+      const item = decode(record.payload);
+      if (!item) {
+        metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "unreadable_queue_record" });
+        logger.error("skipped a queue record that does not decode");
+      } else if (item.kind === "telemetry") request.telemetry.push({ deviceId: item.deviceId, batch: item.batch });
+      else request.states.push({ deviceId: item.deviceId, receivedAt: item.at, state: item.state });
+    }
     try {
       const result = await this.options.cloud.ingest(request);
       this.failures = 0;
-      this.queue.splice(0, items.length);
-      metrics.inc("kestrel_gateway_forwarded_items_total", {}, items.length);
+      await this.queue.ack(records.length);
+      metrics.inc("kestrel_gateway_forwarded_items_total", {}, records.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "telemetry" }, request.telemetry.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "state" }, request.states.length);
       for (const rejection of result.rejected) {
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${rejection.code}` });
         logger.warn(
@@ -128,14 +151,14 @@ export class UplinkForwarder {
           `cloud rejected an item: ${rejection.message}`,
         );
       }
-      logger.debug({ items: items.length, accepted: result.accepted, duplicates: result.duplicates }, "forwarded");
+      logger.debug({ items: records.length, accepted: result.accepted, duplicates: result.duplicates }, "forwarded");
     } catch (error) {
       metrics.inc("kestrel_gateway_forward_failures_total");
       if (error instanceof CloudError && !error.retryable) {
         // The cloud will refuse the same request again: log what is dropped, keep the pipe moving.
-        this.queue.splice(0, items.length);
-        metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${error.code}` }, items.length);
-        logger.error({ code: error.code, dropped: items.length }, error.message);
+        await this.queue.ack(records.length);
+        metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${error.code}` }, records.length);
+        logger.error({ code: error.code, dropped: records.length }, error.message);
       } else {
         this.failures++;
         const message = error instanceof Error ? error.message : String(error);
@@ -146,6 +169,7 @@ export class UplinkForwarder {
       }
     } finally {
       metrics.set("kestrel_gateway_queue_depth", this.queue.length);
+      metrics.set("kestrel_gateway_queue_bytes", this.queue.bytes);
     }
   }
 }

@@ -1,0 +1,288 @@
+// The gateway's durable uplink queue: records appended to segment files and
+// fsync'd before the caller is told they are safe, consumed in order, and
+// forgotten only when acknowledged. Survives a crash at any instant.
+//
+// On disk, `<dir>/<20-digit segment number>.seg` files hold records framed as
+// [u32 BE payload length][u32 BE CRC-32 of payload][payload]; `<dir>/cursor`
+// names the first record not yet acknowledged. A crash mid-write leaves at most
+// a torn record at the end of the last segment, which the next open ignores
+// (it was never acknowledged to anyone). A record whose CRC does not match is
+// corruption: the rest of that segment cannot be framed reliably, so it is
+// skipped and counted.
+//
+// Concurrent appends share one write and one fsync (group commit): while one
+// fsync is in flight, new appends gather for the next.
+
+import type { FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+
+const HEADER_BYTES = 8;
+const SEGMENT_SUFFIX = ".seg";
+const CURSOR_FILE = "cursor";
+/** Larger records are a programming error: device payloads are far smaller. */
+export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
+
+export class QueueFullError extends Error {
+  readonly code = "queue_full";
+}
+
+export interface DiskQueueOptions {
+  dir: string;
+  /** Total bytes of segment files beyond which appends are refused. */
+  maxBytes: number;
+  /** A segment is closed and a new one started once it reaches this size. */
+  segmentBytes?: number;
+}
+
+export interface QueuedRecord {
+  payload: Buffer;
+  segment: number;
+  /** Offset just past this record in its segment. */
+  end: number;
+}
+
+export interface OpenReport {
+  recovered: number;
+  tornBytes: number;
+  corruptSegments: number;
+}
+
+interface PendingAppend {
+  frame: Buffer;
+  payload: Buffer;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function segmentName(segment: number): string {
+  return `${String(segment).padStart(20, "0")}${SEGMENT_SUFFIX}`;
+}
+
+export function frameRecord(payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  frame.writeUInt32BE(crc32(payload), 4);
+  payload.copy(frame, HEADER_BYTES);
+  return frame;
+}
+
+interface ScanResult {
+  records: Array<{ payload: Buffer; end: number }>;
+  validBytes: number;
+  corrupt: boolean;
+}
+
+function scanSegment(bytes: Buffer, from: number): ScanResult {
+  const records: ScanResult["records"] = [];
+  let offset = from;
+  while (offset + HEADER_BYTES <= bytes.length) {
+    const length = bytes.readUInt32BE(offset);
+    const end = offset + HEADER_BYTES + length;
+    if (length > MAX_RECORD_BYTES) return { records, validBytes: offset, corrupt: true };
+    if (end > bytes.length) break;
+    const payload = bytes.subarray(offset + HEADER_BYTES, end);
+    if (crc32(payload) !== bytes.readUInt32BE(offset + 4)) return { records, validBytes: offset, corrupt: true };
+    records.push({ payload: Buffer.from(payload), end });
+    offset = end;
+  }
+  return { records, validBytes: offset, corrupt: false };
+}
+
+export class DiskQueue {
+  private readonly records: QueuedRecord[] = [];
+  private readonly segmentSizes = new Map<number, number>();
+  private pending: PendingAppend[] = [];
+  private pendingBytes = 0;
+  private committing: Promise<void> | undefined;
+  private handle: FileHandle | undefined;
+  private segment = 0;
+  private closed = false;
+  private cursorWrite: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly options: Required<DiskQueueOptions>) {}
+
+  /** Opens (creating if needed) the queue in `dir`, recovering every record not yet acknowledged. */
+  static async open(options: DiskQueueOptions): Promise<{ queue: DiskQueue; report: OpenReport }> {
+    const queue = new DiskQueue({ segmentBytes: 8 * 1024 * 1024, ...options });
+    const report = await queue.recover();
+    return { queue, report };
+  }
+
+  /** Records durable and not yet acknowledged. */
+  get length(): number {
+    return this.records.length;
+  }
+
+  /** Bytes of segment files on disk, acknowledged or not, until their segment is deleted. */
+  get bytes(): number {
+    let total = 0;
+    for (const size of this.segmentSizes.values()) total += size;
+    return total + this.pendingBytes;
+  }
+
+  /** Resolves once the payload is on disk (written and fsync'd); rejects with QueueFullError when over maxBytes. */
+  append(payload: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("queue is closed"));
+    if (payload.length > MAX_RECORD_BYTES) return Promise.reject(new Error("record too large"));
+    const frame = frameRecord(payload);
+    if (this.bytes + frame.length > this.options.maxBytes) {
+      return Promise.reject(
+        new QueueFullError(`uplink queue holds ${this.bytes} bytes, limit ${this.options.maxBytes}`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ frame, payload, resolve, reject });
+      this.pendingBytes += frame.length;
+      if (!this.committing) this.committing = this.commitLoop();
+    });
+  }
+
+  /** The oldest records not yet acknowledged, in append order. */
+  peek(count: number): QueuedRecord[] {
+    return this.records.slice(0, count);
+  }
+
+  /** Forgets the `count` oldest records: persists the cursor past them and deletes segments fully consumed. */
+  async ack(count: number): Promise<void> {
+    if (count <= 0) return;
+    const acked = this.records.splice(0, count);
+    const last = acked[acked.length - 1];
+    if (!last) return;
+    const next = this.records[0];
+    const cursor = next
+      ? { segment: next.segment, offset: next.end - HEADER_BYTES - next.payload.length }
+      : { segment: last.segment, offset: last.end };
+    this.cursorWrite = this.cursorWrite.then(() => this.writeCursor(cursor.segment, cursor.offset));
+    await this.cursorWrite;
+    for (const segment of [...this.segmentSizes.keys()]) {
+      if (segment < cursor.segment && segment !== this.segment) {
+        this.segmentSizes.delete(segment);
+        await rm(join(this.options.dir, segmentName(segment)), { force: true });
+      }
+    }
+  }
+
+  /** Waits for appends already made to become durable, then closes the current segment. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.committing) await this.committing;
+    await this.cursorWrite;
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+
+  private async recover(): Promise<OpenReport> {
+    const { dir } = this.options;
+    await mkdir(dir, { recursive: true });
+    const cursor = await this.readCursor();
+    const segments = (await readdir(dir))
+      .filter((name) => name.endsWith(SEGMENT_SUFFIX))
+      .map((name) => Number.parseInt(name, 10))
+      .filter((n) => Number.isSafeInteger(n))
+      .sort((a, b) => a - b);
+    const report: OpenReport = { recovered: 0, tornBytes: 0, corruptSegments: 0 };
+    for (const segment of segments) {
+      const path = join(dir, segmentName(segment));
+      if (segment < cursor.segment) {
+        await rm(path, { force: true });
+        continue;
+      }
+      const bytes = await readFile(path);
+      this.segmentSizes.set(segment, bytes.length);
+      const from = segment === cursor.segment ? Math.min(cursor.offset, bytes.length) : 0;
+      const scan = scanSegment(bytes, from);
+      if (scan.corrupt) report.corruptSegments++;
+      else report.tornBytes += bytes.length - scan.validBytes;
+      for (const record of scan.records) this.records.push({ ...record, segment });
+      report.recovered += scan.records.length;
+    }
+    // Appends always go to a fresh segment, so a torn tail is never followed by good records.
+    this.segment = Math.max(cursor.segment, segments[segments.length - 1] ?? 0) + 1;
+    await this.openSegment();
+    return report;
+  }
+
+  private async openSegment(): Promise<void> {
+    await this.handle?.close();
+    this.handle = await open(join(this.options.dir, segmentName(this.segment)), "a");
+    this.segmentSizes.set(this.segment, 0);
+    // The new file's directory entry must survive a crash too.
+    const dirHandle = await open(this.options.dir, "r");
+    try {
+      await dirHandle.sync();
+    } finally {
+      await dirHandle.close();
+    }
+  }
+
+  private async commitLoop(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const group = this.pending;
+        this.pending = [];
+        this.pendingBytes = 0;
+        try {
+          await this.commit(group);
+          for (const append of group) append.resolve();
+        } catch (error) {
+          for (const append of group) append.reject(error);
+        }
+      }
+    } finally {
+      this.committing = undefined;
+    }
+  }
+
+  private async commit(group: PendingAppend[]): Promise<void> {
+    if ((this.segmentSizes.get(this.segment) ?? 0) >= this.options.segmentBytes) {
+      this.segment++;
+      await this.openSegment();
+    }
+    const handle = this.handle;
+    if (!handle) throw new Error("queue is not open");
+    const data = Buffer.concat(group.map((append) => append.frame));
+    await handle.write(data, 0, data.length);
+    await handle.datasync();
+    let end = this.segmentSizes.get(this.segment) ?? 0;
+    for (const append of group) {
+      end += append.frame.length;
+      this.records.push({ payload: append.payload, segment: this.segment, end });
+    }
+    this.segmentSizes.set(this.segment, end);
+  }
+
+  /** Without a readable cursor everything on disk is resent: the cloud deduplicates, nothing is lost. */
+  private async readCursor(): Promise<{ segment: number; offset: number }> {
+    let text: string;
+    try {
+      text = await readFile(join(this.options.dir, CURSOR_FILE), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { segment: 0, offset: 0 };
+      throw error;
+    }
+    try {
+      const parsed = JSON.parse(text) as { segment?: unknown; offset?: unknown };
+      if (Number.isSafeInteger(parsed.segment) && Number.isSafeInteger(parsed.offset)) {
+        return { segment: parsed.segment as number, offset: parsed.offset as number };
+      }
+    } catch {
+      // fall through to the start of the oldest segment
+    }
+    return { segment: 0, offset: 0 };
+  }
+
+  private async writeCursor(segment: number, offset: number): Promise<void> {
+    const path = join(this.options.dir, CURSOR_FILE);
+    const temp = `${path}.tmp`;
+    await writeFile(temp, JSON.stringify({ segment, offset }));
+    const handle = await open(temp, "r+");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  }
+}
