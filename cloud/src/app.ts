@@ -4,12 +4,14 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
 import { authPlugin } from "./auth/plugin.ts";
+import { commandsPlugin } from "./commands/plugin.ts";
 import type { CloudConfig } from "./config.ts";
 import { dashboardPlugin } from "./dashboard/plugin.ts";
 import { devicesPlugin } from "./devices/plugin.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { problemDetailsPlugin } from "./http/problem.ts";
+import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 
 export interface BuildAppOptions {
@@ -31,11 +33,13 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
   await app.register(problemDetailsPlugin);
+  await app.register(unusedConnectionsPlugin);
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(healthPlugin, { db });
   await app.register(devicesPlugin, { db });
   await app.register(telemetryPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
+  await app.register(commandsPlugin, { db });
   await app.register(dashboardPlugin, { dir: config.dashboardDir });
   return app;
 }

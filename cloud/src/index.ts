@@ -2,6 +2,8 @@
 // end-to-end tests in tools/ use to run the cloud in-process.
 
 export { type BuildAppOptions, buildApp } from "./app.ts";
+export type { CommandStatus } from "./commands/command-store.ts";
+export type { CommandList, CommandView } from "./commands/command-view.ts";
 export { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
 export { connectDb, type Database } from "./storage/connect.ts";
 export {

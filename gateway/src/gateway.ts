@@ -4,14 +4,18 @@
 
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from "node:net";
-import { isDeviceId, parseDeviceState, parseTelemetryBatch, parseTopic } from "@kestrel/wire";
+import { join } from "node:path";
+import { isDeviceId, parseCommandAck, parseDeviceState, parseTelemetryBatch, parseTopic, topics } from "@kestrel/wire";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
 import type { Logger } from "pino";
 import { mayPublish, maySubscribe } from "./broker/acl.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
 import type { GatewayConfig } from "./config.ts";
+import { CommandChannel } from "./downlink/command-channel.ts";
+import { CommandRelay } from "./downlink/command-relay.ts";
 import { GatewayMetrics } from "./metrics.ts";
 import { CloudClient, CloudError } from "./uplink/cloud-client.ts";
+import { DiskQueue, QueueFullError } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
 
 export interface Gateway {
@@ -53,16 +57,44 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     timeoutMs: config.cloudTimeoutMs,
   });
   const authenticator = new DeviceAuthenticator(cloud, config.authCacheTtlMs);
+  const { queue, report } = await DiskQueue.open({
+    dir: join(config.dataDir, "uplink"),
+    maxBytes: config.queueMaxBytes,
+  });
+  logger.info({ dataDir: config.dataDir, ...report }, "uplink queue opened");
   const forwarder = new UplinkForwarder({
     cloud,
+    queue,
     logger: logger.child({ component: "uplink" }),
     metrics,
     intervalMs: config.forwardIntervalMs,
     maxBatches: config.forwardMaxBatches,
-    maxItems: config.queueMaxItems,
   });
   const broker = await Aedes.createBroker({ maxClientsIdLength: 64 });
   const log = logger.child({ component: "broker" });
+  const commands = new CommandRelay({
+    channel: new CommandChannel({
+      baseUrl: config.cloudUrl,
+      gatewayKey: config.gatewayKey,
+      timeoutMs: config.cloudTimeoutMs,
+    }),
+    publish: (deviceId, command) =>
+      new Promise((resolve, reject) =>
+        broker.publish(
+          {
+            cmd: "publish",
+            topic: topics.command(deviceId),
+            payload: Buffer.from(JSON.stringify(command)),
+            qos: 1,
+            dup: false,
+            retain: false,
+          },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      ),
+    logger: logger.child({ component: "downlink" }),
+    metrics,
+  });
 
   const refuse = (reason: string, detail: object, message: string) => {
     metrics.inc("kestrel_gateway_messages_rejected_total", { reason });
@@ -105,6 +137,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     }
     const kind = parseTopic(packet.topic)?.kind;
     const text = Buffer.isBuffer(packet.payload) ? packet.payload.toString("utf8") : String(packet.payload);
+    let durable: Promise<void> | undefined;
     if (kind === "telemetry") {
       const parsed = parseTelemetryBatch(text);
       // A malformed payload is acknowledged and dropped: refusing it would make the
@@ -113,17 +146,40 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         refuse(parsed.error.code, { deviceId }, `telemetry dropped: ${parsed.error.message}`);
         return done(null);
       }
-      forwarder.enqueueTelemetry(deviceId, parsed.value);
+      durable = forwarder.enqueueTelemetry(deviceId, parsed.value);
     } else if (kind === "state") {
       const parsed = parseDeviceState(text);
       if (!parsed.ok) {
         refuse(parsed.error.code, { deviceId }, `state dropped: ${parsed.error.message}`);
         return done(null);
       }
-      forwarder.enqueueState(deviceId, parsed.value, Date.now());
+      durable = forwarder.enqueueState(deviceId, parsed.value);
+    } else if (kind === "cmd/ack") {
+      const parsed = parseCommandAck(text);
+      if (!parsed.ok) {
+        refuse(parsed.error.code, { deviceId }, `command ack dropped: ${parsed.error.message}`);
+        return done(null);
+      }
+      commands.ack(deviceId, parsed.value);
     }
-    metrics.inc("kestrel_gateway_messages_in_total", { kind: kind ?? "unknown" });
-    done(null);
+    if (!durable) {
+      metrics.inc("kestrel_gateway_messages_in_total", { kind: kind ?? "unknown" });
+      return done(null);
+    }
+    // aedes writes the PUBACK only after this callback, so an acknowledged message is on disk.
+    durable.then(
+      () => {
+        metrics.inc("kestrel_gateway_messages_in_total", { kind: kind ?? "unknown" });
+        done(null);
+      },
+      (error: unknown) => {
+        // Refusing closes the connection without a PUBACK: the device keeps the message and retries later.
+        if (error instanceof QueueFullError) metrics.inc("kestrel_gateway_queue_refused_total");
+        else metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "queue_write_failed" });
+        log.error({ deviceId, err: error instanceof Error ? error.message : String(error) }, "publish not queued");
+        done(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
   };
 
   broker.authorizeSubscribe = (client: Client, subscription: Subscription, done) => {
@@ -134,7 +190,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   };
 
   broker.on("client", () => metrics.set("kestrel_gateway_connected_clients", broker.connectedClients));
+  // Commands are fetched only for devices listening on their command topic; the rest stay queued in the cloud.
+  broker.on("subscribe", (subscriptions, client) => {
+    if (client && subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+  });
+  broker.on("unsubscribe", (unsubscriptions, client) => {
+    if (client && unsubscriptions.includes(topics.command(client.id))) commands.deviceGone(client.id);
+  });
   broker.on("clientDisconnect", (client) => {
+    commands.deviceGone(client.id);
     metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
     log.info({ deviceId: client.id }, "device disconnected");
   });
@@ -148,8 +212,17 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const httpServer = createHttpServer((request, response) => {
     if (request.method === "GET" && request.url === "/healthz") {
       response.writeHead(200, { "content-type": "application/json" });
-      response.end(JSON.stringify({ status: "ok", clients: broker.connectedClients, queued: forwarder.depth }));
+      response.end(
+        JSON.stringify({
+          status: "ok",
+          clients: broker.connectedClients,
+          queued: forwarder.depth,
+          oldestQueuedAgeMs: forwarder.oldestAgeMs(),
+        }),
+      );
     } else if (request.method === "GET" && request.url === "/metrics") {
+      metrics.set("kestrel_gateway_queue_oldest_age_seconds", forwarder.oldestAgeMs() / 1000);
+      metrics.set("kestrel_gateway_queue_bytes", queue.bytes);
       response.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
       response.end(metrics.render());
     } else {
@@ -161,6 +234,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const mqttPort = await listen(mqttServer, config.mqttPort, config.mqttHost);
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
   forwarder.start();
+  commands.start();
   logger.info({ mqtt: `${config.mqttHost}:${mqttPort}`, http: `${config.httpHost}:${httpPort}` }, "gateway listening");
 
   return {
@@ -172,6 +246,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       const closing = close(mqttServer);
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       await closing;
+      // After the broker: no ack can arrive any more, and the last ones are still relayed.
+      await commands.stop();
       await forwarder.stop();
       await close(httpServer);
       logger.info("gateway stopped");

@@ -33,9 +33,24 @@ export class GatewayMetrics {
       "telemetry batches and states delivered to the cloud",
     );
     this.define("kestrel_gateway_forward_failures_total", "counter", "failed attempts to deliver to the cloud");
-    this.define("kestrel_gateway_queue_dropped_total", "counter", "queued items dropped because the queue was full");
+    this.define("kestrel_gateway_messages_out_total", "counter", "messages delivered to the cloud, by kind");
+    this.define(
+      "kestrel_gateway_queue_refused_total",
+      "counter",
+      "publishes refused because the uplink queue was full",
+    );
+    this.define("kestrel_gateway_commands_published_total", "counter", "commands from the cloud published to devices");
+    this.define("kestrel_gateway_command_acks_relayed_total", "counter", "device command acks delivered to the cloud");
+    this.define("kestrel_gateway_command_acks_dropped_total", "counter", "device command acks given up on");
+    this.define("kestrel_gateway_downlink_failures_total", "counter", "failed command polls, publishes and ack relays");
     this.define("kestrel_gateway_connected_clients", "gauge", "MQTT clients connected now");
     this.define("kestrel_gateway_queue_depth", "gauge", "items waiting to be delivered to the cloud");
+    this.define("kestrel_gateway_queue_bytes", "gauge", "bytes of the on-disk uplink queue");
+    this.define(
+      "kestrel_gateway_queue_oldest_age_seconds",
+      "gauge",
+      "age of the oldest item waiting to be delivered to the cloud",
+    );
   }
 
   private define(name: string, type: Series["type"], help: string): void {

@@ -29,16 +29,15 @@ interface DeviceAuthBody {
   token: string;
 }
 
-function gatewayTenant(request: FastifyRequest): string {
+/** The tenant of the gateway calling a route behind `requireGatewayKey`. */
+export function gatewayTenant(request: FastifyRequest): string {
   if (!request.gatewayTenantId) throw new Problem(401, "gateway_auth_failed", "gateway key required");
   return request.gatewayTenantId;
 }
 
-export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApiOptions): Promise<void> {
-  const keys = new GatewayKeyStore(options.db);
-  const devices = new DeviceStore(options.db);
-  const ingest = new IngestService(options.db, devices);
-
+/** Puts gateway-key authentication in front of every route of this plugin context. */
+export function requireGatewayKey(app: FastifyInstance, db: Db): void {
+  const keys = new GatewayKeyStore(db);
   app.decorateRequest("gatewayTenantId", null);
   app.addHook("onRequest", async (request) => {
     const key = bearerToken(request);
@@ -51,6 +50,12 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
     }
     request.gatewayTenantId = tenantId;
   });
+}
+
+export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApiOptions): Promise<void> {
+  const devices = new DeviceStore(options.db);
+  const ingest = new IngestService(options.db, devices);
+  requireGatewayKey(app, options.db);
 
   app.post<{ Body: DeviceAuthBody }>(
     "/api/gateway/v1/device-auth",

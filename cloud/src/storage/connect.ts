@@ -4,6 +4,7 @@
 import { type Db, MongoClient } from "mongodb";
 import { SessionStore } from "../auth/session-store.ts";
 import { UserStore } from "../auth/user-store.ts";
+import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
@@ -27,6 +28,7 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
       TelemetryStore.createIndexes,
+      CommandStore.createIndexes,
     ]) {
       await createIndexes(db);
     }

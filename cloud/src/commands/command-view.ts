@@ -1,0 +1,101 @@
+// A command as the API shows it: JSON schemas and their TypeScript twins. Only
+// type imports, so the dashboard can import the types too.
+
+import type { CommandName } from "@kestrel/wire";
+import type { CommandStatus } from "./command-store.ts";
+
+export type CommandValue = string | number | boolean;
+
+export interface CommandView {
+  id: string;
+  deviceId: string;
+  name: CommandName;
+  params: Record<string, CommandValue> | null;
+  status: CommandStatus;
+  /** Epoch ms. */
+  createdAt: number;
+  updatedAt: number;
+  expiresAt: number;
+  reason: string | null;
+  result: Record<string, CommandValue> | null;
+  history: Array<{ status: CommandStatus; at: number }>;
+}
+
+export interface CommandList {
+  items: CommandView[];
+}
+
+export interface NewCommand {
+  name: CommandName;
+  params?: Record<string, CommandValue>;
+  ttlSeconds?: number;
+}
+
+export const COMMAND_NAMES = ["reboot", "set-config", "ping", "identify"] as const;
+export const COMMAND_STATUSES = ["queued", "sent", "delivered", "done", "failed", "expired"] as const;
+export const DEFAULT_TTL_SECONDS = 3600;
+export const MAX_TTL_SECONDS = 7 * 24 * 3600;
+
+const flatRecord = {
+  type: "object",
+  maxProperties: 32,
+  propertyNames: { pattern: "^[a-z][a-z0-9_]{0,31}$" },
+  additionalProperties: { anyOf: [{ type: "string" }, { type: "number" }, { type: "boolean" }] },
+} as const;
+
+export const newCommandSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["name"],
+  properties: {
+    name: { type: "string", enum: COMMAND_NAMES },
+    params: flatRecord,
+    ttlSeconds: { type: "integer", minimum: 1, maximum: MAX_TTL_SECONDS },
+  },
+} as const;
+
+export const commandViewSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: [
+    "id",
+    "deviceId",
+    "name",
+    "params",
+    "status",
+    "createdAt",
+    "updatedAt",
+    "expiresAt",
+    "reason",
+    "result",
+    "history",
+  ],
+  properties: {
+    id: { type: "string" },
+    deviceId: { type: "string" },
+    name: { type: "string" },
+    params: { ...flatRecord, type: ["object", "null"] },
+    status: { type: "string", enum: COMMAND_STATUSES },
+    createdAt: { type: "integer" },
+    updatedAt: { type: "integer" },
+    expiresAt: { type: "integer" },
+    reason: { type: ["string", "null"] },
+    result: { ...flatRecord, type: ["object", "null"] },
+    history: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["status", "at"],
+        properties: { status: { type: "string", enum: COMMAND_STATUSES }, at: { type: "integer" } },
+      },
+    },
+  },
+} as const;
+
+export const commandListSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["items"],
+  properties: { items: { type: "array", items: commandViewSchema } },
+} as const;

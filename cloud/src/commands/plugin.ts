@@ -1,0 +1,315 @@
+// Commands to devices: operators queue them and follow their status; gateways
+// long-poll for the commands of their connected devices and report the devices' acks.
+
+import { type CommandName, isDeviceId, LIMITS, validateCommandAck } from "@kestrel/wire";
+import type { FastifyInstance } from "fastify";
+import type { Db } from "mongodb";
+import { currentUser } from "../auth/plugin.ts";
+import { DeviceStore } from "../devices/device-store.ts";
+import { deviceNotFound } from "../devices/plugin.ts";
+import { gatewayTenant, requireGatewayKey } from "../gateway/plugin.ts";
+import { Problem, problemResponses } from "../http/problem.ts";
+import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { CommandBell } from "./command-bell.ts";
+import { type CommandDoc, CommandStore, effectiveStatus, MAX_COMMANDS_LISTED } from "./command-store.ts";
+import {
+  type CommandList,
+  type CommandView,
+  commandListSchema,
+  commandViewSchema,
+  DEFAULT_TTL_SECONDS,
+  type NewCommand,
+  newCommandSchema,
+} from "./command-view.ts";
+
+export interface CommandsOptions {
+  db: Db;
+  /** How long a handed-out command waits for its device's ack before it is offered again. */
+  leaseMs?: number;
+  /** How often a waiting long poll looks for commands queued through other replicas. */
+  recheckMs?: number;
+}
+
+export const MAX_WAIT_SECONDS = 25;
+const MAX_POLL_DEVICES = 10_000;
+const MAX_ACKS = 500;
+const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
+
+function toCommandView(doc: CommandDoc, now: number): CommandView {
+  const status = effectiveStatus(doc, now);
+  const history = doc.history.map(({ status, at }) => ({ status, at: at.getTime() }));
+  // Expiry noticed only on read is shown in the history too, at the moment it happened.
+  if (status !== doc.status) history.push({ status, at: doc.expiresAt.getTime() });
+  return {
+    id: doc.id,
+    deviceId: doc.deviceId,
+    name: doc.name,
+    params: doc.params ?? null,
+    status,
+    createdAt: doc.createdAt.getTime(),
+    updatedAt: Math.max(doc.updatedAt.getTime(), status !== doc.status ? doc.expiresAt.getTime() : 0),
+    expiresAt: doc.expiresAt.getTime(),
+    reason: doc.reason ?? null,
+    result: doc.result ?? null,
+    history,
+  };
+}
+
+interface CommandParams extends DeviceIdParams {
+  commandId: string;
+}
+
+interface PollBody {
+  devices: string[];
+  wait?: number;
+  max?: number;
+}
+
+interface AckBody {
+  acks: Array<{ deviceId: string; receivedAt: number; ack: unknown }>;
+}
+
+export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
+  const commands = new CommandStore(options.db, options.leaseMs);
+  const devices = new DeviceStore(options.db);
+  const bell = new CommandBell();
+  const recheckMs = options.recheckMs ?? 1000;
+  // Before the server waits for in-flight requests, so waiting long polls answer at once.
+  app.addHook("preClose", async () => bell.close());
+
+  await app.register(async (operator) => {
+    operator.addHook("onRequest", operator.requireUser);
+
+    const requireDevice = async (tenantId: string, deviceId: string) => {
+      if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);
+    };
+
+    operator.post<{ Params: DeviceIdParams; Body: NewCommand }>(
+      "/api/devices/:deviceId/commands",
+      {
+        schema: {
+          params: deviceIdParams,
+          body: newCommandSchema,
+          response: { 202: commandViewSchema, ...problemResponses(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        const user = currentUser(request);
+        if (user.role !== "admin") throw new Problem(403, "forbidden", "only an admin may send commands");
+        const { deviceId } = request.params;
+        await requireDevice(user.tenantId, deviceId);
+        const { name, params, ttlSeconds = DEFAULT_TTL_SECONDS } = request.body;
+        const doc = await commands.create(user.tenantId, deviceId, {
+          name: name as CommandName,
+          ttlSeconds,
+          ...(params === undefined ? {} : { params }),
+        });
+        request.log.info({ tenantId: user.tenantId, deviceId, commandId: doc.id, name }, "command queued");
+        bell.ring(user.tenantId);
+        return reply.code(202).send(toCommandView(doc, Date.now()));
+      },
+    );
+
+    operator.get<{ Params: DeviceIdParams; Querystring: { limit?: string } }>(
+      "/api/devices/:deviceId/commands",
+      {
+        schema: {
+          params: deviceIdParams,
+          querystring: {
+            type: "object",
+            additionalProperties: false,
+            properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+          },
+          response: { 200: commandListSchema, ...problemResponses(400, 401, 404) },
+        },
+      },
+      async (request): Promise<CommandList> => {
+        const { tenantId } = currentUser(request);
+        const { deviceId } = request.params;
+        await requireDevice(tenantId, deviceId);
+        const limit = Number(request.query.limit ?? 20);
+        if (limit < 1 || limit > MAX_COMMANDS_LISTED)
+          throw new Problem(400, "invalid_request", `limit must be 1..${MAX_COMMANDS_LISTED}`);
+        const now = Date.now();
+        return { items: (await commands.list(tenantId, deviceId, limit)).map((doc) => toCommandView(doc, now)) };
+      },
+    );
+
+    operator.get<{ Params: CommandParams }>(
+      "/api/devices/:deviceId/commands/:commandId",
+      {
+        schema: {
+          params: {
+            type: "object",
+            additionalProperties: false,
+            required: ["deviceId", "commandId"],
+            properties: {
+              ...deviceIdParams.properties,
+              commandId: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+            },
+          },
+          response: { 200: commandViewSchema, ...problemResponses(400, 401, 404) },
+        },
+      },
+      async (request): Promise<CommandView> => {
+        const { tenantId } = currentUser(request);
+        const { deviceId, commandId } = request.params;
+        const doc = await commands.find(tenantId, deviceId, commandId);
+        if (!doc) throw new Problem(404, "command_not_found", `no command ${commandId} for device ${deviceId}`);
+        return toCommandView(doc, Date.now());
+      },
+    );
+  });
+
+  await app.register(async (gateway) => {
+    requireGatewayKey(gateway, options.db);
+
+    gateway.post<{ Body: PollBody }>(
+      "/api/gateway/v1/commands/poll",
+      {
+        schema: {
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["devices"],
+            properties: {
+              devices: { type: "array", maxItems: MAX_POLL_DEVICES, items: DEVICE_ID },
+              wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
+              max: { type: "integer", minimum: 1, maximum: 100 },
+            },
+          },
+          response: {
+            200: {
+              type: "object",
+              additionalProperties: false,
+              required: ["commands"],
+              properties: {
+                commands: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    additionalProperties: false,
+                    required: ["deviceId", "command"],
+                    properties: {
+                      deviceId: { type: "string" },
+                      command: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["v", "id", "name"],
+                        properties: {
+                          v: { type: "integer" },
+                          id: { type: "string" },
+                          name: { type: "string" },
+                          params: {
+                            type: "object",
+                            additionalProperties: {
+                              anyOf: [{ type: "string" }, { type: "number" }, { type: "boolean" }],
+                            },
+                          },
+                          expiresAt: { type: "integer" },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+            ...problemResponses(400, 401),
+          },
+        },
+      },
+      async (request, reply) => {
+        const tenantId = gatewayTenant(request);
+        const connected = new Set(request.body.devices.filter(isDeviceId));
+        const max = request.body.max ?? 50;
+        const deadline = Date.now() + (request.body.wait ?? 0) * 1000;
+        // The gateway gave up on this poll: stop claiming for it (anything claimed already is offered again later).
+        const gone = new AbortController();
+        reply.raw.once("close", () => gone.abort());
+        for (;;) {
+          const claimed = connected.size === 0 ? [] : await commands.claim(tenantId, connected, max);
+          const remaining = deadline - Date.now();
+          if (claimed.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
+            if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
+            // The server stopped closing idle connections before this answer: close this one with it.
+            if (bell.isClosed) reply.header("connection", "close");
+            return { commands: claimed };
+          }
+          await bell.wait(tenantId, Math.min(remaining, recheckMs), gone.signal);
+        }
+      },
+    );
+
+    gateway.post<{ Body: AckBody }>(
+      "/api/gateway/v1/command-acks",
+      {
+        schema: {
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["acks"],
+            properties: {
+              acks: {
+                type: "array",
+                maxItems: MAX_ACKS,
+                items: {
+                  type: "object",
+                  additionalProperties: false,
+                  required: ["deviceId", "receivedAt", "ack"],
+                  properties: {
+                    deviceId: DEVICE_ID,
+                    receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
+                    // Checked per item by the wire contract's validator.
+                    ack: { type: "object" },
+                  },
+                },
+              },
+            },
+          },
+          response: {
+            200: {
+              type: "object",
+              additionalProperties: false,
+              required: ["applied", "ignored", "rejected"],
+              properties: {
+                applied: { type: "integer" },
+                ignored: { type: "integer" },
+                rejected: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    additionalProperties: false,
+                    required: ["index", "code", "message"],
+                    properties: { index: { type: "integer" }, code: { type: "string" }, message: { type: "string" } },
+                  },
+                },
+              },
+            },
+            ...problemResponses(400, 401),
+          },
+        },
+      },
+      async (request) => {
+        const tenantId = gatewayTenant(request);
+        let applied = 0;
+        let ignored = 0;
+        const rejected: Array<{ index: number; code: string; message: string }> = [];
+        for (const [index, item] of request.body.acks.entries()) {
+          const parsed = validateCommandAck(item.ack);
+          if (!isDeviceId(item.deviceId)) {
+            rejected.push({ index, code: "invalid_device_id", message: "not a valid device id" });
+          } else if (!parsed.ok) {
+            rejected.push({ index, ...parsed.error });
+          } else if (await commands.applyAck(tenantId, item.deviceId, parsed.value, item.receivedAt)) {
+            applied++;
+          } else {
+            // An ack repeated by a retry, or for a command this tenant never sent: nothing to change.
+            ignored++;
+          }
+        }
+        if (rejected.length > 0) request.log.warn({ tenantId, rejected }, `${rejected.length} command acks rejected`);
+        return { applied, ignored, rejected };
+      },
+    );
+  });
+}

@@ -1,0 +1,198 @@
+// Relays commands between the cloud and the devices connected here: long-polls the
+// cloud for the commands of devices subscribed to their command topic, publishes
+// each to `d/{id}/cmd` at QoS 1, and carries the devices' acks back with retries.
+// A command for a device that is not connected stays queued in the cloud.
+
+import type { CommandAck, DeviceCommand } from "@kestrel/wire";
+import type { Logger } from "pino";
+import type { GatewayMetrics } from "../metrics.ts";
+import { CloudError } from "../uplink/cloud-client.ts";
+import type { AckFromDevice, CommandChannel } from "./command-channel.ts";
+
+export interface CommandRelayOptions {
+  channel: CommandChannel;
+  /** Publishes the command to the device's command topic; resolves once the broker took it. */
+  publish(deviceId: string, command: DeviceCommand): Promise<void>;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  waitSeconds?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+const ACK_BATCH = 200;
+/** Acks held while the cloud is unreachable; beyond this the oldest go (the device repeats its final ack on redelivery). */
+const MAX_PENDING_ACKS = 10_000;
+/** Devices connecting in a burst restart the long poll once, not once each. */
+const RESTART_DEBOUNCE_MS = 50;
+
+export class CommandRelay {
+  private readonly devices = new Set<string>();
+  private readonly acks: AckFromDevice[] = [];
+  private readonly stopping = new AbortController();
+  private round: AbortController | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private wakePoll: (() => void) | undefined;
+  private wakeAcks: (() => void) | undefined;
+  private loops: Promise<void>[] = [];
+  private readonly waitSeconds: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+
+  constructor(private readonly options: CommandRelayOptions) {
+    this.waitSeconds = options.waitSeconds ?? 25;
+    this.retryMinMs = options.retryMinMs ?? 1000;
+    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+  }
+
+  start(): void {
+    this.loops = [this.pollLoop(), this.ackLoop()];
+  }
+
+  /** The device subscribed to its command topic, so a command published now reaches it. */
+  deviceReady(deviceId: string): void {
+    if (this.devices.has(deviceId)) return;
+    this.devices.add(deviceId);
+    this.wakePoll?.();
+    // The poll in flight asks for the old set of devices; ask again with this one in it.
+    this.restartTimer ??= setTimeout(() => {
+      this.restartTimer = undefined;
+      this.round?.abort();
+    }, RESTART_DEBOUNCE_MS);
+  }
+
+  deviceGone(deviceId: string): void {
+    this.devices.delete(deviceId);
+  }
+
+  ack(deviceId: string, ack: CommandAck): void {
+    if (this.acks.length >= MAX_PENDING_ACKS) {
+      const dropped = this.acks.shift();
+      this.options.metrics.inc("kestrel_gateway_command_acks_dropped_total");
+      this.options.logger.error({ deviceId: dropped?.deviceId, commandId: dropped?.ack.id }, "ack buffer full");
+    }
+    this.acks.push({ deviceId, receivedAt: Date.now(), ack });
+    this.wakeAcks?.();
+  }
+
+  get pendingAcks(): number {
+    return this.acks.length;
+  }
+
+  /** Ends the long poll, then tries once more to hand pending acks to the cloud. */
+  async stop(): Promise<void> {
+    clearTimeout(this.restartTimer);
+    this.stopping.abort();
+    this.round?.abort();
+    this.wakePoll?.();
+    this.wakeAcks?.();
+    await Promise.all(this.loops);
+  }
+
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  private async pollLoop(): Promise<void> {
+    const { channel, logger, metrics } = this.options;
+    let failures = 0;
+    while (!this.stopped) {
+      if (this.devices.size === 0) {
+        await new Promise<void>((resolve) => {
+          this.wakePoll = resolve;
+        });
+        this.wakePoll = undefined;
+        continue;
+      }
+      const round = new AbortController();
+      this.round = round;
+      try {
+        const { commands, invalid } = await channel.poll([...this.devices], this.waitSeconds, round.signal);
+        failures = 0;
+        if (invalid > 0) logger.warn({ invalid }, "commands from the cloud failed validation and were skipped");
+        for (const { deviceId, command } of commands) await this.deliver(deviceId, command);
+      } catch (error) {
+        // Aborted on purpose: the device set changed, or the gateway is stopping.
+        if (round.signal.aborted) continue;
+        failures++;
+        metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "poll" });
+        logger.warn({ err: describe(error), failures }, "command poll failed");
+        await this.backoff(failures);
+      }
+    }
+  }
+
+  private async deliver(deviceId: string, command: DeviceCommand): Promise<void> {
+    const { logger, metrics } = this.options;
+    if (command.expiresAt !== undefined && command.expiresAt <= Date.now()) {
+      logger.info({ deviceId, commandId: command.id }, "expired command not delivered");
+      return;
+    }
+    try {
+      await this.options.publish(deviceId, command);
+      metrics.inc("kestrel_gateway_commands_published_total");
+      logger.info({ deviceId, commandId: command.id, name: command.name }, "command published");
+    } catch (error) {
+      // The cloud offers an unacknowledged command again once its lease runs out.
+      metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "publish" });
+      logger.warn({ deviceId, commandId: command.id, err: describe(error) }, "command not published");
+    }
+  }
+
+  private async ackLoop(): Promise<void> {
+    const { channel, logger, metrics } = this.options;
+    let failures = 0;
+    for (;;) {
+      if (this.acks.length === 0) {
+        if (this.stopped) return;
+        await new Promise<void>((resolve) => {
+          this.wakeAcks = resolve;
+        });
+        this.wakeAcks = undefined;
+        continue;
+      }
+      const batch = this.acks.slice(0, ACK_BATCH);
+      try {
+        await channel.sendAcks(batch);
+        this.acks.splice(0, batch.length);
+        failures = 0;
+        metrics.inc("kestrel_gateway_command_acks_relayed_total", {}, batch.length);
+      } catch (error) {
+        failures++;
+        metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "ack" });
+        const retryable = !(error instanceof CloudError) || error.retryable;
+        if (!retryable) {
+          this.acks.splice(0, batch.length);
+          metrics.inc("kestrel_gateway_command_acks_dropped_total", {}, batch.length);
+          logger.error({ err: describe(error), count: batch.length }, "cloud refused command acks; dropped");
+        } else if (this.stopped) {
+          logger.error({ err: describe(error), count: this.acks.length }, "stopping with command acks not relayed");
+          return;
+        } else {
+          logger.warn({ err: describe(error), failures }, "command acks not relayed, will retry");
+          await this.backoff(failures);
+        }
+      }
+    }
+  }
+
+  /** Exponential backoff with full jitter, cut short by stop(). */
+  private backoff(failures: number): Promise<void> {
+    const ceiling = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** Math.min(failures - 1, 16));
+    const ms = this.retryMinMs / 2 + Math.random() * (ceiling - this.retryMinMs / 2);
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const signal = this.stopping.signal;
+      signal.addEventListener("abort", done, { once: true });
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+    });
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
