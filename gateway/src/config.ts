@@ -1,6 +1,7 @@
 // The gateway's configuration, read once from the environment and validated,
 // with defaults that run on a laptop next to a local cloud.
 
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,6 +22,17 @@ export interface GatewayConfig {
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
   logLevel: string;
+  /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
+  tls: TlsListenerConfig | undefined;
+}
+
+export interface TlsListenerConfig {
+  port: number;
+  /** PEM: the server certificate followed by its chain (devices' securesocket needs the full chain). */
+  certChain: string;
+  key: string;
+  /** PEM CA that signs device client certificates; set to allow mutual TLS. */
+  clientCa: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -76,5 +88,29 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
+    tls: tlsListener(env),
+  };
+}
+
+function pemFile(env: Env, name: string): string {
+  const path = env[name];
+  if (!path) throw new ConfigError(`${name} must name a PEM file when MQTT_TLS_PORT is set`);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new ConfigError(`${name}: ${path} is not a PEM file`);
+  return text;
+}
+
+function tlsListener(env: Env): TlsListenerConfig | undefined {
+  if (env.MQTT_TLS_PORT === undefined || env.MQTT_TLS_PORT === "") return undefined;
+  return {
+    port: integer(env, "MQTT_TLS_PORT", 8883, 0, 65535),
+    certChain: pemFile(env, "MQTT_TLS_CERT"),
+    key: pemFile(env, "MQTT_TLS_KEY"),
+    clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile(env, "MQTT_TLS_CLIENT_CA") : undefined,
   };
 }

@@ -5,6 +5,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from "node:net";
 import { join } from "node:path";
+import { createServer as createTlsServer, TLSSocket, type Server as TlsServer } from "node:tls";
 import { isDeviceId, parseCommandAck, parseDeviceState, parseTelemetryBatch, parseTopic, topics } from "@kestrel/wire";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
 import type { Logger } from "pino";
@@ -20,6 +21,8 @@ import { UplinkForwarder } from "./uplink/forwarder.ts";
 
 export interface Gateway {
   readonly mqttPort: number;
+  /** Undefined when no TLS listener is configured. */
+  readonly mqttTlsPort: number | undefined;
   readonly httpPort: number;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
@@ -30,12 +33,32 @@ export interface Gateway {
 const IDENTIFIER_REJECTED = 2;
 const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
-function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
+interface PeerCertificate {
+  authorized: boolean;
+  error: string;
+  commonName: string | undefined;
+}
+
+/** The client certificate a TLS connection presented, if any. */
+function clientCertificate(conn: unknown): PeerCertificate | undefined {
+  if (!(conn instanceof TLSSocket)) return undefined;
+  const peer = conn.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  const commonName = peer.subject?.CN;
+  return {
+    authorized: conn.authorized,
+    error: String(conn.authorizationError ?? ""),
+    commonName: Array.isArray(commonName) ? commonName[0] : commonName,
+  };
+}
+
+function listen(server: NetServer | HttpServer | TlsServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -45,7 +68,7 @@ function listen(server: NetServer | HttpServer, port: number, host: string): Pro
   });
 }
 
-function close(server: NetServer | HttpServer): Promise<void> {
+function close(server: NetServer | HttpServer | TlsServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
@@ -109,6 +132,17 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       done(authError(message, code), false);
     };
     if (!isDeviceId(deviceId)) return deny("bad_client_id", IDENTIFIER_REJECTED, "client id is not a device id");
+    const certificate = clientCertificate(client.conn);
+    if (certificate) {
+      // Mutual TLS: a certificate from the device CA whose CN is the client id proves the identity.
+      if (!certificate.authorized)
+        return deny("bad_client_certificate", NOT_AUTHORIZED, `client certificate refused: ${certificate.error}`);
+      if (certificate.commonName !== deviceId)
+        return deny("certificate_cn_mismatch", NOT_AUTHORIZED, "client certificate CN differs from the client id");
+      metrics.inc("kestrel_gateway_connections_total");
+      log.info({ deviceId, auth: "certificate" }, "device authenticated");
+      return done(null, true);
+    }
     if (username !== deviceId)
       return deny("username_mismatch", BAD_USERNAME_OR_PASSWORD, "username must equal client id");
     if (!password || password.length === 0) return deny("no_token", BAD_USERNAME_OR_PASSWORD, "no token given");
@@ -209,6 +243,24 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   const mqttServer = createNetServer(broker.handle);
+  const tlsServer = config.tls
+    ? createTlsServer(
+        {
+          cert: config.tls.certChain,
+          key: config.tls.key,
+          minVersion: "TLSv1.2",
+          // Asked for, not required: a device without a certificate authenticates with its token.
+          requestCert: config.tls.clientCa !== undefined,
+          rejectUnauthorized: false,
+          ...(config.tls.clientCa ? { ca: config.tls.clientCa } : {}),
+        },
+        broker.handle,
+      )
+    : undefined;
+  tlsServer?.on("tlsClientError", (error) => {
+    metrics.inc("kestrel_gateway_auth_failures_total", { reason: "tls_handshake" });
+    log.warn({ err: error.message }, "TLS handshake failed");
+  });
   const httpServer = createHttpServer((request, response) => {
     if (request.method === "GET" && request.url === "/healthz") {
       response.writeHead(200, { "content-type": "application/json" });
@@ -232,6 +284,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   const mqttPort = await listen(mqttServer, config.mqttPort, config.mqttHost);
+  const mqttTlsPort = tlsServer && config.tls ? await listen(tlsServer, config.tls.port, config.mqttHost) : undefined;
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
   forwarder.start();
   commands.start();
@@ -239,11 +292,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
 
   return {
     mqttPort,
+    mqttTlsPort,
     httpPort,
     metrics,
     forwarder,
     async stop() {
-      const closing = close(mqttServer);
+      const closing = Promise.all([close(mqttServer), tlsServer ? close(tlsServer) : undefined]);
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       await closing;
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
