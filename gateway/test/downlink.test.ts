@@ -12,18 +12,9 @@ import { pino } from "pino";
 import { loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CommandPeer, startCommandPeer } from "./command-peer.ts";
+import { until } from "./until.ts";
 
 const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
-
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 function command(id: string, name: DeviceCommand["name"] = "ping"): DeviceCommand {
   return { v: 1, id, name, expiresAt: Date.now() + 60_000 };
@@ -71,17 +62,17 @@ describe("command relay", () => {
   test("a command reaches the device's topic at QoS 1 and its acks reach the cloud", async () => {
     const client = await device("dev-a");
     await client.subscribeAsync("d/dev-a/cmd", { qos: 1 });
-    await until(() => cloud.polls.some((devices) => devices.includes("dev-a")), "a poll naming dev-a");
+    await until(() => cloud.polls.some((devices) => devices.includes("dev-a")), "a poll naming dev-a", 10_000);
     const sent = { ...command("cmd-1", "set-config"), params: { interval_s: 30 } };
     cloud.queued.push({ deviceId: "dev-a", command: sent });
 
-    const delivered = await until(() => received.find((m) => m.topic === "d/dev-a/cmd"), "the command");
+    const delivered = await until(() => received.find((m) => m.topic === "d/dev-a/cmd"), "the command", 10_000);
     assert.deepEqual(delivered, { topic: "d/dev-a/cmd", payload: sent, qos: 1 });
 
     const before = Date.now();
     await client.publishAsync("d/dev-a/cmd/ack", JSON.stringify({ v: 1, id: "cmd-1", status: "accepted" }), { qos: 1 });
     await client.publishAsync("d/dev-a/cmd/ack", JSON.stringify({ v: 1, id: "cmd-1", status: "done" }), { qos: 1 });
-    await until(() => cloud.acks.length >= 2, "both acks relayed");
+    await until(() => cloud.acks.length >= 2, "both acks relayed", 10_000);
     assert.deepEqual(
       cloud.acks.map(({ deviceId, ack }) => ({ deviceId, ack })),
       [
@@ -97,7 +88,7 @@ describe("command relay", () => {
     await device("dev-b");
     cloud.queued.push({ deviceId: "dev-b", command: command("cmd-b") });
     cloud.queued.push({ deviceId: "dev-a", command: command("cmd-2") });
-    await until(() => received.find((m) => (m.payload as DeviceCommand).id === "cmd-2"), "dev-a's command");
+    await until(() => received.find((m) => (m.payload as DeviceCommand).id === "cmd-2"), "dev-a's command", 10_000);
     assert.ok(!cloud.polls.some((devices) => devices.includes("dev-b")));
     assert.deepEqual(
       cloud.queued.map((item) => item.command.id),
@@ -114,7 +105,7 @@ describe("command relay", () => {
       qos: 1,
     });
     await client.publishAsync("d/dev-a/cmd/ack", JSON.stringify({ v: 1, id: "cmd-2", status: "done" }), { qos: 1 });
-    await until(() => cloud.acks.length > relayed, "the valid ack");
+    await until(() => cloud.acks.length > relayed, "the valid ack", 10_000);
     assert.deepEqual(
       cloud.acks.slice(relayed).map((a) => a.ack.id),
       ["cmd-2"],
@@ -131,10 +122,10 @@ describe("command relay", () => {
     await client.publishAsync("d/dev-a/cmd/ack", JSON.stringify({ v: 1, id: "cmd-3", status: "failed", reason: "x" }), {
       qos: 1,
     });
-    await until(() => cloud.ackAttempts > attempts, "a refused attempt");
+    await until(() => cloud.ackAttempts > attempts, "a refused attempt", 10_000);
     assert.equal(cloud.acks.length, relayed);
     cloud.failAcksWith = undefined;
-    await until(() => cloud.acks.length > relayed, "the ack after the outage");
+    await until(() => cloud.acks.length > relayed, "the ack after the outage", 10_000);
     assert.deepEqual(cloud.acks[relayed]?.ack, { v: 1, id: "cmd-3", status: "failed", reason: "x" });
     assert.match(gateway.metrics.render(), /kestrel_gateway_downlink_failures_total\{operation="ack"\} [1-9]/);
   });

@@ -12,6 +12,7 @@ import { pino } from "pino";
 import { loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+import { until } from "./until.ts";
 
 const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
 
@@ -25,16 +26,6 @@ function batch(boot: number, firstSeq: number, count: number) {
       m: { temperature: 21 + i / 10, pressure: 100_000 + i },
     })),
   };
-}
-
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe("gateway", () => {

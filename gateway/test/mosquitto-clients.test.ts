@@ -10,6 +10,7 @@ import { loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 import { tempDir } from "./real-cloud.ts";
+import { until } from "./until.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -21,16 +22,6 @@ function run(command: string, args: string[]): Promise<{ code: number; stderr: s
   );
 }
 const DEVICES = { "mq-1": "token-mq-1-secret", "mq-2": "token-mq-2-secret" };
-
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("mosquitto clients against the gateway", () => {
   let cloud: CloudPeer;
