@@ -41,37 +41,28 @@ if [ ! -x .local/bin/ferretdb ] || [ ! -f "$STAMPS/ferretdb" ] || [ "$(cat "$STA
   echo "$fdb_hash" > "$STAMPS/ferretdb"
 fi
 
-# --- Chromium for the browser tests -----------------------------------------
+# --- Debian packages the tests use ------------------------------------------
+# debian_packages PURPOSE PACKAGE...: installs them when root with apt-get, else stops with the command to run.
+debian_packages() {
+  local purpose="$1"
+  shift
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    say "installing Debian's $* for $purpose"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    die "$* needed for $purpose: run 'sudo apt-get install $*'"
+  fi
+}
+
 if [ "${SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    say "installing Debian's chromium for the browser tests"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    die "Debian's chromium is needed for the browser tests: run 'sudo apt-get install chromium' (or set SKIP_CHROMIUM=1)"
-  fi
+  debian_packages "the browser tests (or set SKIP_CHROMIUM=1)" chromium
 fi
-
-# --- openssl: the TLS tests make their CA and certificates at test time ------
-if ! command -v openssl >/dev/null; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    say "installing Debian's openssl for the TLS tests"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
-  else
-    die "the openssl command is needed for the TLS tests: run 'sudo apt-get install openssl'"
-  fi
-fi
-
-# --- Mosquitto: third-party clients in the gateway tests, broker in its benchmark --
+# The TLS tests make their CA and certificates at test time.
+command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
+# Third-party clients in the gateway tests, the broker in its benchmark.
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    say "installing Debian's mosquitto and mosquitto-clients for the gateway tests"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
-  else
-    die "mosquitto and mosquitto-clients are needed by the gateway tests: run 'sudo apt-get install mosquitto mosquitto-clients'"
-  fi
+  debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
 
 # --- builds -----------------------------------------------------------------
