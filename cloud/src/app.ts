@@ -3,6 +3,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
+import { accessPlugin } from "./auth/access.ts";
 import { authPlugin } from "./auth/plugin.ts";
 import { commandsPlugin } from "./commands/plugin.ts";
 import type { CloudConfig } from "./config.ts";
@@ -34,6 +35,7 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   });
   await app.register(problemDetailsPlugin);
   await app.register(unusedConnectionsPlugin);
+  await app.register(accessPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(healthPlugin, { db });
   await app.register(devicesPlugin, { db });

@@ -1,7 +1,9 @@
 // The auth API's answer shapes: JSON schemas and their TypeScript twins. No
 // runtime imports, so the dashboard can import the types too.
 
-export type Role = "admin" | "viewer";
+export type { Role } from "./permissions.ts";
+
+import type { Role } from "./permissions.ts";
 
 export interface SessionUser {
   email: string;
@@ -23,7 +25,7 @@ export const userSchema = {
   properties: {
     email: { type: "string" },
     tenantId: { type: "string" },
-    role: { type: "string", enum: ["admin", "viewer"] },
+    role: { type: "string", enum: ["admin", "user", "viewer"] },
   },
 } as const;
 

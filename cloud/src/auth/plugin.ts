@@ -1,36 +1,28 @@
-// Operator authentication: password login issuing bearer sessions, logout, and
-// the `requireUser` hook other capabilities put in front of their routes.
+// Operator authentication: password login issuing bearer sessions, logout, and who am I.
+// Checking credentials on every other route is access.ts's job.
 
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import type { Db } from "mongodb";
 import { bearerToken } from "../http/bearer.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
+import { principalOf } from "./access.ts";
 import { type LoginAnswer, loginAnswerSchema, type SessionUser, userSchema } from "./auth-schema.ts";
 import { LoginThrottle } from "./login-throttle.ts";
 import { decoyHash, PASSWORD_MAX_LENGTH, verifyPassword } from "./passwords.ts";
 import { SessionStore } from "./session-store.ts";
 import { normalizeEmail, UserStore } from "./user-store.ts";
 
-declare module "fastify" {
-  interface FastifyInstance {
-    /** onRequest hook: answers 401 unless the request carries a live session. */
-    requireUser(request: FastifyRequest): Promise<void>;
-  }
-  interface FastifyRequest {
-    sessionUser: SessionUser | null;
-  }
-}
-
 export interface AuthOptions {
   db: Db;
   sessionTtlSeconds: number;
 }
 
-/** The signed-in user of a route behind `requireUser`. */
+/** The signed-in user of a route, refusing callers that are not a user session (API keys). */
 export function currentUser(request: FastifyRequest): SessionUser {
-  if (!request.sessionUser) throw new Problem(401, "unauthenticated", "sign in first");
-  return request.sessionUser;
+  const principal = principalOf(request);
+  if (principal.kind !== "user") throw new Problem(403, "forbidden", "only a signed-in user may do this");
+  return { email: principal.email, tenantId: principal.tenantId, role: principal.role };
 }
 
 interface LoginBody {
@@ -42,20 +34,10 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   const users = new UserStore(options.db);
   const sessions = new SessionStore(options.db, options.sessionTtlSeconds);
   const throttle = new LoginThrottle(options.db);
-  const unauthenticated = () =>
-    new Problem(401, "unauthenticated", "a valid session token is required", { "www-authenticate": "Bearer" });
-
-  app.decorateRequest("sessionUser", null);
-  app.decorate("requireUser", async (request: FastifyRequest) => {
-    const token = bearerToken(request);
-    const user = token ? await sessions.resolve(token) : undefined;
-    if (!user) throw unauthenticated();
-    request.sessionUser = user;
-  });
-
   app.post<{ Body: LoginBody }>(
     "/api/auth/login",
     {
+      config: { public: true },
       schema: {
         body: {
           type: "object",
@@ -97,7 +79,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
 
   app.post(
     "/api/auth/logout",
-    { onRequest: app.requireUser, schema: { response: { 204: { type: "null" }, ...problemResponses(401) } } },
+    { config: { permission: "org:read" }, schema: { response: { 204: { type: "null" }, ...problemResponses(401) } } },
     async (request, reply) => {
       const token = bearerToken(request);
       if (token) await sessions.revoke(token);
@@ -107,7 +89,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
 
   app.get(
     "/api/auth/me",
-    { onRequest: app.requireUser, schema: { response: { 200: userSchema, ...problemResponses(401) } } },
+    { config: { permission: "org:read" }, schema: { response: { 200: userSchema, ...problemResponses(401) } } },
     async (request) => currentUser(request),
   );
 }

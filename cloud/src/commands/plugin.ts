@@ -4,10 +4,9 @@
 import { type CommandName, isDeviceId, LIMITS, validateCommandAck } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { currentUser } from "../auth/plugin.ts";
+import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
-import { gatewayTenant, requireGatewayKey } from "../gateway/plugin.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { CommandBell } from "./command-bell.ts";
@@ -78,8 +77,6 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
   app.addHook("preClose", async () => bell.close());
 
   await app.register(async (operator) => {
-    operator.addHook("onRequest", operator.requireUser);
-
     const requireDevice = async (tenantId: string, deviceId: string) => {
       if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);
     };
@@ -87,6 +84,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     operator.post<{ Params: DeviceIdParams; Body: NewCommand }>(
       "/api/devices/:deviceId/commands",
       {
+        config: { permission: "commands:write" },
         schema: {
           params: deviceIdParams,
           body: newCommandSchema,
@@ -94,18 +92,17 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         },
       },
       async (request, reply) => {
-        const user = currentUser(request);
-        if (user.role !== "admin") throw new Problem(403, "forbidden", "only an admin may send commands");
+        const tenantId = orgOf(request);
         const { deviceId } = request.params;
-        await requireDevice(user.tenantId, deviceId);
+        await requireDevice(tenantId, deviceId);
         const { name, params, ttlSeconds = DEFAULT_TTL_SECONDS } = request.body;
-        const doc = await commands.create(user.tenantId, deviceId, {
+        const doc = await commands.create(tenantId, deviceId, {
           name: name as CommandName,
           ttlSeconds,
           ...(params === undefined ? {} : { params }),
         });
-        request.log.info({ tenantId: user.tenantId, deviceId, commandId: doc.id, name }, "command queued");
-        bell.ring(user.tenantId);
+        request.log.info({ tenantId, deviceId, commandId: doc.id, name }, "command queued");
+        bell.ring(tenantId);
         return reply.code(202).send(toCommandView(doc, Date.now()));
       },
     );
@@ -113,6 +110,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     operator.get<{ Params: DeviceIdParams; Querystring: { limit?: string } }>(
       "/api/devices/:deviceId/commands",
       {
+        config: { permission: "commands:read" },
         schema: {
           params: deviceIdParams,
           querystring: {
@@ -120,11 +118,11 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             additionalProperties: false,
             properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
           },
-          response: { 200: commandListSchema, ...problemResponses(400, 401, 404) },
+          response: { 200: commandListSchema, ...problemResponses(400, 401, 403, 404) },
         },
       },
       async (request): Promise<CommandList> => {
-        const { tenantId } = currentUser(request);
+        const tenantId = orgOf(request);
         const { deviceId } = request.params;
         await requireDevice(tenantId, deviceId);
         const limit = Number(request.query.limit ?? 20);
@@ -138,6 +136,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     operator.get<{ Params: CommandParams }>(
       "/api/devices/:deviceId/commands/:commandId",
       {
+        config: { permission: "commands:read" },
         schema: {
           params: {
             type: "object",
@@ -148,11 +147,11 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
               commandId: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
             },
           },
-          response: { 200: commandViewSchema, ...problemResponses(400, 401, 404) },
+          response: { 200: commandViewSchema, ...problemResponses(400, 401, 403, 404) },
         },
       },
       async (request): Promise<CommandView> => {
-        const { tenantId } = currentUser(request);
+        const tenantId = orgOf(request);
         const { deviceId, commandId } = request.params;
         const doc = await commands.find(tenantId, deviceId, commandId);
         if (!doc) throw new Problem(404, "command_not_found", `no command ${commandId} for device ${deviceId}`);
@@ -162,11 +161,10 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
   });
 
   await app.register(async (gateway) => {
-    requireGatewayKey(gateway, options.db);
-
     gateway.post<{ Body: PollBody }>(
       "/api/gateway/v1/commands/poll",
       {
+        config: { gateway: true },
         schema: {
           body: {
             type: "object",
@@ -219,7 +217,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         },
       },
       async (request, reply) => {
-        const tenantId = gatewayTenant(request);
+        const tenantId = orgOf(request);
         const connected = new Set(request.body.devices.filter(isDeviceId));
         const max = request.body.max ?? 50;
         const deadline = Date.now() + (request.body.wait ?? 0) * 1000;
@@ -243,6 +241,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     gateway.post<{ Body: AckBody }>(
       "/api/gateway/v1/command-acks",
       {
+        config: { gateway: true },
         schema: {
           body: {
             type: "object",
@@ -290,7 +289,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         },
       },
       async (request) => {
-        const tenantId = gatewayTenant(request);
+        const tenantId = orgOf(request);
         let applied = 0;
         let ignored = 0;
         const rejected: Array<{ index: number; code: string; message: string }> = [];

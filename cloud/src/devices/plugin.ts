@@ -3,7 +3,7 @@
 
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { currentUser } from "../auth/plugin.ts";
+import { orgOf } from "../auth/access.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { type DeviceDoc, DeviceStore } from "./device-store.ts";
@@ -36,22 +36,26 @@ function toDeviceView(doc: DeviceDoc): DeviceView {
 
 export async function devicesPlugin(app: FastifyInstance, options: DevicesOptions): Promise<void> {
   const devices = new DeviceStore(options.db);
-  app.addHook("onRequest", app.requireUser);
-
   app.get(
     "/api/devices",
-    { schema: { response: { 200: deviceListSchema, ...problemResponses(401) } } },
+    {
+      config: { permission: "devices:read" },
+      schema: { response: { 200: deviceListSchema, ...problemResponses(401, 403) } },
+    },
     async (request): Promise<DeviceList> => {
-      const docs = await devices.list(currentUser(request).tenantId);
+      const docs = await devices.list(orgOf(request));
       return { items: docs.map(toDeviceView) };
     },
   );
 
   app.get<{ Params: DeviceIdParams }>(
     "/api/devices/:deviceId",
-    { schema: { params: deviceIdParams, response: { 200: deviceViewSchema, ...problemResponses(400, 401, 404) } } },
+    {
+      config: { permission: "devices:read" },
+      schema: { params: deviceIdParams, response: { 200: deviceViewSchema, ...problemResponses(400, 401, 403, 404) } },
+    },
     async (request): Promise<DeviceView> => {
-      const doc = await devices.find(currentUser(request).tenantId, request.params.deviceId);
+      const doc = await devices.find(orgOf(request), request.params.deviceId);
       if (!doc) throw deviceNotFound(request.params.deviceId);
       return toDeviceView(doc);
     },

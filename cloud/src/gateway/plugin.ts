@@ -2,19 +2,12 @@
 // credential checks for the MQTT broker, and batched, idempotent ingest.
 
 import { LIMITS } from "@kestrel/wire";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
+import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
-import { bearerToken } from "../http/bearer.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
-import { GatewayKeyStore } from "./gateway-key-store.ts";
 import { type IngestRequest, IngestService, MAX_ITEMS } from "./ingest.ts";
-
-declare module "fastify" {
-  interface FastifyRequest {
-    gatewayTenantId: string | null;
-  }
-}
 
 export interface GatewayApiOptions {
   db: Db;
@@ -29,37 +22,14 @@ interface DeviceAuthBody {
   token: string;
 }
 
-/** The tenant of the gateway calling a route behind `requireGatewayKey`. */
-export function gatewayTenant(request: FastifyRequest): string {
-  if (!request.gatewayTenantId) throw new Problem(401, "gateway_auth_failed", "gateway key required");
-  return request.gatewayTenantId;
-}
-
-/** Puts gateway-key authentication in front of every route of this plugin context. */
-export function requireGatewayKey(app: FastifyInstance, db: Db): void {
-  const keys = new GatewayKeyStore(db);
-  app.decorateRequest("gatewayTenantId", null);
-  app.addHook("onRequest", async (request) => {
-    const key = bearerToken(request);
-    const tenantId = key ? await keys.tenantOf(key) : undefined;
-    if (!tenantId) {
-      request.log.warn("gateway key missing or unknown");
-      throw new Problem(401, "gateway_auth_failed", "a valid gateway key is required", {
-        "www-authenticate": "Bearer",
-      });
-    }
-    request.gatewayTenantId = tenantId;
-  });
-}
-
 export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApiOptions): Promise<void> {
   const devices = new DeviceStore(options.db);
   const ingest = new IngestService(options.db, devices);
-  requireGatewayKey(app, options.db);
 
   app.post<{ Body: DeviceAuthBody }>(
     "/api/gateway/v1/device-auth",
     {
+      config: { gateway: true },
       schema: {
         body: {
           type: "object",
@@ -79,7 +49,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
       },
     },
     async (request) => {
-      const tenantId = gatewayTenant(request);
+      const tenantId = orgOf(request);
       const { deviceId, token } = request.body;
       if (!(await devices.verifyToken(tenantId, deviceId, token))) {
         request.log.warn({ deviceId }, "device authentication failed");
@@ -92,6 +62,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
   app.post<{ Body: IngestRequest }>(
     "/api/gateway/v1/ingest",
     {
+      config: { gateway: true },
       bodyLimit: INGEST_BODY_LIMIT,
       schema: {
         body: {
@@ -155,7 +126,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
       },
     },
     async (request) => {
-      const tenantId = gatewayTenant(request);
+      const tenantId = orgOf(request);
       const result = await ingest.ingest(tenantId, request.body);
       request.log.debug({ tenantId, accepted: result.accepted, duplicates: result.duplicates }, "ingest");
       if (result.rejected.length > 0) {

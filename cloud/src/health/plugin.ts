@@ -13,6 +13,7 @@ export async function healthPlugin(app: FastifyInstance, options: HealthOptions)
   app.get(
     "/api/health",
     {
+      config: { public: true },
       schema: {
         response: {
           200: {

@@ -3,7 +3,7 @@
 
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { currentUser } from "../auth/plugin.ts";
+import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
@@ -28,11 +28,10 @@ const QUERY_VALUE = { type: "string", maxLength: 64 } as const;
 export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOptions): Promise<void> {
   const devices = new DeviceStore(options.db);
   const telemetry = new TelemetryStore(options.db);
-  app.addHook("onRequest", app.requireUser);
-
   app.get<{ Params: DeviceIdParams; Querystring: HistoryQuery }>(
     "/api/devices/:deviceId/telemetry",
     {
+      config: { permission: "telemetry:read" },
       schema: {
         params: deviceIdParams,
         querystring: {
@@ -45,11 +44,11 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
             resolution: QUERY_VALUE,
           },
         },
-        response: { 200: historySchema, ...problemResponses(400, 401, 404) },
+        response: { 200: historySchema, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request): Promise<HistoryAnswer> => {
-      const { tenantId } = currentUser(request);
+      const tenantId = orgOf(request);
       const { deviceId } = request.params;
       const window = parseHistoryQuery(request.query, Date.now());
       if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);

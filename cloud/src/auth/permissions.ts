@@ -1,0 +1,50 @@
+// The permission matrix: which role may do what in its organization, and which API key scope a
+// permission needs. The only place access rules live; routes name a permission and the access
+// hook (access.ts) enforces it. docs/permissions.md is this table in prose.
+
+export const ROLES = ["admin", "user", "viewer"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const SCOPES = ["read", "write", "ingest", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+const EVERYONE: readonly Role[] = ROLES;
+const OPERATORS: readonly Role[] = ["admin", "user"];
+const ADMINS: readonly Role[] = ["admin"];
+
+interface Rule {
+  roles: readonly Role[];
+  /** The API key scope that grants this permission. */
+  scope: Scope;
+}
+
+export const PERMISSIONS = Object.freeze({
+  "devices:read": { roles: EVERYONE, scope: "read" },
+  "devices:write": { roles: OPERATORS, scope: "write" },
+  "telemetry:read": { roles: EVERYONE, scope: "read" },
+  "commands:read": { roles: EVERYONE, scope: "read" },
+  "commands:write": { roles: OPERATORS, scope: "write" },
+  "exports:read": { roles: EVERYONE, scope: "read" },
+  "exports:write": { roles: OPERATORS, scope: "write" },
+  "alerts:read": { roles: EVERYONE, scope: "read" },
+  "alerts:write": { roles: OPERATORS, scope: "write" },
+  "org:read": { roles: EVERYONE, scope: "read" },
+  "members:admin": { roles: ADMINS, scope: "admin" },
+  "keys:admin": { roles: ADMINS, scope: "admin" },
+  "settings:admin": { roles: ADMINS, scope: "admin" },
+} satisfies Record<string, Rule>);
+
+export type Permission = keyof typeof PERMISSIONS;
+
+export function isPermission(name: string): name is Permission {
+  return Object.hasOwn(PERMISSIONS, name);
+}
+
+export function roleAllows(role: Role, permission: Permission): boolean {
+  return PERMISSIONS[permission].roles.includes(role);
+}
+
+/** An `admin` key may do everything; otherwise the key needs the permission's own scope. */
+export function scopesAllow(scopes: readonly Scope[], permission: Permission): boolean {
+  return scopes.includes("admin") || scopes.includes(PERMISSIONS[permission].scope);
+}
