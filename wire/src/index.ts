@@ -81,6 +81,9 @@ export interface TelemetryBatch {
 
 export type ResetReason = "power-on" | "watchdog" | "crash" | "ota" | "command" | "brownout" | "unknown";
 
+/** "safe": the device is in boot-loop safe mode, keeping only connectivity, commands and OTA. */
+export type DeviceMode = "normal" | "safe";
+
 const RESET_REASONS: readonly string[] = Object.freeze([
   "power-on",
   "watchdog",
@@ -101,6 +104,7 @@ export interface DeviceState {
   heap?: number;
   rssi?: number;
   reset?: ResetReason;
+  mode?: DeviceMode;
   /** Samples the device's offline buffer dropped (oldest first, when full) since it booted. */
   dropped?: number;
 }
@@ -212,6 +216,10 @@ export function validateDeviceState(raw: unknown): Parsed<DeviceState> {
       return fail("invalid_state", `reset must be one of ${RESET_REASONS.join(", ")}`);
     state.reset = raw.reset as ResetReason;
   }
+  if (raw.mode !== undefined) {
+    if (raw.mode !== "normal" && raw.mode !== "safe") return fail("invalid_state", "mode must be normal or safe");
+    state.mode = raw.mode;
+  }
   if (raw.dropped !== undefined) {
     if (!isUint(raw.dropped, 0xffffffff)) return fail("invalid_state", "dropped must be a sample count");
     state.dropped = raw.dropped;
@@ -227,15 +235,108 @@ export function parseDeviceState(text: string): Parsed<DeviceState> {
 /** The last will a device registers when it connects. */
 export const OFFLINE_STATE: Readonly<DeviceState> = Object.freeze({ v: WIRE_VERSION, online: false });
 
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const LOG_LEVELS: readonly string[] = Object.freeze(["debug", "info", "warn", "error"]);
+
+export const LOG_LIMITS = Object.freeze({
+  recordsPerBatch: 50,
+  /** Characters of msg and of each string field. */
+  textLength: 512,
+  tagLength: 32,
+  fieldsPerRecord: 32,
+} as const);
+
+/**
+ * One device log record: `boot` and `seq` identify it (seq counts from 0 at every boot), `ts` is
+ * the device clock (before SNTP it can read 1970), `tag` names the firmware module. Every other
+ * property is a field of the record (string, number or boolean).
+ */
+export interface LogRecord {
+  boot: number;
+  seq: number;
+  ts: number;
+  level: LogLevel;
+  tag: string;
+  msg: string;
+  [field: string]: string | number | boolean;
+}
+
+/**
+ * Payload of `d/{id}/log` (QoS 1): records in the order the device logged them. `dropped` counts
+ * records the device lost (its log ring full) since the batch before.
+ */
+export interface LogBatch {
+  v: 1;
+  dropped?: number;
+  records: LogRecord[];
+}
+
+const LOG_TAG = /^[A-Za-z0-9_.-]{1,32}$/;
+const LOG_FIELD = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
+
+function validateLogRecord(raw: unknown, index: number): Parsed<LogRecord> {
+  const at = `records[${index}]`;
+  if (!isObject(raw)) return fail("invalid_log", `${at} must be an object`);
+  if (!isUint(raw.boot, 0xffffffff)) return fail("invalid_log", `${at}.boot must be an integer 0..2^32-1`);
+  if (!isUint(raw.seq, 0xffffffff)) return fail("invalid_log", `${at}.seq must be an integer 0..2^32-1`);
+  if (!isUint(raw.ts, MAX_TS)) return fail("invalid_log", `${at}.ts must be epoch milliseconds before 2100`);
+  if (typeof raw.level !== "string" || !LOG_LEVELS.includes(raw.level))
+    return fail("invalid_log", `${at}.level must be one of ${LOG_LEVELS.join(", ")}`);
+  if (typeof raw.tag !== "string" || !LOG_TAG.test(raw.tag))
+    return fail("invalid_log", `${at}.tag must be 1..${LOG_LIMITS.tagLength} letters, digits, _ . or -`);
+  if (typeof raw.msg !== "string" || raw.msg.length > LOG_LIMITS.textLength)
+    return fail("invalid_log", `${at}.msg must be a string of at most ${LOG_LIMITS.textLength} characters`);
+  const keys = Object.keys(raw);
+  if (keys.length > LOG_LIMITS.fieldsPerRecord + 6)
+    return fail("invalid_log", `${at} has more than ${LOG_LIMITS.fieldsPerRecord} fields`);
+  for (const key of keys) {
+    const value = raw[key];
+    if (!LOG_FIELD.test(key)) return fail("invalid_log", `${at} has an invalid field name "${key}"`);
+    const valid =
+      typeof value === "boolean" ||
+      (typeof value === "number" && Number.isFinite(value)) ||
+      (typeof value === "string" && value.length <= LOG_LIMITS.textLength);
+    if (!valid) return fail("invalid_log", `${at}.${key} must be a boolean, a finite number or a short string`);
+  }
+  return { ok: true, value: raw as LogRecord };
+}
+
+/** Validates a log batch already decoded from JSON. */
+export function validateLogBatch(raw: unknown): Parsed<LogBatch> {
+  if (!isObject(raw)) return fail("invalid_log", "log batch must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `log batch v must be ${WIRE_VERSION}`);
+  if (raw.dropped !== undefined && !isUint(raw.dropped, 0xffffffff))
+    return fail("invalid_log", "dropped must be a record count");
+  if (!Array.isArray(raw.records) || raw.records.length === 0 || raw.records.length > LOG_LIMITS.recordsPerBatch)
+    return fail("invalid_log", `records must be an array of 1..${LOG_LIMITS.recordsPerBatch} records`);
+  const records: LogRecord[] = [];
+  for (let i = 0; i < raw.records.length; i++) {
+    const record = validateLogRecord(raw.records[i], i);
+    if (!record.ok) return record;
+    records.push(record.value);
+  }
+  const batch: LogBatch = { v: WIRE_VERSION, records };
+  if (raw.dropped !== undefined) batch.dropped = raw.dropped;
+  return { ok: true, value: batch };
+}
+
+export function parseLogBatch(text: string): Parsed<LogBatch> {
+  const json = parseJson(text);
+  return json.ok ? validateLogBatch(json.value) : json;
+}
+
 /** Gateway → cloud, `POST /api/gateway/v1/ingest`: what devices published, already validated by the gateway. */
 export interface IngestRequest {
   telemetry: Array<{ deviceId: string; batch: TelemetryBatch }>;
   states: Array<{ deviceId: string; receivedAt: number; state: DeviceState }>;
+  /** Device log batches; absent from gateways that predate them. */
+  logs?: Array<{ deviceId: string; receivedAt: number; batch: LogBatch }>;
 }
 
 /** One item the cloud refused (the rest of the request is stored). */
 export interface IngestRejection {
-  kind: "telemetry" | "state";
+  kind: "telemetry" | "state" | "log";
   index: number;
   deviceId: string;
   code: string;
