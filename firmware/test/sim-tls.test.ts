@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
 import { startSimDevice } from "../sim/index.ts";
 import { startBroker, type TestBroker } from "./broker.ts";
-import { makePki, type TestPki } from "./certificates.ts";
 import { captureLogs } from "./log-capture.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -22,18 +22,22 @@ const TOKENS = new Map([
 ]);
 
 let dir: string;
-let pki: TestPki;
+let ca: CertificateAuthority;
+let otherCa: CertificateAuthority;
+let server: IssuedCertificate;
 let tlsBroker: TestBroker;
 let mtlsBroker: TestBroker;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "kestrel-tls-"));
-  pki = makePki(dir);
-  tlsBroker = await startBroker(TOKENS, { key: pki.serverKey, cert: pki.serverChain });
+  ca = CertificateAuthority.create(join(dir, "ca"), "kestrel-ca", 2);
+  otherCa = CertificateAuthority.create(join(dir, "other-ca"), "other-ca", 2);
+  server = ca.issue("server", { kind: "server", hosts: ["127.0.0.1", "localhost"] });
+  tlsBroker = await startBroker(TOKENS, { key: server.key, cert: server.chain });
   mtlsBroker = await startBroker(TOKENS, {
-    key: pki.serverKey,
-    cert: pki.serverChain,
-    ca: pki.ca,
+    key: server.key,
+    cert: server.chain,
+    ca: ca.certificate,
     requestCert: true,
     rejectUnauthorized: true,
   });
@@ -84,7 +88,7 @@ test("connects over TLS when the broker's chain leads to the configured CA", asy
     deviceId: "tls-a",
     token: "token-a",
     mqttUrl: tlsBroker.url,
-    tls: { ca: pki.ca },
+    tls: { ca: ca.certificate },
     stateDir: dir,
     sampleIntervalMs: 50,
     samplesPerBatch: 2,
@@ -98,26 +102,41 @@ test("connects over TLS when the broker's chain leads to the configured CA", asy
 });
 
 test("refuses a broker whose certificate another CA signed", async () => {
-  await expectRefused(tlsBroker, "tls-b", { ca: pki.otherCa }, /self[- ]signed|unable to (get|verify)/i);
+  await expectRefused(tlsBroker, "tls-b", { ca: otherCa.certificate }, /self[- ]signed|unable to (get|verify)/i);
 });
 
 test("refuses a broker whose certificate names another host", async () => {
-  const misnamed = pki.server("elsewhere", "subjectAltName=DNS:elsewhere.example\n");
+  const misnamed = ca.issue("elsewhere", { kind: "server", hosts: ["elsewhere.example"] });
   const broker = await startBroker(TOKENS, { key: misnamed.key, cert: misnamed.chain });
   try {
-    await expectRefused(broker, "tls-b", { ca: pki.ca }, /does not match|altnames/i);
+    await expectRefused(broker, "tls-b", { ca: ca.certificate }, /does not match|altnames/i);
+  } finally {
+    await broker.close();
+  }
+});
+
+test("refuses a broker whose certificate has expired", async () => {
+  const day = 86_400_000;
+  const stale = ca.issue(
+    "stale",
+    { kind: "server", hosts: ["127.0.0.1"] },
+    { notBefore: new Date(Date.now() - 3 * day), notAfter: new Date(Date.now() - day) },
+  );
+  const broker = await startBroker(TOKENS, { key: stale.key, cert: stale.chain });
+  try {
+    await expectRefused(broker, "tls-b", { ca: ca.certificate }, /expired/i);
   } finally {
     await broker.close();
   }
 });
 
 test("mutual TLS: the device's certificate from the CA is accepted", async (t) => {
-  const { cert, key } = pki.client("tls-c");
+  const { cert, key } = ca.issue("tls-c", { kind: "client" });
   const device = await startSimDevice({
     deviceId: "tls-c",
     token: "token-c",
     mqttUrl: mtlsBroker.url,
-    tls: { ca: pki.ca, cert, key },
+    tls: { ca: ca.certificate, cert, key },
     stateDir: dir,
   });
   t.after(() => device.stop());
@@ -126,9 +145,9 @@ test("mutual TLS: the device's certificate from the CA is accepted", async (t) =
 });
 
 test("mutual TLS: a device without a certificate, or with one from another CA, is refused", async () => {
-  const stranger = pki.client("tls-e", { untrusted: true });
+  const stranger = otherCa.issue("tls-e", { kind: "client" });
   // With TLS 1.3 the broker refuses the client's certificate after the client finished its side
   // of the handshake: the device sees the connection close rather than a verification error.
-  await expectRefused(mtlsBroker, "tls-d", { ca: pki.ca });
-  await expectRefused(mtlsBroker, "tls-e", { ca: pki.ca, ...stranger });
+  await expectRefused(mtlsBroker, "tls-d", { ca: ca.certificate });
+  await expectRefused(mtlsBroker, "tls-e", { ca: ca.certificate, cert: stranger.cert, key: stranger.key });
 });

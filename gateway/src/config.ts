@@ -9,7 +9,8 @@ const DEFAULT_DATA_DIR = fileURLToPath(new URL("../../.data/gateway", import.met
 
 export interface GatewayConfig {
   mqttHost: string;
-  mqttPort: number;
+  /** Plain MQTT over TCP; undefined when MQTT_PORT is "off" (then only the TLS listener serves). */
+  mqttPort: number | undefined;
   httpHost: string;
   httpPort: number;
   cloudUrl: string;
@@ -24,6 +25,19 @@ export interface GatewayConfig {
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
   tls: TlsListenerConfig | undefined;
+  /** Bridge to this broker instead of running the embedded one; undefined when EXTERNAL_BROKER_URL is unset. */
+  externalBroker: ExternalBrokerConfig | undefined;
+}
+
+export interface ExternalBrokerConfig {
+  /** mqtt://host:port or mqtts://host:port */
+  url: string;
+  /** The gateway's persistent session on that broker: keep it stable across restarts. */
+  clientId: string;
+  username: string | undefined;
+  password: string | undefined;
+  /** PEM CA for an mqtts:// broker whose certificate no public CA signed. */
+  ca: string | undefined;
 }
 
 export interface TlsListenerConfig {
@@ -74,9 +88,12 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   }
   const logLevel = env.LOG_LEVEL || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  const tls = tlsListener(env);
+  const plainOff = env.MQTT_PORT === "off";
+  if (plainOff && !tls) throw new ConfigError('MQTT_PORT may be "off" only when MQTT_TLS_PORT is set');
   return {
     mqttHost: env.MQTT_HOST || "127.0.0.1",
-    mqttPort: integer(env, "MQTT_PORT", 1883, 0, 65535),
+    mqttPort: plainOff ? undefined : integer(env, "MQTT_PORT", 1883, 0, 65535),
     httpHost: env.GATEWAY_HTTP_HOST || "127.0.0.1",
     httpPort: integer(env, "GATEWAY_HTTP_PORT", 8081, 0, 65535),
     cloudUrl: url(env, "CLOUD_URL", "http://127.0.0.1:8080"),
@@ -88,7 +105,8 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
-    tls: tlsListener(env),
+    tls,
+    externalBroker: externalBroker(env),
   };
 }
 
@@ -112,5 +130,26 @@ function tlsListener(env: Env): TlsListenerConfig | undefined {
     certChain: pemFile(env, "MQTT_TLS_CERT"),
     key: pemFile(env, "MQTT_TLS_KEY"),
     clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile(env, "MQTT_TLS_CLIENT_CA") : undefined,
+  };
+}
+
+function externalBroker(env: Env): ExternalBrokerConfig | undefined {
+  const raw = env.EXTERNAL_BROKER_URL;
+  if (raw === undefined || raw === "") return undefined;
+  let protocol: string;
+  try {
+    protocol = new URL(raw).protocol;
+  } catch {
+    throw new ConfigError(`EXTERNAL_BROKER_URL must be mqtt://host:port or mqtts://host:port, got "${raw}"`);
+  }
+  if (protocol !== "mqtt:" && protocol !== "mqtts:") {
+    throw new ConfigError(`EXTERNAL_BROKER_URL must use mqtt or mqtts, got "${protocol}"`);
+  }
+  return {
+    url: raw,
+    clientId: env.EXTERNAL_BROKER_CLIENT_ID || "kestrel-gateway",
+    username: env.EXTERNAL_BROKER_USERNAME || undefined,
+    password: env.EXTERNAL_BROKER_PASSWORD || undefined,
+    ca: env.EXTERNAL_BROKER_CA ? pemFile(env, "EXTERNAL_BROKER_CA") : undefined,
   };
 }

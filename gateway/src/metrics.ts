@@ -18,7 +18,11 @@ export class GatewayMetrics {
   private readonly series = new Map<string, Series>();
 
   constructor() {
-    this.define("kestrel_gateway_connections_total", "counter", "MQTT clients that authenticated");
+    this.define(
+      "kestrel_gateway_connections_total",
+      "counter",
+      "MQTT clients that authenticated, by means (token, certificate)",
+    );
     this.define("kestrel_gateway_auth_failures_total", "counter", "MQTT connections refused, by reason");
     this.define("kestrel_gateway_messages_in_total", "counter", "MQTT messages accepted from devices, by kind");
     this.define("kestrel_gateway_messages_rejected_total", "counter", "MQTT messages refused or dropped, by reason");
@@ -51,6 +55,8 @@ export class GatewayMetrics {
       "gauge",
       "age of the oldest item waiting to be delivered to the cloud",
     );
+    this.define("process_resident_memory_bytes", "gauge", "resident set size of the gateway process");
+    this.define("nodejs_heap_used_bytes", "gauge", "V8 heap in use");
   }
 
   private define(name: string, type: Series["type"], help: string): void {

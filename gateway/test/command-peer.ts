@@ -3,7 +3,7 @@
 
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { CommandAck, DeviceCommand } from "@kestrel/wire";
+import type { CommandAck, DeviceCommand, IngestRequest } from "@kestrel/wire";
 
 export interface RelayedAck {
   deviceId: string;
@@ -20,8 +20,11 @@ export interface CommandPeer {
   polls: string[][];
   acks: RelayedAck[];
   ackAttempts: number;
+  ingests: IngestRequest[];
   /** While set, the ack route answers this status. */
   failAcksWith: number | undefined;
+  /** While set, the ingest route answers this status. */
+  failIngestWith: number | undefined;
   close(): Promise<void>;
 }
 
@@ -40,7 +43,9 @@ export async function startCommandPeer(devices: Record<string, string>): Promise
     polls: [],
     acks: [],
     ackAttempts: 0,
+    ingests: [],
     failAcksWith: undefined,
+    failIngestWith: undefined,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -65,6 +70,8 @@ export async function startCommandPeer(devices: Record<string, string>): Promise
           : answer(401, { code: "device_auth_failed" });
       }
       case "/api/gateway/v1/ingest":
+        if (peer.failIngestWith !== undefined) return answer(peer.failIngestWith, { code: "unavailable" });
+        peer.ingests.push(json as unknown as IngestRequest);
         return answer(200, { accepted: 0, duplicates: 0, rejected: [] });
       case "/api/gateway/v1/commands/poll": {
         const wanted = json.devices as string[];

@@ -10,7 +10,7 @@ import { describe, test } from "node:test";
 import { DiskQueue, frameRecord, QueueFullError } from "../src/uplink/disk-queue.ts";
 
 const tempDir = () => mkdtemp(join(tmpdir(), "kestrel-queue-"));
-const texts = (queue: DiskQueue) => queue.peek(Number.MAX_SAFE_INTEGER).map((r) => r.payload.toString());
+const texts = async (queue: DiskQueue) => (await queue.peek(Number.MAX_SAFE_INTEGER)).map((r) => r.payload.toString());
 const segments = async (dir: string) => (await readdir(dir)).filter((name) => name.endsWith(".seg")).sort();
 
 async function filled(dir: string, payloads: string[], segmentBytes?: number): Promise<void> {
@@ -25,7 +25,7 @@ describe("disk queue", () => {
     const payloads = Array.from({ length: 50 }, (_, i) => `record-${i}`);
     await filled(dir, payloads);
     const { queue, report } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
-    assert.deepEqual(texts(queue), payloads);
+    assert.deepEqual(await texts(queue), payloads);
     assert.deepEqual(report, { recovered: 50, tornBytes: 0, corruptSegments: 0 });
     await queue.close();
   });
@@ -38,7 +38,7 @@ describe("disk queue", () => {
     await first.queue.append(Buffer.from("e"));
     await first.queue.close();
     const { queue } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
-    assert.deepEqual(texts(queue), ["c", "d", "e"]);
+    assert.deepEqual(await texts(queue), ["c", "d", "e"]);
     await queue.ack(3);
     await queue.close();
     const { queue: last } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
@@ -67,12 +67,12 @@ describe("disk queue", () => {
     const torn = frameRecord(Buffer.from("three-never-acknowledged")).subarray(0, 13);
     await appendFile(join(dir, segment), torn);
     const { queue, report } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
-    assert.deepEqual(texts(queue), ["one", "two"]);
+    assert.deepEqual(await texts(queue), ["one", "two"]);
     assert.equal(report.tornBytes, 13);
     await queue.append(Buffer.from("four"));
     await queue.close();
     const { queue: again } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
-    assert.deepEqual(texts(again), ["one", "two", "four"]);
+    assert.deepEqual(await texts(again), ["one", "two", "four"]);
     await again.close();
   });
 
@@ -88,7 +88,7 @@ describe("disk queue", () => {
     bytes[secondPayload] = (bytes[secondPayload] ?? 0) ^ 0xff;
     await writeFile(path, bytes);
     const { queue, report } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
-    assert.deepEqual(texts(queue), ["alpha"]);
+    assert.deepEqual(await texts(queue), ["alpha"]);
     assert.equal(report.corruptSegments, 1);
     await queue.close();
   });
@@ -103,6 +103,26 @@ describe("disk queue", () => {
     await queue.append(record);
     await assert.rejects(queue.append(record), QueueFullError);
     await queue.ack(3);
+    await queue.append(record);
+    assert.equal(queue.length, 1);
+    await queue.close();
+  });
+
+  test("a queue filled to its limit and then emptied takes appends again, with default segments", async () => {
+    const dir = await tempDir();
+    const { queue } = await DiskQueue.open({ dir, maxBytes: 1024 * 1024 });
+    const record = Buffer.alloc(16 * 1024, 1);
+    let appended = 0;
+    for (;;) {
+      try {
+        await queue.append(record);
+        appended++;
+      } catch (error) {
+        assert.ok(error instanceof QueueFullError);
+        break;
+      }
+    }
+    await queue.ack(appended);
     await queue.append(record);
     assert.equal(queue.length, 1);
     await queue.close();

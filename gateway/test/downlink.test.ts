@@ -1,5 +1,6 @@
 // The command relay: commands from the cloud reach the device's command topic at
-// QoS 1, only devices listening are asked for, and acks go back with retries.
+// QoS 1, only devices listening are asked for, and acks go back with retries, even
+// across a gateway killed with SIGKILL after it acknowledged them.
 
 import assert from "node:assert/strict";
 import { mkdtemp } from "node:fs/promises";
@@ -12,6 +13,7 @@ import { pino } from "pino";
 import { loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CommandPeer, startCommandPeer } from "./command-peer.ts";
+import { freePort, GatewayProcess, tempDir } from "./real-cloud.ts";
 import { until } from "./until.ts";
 
 const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
@@ -128,5 +130,46 @@ describe("command relay", () => {
     await until(() => cloud.acks.length > relayed, "the ack after the outage", 10_000);
     assert.deepEqual(cloud.acks[relayed]?.ack, { v: 1, id: "cmd-3", status: "failed", reason: "x" });
     assert.match(gateway.metrics.render(), /kestrel_gateway_downlink_failures_total\{operation="ack"\} [1-9]/);
+  });
+});
+
+describe("durable command acks", () => {
+  test("acks the gateway acknowledged survive a SIGKILL before the cloud took them", async (t) => {
+    const cloud = await startCommandPeer(DEVICES);
+    t.after(() => cloud.close());
+    const mqttPort = await freePort();
+    const gateway = new GatewayProcess({
+      MQTT_PORT: String(mqttPort),
+      GATEWAY_HTTP_PORT: "0",
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      GATEWAY_DATA_DIR: await tempDir("gateway-acks"),
+    });
+    t.after(() => gateway.kill("SIGKILL"));
+    await gateway.start();
+    cloud.failAcksWith = 503;
+    const client = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+      clientId: "dev-a",
+      username: "dev-a",
+      password: DEVICES["dev-a"],
+      reconnectPeriod: 0,
+    });
+    const acks = [
+      { v: 1, id: "cmd-k", status: "accepted" },
+      { v: 1, id: "cmd-k", status: "done" },
+    ];
+    for (const ack of acks) await client.publishAsync("d/dev-a/cmd/ack", JSON.stringify(ack), { qos: 1 });
+    await until(() => cloud.ackAttempts > 0, "a refused attempt", 10_000);
+    await gateway.kill("SIGKILL");
+    await client.endAsync(true);
+    assert.equal(cloud.acks.length, 0);
+
+    cloud.failAcksWith = undefined;
+    await gateway.start();
+    await until(() => cloud.acks.length >= 2, "the acks after the restart", 10_000);
+    assert.deepEqual(
+      cloud.acks.map(({ deviceId, ack }) => ({ deviceId, ack })),
+      acks.map((ack) => ({ deviceId: "dev-a", ack })),
+    );
   });
 });

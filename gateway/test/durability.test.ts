@@ -1,6 +1,6 @@
 // Nothing acknowledged is lost or duplicated: the gateway, running as its own
 // process against the real cloud, is SIGKILLed mid-stream and restarted, and
-// the cloud goes away for a while during a steady stream. Every reading the
+// the cloud goes away for 60 s during a steady stream. Every reading the
 // device got a PUBACK for must then be in the history exactly once.
 
 import assert from "node:assert/strict";
@@ -9,12 +9,13 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { freePort, GatewayProcess, type RawSample, RealCloud, tempDir } from "./real-cloud.ts";
 import { until } from "./until.ts";
 
-// The issue asks for 60 s of outage; the queue behaves the same for any length,
-// so the test keeps the cloud away for a few seconds only.
-const CLOUD_OUTAGE_MS = 3_000;
+// As long as the issue asks: the forwarder's retries back off to their ceiling, the queue grows for a minute.
+const CLOUD_OUTAGE_MS = 60_000;
 const IN_FLIGHT = 8;
-// About 200 publishes a second: a steady stream whose backlog the cloud (FerretDB) drains within the test's budget.
-const PAUSE_MS = 40;
+// About 200 publishes a second while the gateway restarts; about 50 a second through the minute-long
+// outage, so its backlog (some 3,000 readings) stays within one raw history answer.
+const CRASH_PAUSE_MS = 40;
+const OUTAGE_PAUSE_MS = 150;
 const BASE_TS = Date.now() - 3_600_000;
 
 /** Publishes one-sample batches seq by seq with a window of QoS 1 publishes in flight; records every PUBACK. */
@@ -27,6 +28,7 @@ class SteadyStream {
   constructor(
     private readonly deviceId: string,
     private readonly boot: number,
+    private readonly pauseMs: number,
   ) {}
 
   run(client: MqttClient, stopWhen: () => boolean): Promise<void> {
@@ -41,7 +43,7 @@ class SteadyStream {
         } catch {
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+        await new Promise((resolve) => setTimeout(resolve, this.pauseMs));
       }
     };
     this.running = Promise.all(Array.from({ length: IN_FLIGHT }, worker)).then(() => undefined);
@@ -90,7 +92,7 @@ describe("durable uplink against the real cloud", () => {
         return [...acked].every((seq) => seqs.has(seq)) ? samples : undefined;
       },
       `every acknowledged reading of ${deviceId} stored`,
-      30_000,
+      60_000,
       100,
     );
 
@@ -114,7 +116,7 @@ describe("durable uplink against the real cloud", () => {
   });
 
   test("a gateway killed with SIGKILL mid-stream loses and duplicates nothing it acknowledged", async () => {
-    const stream = new SteadyStream("crash-1", 1);
+    const stream = new SteadyStream("crash-1", 1, CRASH_PAUSE_MS);
     const first = await connect("crash-1");
     const streaming = stream.run(first, () => false);
     await until(async () => (stream.acked.size >= 300 ? true : undefined), "300 acknowledged publishes", 20_000, 100);
@@ -136,18 +138,24 @@ describe("durable uplink against the real cloud", () => {
     assertExactlyOnce(samples, 1, stream.acked);
   });
 
-  test("while the cloud is down the stream goes on, and afterwards every reading is stored exactly once", async () => {
-    const stream = new SteadyStream("outage-1", 7);
+  test("the cloud down for 60 s during a steady stream: afterwards every reading is stored exactly once", async () => {
+    const stream = new SteadyStream("outage-1", 7, OUTAGE_PAUSE_MS);
     const client = await connect("outage-1");
     const streaming = stream.run(client, () => false);
     await until(async () => (stream.acked.size >= 100 ? true : undefined), "100 acknowledged publishes", 20_000, 100);
     await cloud.halt();
-    const duringOutage = stream.acked.size;
-    await new Promise((resolve) => setTimeout(resolve, CLOUD_OUTAGE_MS));
-    assert.ok(stream.acked.size > duringOutage, "the gateway stopped acknowledging while the cloud was down");
+    const atHalt = stream.acked.size;
+    // Checked every 10 s: the gateway keeps acknowledging through the whole outage, not only its start.
+    let previous = atHalt;
+    for (let elapsed = 0; elapsed < CLOUD_OUTAGE_MS; elapsed += 10_000) {
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      assert.ok(stream.acked.size > previous, `the gateway stopped acknowledging ${elapsed / 1000} s into the outage`);
+      previous = stream.acked.size;
+    }
+    const atResume = stream.acked.size;
     await cloud.resume();
     await until(
-      async () => (stream.acked.size >= duringOutage + 200 ? true : undefined),
+      async () => (stream.acked.size >= atResume + 200 ? true : undefined),
       "stream after outage",
       20_000,
       100,
@@ -158,5 +166,8 @@ describe("durable uplink against the real cloud", () => {
 
     const samples = await storedAll("outage-1", 7, stream.acked);
     assertExactlyOnce(samples, 7, stream.acked);
+    // The stream stopped cleanly, so every reading sent was acknowledged: the history holds exactly those.
+    assert.equal(samples.filter((s) => s.boot === 7).length, stream.acked.size);
+    assert.ok(atResume - atHalt >= 1000, `only ${atResume - atHalt} readings arrived during the outage`);
   });
 });

@@ -173,7 +173,7 @@ describe("gateway", () => {
 
   test("garbage on the MQTT port is refused and the broker keeps serving", async () => {
     await new Promise<void>((resolve) => {
-      const socket = connectTcp(gateway.mqttPort, "127.0.0.1", () => {
+      const socket = connectTcp(gateway.mqttPort ?? 0, "127.0.0.1", () => {
         socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01]));
       });
       socket.on("close", () => resolve());
@@ -184,7 +184,7 @@ describe("gateway", () => {
     const health = await fetch(`http://127.0.0.1:${gateway.httpPort}/healthz`).then((r) => r.json());
     assert.equal(health.status, "ok");
     const metrics = await fetch(`http://127.0.0.1:${gateway.httpPort}/metrics`).then((r) => r.text());
-    assert.match(metrics, /kestrel_gateway_connections_total \d+/);
+    assert.match(metrics, /kestrel_gateway_connections_total\{auth="token"\} [1-9]/);
   });
 });
 
@@ -199,5 +199,28 @@ describe("gateway configuration", () => {
       () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), CLOUD_URL: "ftp://x" }),
       /CLOUD_URL must use http or https/,
     );
+  });
+
+  test("turns the plain TCP listener off only when a TLS listener serves instead", () => {
+    assert.throws(
+      () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), MQTT_PORT: "off" }),
+      /MQTT_PORT may be "off" only when MQTT_TLS_PORT is set/,
+    );
+  });
+
+  test("takes an external broker as an mqtt(s) URL and nothing else", () => {
+    const key = { GATEWAY_KEY: "k".repeat(20) };
+    assert.throws(
+      () => loadGatewayConfig({ ...key, EXTERNAL_BROKER_URL: "http://127.0.0.1:1883" }),
+      /EXTERNAL_BROKER_URL must use mqtt or mqtts/,
+    );
+    const config = loadGatewayConfig({ ...key, EXTERNAL_BROKER_URL: "mqtt://127.0.0.1:1883" });
+    assert.deepEqual(config.externalBroker, {
+      url: "mqtt://127.0.0.1:1883",
+      clientId: "kestrel-gateway",
+      username: undefined,
+      password: undefined,
+      ca: undefined,
+    });
   });
 });

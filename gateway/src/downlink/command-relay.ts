@@ -1,18 +1,23 @@
 // Relays commands between the cloud and the devices connected here: long-polls the
 // cloud for the commands of devices subscribed to their command topic, publishes
 // each to `d/{id}/cmd` at QoS 1, and carries the devices' acks back with retries.
-// A command for a device that is not connected stays queued in the cloud.
+// A command for a device that is not connected stays queued in the cloud. Acks are
+// written to their own disk queue before the device gets its PUBACK, so a crash
+// between the device's ack and its delivery to the cloud loses none.
 
 import type { CommandAck, DeviceCommand } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { CloudError } from "../uplink/cloud-client.ts";
+import type { DiskQueue } from "../uplink/disk-queue.ts";
 import type { AckFromDevice, CommandChannel } from "./command-channel.ts";
 
 export interface CommandRelayOptions {
   channel: CommandChannel;
   /** Publishes the command to the device's command topic; resolves once the broker took it. */
   publish(deviceId: string, command: DeviceCommand): Promise<void>;
+  /** Holds acks until the cloud took them; the relay closes it when it stops. */
+  acks: DiskQueue;
   logger: Logger;
   metrics: GatewayMetrics;
   waitSeconds?: number;
@@ -21,14 +26,12 @@ export interface CommandRelayOptions {
 }
 
 const ACK_BATCH = 200;
-/** Acks held while the cloud is unreachable; beyond this the oldest go (the device repeats its final ack on redelivery). */
-const MAX_PENDING_ACKS = 10_000;
 /** Devices connecting in a burst restart the long poll once, not once each. */
 const RESTART_DEBOUNCE_MS = 50;
 
 export class CommandRelay {
   private readonly devices = new Set<string>();
-  private readonly acks: AckFromDevice[] = [];
+  private readonly acks: DiskQueue;
   private readonly stopping = new AbortController();
   private round: AbortController | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -40,6 +43,7 @@ export class CommandRelay {
   private readonly retryMaxMs: number;
 
   constructor(private readonly options: CommandRelayOptions) {
+    this.acks = options.acks;
     this.waitSeconds = options.waitSeconds ?? 25;
     this.retryMinMs = options.retryMinMs ?? 1000;
     this.retryMaxMs = options.retryMaxMs ?? 30_000;
@@ -53,7 +57,11 @@ export class CommandRelay {
   deviceReady(deviceId: string): void {
     if (this.devices.has(deviceId)) return;
     this.devices.add(deviceId);
-    this.wakePoll?.();
+    // An idle loop's next poll names this device already; aborting it would waste what it claims.
+    if (this.wakePoll) {
+      this.wakePoll();
+      return;
+    }
     // The poll in flight asks for the old set of devices; ask again with this one in it.
     this.restartTimer ??= setTimeout(() => {
       this.restartTimer = undefined;
@@ -65,13 +73,10 @@ export class CommandRelay {
     this.devices.delete(deviceId);
   }
 
-  ack(deviceId: string, ack: CommandAck): void {
-    if (this.acks.length >= MAX_PENDING_ACKS) {
-      const dropped = this.acks.shift();
-      this.options.metrics.inc("kestrel_gateway_command_acks_dropped_total");
-      this.options.logger.error({ deviceId: dropped?.deviceId, commandId: dropped?.ack.id }, "ack buffer full");
-    }
-    this.acks.push({ deviceId, receivedAt: Date.now(), ack });
+  /** Resolves once the ack is on disk; rejects (QueueFullError) when the ack queue is full. */
+  async ack(deviceId: string, ack: CommandAck): Promise<void> {
+    const item: AckFromDevice = { deviceId, receivedAt: Date.now(), ack };
+    await this.acks.append(Buffer.from(JSON.stringify(item)));
     this.wakeAcks?.();
   }
 
@@ -79,7 +84,7 @@ export class CommandRelay {
     return this.acks.length;
   }
 
-  /** Ends the long poll, then tries once more to hand pending acks to the cloud. */
+  /** Ends the long poll, then tries once more to hand pending acks to the cloud; the rest stay on disk. */
   async stop(): Promise<void> {
     clearTimeout(this.restartTimer);
     this.stopping.abort();
@@ -87,6 +92,7 @@ export class CommandRelay {
     this.wakePoll?.();
     this.wakeAcks?.();
     await Promise.all(this.loops);
+    await this.acks.close();
   }
 
   private get stopped(): boolean {
@@ -151,10 +157,15 @@ export class CommandRelay {
         this.wakeAcks = undefined;
         continue;
       }
-      const batch = this.acks.slice(0, ACK_BATCH);
+      const records = await this.acks.peek(ACK_BATCH);
+      const batch = records.flatMap((record) => decodeAck(record.payload) ?? []);
+      if (batch.length < records.length) {
+        metrics.inc("kestrel_gateway_command_acks_dropped_total", {}, records.length - batch.length);
+        logger.error({ count: records.length - batch.length }, "skipped ack records that do not decode");
+      }
       try {
-        await channel.sendAcks(batch);
-        this.acks.splice(0, batch.length);
+        if (batch.length > 0) await channel.sendAcks(batch);
+        await this.acks.ack(records.length);
         failures = 0;
         metrics.inc("kestrel_gateway_command_acks_relayed_total", {}, batch.length);
       } catch (error) {
@@ -162,7 +173,7 @@ export class CommandRelay {
         metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "ack" });
         const retryable = !(error instanceof CloudError) || error.retryable;
         if (!retryable) {
-          this.acks.splice(0, batch.length);
+          await this.acks.ack(records.length);
           metrics.inc("kestrel_gateway_command_acks_dropped_total", {}, batch.length);
           logger.error({ err: describe(error), count: batch.length }, "cloud refused command acks; dropped");
         } else if (this.stopped) {
@@ -190,6 +201,15 @@ export class CommandRelay {
         resolve();
       }
     });
+  }
+}
+
+function decodeAck(payload: Buffer): AckFromDevice | undefined {
+  try {
+    const item = JSON.parse(payload.toString("utf8")) as AckFromDevice;
+    return typeof item.deviceId === "string" && typeof item.ack === "object" ? item : undefined;
+  } catch {
+    return undefined;
   }
 }
 

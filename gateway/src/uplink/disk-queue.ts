@@ -11,7 +11,9 @@
 // skipped and counted.
 //
 // Concurrent appends share one write and one fsync (group commit): while one
-// fsync is in flight, new appends gather for the next.
+// fsync is in flight, new appends gather for the next. Memory holds only where
+// each record is, not its payload: a backlog of any size costs a few dozen bytes
+// a record, and peek reads payloads back from the segment files.
 
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -43,6 +45,13 @@ export interface QueuedRecord {
   end: number;
 }
 
+/** Where a record not yet acknowledged lies: its frame starts at `start` in its segment. */
+interface RecordPosition {
+  segment: number;
+  start: number;
+  length: number;
+}
+
 export interface OpenReport {
   recovered: number;
   tornBytes: number;
@@ -51,7 +60,6 @@ export interface OpenReport {
 
 interface PendingAppend {
   frame: Buffer;
-  payload: Buffer;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -69,7 +77,7 @@ export function frameRecord(payload: Buffer): Buffer {
 }
 
 interface ScanResult {
-  records: Array<{ payload: Buffer; end: number }>;
+  records: Array<{ start: number; length: number }>;
   validBytes: number;
   corrupt: boolean;
 }
@@ -84,14 +92,14 @@ function scanSegment(bytes: Buffer, from: number): ScanResult {
     if (end > bytes.length) break;
     const payload = bytes.subarray(offset + HEADER_BYTES, end);
     if (crc32(payload) !== bytes.readUInt32BE(offset + 4)) return { records, validBytes: offset, corrupt: true };
-    records.push({ payload: Buffer.from(payload), end });
+    records.push({ start: offset, length });
     offset = end;
   }
   return { records, validBytes: offset, corrupt: false };
 }
 
 export class DiskQueue {
-  private readonly records: QueuedRecord[] = [];
+  private readonly records: RecordPosition[] = [];
   private readonly segmentSizes = new Map<number, number>();
   private pending: PendingAppend[] = [];
   private pendingBytes = 0;
@@ -105,7 +113,11 @@ export class DiskQueue {
 
   /** Opens (creating if needed) the queue in `dir`, recovering every record not yet acknowledged. */
   static async open(options: DiskQueueOptions): Promise<{ queue: DiskQueue; report: OpenReport }> {
-    const queue = new DiskQueue({ segmentBytes: 8 * 1024 * 1024, ...options });
+    // Space comes back only when a whole segment is acknowledged and deleted: a segment must be a
+    // small part of the limit, or a queue emptied by the forwarder could still count as full.
+    const segmentBytes =
+      options.segmentBytes ?? Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(options.maxBytes / 8)));
+    const queue = new DiskQueue({ ...options, segmentBytes });
     const report = await queue.recover();
     return { queue, report };
   }
@@ -133,15 +145,25 @@ export class DiskQueue {
       );
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ frame, payload, resolve, reject });
+      this.pending.push({ frame, resolve, reject });
       this.pendingBytes += frame.length;
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
 
-  /** The oldest records not yet acknowledged, in append order. */
-  peek(count: number): QueuedRecord[] {
-    return this.records.slice(0, count);
+  /** The oldest records not yet acknowledged, in append order, read back from their segments. */
+  async peek(count: number): Promise<QueuedRecord[]> {
+    const positions = this.records.slice(0, count);
+    const records: QueuedRecord[] = [];
+    let first = 0;
+    while (first < positions.length) {
+      const segment = positions[first]?.segment;
+      let last = first;
+      while (positions[last + 1]?.segment === segment) last++;
+      records.push(...(await this.read(positions.slice(first, last + 1))));
+      first = last + 1;
+    }
+    return records;
   }
 
   /** Forgets the `count` oldest records: persists the cursor past them and deletes segments fully consumed. */
@@ -152,8 +174,8 @@ export class DiskQueue {
     if (!last) return;
     const next = this.records[0];
     const cursor = next
-      ? { segment: next.segment, offset: next.end - HEADER_BYTES - next.payload.length }
-      : { segment: last.segment, offset: last.end };
+      ? { segment: next.segment, offset: next.start }
+      : { segment: last.segment, offset: last.start + HEADER_BYTES + last.length };
     this.cursorWrite = this.cursorWrite.then(() => this.writeCursor(cursor.segment, cursor.offset));
     await this.cursorWrite;
     for (const segment of [...this.segmentSizes.keys()]) {
@@ -195,7 +217,7 @@ export class DiskQueue {
       const scan = scanSegment(bytes, from);
       if (scan.corrupt) report.corruptSegments++;
       else report.tornBytes += bytes.length - scan.validBytes;
-      for (const record of scan.records) this.records.push({ ...record, segment });
+      for (const record of scan.records) this.records.push({ segment, ...record });
       report.recovered += scan.records.length;
     }
     // Appends always go to a fresh segment, so a torn tail is never followed by good records.
@@ -247,10 +269,34 @@ export class DiskQueue {
     await handle.datasync();
     let end = this.segmentSizes.get(this.segment) ?? 0;
     for (const append of group) {
+      this.records.push({ segment: this.segment, start: end, length: append.frame.length - HEADER_BYTES });
       end += append.frame.length;
-      this.records.push({ payload: append.payload, segment: this.segment, end });
     }
     this.segmentSizes.set(this.segment, end);
+  }
+
+  /** Reads consecutive records of one segment with a single read. */
+  private async read(positions: RecordPosition[]): Promise<QueuedRecord[]> {
+    const first = positions[0];
+    const last = positions[positions.length - 1];
+    if (!first || !last) return [];
+    const from = first.start;
+    const bytes = Buffer.allocUnsafe(last.start + HEADER_BYTES + last.length - from);
+    const handle = await open(join(this.options.dir, segmentName(first.segment)), "r");
+    try {
+      const { bytesRead } = await handle.read(bytes, 0, bytes.length, from);
+      if (bytesRead !== bytes.length) throw new Error(`segment ${first.segment} is shorter than its records`);
+    } finally {
+      await handle.close();
+    }
+    return positions.map((position) => {
+      const start = position.start - from + HEADER_BYTES;
+      return {
+        payload: bytes.subarray(start, start + position.length),
+        segment: position.segment,
+        end: position.start + HEADER_BYTES + position.length,
+      };
+    });
   }
 
   /** Without a readable cursor everything on disk is resent: the cloud deduplicates, nothing is lost. */

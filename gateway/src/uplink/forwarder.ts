@@ -5,7 +5,7 @@
 // queue only after the cloud's 200. The cloud deduplicates on (device, boot,
 // seq), so a retry, or a resend after a crash, never stores a sample twice.
 
-import type { DeviceState, IngestRequest, TelemetryBatch } from "@kestrel/wire";
+import type { DeviceState, IngestRequest, LogBatch, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { type CloudClient, CloudError } from "./cloud-client.ts";
@@ -14,7 +14,8 @@ import type { DiskQueue } from "./disk-queue.ts";
 /** One queued item as stored on disk; `at` is when the gateway accepted it (epoch ms). */
 type QueuedItem =
   | { kind: "telemetry"; deviceId: string; at: number; batch: TelemetryBatch }
-  | { kind: "state"; deviceId: string; at: number; state: DeviceState };
+  | { kind: "state"; deviceId: string; at: number; state: DeviceState }
+  | { kind: "log"; deviceId: string; at: number; batch: LogBatch };
 
 export interface ForwarderOptions {
   cloud: Pick<CloudClient, "ingest">;
@@ -31,7 +32,7 @@ const BACKOFF_MAX_MS = 30_000;
 function decode(payload: Buffer): QueuedItem | undefined {
   try {
     const item = JSON.parse(payload.toString("utf8")) as QueuedItem;
-    return item.kind === "telemetry" || item.kind === "state" ? item : undefined;
+    return item.kind === "telemetry" || item.kind === "state" || item.kind === "log" ? item : undefined;
   } catch {
     return undefined;
   }
@@ -53,8 +54,8 @@ export class UplinkForwarder {
   }
 
   /** Age in ms of the oldest item not yet delivered, 0 when the queue is empty. */
-  oldestAgeMs(now = Date.now()): number {
-    const oldest = this.queue.peek(1)[0];
+  async oldestAgeMs(now = Date.now()): Promise<number> {
+    const oldest = (await this.queue.peek(1))[0];
     const item = oldest && decode(oldest.payload);
     return item ? Math.max(0, now - item.at) : 0;
   }
@@ -67,6 +68,11 @@ export class UplinkForwarder {
   /** Resolves once the state is durable; rejects (QueueFullError) when the queue is full. */
   enqueueState(deviceId: string, state: DeviceState, at = Date.now()): Promise<void> {
     return this.push({ kind: "state", deviceId, at, state });
+  }
+
+  /** Resolves once the device's log batch is durable; rejects (QueueFullError) when the queue is full. */
+  enqueueLogs(deviceId: string, batch: LogBatch, at = Date.now()): Promise<void> {
+    return this.push({ kind: "log", deviceId, at, batch });
   }
 
   start(): void {
@@ -126,8 +132,9 @@ export class UplinkForwarder {
 
   private async deliver(): Promise<void> {
     if (this.queue.length === 0) return;
-    const records = this.queue.peek(this.options.maxBatches);
+    const records = await this.queue.peek(this.options.maxBatches);
     const request: IngestRequest = { telemetry: [], states: [] };
+    const logs: NonNullable<IngestRequest["logs"]> = [];
     const { logger, metrics } = this.options;
     for (const record of records) {
       const item = decode(record.payload);
@@ -135,8 +142,12 @@ export class UplinkForwarder {
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "unreadable_queue_record" });
         logger.error("skipped a queue record that does not decode");
       } else if (item.kind === "telemetry") request.telemetry.push({ deviceId: item.deviceId, batch: item.batch });
-      else request.states.push({ deviceId: item.deviceId, receivedAt: item.at, state: item.state });
+      else if (item.kind === "state")
+        request.states.push({ deviceId: item.deviceId, receivedAt: item.at, state: item.state });
+      else logs.push({ deviceId: item.deviceId, receivedAt: item.at, batch: item.batch });
     }
+    // Only when there are logs, so a request without any reads as it always did.
+    if (logs.length > 0) request.logs = logs;
     try {
       const result = await this.options.cloud.ingest(request);
       this.failures = 0;
@@ -144,6 +155,7 @@ export class UplinkForwarder {
       metrics.inc("kestrel_gateway_forwarded_items_total", {}, records.length);
       metrics.inc("kestrel_gateway_messages_out_total", { kind: "telemetry" }, request.telemetry.length);
       metrics.inc("kestrel_gateway_messages_out_total", { kind: "state" }, request.states.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "log" }, logs.length);
       for (const rejection of result.rejected) {
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${rejection.code}` });
         logger.warn(

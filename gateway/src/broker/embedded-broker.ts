@@ -1,0 +1,208 @@
+// The embedded device-facing MQTT broker (aedes) on TCP and TLS: device authentication (token or
+// client certificate), topic ACLs, and every accepted publish handed to the intake before its PUBACK.
+
+import { createServer as createNetServer } from "node:net";
+import { createServer as createTlsServer, TLSSocket } from "node:tls";
+import { type DeviceCommand, isDeviceId, parseTopic, topics } from "@kestrel/wire";
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
+import type { Logger } from "pino";
+import type { GatewayConfig } from "../config.ts";
+import type { CommandRelay } from "../downlink/command-relay.ts";
+import type { DeviceMessageIntake } from "../intake.ts";
+import type { GatewayMetrics } from "../metrics.ts";
+import { close, listen } from "../servers.ts";
+import { CloudError } from "../uplink/cloud-client.ts";
+import { mayPublish, maySubscribe } from "./acl.ts";
+import type { DeviceAuthenticator } from "./device-auth.ts";
+
+/** Where devices connect: the embedded broker, or an external one through the bridge. */
+export interface DeviceBroker {
+  /** Undefined when this gateway has no plain TCP listener (or no listener at all, bridging). */
+  readonly mqttPort: number | undefined;
+  readonly mqttTlsPort: number | undefined;
+  /** Devices connected (embedded) or known online from their state (bridge). */
+  readonly connectedClients: number;
+  /** Publishes a command to the device's command topic at QoS 1; resolves once the broker took it. */
+  publishCommand(deviceId: string, command: DeviceCommand): Promise<void>;
+  /** Stops taking messages; the caller then drains the queues. */
+  close(): Promise<void>;
+}
+
+export interface EmbeddedBrokerOptions {
+  config: GatewayConfig;
+  authenticator: DeviceAuthenticator;
+  intake: DeviceMessageIntake;
+  commands: CommandRelay;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+// MQTT 3.1.1 CONNACK return codes.
+const IDENTIFIER_REJECTED = 2;
+const SERVER_UNAVAILABLE = 3;
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+interface PeerCertificate {
+  authorized: boolean;
+  error: string;
+  commonName: string | undefined;
+}
+
+/** The client certificate a TLS connection presented, if any. */
+function clientCertificate(conn: unknown): PeerCertificate | undefined {
+  if (!(conn instanceof TLSSocket)) return undefined;
+  const peer = conn.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  const commonName = peer.subject?.CN;
+  return {
+    authorized: conn.authorized,
+    error: String(conn.authorizationError ?? ""),
+    commonName: Array.isArray(commonName) ? commonName[0] : commonName,
+  };
+}
+
+export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<DeviceBroker> {
+  const { config, authenticator, intake, commands, metrics } = options;
+  const log = options.logger;
+  const broker = await Aedes.createBroker({ maxClientsIdLength: 64 });
+
+  broker.authenticate = (client, username, password, done) => {
+    const deviceId = client.id;
+    const deny = (reason: string, code: number, message: string) => {
+      metrics.inc("kestrel_gateway_auth_failures_total", { reason });
+      log.warn({ deviceId, reason }, message);
+      done(authError(message, code), false);
+    };
+    if (!isDeviceId(deviceId)) return deny("bad_client_id", IDENTIFIER_REJECTED, "client id is not a device id");
+    const certificate = clientCertificate(client.conn);
+    if (certificate) {
+      // Mutual TLS: a certificate from the device CA whose CN is the client id proves the identity.
+      if (!certificate.authorized) {
+        const reason =
+          certificate.error === "CERT_HAS_EXPIRED" ? "client_certificate_expired" : "bad_client_certificate";
+        return deny(reason, NOT_AUTHORIZED, `client certificate refused: ${certificate.error}`);
+      }
+      if (certificate.commonName !== deviceId)
+        return deny("certificate_cn_mismatch", NOT_AUTHORIZED, "client certificate CN differs from the client id");
+      metrics.inc("kestrel_gateway_connections_total", { auth: "certificate" });
+      log.info({ deviceId, auth: "certificate" }, "device authenticated");
+      return done(null, true);
+    }
+    if (username !== deviceId)
+      return deny("username_mismatch", BAD_USERNAME_OR_PASSWORD, "username must equal client id");
+    if (!password || password.length === 0) return deny("no_token", BAD_USERNAME_OR_PASSWORD, "no token given");
+    authenticator.verify(deviceId, password.toString("utf8")).then(
+      (decision) => {
+        if (!decision.ok) return deny("wrong_credentials", BAD_USERNAME_OR_PASSWORD, "unknown device or wrong token");
+        metrics.inc("kestrel_gateway_connections_total", { auth: "token" });
+        log.info({ deviceId, auth: "token", cached: decision.cached }, "device authenticated");
+        done(null, true);
+      },
+      (error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        const reason = error instanceof CloudError ? error.code : "internal_error";
+        deny(reason, SERVER_UNAVAILABLE, `cannot check credentials now: ${message}`);
+      },
+    );
+  };
+
+  broker.authorizePublish = (client: Client | null, packet: PublishPacket, done) => {
+    // A will left by a client that is already gone arrives without a client.
+    const deviceId = client?.id ?? parseTopic(packet.topic)?.deviceId;
+    if (!deviceId || !mayPublish(deviceId, packet.topic)) {
+      metrics.inc("kestrel_gateway_acl_denials_total", { action: "publish" });
+      log.warn({ deviceId, topic: packet.topic }, "publish outside the device's topics refused");
+      return done(new Error("not authorized to publish to this topic"));
+    }
+    // aedes writes the PUBACK only after this callback, so an acknowledged message is on disk. Refusing
+    // closes the connection without a PUBACK: the device keeps the message and retries later.
+    intake.accept(deviceId, packet.topic, packet.payload).then(
+      () => done(null),
+      (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+    );
+  };
+
+  broker.authorizeSubscribe = (client: Client, subscription: Subscription, done) => {
+    if (maySubscribe(client.id, subscription.topic)) return done(null, subscription);
+    metrics.inc("kestrel_gateway_acl_denials_total", { action: "subscribe" });
+    log.warn({ deviceId: client.id, topic: subscription.topic }, "subscription outside the device's topics refused");
+    done(null, null);
+  };
+
+  broker.on("client", () => metrics.set("kestrel_gateway_connected_clients", broker.connectedClients));
+  // Commands are fetched only for devices listening on their command topic; the rest stay queued in the cloud.
+  broker.on("subscribe", (subscriptions, client) => {
+    if (client && subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+  });
+  broker.on("unsubscribe", (unsubscriptions, client) => {
+    if (client && unsubscriptions.includes(topics.command(client.id))) commands.deviceGone(client.id);
+  });
+  broker.on("clientDisconnect", (client) => {
+    commands.deviceGone(client.id);
+    metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
+    log.info({ deviceId: client.id }, "device disconnected");
+  });
+  broker.on("clientError", (client, error) => log.warn({ deviceId: client.id, err: error.message }, "client error"));
+  broker.on("connectionError", (_client, error) => {
+    metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "malformed_packet" });
+    log.warn({ err: error.message }, "connection refused before CONNECT completed");
+  });
+
+  const mqttServer = config.mqttPort === undefined ? undefined : createNetServer(broker.handle);
+  const tlsServer = config.tls
+    ? createTlsServer(
+        {
+          cert: config.tls.certChain,
+          key: config.tls.key,
+          minVersion: "TLSv1.2",
+          // Asked for, not required: a device without a certificate authenticates with its token.
+          requestCert: config.tls.clientCa !== undefined,
+          rejectUnauthorized: false,
+          ...(config.tls.clientCa ? { ca: config.tls.clientCa } : {}),
+        },
+        broker.handle,
+      )
+    : undefined;
+  tlsServer?.on("tlsClientError", (error) => {
+    metrics.inc("kestrel_gateway_auth_failures_total", { reason: "tls_handshake" });
+    log.warn({ err: error.message }, "TLS handshake failed");
+  });
+
+  const mqttPort =
+    mqttServer && config.mqttPort !== undefined
+      ? await listen(mqttServer, config.mqttPort, config.mqttHost)
+      : undefined;
+  const mqttTlsPort = tlsServer && config.tls ? await listen(tlsServer, config.tls.port, config.mqttHost) : undefined;
+
+  return {
+    mqttPort,
+    mqttTlsPort,
+    get connectedClients() {
+      return broker.connectedClients;
+    },
+    publishCommand: (deviceId, command) =>
+      new Promise((resolve, reject) =>
+        broker.publish(
+          {
+            cmd: "publish",
+            topic: topics.command(deviceId),
+            payload: Buffer.from(JSON.stringify(command)),
+            qos: 1,
+            dup: false,
+            retain: false,
+          },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      ),
+    async close() {
+      const closing = Promise.all([mqttServer && close(mqttServer), tlsServer && close(tlsServer)]);
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await closing;
+    },
+  };
+}
