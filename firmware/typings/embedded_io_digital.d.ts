@@ -7,8 +7,14 @@ declare module "embedded:io/digital" {
 
   class Digital {
     static readonly Input: number;
+    static readonly InputPullUp: number;
+    static readonly InputPullDown: number;
     static readonly Output: number;
-    constructor(options: { pin: number; mode: number });
+    static readonly OutputOpenDrain: number;
+    /** Edge flags for `edge`: onReadable runs when the input changes that way. */
+    static readonly Rising: number;
+    static readonly Falling: number;
+    constructor(options: { pin: number; mode: number; edge?: number; onReadable?: (this: Digital) => void });
     write(value: 0 | 1): void;
     read(): 0 | 1;
     close(): void;

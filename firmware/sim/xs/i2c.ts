@@ -52,9 +52,20 @@ export default class I2C {
     return typeof target === "number" ? (into.buffer as ArrayBuffer) : into.length;
   }
 
-  write(buffer: ByteBuffer, stop = true): void {
+  /** As on the ESP32, a zero-length write is a probe: 1 when nothing acknowledges, no exception. */
+  write(buffer: ByteBuffer, stop = true): number | undefined {
     const handle = this.#open();
-    host.call("i2c.write", { handle, bytes: Array.from(bytesOf(buffer)), stop: Boolean(stop) });
+    const bytes = Array.from(bytesOf(buffer));
+    if (bytes.length === 0) {
+      try {
+        host.call("i2c.write", { handle, bytes, stop: Boolean(stop) });
+      } catch {
+        return 1;
+      }
+      return undefined;
+    }
+    host.call("i2c.write", { handle, bytes, stop: Boolean(stop) });
+    return undefined;
   }
 
   close(): void {

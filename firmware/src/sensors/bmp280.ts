@@ -1,5 +1,6 @@
-// Bosch BMP280 temperature and pressure sensor on I2C, in the ECMA-419 sensor class pattern, with the
-// datasheet's integer compensation (BST-BMP280-DS001, section 8.2). The sample path allocates nothing.
+// Bosch BMP280 temperature and pressure sensor on I2C or SPI, in the ECMA-419 sensor class pattern, with
+// the datasheet's integer compensation (BST-BMP280-DS001, section 8.2). The sample path allocates nothing.
+// Bmp280Core is the part the BME280 driver shares.
 
 /** The I2C IO class the driver opens its device with (Moddable's `embedded:io/i2c` on the device). */
 export interface Bmp280Io {
@@ -17,7 +18,25 @@ export type Bmp280IoClass = new (options: {
   port?: number;
 }) => Bmp280Io;
 
-export interface Bmp280SensorOptions {
+/** The SPI IO class (`embedded:io/spi`): select stays asserted across calls until flush(true). */
+export interface BoschSpiIo {
+  read(buffer: Uint8Array): unknown;
+  write(buffer: Uint8Array): void;
+  flush(deselect?: boolean): void;
+  close?(): void;
+}
+
+export type BoschSpiIoClass = new (options: {
+  in: number;
+  out: number;
+  clock: number;
+  select: number;
+  hz: number;
+  mode: number;
+  port?: number;
+}) => BoschSpiIo;
+
+export interface Bmp280I2cOptions {
   io: Bmp280IoClass;
   data: number;
   clock: number;
@@ -26,6 +45,19 @@ export interface Bmp280SensorOptions {
   hz?: number;
   port?: number;
 }
+
+/** SPI wiring (CSB to select): mode 0, up to 10 MHz. */
+export interface Bmp280SpiOptions {
+  io: BoschSpiIoClass;
+  in: number;
+  out: number;
+  clock: number;
+  select: number;
+  hz?: number;
+  port?: number;
+}
+
+export type Bmp280SensorOptions = Bmp280I2cOptions | Bmp280SpiOptions;
 
 export type Bmp280Mode = "sleep" | "normal";
 export type Bmp280Oversampling = 1 | 2 | 4 | 8 | 16;
@@ -83,6 +115,7 @@ const MODE_NORMAL = 0b11;
 const ADC_NO_DATA = 0x80000;
 
 const DEFAULT_HZ = 400_000;
+const DEFAULT_SPI_HZ = 1_000_000;
 
 const OVERSAMPLING_CODES: Readonly<Record<number, number>> = Object.freeze({ 1: 1, 2: 2, 4: 3, 8: 4, 16: 5 });
 const FILTER_CODES: Readonly<Record<number, number>> = Object.freeze({ 0: 0, 2: 1, 4: 2, 8: 3, 16: 4 });
@@ -114,10 +147,10 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function code(table: Record<number, number>, name: string, value: number): number {
+function code(chip: string, table: Record<number, number>, name: string, value: number): number {
   const encoded = table[value];
   if (encoded === undefined)
-    throw new RangeError(`bmp280: invalid ${name} ${value} (expected one of ${Object.keys(table).join(", ")})`);
+    throw new RangeError(`${chip}: invalid ${name} ${value} (expected one of ${Object.keys(table).join(", ")})`);
   return encoded;
 }
 
@@ -187,9 +220,111 @@ export function compensatePressure(cal: Bmp280Calibration, adcP: number, tFine: 
   return p;
 }
 
-export default class BMP280 {
+/** Register access over I2C or SPI: the chip's register protocol is the same over either. */
+export interface BoschRegisters {
+  /** Where the chip sits, for error messages. */
+  readonly where: string;
+  read(register: number, target: Uint8Array): void;
+  write(register: number, value: number): void;
+  close(): void;
+}
+
+class I2cRegisters implements BoschRegisters {
+  readonly where: string;
   #io: Bmp280Io | undefined;
-  readonly #calibration: Bmp280Calibration = {
+  readonly #register = new Uint8Array(1);
+  readonly #pair = new Uint8Array(2);
+
+  constructor(options: Bmp280I2cOptions) {
+    const { io: IO, data, clock, address = BMP280_DEFAULT_ADDRESS, hz = DEFAULT_HZ, port } = options;
+    this.where = `I2C address ${hex(address)}`;
+    this.#io = port === undefined ? new IO({ data, clock, hz, address }) : new IO({ data, clock, hz, address, port });
+  }
+
+  read(register: number, target: Uint8Array): void {
+    const io = this.#open();
+    this.#register[0] = register;
+    io.write(this.#register);
+    io.read(target);
+  }
+
+  write(register: number, value: number): void {
+    const pair = this.#pair;
+    pair[0] = register;
+    pair[1] = value;
+    this.#open().write(pair);
+  }
+
+  close(): void {
+    const io = this.#io;
+    this.#io = undefined;
+    io?.close?.();
+  }
+
+  #open(): Bmp280Io {
+    if (!this.#io) throw new Error("closed");
+    return this.#io;
+  }
+}
+
+/**
+ * Datasheet 5.3: in SPI mode bit 7 of the control byte is the RW bit (1 read, 0 write) in place of
+ * the register address's top bit; a read auto-increments while select stays low.
+ */
+class SpiRegisters implements BoschRegisters {
+  readonly where: string;
+  #io: BoschSpiIo | undefined;
+  readonly #control = new Uint8Array(1);
+  readonly #pair = new Uint8Array(2);
+
+  constructor(options: Bmp280SpiOptions) {
+    const { io: IO, in: input, out, clock, select, hz = DEFAULT_SPI_HZ, port } = options;
+    this.where = `SPI select pin ${select}`;
+    const settings = { in: input, out, clock, select, hz, mode: 0 };
+    this.#io = port === undefined ? new IO(settings) : new IO({ ...settings, port });
+  }
+
+  read(register: number, target: Uint8Array): void {
+    const io = this.#open();
+    this.#control[0] = register | 0x80;
+    io.write(this.#control);
+    io.read(target);
+    io.flush(true);
+  }
+
+  write(register: number, value: number): void {
+    const io = this.#open();
+    const pair = this.#pair;
+    pair[0] = register & 0x7f;
+    pair[1] = value;
+    io.write(pair);
+    io.flush(true);
+  }
+
+  close(): void {
+    const io = this.#io;
+    this.#io = undefined;
+    io?.close?.();
+  }
+
+  #open(): BoschSpiIo {
+    if (!this.#io) throw new Error("closed");
+    return this.#io;
+  }
+}
+
+/** Opens the bus the options describe: SPI when they name a select pin, I2C otherwise. */
+export function openBoschRegisters(options: Bmp280SensorOptions): BoschRegisters {
+  return "select" in options ? new SpiRegisters(options) : new I2cRegisters(options);
+}
+
+/**
+ * What the BMP280 and BME280 share: chip-id check, trimming, ctrl_meas/config, and the temperature
+ * and pressure path. A BME280 driver composes one of these and adds humidity.
+ */
+export class Bmp280Core {
+  readonly name: string;
+  readonly calibration: Bmp280Calibration = {
     T1: 0,
     T2: 0,
     T3: 0,
@@ -203,91 +338,85 @@ export default class BMP280 {
     P8: 0,
     P9: 0,
   };
+  #registers: BoschRegisters | undefined;
   readonly #configuration: Required<Bmp280Configuration> = { ...DEFAULT_CONFIGURATION };
-  readonly #register = new Uint8Array(1);
-  readonly #pair = new Uint8Array(2);
-  readonly #data = new Uint8Array(DATA_LENGTH);
+  readonly #id = new Uint8Array(1);
 
-  constructor(options: { sensor: Bmp280SensorOptions }) {
-    const { io: IO, data, clock, address = BMP280_DEFAULT_ADDRESS, hz = DEFAULT_HZ, port } = options.sensor;
-    this.#io = port === undefined ? new IO({ data, clock, hz, address }) : new IO({ data, clock, hz, address, port });
+  /** Checks the chip id and reads the trimming; closes the registers when either fails. */
+  constructor(registers: BoschRegisters, name: string, chipId: number) {
+    this.name = name;
+    this.#registers = registers;
     try {
-      this.#checkChipId(address);
+      this.#checkChipId(chipId);
       this.#readCalibration();
-      this.configure(DEFAULT_CONFIGURATION);
     } catch (error) {
       this.close();
       throw error;
     }
   }
 
+  get registers(): BoschRegisters {
+    if (!this.#registers) throw new Error(`${this.name}: closed`);
+    return this.#registers;
+  }
+
   configure(options: Bmp280Configuration): void {
     const next = { ...this.#configuration, ...options };
-    const osrsT = code(OVERSAMPLING_CODES, "temperatureOversampling", next.temperatureOversampling);
-    const osrsP = code(OVERSAMPLING_CODES, "pressureOversampling", next.pressureOversampling);
-    const filter = code(FILTER_CODES, "filter", next.filter);
-    const standby = code(STANDBY_CODES, "standby", next.standby);
+    const name = this.name;
+    const osrsT = code(name, OVERSAMPLING_CODES, "temperatureOversampling", next.temperatureOversampling);
+    const osrsP = code(name, OVERSAMPLING_CODES, "pressureOversampling", next.pressureOversampling);
+    const filter = code(name, FILTER_CODES, "filter", next.filter);
+    const standby = code(name, STANDBY_CODES, "standby", next.standby);
     if (next.mode !== "sleep" && next.mode !== "normal")
-      throw new RangeError(`bmp280: invalid mode ${String(next.mode)} (expected sleep or normal)`);
+      throw new RangeError(`${name}: invalid mode ${String(next.mode)} (expected sleep or normal)`);
     const measure = (osrsT << 5) | (osrsP << 2);
+    const registers = this.registers;
     // The datasheet: writes to config may be ignored outside sleep mode, so sleep first.
-    this.#writeRegister(REG_CTRL_MEAS, measure | MODE_SLEEP);
-    this.#writeRegister(REG_CONFIG, (standby << 5) | (filter << 2));
-    if (next.mode === "normal") this.#writeRegister(REG_CTRL_MEAS, measure | MODE_NORMAL);
+    registers.write(REG_CTRL_MEAS, measure | MODE_SLEEP);
+    registers.write(REG_CONFIG, (standby << 5) | (filter << 2));
+    if (next.mode === "normal") registers.write(REG_CTRL_MEAS, measure | MODE_NORMAL);
     Object.assign(this.#configuration, next);
   }
 
-  /**
-   * One burst read of the data registers (the chip's shadowing keeps temperature and pressure from
-   * the same conversion), compensated. Fills target when given, so a caller can reuse one object.
-   */
-  sample(target?: Bmp280Sample): Bmp280Sample {
-    const io = this.#io;
-    if (!io) throw new Error("bmp280: closed");
-    const register = this.#register;
-    const data = this.#data;
-    register[0] = REG_PRESS_MSB;
-    io.write(register);
-    io.read(data);
+  /** One burst read from press_msb on: the chip's shadowing keeps all values from one conversion. */
+  readData(target: Uint8Array): void {
+    this.registers.read(REG_PRESS_MSB, target);
+  }
+
+  /** Compensates the first six data bytes into result; returns t_fine for further compensation. */
+  compensate(data: Uint8Array, result: Bmp280Sample): number {
     const adcP = ((data[0] as number) << 12) | ((data[1] as number) << 4) | ((data[2] as number) >> 4);
     const adcT = ((data[3] as number) << 12) | ((data[4] as number) << 4) | ((data[5] as number) >> 4);
     if (adcT === ADC_NO_DATA || adcP === ADC_NO_DATA)
-      throw new Error("bmp280: no conversion available (sensor asleep or not yet measured)");
-    const tFine = compensateTemperature(this.#calibration, adcT);
-    const result = target ?? { temperature: 0, pressure: 0 };
+      throw new Error(`${this.name}: no conversion available (sensor asleep or not yet measured)`);
+    const tFine = compensateTemperature(this.calibration, adcT);
     result.temperature = temperatureFromFine(tFine);
-    result.pressure = compensatePressure(this.#calibration, adcP, tFine) / 256;
-    return result;
+    result.pressure = compensatePressure(this.calibration, adcP, tFine) / 256;
+    return tFine;
   }
 
   close(): void {
-    const io = this.#io;
-    this.#io = undefined;
-    io?.close?.();
+    const registers = this.#registers;
+    this.#registers = undefined;
+    registers?.close();
   }
 
-  #checkChipId(address: number): void {
-    const register = this.#register;
-    register[0] = REG_ID;
+  #checkChipId(expected: number): void {
+    const registers = this.registers;
     try {
-      (this.#io as Bmp280Io).write(register);
-      (this.#io as Bmp280Io).read(register);
+      registers.read(REG_ID, this.#id);
     } catch (error) {
-      throw new Error(`bmp280: no response at I2C address ${hex(address)} (${errorMessage(error)})`);
+      throw new Error(`${this.name}: no response at ${registers.where} (${errorMessage(error)})`);
     }
-    const id = register[0] as number;
-    if (id !== BMP280_CHIP_ID)
-      throw new Error(`bmp280: unexpected chip id ${hex(id)} (expected ${hex(BMP280_CHIP_ID)})`);
+    const id = this.#id[0] as number;
+    if (id !== expected) throw new Error(`${this.name}: unexpected chip id ${hex(id)} (expected ${hex(expected)})`);
   }
 
   #readCalibration(): void {
-    const io = this.#io as Bmp280Io;
     const bytes = new Uint8Array(CALIBRATION_LENGTH);
-    this.#register[0] = REG_CALIBRATION;
-    io.write(this.#register);
-    io.read(bytes);
+    this.registers.read(REG_CALIBRATION, bytes);
     const view = new DataView(bytes.buffer);
-    const cal = this.#calibration;
+    const cal = this.calibration;
     cal.T1 = view.getUint16(0, true);
     cal.T2 = view.getInt16(2, true);
     cal.T3 = view.getInt16(4, true);
@@ -300,13 +429,39 @@ export default class BMP280 {
     cal.P7 = view.getInt16(18, true);
     cal.P8 = view.getInt16(20, true);
     cal.P9 = view.getInt16(22, true);
-    if (cal.T1 === 0 || cal.P1 === 0) throw new Error("bmp280: calibration data invalid (dig_T1 or dig_P1 is 0)");
+    if (cal.T1 === 0 || cal.P1 === 0) throw new Error(`${this.name}: calibration data invalid (dig_T1 or dig_P1 is 0)`);
+  }
+}
+
+export default class BMP280 {
+  readonly #core: Bmp280Core;
+  readonly #data = new Uint8Array(DATA_LENGTH);
+
+  /** I2C options ({ io, data, clock, address }) or SPI options ({ io, in, out, clock, select }). */
+  constructor(options: { sensor: Bmp280SensorOptions }) {
+    this.#core = new Bmp280Core(openBoschRegisters(options.sensor), "bmp280", BMP280_CHIP_ID);
+    try {
+      this.#core.configure(DEFAULT_CONFIGURATION);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
   }
 
-  #writeRegister(register: number, value: number): void {
-    const pair = this.#pair;
-    pair[0] = register;
-    pair[1] = value;
-    (this.#io as Bmp280Io).write(pair);
+  configure(options: Bmp280Configuration): void {
+    this.#core.configure(options);
+  }
+
+  /** Fills target when given, so a caller can reuse one object. */
+  sample(target?: Bmp280Sample): Bmp280Sample {
+    const core = this.#core;
+    core.readData(this.#data);
+    const result = target ?? { temperature: 0, pressure: 0 };
+    core.compensate(this.#data, result);
+    return result;
+  }
+
+  close(): void {
+    this.#core.close();
   }
 }
