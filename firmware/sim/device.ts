@@ -5,16 +5,25 @@
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
+import { parseSensorList } from "../src/sensor-config.ts";
 import { Bmp280Model } from "./bmp280-model.ts";
 import { RealTimeClock, type SimClock } from "./clock.ts";
+import { busTarget, FaultSet, type PowerLossOptions } from "./faults.ts";
 import { loadFirmwareImage } from "./firmware-image.ts";
 import { FlashPartition } from "./flash.ts";
 import { GpioModel } from "./gpio.ts";
-import { I2cBus, I2cPort } from "./i2c-bus.ts";
+import { I2cBus, I2cPort, type I2cTarget } from "./i2c-bus.ts";
 import { type SimLogger, silentLogger } from "./logger.ts";
+import { Ads1115Model } from "./models/ads1115-model.ts";
+import { Bme280Model } from "./models/bme280-model.ts";
+import { BoschSpiAdapter } from "./models/bosch-spi.ts";
+import { Dht22Model, PulsePort } from "./models/dht22-model.ts";
+import { Mpu6050Model } from "./models/mpu6050-model.ts";
+import { Sht3xModel, Sht4xModel } from "./models/sensirion-model.ts";
 import { MqttBridge } from "./mqtt-bridge.ts";
 import { PreferenceStore } from "./preferences.ts";
-import { type MachineModule, XsMachine, type XsMeters } from "./xs-machine.ts";
+import { SpiBus, SpiPort } from "./spi-bus.ts";
+import { type HostPort, type MachineModule, XsMachine, type XsMeters } from "./xs-machine.ts";
 
 export interface SimDeviceOptions {
   deviceId: string;
@@ -27,34 +36,102 @@ export interface SimDeviceOptions {
    * certificate and private key.
    */
   tls?: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
-  /** Holds `<deviceId>.preferences.json` (NVS) and `<deviceId>.flash.bin` (the data partition). */
+  /**
+   * Holds `<deviceId>.preferences.json` (NVS), `<deviceId>.flash.bin` (the partition of unsent
+   * batches) and `<deviceId>.log.bin` (the log ring's partition).
+   */
   stateDir: string;
   /** Size of the data partition holding unsent batches; 128 KiB (32 sectors) unless given. */
   flashBytes?: number;
+  /** Size of the log ring's partition; 64 KiB (16 sectors) unless given. */
+  logFlashBytes?: number;
   sampleIntervalMs?: number;
   samplesPerBatch?: number;
-  /** Trajectory and noise of the BMP280 model; derived from deviceId when omitted. */
+  /** Manifest config entries to override, as `mcconfig name=value` would (e.g. watchdogTimeoutMs). */
+  settings?: Readonly<Record<string, string | number>>;
+  /**
+   * Everything random in the run: the sensor models' trajectory and noise, the firmware's
+   * Math.random (reconnect jitter) and fault randomness. Derived from deviceId when omitted.
+   */
   seed?: number;
   logger?: SimLogger;
   /** Real time unless given. */
   clock?: SimClock;
+  /**
+   * The sensors wired on the simulated board, in the syntax of config `sensors` ("sht3x@0x44,...");
+   * what the firmware is configured with when omitted (a set-config `sensors` can then differ).
+   */
+  board?: string;
 }
 
 export interface SimDevice {
   deviceId: string;
   bmp280: Bmp280Model;
+  /**
+   * Every model on the I2C bus by address: the BMP280 and the further sensors the manifest config
+   * `sensors` lists (set it through the settings option, e.g. { sensors: "bmp280@0x76,sht3x@0x44" }).
+   */
+  models: ReadonlyMap<number, I2cTarget>;
+  /** Models on the SPI bus by select pin (`bme280@spi:5` in the list). */
+  spiModels: ReadonlyMap<number, I2cTarget>;
+  /** The DHT22 models by data pin (`dht22@<pin>` in the list). */
+  dht22: ReadonlyMap<number, Dht22Model>;
   /** Levels the firmware drove on the board's pins (the status LED), across restarts. */
   gpio: GpioModel;
-  /** Restarts the firmware asked for since power-on. */
+  /** Resets since power-on: restarts the firmware asked for, and hardware watchdog or crash resets. */
   readonly restarts: number;
+  /**
+   * Makes a firmware subsystem hang until the next reset, or across resets with acrossResets (a
+   * boot loop): it skips its work and its watchdog heartbeat, or with spin it never returns, which
+   * blocks the main loop until the hardware watchdog model resets the chip.
+   */
+  hang(subsystem: string, options?: { acrossResets?: boolean; spin?: boolean }): void;
   /** Power off: the firmware stops and its sockets drop without DISCONNECT (the broker sends the will). */
   stop(): Promise<void>;
   meters(): XsMeters;
+  /** A full garbage collection in the engine first, so heapSlots counts live slots only. */
+  collect(): Promise<XsMeters>;
   /** Resolves once the firmware's MQTT client has handled its first onReady. */
   connected: Promise<void>;
+  /** Hardware, power and clock faults (a hung subsystem is hang() above). */
+  faults: SimFaults;
+  /** Power cuts (faults.powerLoss) the device has been through. */
+  readonly powerCycles: number;
+}
+
+/** Faults to inject into a running device; each lasts until cleared. */
+export interface SimFaults {
+  /** The I2C device at address stops acknowledging (unplugged, dead): every transaction NACKs. */
+  disconnectSensor(address: number, disconnected?: boolean): void;
+  /** SDA held low: every transaction on the I2C bus times out. */
+  stickBus(stuck?: boolean): void;
+  /** Reads from the I2C device at address get a seeded random bit flip, with this probability (0 ends it). */
+  corruptReads(address: number, probability?: number): void;
+  /** Moves the device's wall clock (Date) by deltaMs, forwards or back; timers and ticks are unaffected. */
+  jumpClock(deltaMs: number): void;
+  /**
+   * Cuts the power: the engine dies mid-work, sockets drop without DISCONNECT, and the device boots
+   * again after offMs with what flash and preferences hold. Resolves once it is back up (at once
+   * when armed for a later flash write).
+   */
+  powerLoss(options?: PowerLossOptions): Promise<void>;
+  /** The fault set models consult, for models added later (kinds and targets in faults.ts). */
+  readonly set: FaultSet;
 }
 
 const DEFAULT_FLASH_BYTES = 128 * 1024;
+const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
+
+/** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */
+const RESET_CAUSES = Object.freeze({
+  powerOn: { reason: 1, string: "Power-On" },
+  software: { reason: 3, string: "Software" },
+  panic: { reason: 4, string: "Panic" },
+  taskWatchdog: { reason: 6, string: "Task WDT" },
+});
+type ResetCause = (typeof RESET_CAUSES)[keyof typeof RESET_CAUSES];
+/** What xsnap reports when a crank exceeds its metering limit: a blocked main loop. */
+const BLOCKED_LOOP = /too much computation/;
 
 /** FNV-1a, so every device id gets its own weather. */
 function seedFrom(text: string): number {
@@ -99,9 +176,53 @@ function configInteger(config: Readonly<Record<string, unknown>>, key: string): 
   return value;
 }
 
+/** Wires the models of the sensors the configuration lists (a BMP280 at bmp280Address when none). */
+function attachSensorModels(
+  bus: I2cBus,
+  oneWire: PulsePort,
+  spiBus: SpiBus,
+  board: string,
+  bmp280Address: number,
+  bmp280: Bmp280Model,
+  seed: number,
+  now: () => number,
+): { models: Map<number, I2cTarget>; spiModels: Map<number, I2cTarget>; dht22: Map<number, Dht22Model> } {
+  const listed = parseSensorList(board);
+  const specs = listed.length > 0 ? listed : [{ kind: "bmp280" as const, bus: "i2c" as const, address: bmp280Address }];
+  const models = new Map<number, I2cTarget>();
+  const dht22 = new Map<number, Dht22Model>();
+  const spiModels = new Map<number, I2cTarget>();
+  for (const { kind, bus: where, address } of specs) {
+    const options = { seed: seed + address, now };
+    let model: I2cTarget | undefined;
+    if (kind === "bmp280") model = bmp280;
+    else if (kind === "bme280") model = new Bme280Model(options);
+    else if (kind === "sht3x") model = new Sht3xModel({ ...options, address });
+    else if (kind === "sht4x") model = new Sht4xModel({ ...options, address });
+    else if (kind === "ads1115") model = new Ads1115Model(options);
+    else if (kind === "mpu6050") model = new Mpu6050Model(options);
+    else {
+      // A DHT22 sits on a pin (its "address"), not on the bus.
+      const sensor = new Dht22Model(options);
+      oneWire.attach(address, sensor);
+      dht22.set(address, sensor);
+      continue;
+    }
+    if (where === "spi") {
+      // The same register model behind the SPI control-byte protocol, on its select pin.
+      spiBus.attach(address, new BoschSpiAdapter(model));
+      spiModels.set(address, model);
+      continue;
+    }
+    bus.attach(address, model);
+    models.set(address, model);
+  }
+  return { models, spiModels, dht22 };
+}
+
 export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevice> {
   const logger = options.logger ?? silentLogger;
-  const clock = options.clock ?? new RealTimeClock();
+  const clock: SimClock = options.clock ?? new RealTimeClock();
   const image = loadFirmwareImage();
   const broker = brokerAddress(options.mqttUrl);
   if (broker.tls !== (options.tls !== undefined)) throw new Error("an mqtts:// broker and the tls option go together");
@@ -117,11 +238,33 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   const resources = tls?.resources ?? new Map<string, Buffer>();
   if (options.sampleIntervalMs !== undefined) config.sampleIntervalMs = options.sampleIntervalMs;
   if (options.samplesPerBatch !== undefined) config.samplesPerBatch = options.samplesPerBatch;
+  Object.assign(config, options.settings);
 
   // The board is wired the way the firmware is configured: sensor bus pins and address.
-  const bus = new I2cBus({ sda: configInteger(config, "sda"), scl: configInteger(config, "scl") });
-  const bmp280 = new Bmp280Model({ seed: options.seed ?? seedFrom(options.deviceId), now: () => clock.now() });
-  bus.attach(configInteger(config, "bmp280Address"), bmp280);
+  const seed = options.seed ?? seedFrom(options.deviceId);
+  const faultSet = new FaultSet(seed);
+  const bus = new I2cBus({ sda: configInteger(config, "sda"), scl: configInteger(config, "scl") }, faultSet);
+  const bmp280 = new Bmp280Model({ seed, now: () => clock.now() });
+  const board = options.board ?? (typeof config.sensors === "string" ? config.sensors : "");
+  const oneWire = new PulsePort(faultSet);
+  const spiBus = new SpiBus(
+    {
+      in: configInteger(config, "spiIn"),
+      out: configInteger(config, "spiOut"),
+      clock: configInteger(config, "spiClock"),
+    },
+    faultSet,
+  );
+  const { models, spiModels, dht22 } = attachSensorModels(
+    bus,
+    oneWire,
+    spiBus,
+    board,
+    configInteger(config, "bmp280Address"),
+    bmp280,
+    seed,
+    () => clock.now(),
+  );
 
   let markConnected: () => void = () => undefined;
   const connected = new Promise<void>((resolve) => {
@@ -129,37 +272,96 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   });
   // The running machine; replaced at every restart. Events go to the one booting, which queues them.
   let machine: XsMachine | undefined;
-  const mqttBridge = new MqttBridge((id, data) => {
-    if (!machine) return;
-    const delivered = machine.post("mqtt", id, data);
-    if (data.type === "ready") void delivered.then(markConnected);
-  }, logger);
+  const hold = (): (() => void) => clock.hold?.() ?? (() => undefined);
+  const mqttBridge = new MqttBridge(
+    (id, data) => {
+      if (!machine) return;
+      const delivered = machine.post("mqtt", id, data);
+      if (data.type === "ready") void delivered.then(markConnected);
+    },
+    logger,
+    hold,
+  );
   const gpio = new GpioModel(() => clock.now());
+  // Input edges reach the running firmware as interrupts do: as events on its main loop.
+  gpio.onEdge = (pin) => void machine?.post("gpio", pin, {});
 
   let restarts = 0;
+  let powerCycles = 0;
+  let boots = 0;
   let restarting: Promise<void> | undefined;
   let stopped = false;
+  let resetCause: ResetCause = RESET_CAUSES.powerOn;
+  const hung = new Map<string, { acrossResets: boolean; spin: boolean }>();
+  const reset = (cause: ResetCause): void => {
+    // The machine may be inside a host call: it is replaced once that crank has returned.
+    if (restarting) return;
+    const release = hold();
+    restarting = (async () => {
+      await machine?.stop();
+      mqttBridge.powerOff();
+      gpio.reset();
+      ports.i2c.reset();
+      ports.pulse.reset();
+      ports.spi.reset();
+      if (stopped) return;
+      restarts++;
+      resetCause = cause;
+      for (const [subsystem, fault] of hung) if (!fault.acrossResets) hung.delete(subsystem);
+      logger.info({ device: options.deviceId, restarts, cause: cause.string }, "simulated device restarting");
+      await boot();
+    })()
+      .catch((error: unknown) => {
+        logger.error({ device: options.deviceId, err: String(error) }, "simulated device failed to restart");
+      })
+      .finally(() => {
+        restarting = undefined;
+        release();
+      });
+  };
+
+  /** The engine is killed where it stands (mid-crank, mid-write), then the board powers up again. */
+  const powerCycle = (offMs: number): Promise<void> => {
+    if (restarting) return restarting;
+    let release = hold();
+    restarting = (async () => {
+      await machine?.kill();
+      mqttBridge.powerOff();
+      gpio.reset();
+      ports.i2c.reset();
+      ports.pulse.reset();
+      ports.spi.reset();
+      if (stopped) return;
+      powerCycles++;
+      logger.info({ device: options.deviceId, powerCycles, offMs }, "simulated power loss");
+      release();
+      await clock.sleep(offMs);
+      release = hold();
+      if (stopped) return;
+      await boot();
+    })()
+      .catch((error: unknown) => {
+        logger.error({ device: options.deviceId, err: String(error) }, "simulated device failed to power up");
+      })
+      .finally(() => {
+        restarting = undefined;
+        release();
+      });
+    return restarting;
+  };
   const system = {
     handle(op: string): unknown {
+      if (op === "resetReason") return resetCause;
       if (op !== "restart") throw new Error(`unknown system operation ${op}`);
-      // The machine is inside the host call: it is replaced once that crank has returned.
-      restarting ??= (async () => {
-        await machine?.stop();
-        mqttBridge.powerOff();
-        gpio.reset();
-        ports.i2c.reset();
-        if (stopped) return;
-        restarts++;
-        logger.info({ device: options.deviceId, restarts }, "simulated device restarting");
-        await boot();
-      })()
-        .catch((error: unknown) => {
-          logger.error({ device: options.deviceId, err: String(error) }, "simulated device failed to restart");
-        })
-        .finally(() => {
-          restarting = undefined;
-        });
+      reset(RESET_CAUSES.software);
       return undefined;
+    },
+  };
+  const faults = {
+    handle(op: string, args: Record<string, unknown>): unknown {
+      if (op !== "hung") throw new Error(`unknown faults operation ${op}`);
+      const hang = hung.get(String(args.subsystem));
+      return hang === undefined ? false : hang.spin ? "spin" : "skip";
     },
   };
 
@@ -170,8 +372,29 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     file: join(options.stateDir, `${options.deviceId}.flash.bin`),
     byteLength: options.flashBytes ?? DEFAULT_FLASH_BYTES,
   });
+  const logFlash = new FlashPartition({
+    name: String(config.logPartition),
+    file: join(options.stateDir, `${options.deviceId}.log.bin`),
+    byteLength: options.logFlashBytes ?? DEFAULT_LOG_FLASH_BYTES,
+  });
+  // The chip's data partitions by name; an unknown name fails as it does on a device.
+  const partitionOf = (args: Record<string, unknown>): FlashPartition =>
+    args.partition === logFlash.name ? logFlash : flash;
+  // A flash write armed for power loss reaches the chip only in part (NOR programs byte by byte).
+  const flashPort: HostPort = {
+    handle(op: string, args: Record<string, unknown>): unknown {
+      const offMs = op === "write" ? faultSet.takePowerLoss() : undefined;
+      if (offMs === undefined) return partitionOf(args).handle(op, args);
+      const bytes = Array.isArray(args.bytes) ? (args.bytes as number[]) : [];
+      const kept = Math.floor(faultSet.random() * bytes.length);
+      if (kept > 0) partitionOf(args).handle(op, { ...args, bytes: bytes.slice(0, kept) });
+      logger.info({ device: options.deviceId, offset: args.offset, kept, of: bytes.length }, "flash write torn");
+      // The engine waits on this call; its answer never arrives because the engine is gone by then.
+      return powerCycle(offMs);
+    },
+  };
   const ports = {
-    flash,
+    flash: flashPort,
     resource: {
       handle(op: string, args: Record<string, unknown>): unknown {
         const bytes = resources.get(String(args.path));
@@ -181,10 +404,13 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       },
     },
     i2c: new I2cPort([bus]),
+    pulse: oneWire,
+    spi: new SpiPort([spiBus]),
     preference: new PreferenceStore(join(options.stateDir, `${options.deviceId}.preferences.json`)),
     mqtt: mqttBridge,
     gpio,
     system,
+    faults,
   };
   const boot = async (): Promise<XsMachine> => {
     const next: XsMachine = new XsMachine({
@@ -195,6 +421,11 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       modules,
       entry: "main",
       ports,
+      // A new seed per boot: a reboot does not replay the previous boot's jitter.
+      seed: (seed + boots++ * 0x9e3779b9) >>> 0,
+      wallOffset: () => faultSet.wallOffsetMs,
+      // The hardware watchdog model: a crank that never ends is a main loop that stopped feeding it.
+      onHalt: (reason) => reset(BLOCKED_LOOP.test(reason) ? RESET_CAUSES.taskWatchdog : RESET_CAUSES.panic),
     });
     machine = next;
     try {
@@ -202,6 +433,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     } catch (error) {
       mqttBridge.powerOff();
       flash.close();
+      logFlash.close();
       throw error;
     }
     return next;
@@ -210,18 +442,52 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   return {
     deviceId: options.deviceId,
     bmp280,
+    models,
+    spiModels,
+    dht22,
     gpio,
     get restarts() {
       return restarts;
     },
+    hang(subsystem, faultOptions) {
+      hung.set(subsystem, { acrossResets: faultOptions?.acrossResets ?? false, spin: faultOptions?.spin ?? false });
+    },
     connected,
     meters: () => (machine ?? first).meters(),
+    collect: () => (machine ?? first).collect(),
+    get powerCycles() {
+      return powerCycles;
+    },
+    faults: {
+      set: faultSet,
+      disconnectSensor(address, disconnected = true) {
+        if (disconnected) faultSet.set("disconnect", busTarget(bus.name, address));
+        else faultSet.clear("disconnect", busTarget(bus.name, address));
+      },
+      stickBus(stuck = true) {
+        if (stuck) faultSet.set("stuck", bus.name);
+        else faultSet.clear("stuck", bus.name);
+      },
+      corruptReads(address, probability = 1) {
+        if (probability > 0) faultSet.set("corrupt", busTarget(bus.name, address), probability);
+        else faultSet.clear("corrupt", busTarget(bus.name, address));
+      },
+      jumpClock(deltaMs) {
+        faultSet.wallOffsetMs += deltaMs;
+      },
+      async powerLoss(powerLoss = {}) {
+        const offMs = powerLoss.offMs ?? 1000;
+        if (powerLoss.atFlashWrite !== undefined) faultSet.armPowerLoss(powerLoss.atFlashWrite, offMs);
+        else await powerCycle(offMs);
+      },
+    },
     async stop() {
       stopped = true;
       await restarting;
       await machine?.stop();
       mqttBridge.powerOff();
       flash.close();
+      logFlash.close();
     },
   };
 }

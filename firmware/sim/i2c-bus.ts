@@ -1,5 +1,8 @@
 // Simulated I2C: a bus wired to a pair of pins with register-level devices at 7-bit addresses, and
 // the host side of the firmware's `embedded:io/i2c` (open, read, write, close on one address).
+// Injected faults act here: a stuck bus times out, a disconnected device NACKs, reads get bit flips.
+
+import { BusTimeoutError, busTarget, type FaultSet } from "./faults.ts";
 
 /** A device on the bus; each call is one transaction (START, address, bytes, STOP). */
 export interface I2cTarget {
@@ -22,11 +25,16 @@ export class I2cNackError extends Error {
 export class I2cBus {
   readonly sda: number;
   readonly scl: number;
+  /** The bus's name in fault targets: "i2c" for the bus itself, "i2c:0x76" for a device on it. */
+  readonly name: string;
   readonly #targets = new Map<number, I2cTarget>();
+  readonly #faults: FaultSet | undefined;
 
-  constructor(pins: { sda: number; scl: number }) {
+  constructor(pins: { sda: number; scl: number }, faults?: FaultSet, name = "i2c") {
     this.sda = pins.sda;
     this.scl = pins.scl;
+    this.#faults = faults;
+    this.name = name;
   }
 
   attach(address: number, target: I2cTarget): void {
@@ -44,15 +52,19 @@ export class I2cBus {
   }
 
   read(address: number, length: number): Uint8Array {
-    const bytes = this.#target(address).read(length);
+    const bytes = Uint8Array.from(this.#target(address).read(length));
     if (bytes.length !== length)
       throw new Error(`device 0x${address.toString(16)} answered ${bytes.length} of ${length} bytes`);
+    this.#faults?.corrupt(busTarget(this.name, address), bytes);
     return bytes;
   }
 
   #target(address: number): I2cTarget {
+    const faults = this.#faults;
+    if (faults?.has("stuck", this.name)) throw new BusTimeoutError(this.name);
     const target = this.#targets.get(address);
-    if (!target || target.present === false) throw new I2cNackError(address);
+    if (!target || target.present === false || faults?.has("disconnect", busTarget(this.name, address)))
+      throw new I2cNackError(address);
     return target;
   }
 }

@@ -9,6 +9,11 @@ import type { SimLogger } from "./logger.ts";
 
 export type MqttEventSink = (id: number, data: Record<string, unknown>) => void;
 
+/** Holds virtual time while the network works (see SimClock.hold); returns the release. */
+export type ClockHold = () => () => void;
+
+const noHold: ClockHold = () => () => undefined;
+
 interface Connection {
   client: MqttClient;
   /** The firmware closed it: no further events for it. */
@@ -55,12 +60,18 @@ function qosOf(value: unknown): 0 | 1 | 2 {
 export class MqttBridge {
   readonly #emit: MqttEventSink;
   readonly #logger: SimLogger;
+  readonly #hold: ClockHold;
   readonly #connections = new Map<number, Connection>();
   #nextId = 1;
 
-  constructor(emit: MqttEventSink, logger: SimLogger) {
+  /**
+   * With a hold, virtual time stands still while a connect is under way, so the device sees the
+   * broker answer at once however long it takes in real time.
+   */
+  constructor(emit: MqttEventSink, logger: SimLogger, hold: ClockHold = noHold) {
     this.#emit = emit;
     this.#logger = logger;
+    this.#hold = hold;
   }
 
   /** Host calls behind the simulated Client. */
@@ -71,6 +82,8 @@ export class MqttBridge {
       case "publish": {
         const { client } = this.#connected(args);
         const topic = String(args.topic);
+        // Not held until the PUBACK: Moddable's client reports none, so the firmware cannot tell, and
+        // virtual time does not wait on the broker's disk (the gateway acks after an fsync).
         client.publish(
           topic,
           decodePayload(args.payload, "data"),
@@ -144,8 +157,10 @@ export class MqttBridge {
     const connection: Connection = { client: mqtt.connect(options), closedByDevice: false, closeReported: false };
     this.#connections.set(id, connection);
     const { client } = connection;
+    const connecting = this.#hold();
     client.on("connect", () => {
       if (!connection.closedByDevice) this.#emit(id, { type: "ready" });
+      connecting();
     });
     client.on("message", (topic, payload) => {
       if (!connection.closedByDevice) this.#emit(id, { type: "message", topic, bytes: Array.from(payload) });
@@ -154,6 +169,7 @@ export class MqttBridge {
       this.#logger.warn({ host, port, err: error.message }, "simulated mqtt connection error");
     });
     client.on("close", () => {
+      connecting();
       if (connection.closedByDevice || connection.closeReported) return;
       connection.closeReported = true;
       this.#connections.delete(id);

@@ -32,22 +32,35 @@ export interface XsMachineOptions {
   ports: Readonly<Record<string, HostPort>>;
   /** Computrons one crank may use before the worker is stopped (a runaway loop). */
   meteringLimit?: number;
+  /** Called once the firmware has halted on its own (a crash, or a crank over the metering limit). */
+  onHalt?: (reason: string) => void;
+  /** Seeds the firmware's Math.random. */
+  seed?: number;
+  /** How far the device's wall clock is off the simulator's (a clock jump fault), ms. */
+  wallOffset?: () => number;
 }
 
 export interface XsMeters {
-  /** Live XS heap slots after the last crank (32 bytes each on this host, 16 on an ESP32). */
+  /**
+   * XS heap slots in use after the last crank (32 bytes each on this host, 16 on an ESP32): live
+   * ones plus garbage not yet collected, unless read through collect().
+   */
   heapSlots: number;
   /** Computrons used by all cranks so far. */
   compute: number;
+  /** Bytes the engine has taken from the host for its slot and chunk heaps (only grows). */
+  allocated: number;
 }
 
 type Command =
-  | { t: "boot"; entry: string }
+  | { t: "boot"; entry: string; seed: number }
   | { t: "tick" }
   | { t: "event"; channel: string; id: number; data: Record<string, unknown> };
 
 interface CommandReply {
   next: number | null;
+  /** The device's time at the end of the crank: later than sent when it ran ahead. */
+  now?: number;
   fatal?: string;
 }
 
@@ -93,8 +106,11 @@ export class XsMachine {
   #cancelAlarm: (() => void) | undefined;
   #heapSlots = 0;
   #compute = 0;
+  #allocated = 0;
   #stopped = false;
   #haltReason: string | undefined;
+  /** Holds the clock while the engine works: virtual time must not pass during a crank. */
+  #release: (() => void) | undefined;
 
   constructor(options: XsMachineOptions) {
     this.name = options.name;
@@ -104,30 +120,47 @@ export class XsMachine {
   /** Starts the worker and runs the entry module; rejects when the firmware fails to boot. */
   async start(): Promise<void> {
     const options = this.#options;
-    const worker = await xsnap({
-      name: options.name,
-      os: os.type(),
-      // Its own process group, so a terminal's Ctrl-C stops the simulator in order rather than
-      // killing every device's engine at once; the worker exits when its pipes to us close.
-      spawn: ((command: string, args: string[], spawnOptions: SpawnOptions) =>
-        spawn(command, args, { ...spawnOptions, detached: true })) as typeof spawn,
-      fs: { ...fs, ...fs.promises },
-      handleCommand: (request) => this.#onHostCall(request),
-      meteringLimit: options.meteringLimit ?? DEFAULT_METERING_LIMIT,
-      stdout: "ignore",
-      stderr: "inherit",
-    });
+    // Booting takes no device time, however long the worker takes to start.
+    this.#holdClock();
+    let worker: XsnapWorker;
+    try {
+      worker = await xsnap({
+        name: options.name,
+        os: os.type(),
+        // Its own process group, so a terminal's Ctrl-C stops the simulator in order rather than
+        // killing every device's engine at once; the worker exits when its pipes to us close.
+        spawn: ((command: string, args: string[], spawnOptions: SpawnOptions) =>
+          spawn(command, args, { ...spawnOptions, detached: true })) as typeof spawn,
+        fs: { ...fs, ...fs.promises },
+        handleCommand: (request) => this.#onHostCall(request),
+        meteringLimit: options.meteringLimit ?? DEFAULT_METERING_LIMIT,
+        stdout: "ignore",
+        stderr: "inherit",
+      });
+    } catch (error) {
+      this.#releaseClock();
+      throw error;
+    }
     this.#worker = worker;
+    if (this.#stopped) {
+      this.#releaseClock();
+      await worker.terminate();
+      return;
+    }
     try {
       this.#meter((await worker.evaluate(BOOTSTRAP)).meterUsage);
-      const reply = await this.#send({ t: "boot", entry: options.entry });
+      const reply = await this.#send({ t: "boot", entry: options.entry, seed: options.seed ?? 0 });
       if (reply.fatal !== undefined) throw new Error(`${options.name}: firmware failed to boot: ${reply.fatal}`);
     } catch (error) {
+      // Killed while booting (power loss): not a firmware failure, and whoever killed it boots anew.
+      if (this.#stopped) return;
       this.#stopped = true;
       this.#disarm();
       this.#flushQueue();
       await worker.terminate();
       throw error;
+    } finally {
+      this.#releaseClock();
     }
     // Events that arrived while booting waited for the firmware to register its listeners.
     this.#booted = true;
@@ -143,12 +176,35 @@ export class XsMachine {
   }
 
   meters(): XsMeters {
-    return { heapSlots: this.#heapSlots, compute: this.#compute };
+    return { heapSlots: this.#heapSlots, compute: this.#compute, allocated: this.#allocated };
+  }
+
+  /** Runs a full garbage collection in the engine: heapSlots then counts live slots only. */
+  async collect(): Promise<XsMeters> {
+    const worker = this.#worker;
+    if (worker && !this.#stopped && this.#haltReason === undefined) {
+      const usage = (await worker.evaluate("gc()")).meterUsage;
+      if (usage.currentHeapCount !== null) this.#heapSlots = usage.currentHeapCount;
+      if (usage.allocate !== null) this.#allocated = usage.allocate;
+    }
+    return this.meters();
   }
 
   /** Why the machine stopped running firmware on its own (a crash), if it did. */
   get haltReason(): string | undefined {
     return this.#haltReason;
+  }
+
+  /**
+   * Power loss: the engine dies where it stands, in the middle of a crank or a host call, without
+   * waiting for work in progress (a host call may be waiting for this very kill).
+   */
+  async kill(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#disarm();
+    this.#flushQueue();
+    await this.#worker?.terminate();
   }
 
   async stop(): Promise<void> {
@@ -171,6 +227,7 @@ export class XsMachine {
 
   async #pump(): Promise<void> {
     this.#pumping = true;
+    this.#holdClock();
     try {
       for (let entry = this.#queue.shift(); entry; entry = this.#queue.shift()) {
         try {
@@ -178,21 +235,44 @@ export class XsMachine {
           const reply = await this.#send(entry.command);
           if (reply.fatal !== undefined) await this.#halt(reply.fatal);
         } catch (error) {
-          await this.#halt(messageOf(error));
+          if (!this.#stopped) await this.#halt(messageOf(error));
         } finally {
           entry.done?.();
         }
       }
     } finally {
       this.#pumping = false;
+      this.#releaseClock();
     }
+  }
+
+  #holdClock(): void {
+    this.#release ??= this.#options.clock.hold?.();
+  }
+
+  #releaseClock(): void {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
   }
 
   async #send(command: Command): Promise<CommandReply> {
     const worker = this.#worker as XsnapWorker;
-    const result = await worker.issueStringCommand(JSON.stringify({ ...command, now: this.#options.clock.now() }));
+    const { clock, wallOffset } = this.#options;
+    const now = clock.now();
+    // Nothing else due at all (a lone device, nobody waiting): no run-ahead, or it would never stop.
+    const until = clock.horizon?.() ?? now;
+    const result = await worker.issueStringCommand(
+      JSON.stringify({
+        ...command,
+        now,
+        wall: wallOffset?.() ?? 0,
+        until: Number.isFinite(until) ? until : now,
+      }),
+    );
     this.#meter(result.meterUsage);
     const reply = JSON.parse(result.reply) as CommandReply;
+    if (reply.now !== undefined) clock.advanceTo?.(reply.now);
     if (reply.fatal === undefined) this.#arm(reply.next);
     return reply;
   }
@@ -203,6 +283,7 @@ export class XsMachine {
     this.#flushQueue();
     this.#options.logger.error({ device: this.name, reason }, "simulated device halted");
     await this.#worker?.terminate();
+    this.#options.onHalt?.(reason);
   }
 
   #flushQueue(): void {
@@ -226,6 +307,7 @@ export class XsMachine {
   #meter(usage: XsnapMeterUsage): void {
     if (usage.currentHeapCount !== null) this.#heapSlots = usage.currentHeapCount;
     if (usage.compute !== null) this.#compute += usage.compute;
+    if (usage.allocate !== null) this.#allocated = usage.allocate;
   }
 
   async #onHostCall(request: Uint8Array): Promise<Uint8Array> {
@@ -233,6 +315,8 @@ export class XsMachine {
     try {
       const args = JSON.parse(decoder.decode(request)) as Record<string, unknown>;
       const op = String(args.op);
+      // A device running ahead: the models it talks to (the sensor's trajectory) follow its time.
+      if (typeof args["@now"] === "number") this.#options.clock.advanceTo?.(args["@now"]);
       const value = await this.#hostCall(op, args);
       reply = op === "delay" ? { ok: true, now: this.#options.clock.now() } : { ok: true, value };
     } catch (error) {
@@ -254,9 +338,14 @@ export class XsMachine {
         else this.#options.logger.warn(fields, String(args.msg));
         return undefined;
       }
-      case "delay":
+      case "delay": {
+        // The firmware blocks, but virtual time has to pass for the delay to end.
+        const held = this.#release !== undefined;
+        this.#releaseClock();
         await this.#options.clock.sleep(Number(args.ms) || 0);
+        if (held) this.#holdClock();
         return undefined;
+      }
       default: {
         const dot = op.indexOf(".");
         const port = dot > 0 ? this.#options.ports[op.slice(0, dot)] : undefined;

@@ -131,6 +131,12 @@ export default class FlashRing {
     return { length, state: bytes[2] as number, samples: bytes[3] as number };
   }
 
+  #erased(sector: number, offset: number): boolean {
+    const length = Math.min(RECORD_HEADER, this.#sectorSize - offset);
+    const bytes = new Uint8Array(this.#flash.read(sector * this.#sectorSize + offset, length) as ArrayBuffer);
+    return bytes.every((byte) => byte === 0xff);
+  }
+
   /** The first committed, unsent record at or after (sector, offset), following the ring to the writer. */
   #nextCommitted(sector: number, offset: number): Position {
     for (let visited = 0; visited <= this.#sectors; visited++) {
@@ -208,6 +214,9 @@ export default class FlashRing {
       }
       offset += align(RECORD_HEADER + record.length);
     }
+    // A header torn after its first byte reads as no record, yet that flash is no longer erased:
+    // writing there would AND a new header into the old one.
+    if (offset < this.#sectorSize && !this.#erased(newest, offset)) offset = this.#sectorSize;
     this.#write = { sector: newest, offset };
     let size = 0;
     for (let visited = 1; visited <= this.#sectors; visited++) {

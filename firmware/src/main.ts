@@ -1,22 +1,26 @@
-// The Kestrel device application: counts boots in flash, samples the BMP280 every interval, batches
+// The Kestrel device application: counts boots in flash, samples the configured sensors every interval, batches
 // readings into TelemetryBatch payloads and publishes them over MQTT, keeping batches it cannot send
 // in a ring in flash (replayed in order once the broker is back) and reconnecting with exponential
 // backoff. Executes the commands it receives on d/{id}/cmd.
 
 import Resource from "Resource";
-import I2C from "embedded:io/i2c";
 import {
   CLOCK_VALID_FROM_MS,
   type DeviceCommand,
   type DeviceState,
   OFFLINE_STATE,
-  type ResetReason,
   topics,
   WIRE_VERSION,
 } from "@kestrel/wire";
 import CommandHandler, { type CommandOutcome } from "kestrel/commands";
+import Faults from "kestrel/faults";
 import FlashRing from "kestrel/flash-ring";
-import { describeError, log, setLogLevel } from "kestrel/log";
+import { describeError, log, setLogBoot, setLogLevel, setLogSink } from "kestrel/log";
+import LogShipper from "kestrel/log-shipper";
+import PulseCapture from "kestrel/pulse-capture";
+import { type BootReport, forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
+import { parseSensorList, type SensorSpec } from "kestrel/sensor-config";
+import SensorSet, { scanI2c } from "kestrel/sensor-set";
 import {
   applyConfigParams,
   configParams,
@@ -26,12 +30,12 @@ import {
   readSettings,
 } from "kestrel/settings";
 import StatusLed from "kestrel/status-led";
-import TelemetryBatcher from "kestrel/telemetry";
+import TelemetryBatcher, { samplesPerBatchFor } from "kestrel/telemetry";
+import Watchdog from "kestrel/watchdog";
 import config from "mc/config";
 import Client from "mqtt";
 import Preference from "preference";
 import SecureSocket from "securesocket";
-import BMP280, { type Bmp280Sample } from "sensors/bmp280";
 import System from "system";
 import Time from "time";
 import Timer from "timer";
@@ -41,8 +45,10 @@ export const FIRMWARE_VERSION = "0.1.0";
 const PREFERENCE_DOMAIN = "kestrel";
 const BOOT_KEY = "boot";
 const CONFIG_KEY = "config";
-/** Set just before a commanded restart, read and cleared at the next boot. */
-const RESET_KEY = "reset";
+/** Log shipping: a batch a second at most (only while records wait), a record a second on average, bursts of 20. */
+const LOG_SHIP_MS = 1_000;
+const LOG_RATE = { perSecond: 1, burst: 20, perBatch: 10 } as const;
+const LOG_PUBLISH = { quality: 1 } as const;
 /** Lets the done ack of a reboot leave the socket before the chip resets. */
 const REBOOT_DELAY_MS = 500;
 const IDENTIFY_DEFAULT_S = 5;
@@ -50,10 +56,8 @@ const IDENTIFY_MAX_S = 60;
 const KEEPALIVE_MS = 30_000;
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 60_000;
-/** Consecutive failed reads after which the sensor is closed and probed again from scratch. */
-const SENSOR_REOPEN_AFTER = 3;
-/** A lasting sensor failure is logged at its first occurrence, then every this many attempts. */
-const SENSOR_LOG_EVERY = 60;
+/** A lasting condition (clock not set) is logged at its first occurrence, then every this many samples. */
+const CLOCK_LOG_EVERY = 60;
 /**
  * Moddable's MQTT client writes straight into the socket and reports no back-pressure, so a long
  * flash buffer is sent a few batches at a time with a pause between turns.
@@ -69,6 +73,10 @@ const TELEMETRY_PUBLISH = { quality: 1 } as const;
 const STATE_PUBLISH = { quality: 1, retain: true } as const;
 const ACK_PUBLISH = { quality: 1 } as const;
 
+function hexAddress(address: number): string {
+  return `0x${address.toString(16).padStart(2, "0")}`;
+}
+
 function openBuffer(partition: string): FlashRing | undefined {
   try {
     const buffer = new FlashRing(partition);
@@ -80,15 +88,15 @@ function openBuffer(partition: string): FlashRing | undefined {
   }
 }
 
-/** Why this boot happened: a commanded restart leaves a mark in flash, anything else reads as power-on. */
-function takeResetReason(): ResetReason {
+/** The flash log ring, attached as the log sink; undefined (console only) when the partition is unusable. */
+function openLogShipper(partition: string): LogShipper | undefined {
   try {
-    const reason = Preference.get(PREFERENCE_DOMAIN, RESET_KEY);
-    if (reason === undefined) return "power-on";
-    Preference.delete(PREFERENCE_DOMAIN, RESET_KEY);
-    return reason === "command" ? "command" : "unknown";
-  } catch {
-    return "unknown";
+    const shipper = new LogShipper(partition, LOG_RATE);
+    setLogSink(shipper.append);
+    return shipper;
+  } catch (error) {
+    log("error", "log ring unavailable, logs stay on the console", { error: describeError(error) }, "log");
+    return undefined;
   }
 }
 
@@ -120,7 +128,13 @@ function countBoot(): number {
 class Device {
   readonly #settings: DeviceSettings;
   readonly #boot: number;
-  readonly #reset: ResetReason;
+  readonly #bootReport: BootReport;
+  /** Safe mode: connectivity and commands only, no sampling (after a boot loop). */
+  #safeMode: boolean;
+  readonly #watchdog: Watchdog;
+  readonly #logs: LogShipper | undefined;
+  readonly #logTopic: string;
+  #logTimer: Timer | undefined;
   #config: RuntimeConfig;
   #sampleTimer: Timer | undefined;
   #temperatureAlarm = false;
@@ -132,14 +146,12 @@ class Device {
   readonly #telemetryTopic: string;
   readonly #stateTopic: string;
   readonly #offlineState = JSON.stringify(OFFLINE_STATE);
-  readonly #reading: Bmp280Sample = { temperature: 0, pressure: 0 };
-  readonly #batcher: TelemetryBatcher;
+  #sensors: SensorSet;
+  #batcher: TelemetryBatcher;
   /** Undefined when the flash partition cannot be used: unsendable batches are then dropped. */
   readonly #buffer: FlashRing | undefined;
   /** Samples dropped without reaching the flash ring (no partition, or a write failed). */
   #droppedUnbuffered = 0;
-  #sensor: BMP280 | undefined;
-  #sensorFailures = 0;
   #clockWaits = 0;
   #seq = 0;
   #client: Client | undefined;
@@ -148,29 +160,119 @@ class Device {
   #reconnectTimer: Timer | undefined;
   #flushTimer: Timer | undefined;
 
-  constructor(settings: DeviceSettings, boot: number, reset: ResetReason, config: RuntimeConfig) {
+  constructor(
+    settings: DeviceSettings,
+    boot: number,
+    bootReport: BootReport,
+    config: RuntimeConfig,
+    logs: LogShipper | undefined,
+  ) {
     this.#settings = settings;
+    this.#logs = logs;
+    this.#logTopic = topics.log(settings.deviceId);
+    if (logs) setLogSink(this.#onLogRecord);
     this.#boot = boot;
-    this.#reset = reset;
+    this.#bootReport = bootReport;
+    this.#safeMode = bootReport.safeMode;
     this.#config = config;
+    this.#watchdog = new Watchdog(
+      this.#onWatchdogExpired,
+      // A stopped subsystem is caught within 1.25 deadlines, without a timer every second.
+      Math.floor(settings.watchdogTimeoutMs / 4),
+    );
     this.#telemetryTopic = topics.telemetry(settings.deviceId);
     this.#stateTopic = topics.state(settings.deviceId);
     this.#commandTopic = topics.command(settings.deviceId);
     this.#ackTopic = topics.commandAck(settings.deviceId);
     this.#commands = new CommandHandler(this.#execute, this.#sendAck);
     this.#led = new StatusLed(settings.ledPin);
-    this.#batcher = new TelemetryBatcher(boot, settings.samplesPerBatch);
+    this.#sensors = this.#sensorSet();
+    this.#batcher = this.#batcherFor(this.#sensors);
     this.#buffer = openBuffer(settings.flashPartition);
   }
 
   start(): void {
-    this.#openSensor();
-    this.#sampleTimer = Timer.repeat(this.#onSampleTimer, this.#config.sampleIntervalMs);
+    // Connected, connecting (lwIP and the keep-alive end a dead attempt) or waiting to retry counts as
+    // alive: what the watchdog catches is a connection supervisor that lost track and will never retry.
+    this.#watchdog.watch(
+      "connectivity",
+      this.#settings.watchdogTimeoutMs + KEEPALIVE_MS,
+      () => this.#online || this.#client !== undefined || this.#reconnectTimer !== undefined,
+    );
+    Timer.set(this.#onCleanRun, this.#settings.safeModeWindowMs);
+    if (!this.#safeMode) this.#startSampling();
     this.#connect();
   }
 
+  #startSampling(): void {
+    const { sda, scl } = this.#settings;
+    const found = scanI2c(sda, scl);
+    log("info", "i2c scan", { sda, scl, count: found.length, found: found.map(hexAddress).join(" ") });
+    this.#sampleTimer = Timer.repeat(this.#onSampleTimer, this.#config.sampleIntervalMs);
+    this.#watchSampling();
+  }
+
+  #watchSampling(): void {
+    this.#watchdog.watch("sampling", this.#settings.watchdogTimeoutMs + this.#config.sampleIntervalMs);
+  }
+
   readonly #onSampleTimer = (): void => {
+    if (Faults.hung("sampling")) return;
+    this.#watchdog.beat("sampling");
     this.#sample();
+  };
+
+  readonly #onWatchdogExpired = (subsystem: string, silentMs: number): void => {
+    log("error", "watchdog: subsystem stopped beating, restarting", { subsystem, silentMs });
+    markDeliberateReset("watchdog");
+    System.restart();
+  };
+
+  /** The log sink once the device runs: keeps the record in flash and makes sure it will be shipped. */
+  readonly #onLogRecord = (line: string): void => {
+    this.#logs?.append(line);
+    this.#scheduleLogShip();
+  };
+
+  /** Armed only while records wait and the broker is reachable: an idle device runs no shipping timer. */
+  #scheduleLogShip(): void {
+    if (this.#logTimer || !this.#online || !this.#logs?.queued) return;
+    this.#logTimer = Timer.set(this.#onLogTimer, LOG_SHIP_MS);
+  }
+
+  readonly #onLogTimer = (): void => {
+    this.#logTimer = undefined;
+    this.#shipLogs();
+    this.#scheduleLogShip();
+  };
+
+  #shipLogs(): void {
+    const logs = this.#logs;
+    const client = this.#client;
+    if (!logs || !client || !this.#online) return;
+    const batch = logs.next();
+    if (batch === undefined) return;
+    try {
+      client.publish(this.#logTopic, batch, LOG_PUBLISH);
+    } catch (error) {
+      // The batch stays pending and goes first next time.
+      if (error instanceof Error && error.message === SEND_BUFFER_FULL) return;
+      log("warn", "log publish failed", { error: describeError(error) }, "log");
+      this.#connectionLost();
+      return;
+    }
+    const dropped = logs.sent();
+    if (dropped > 0) log("warn", "log records dropped, the log ring was full", { dropped }, "log");
+  }
+
+  /** A whole boot-loop window without a reset: past resets are forgiven and safe mode ends. */
+  readonly #onCleanRun = (): void => {
+    if (this.#bootReport.abnormalResets > 0) forgiveResets();
+    if (!this.#safeMode) return;
+    this.#safeMode = false;
+    log("info", "leaving safe mode after a clean run", { ranMs: this.#settings.safeModeWindowMs });
+    this.#startSampling();
+    if (this.#online) this.#publishState();
   };
 
   readonly #onReconnectTimer = (): void => {
@@ -196,6 +298,7 @@ class Device {
     }
     this.#publishState();
     this.#flush();
+    this.#scheduleLogShip();
   };
 
   readonly #onMessage = (topic: string, data: ArrayBuffer): void => {
@@ -225,7 +328,7 @@ class Device {
   };
 
   readonly #reboot = (): void => {
-    Preference.set(PREFERENCE_DOMAIN, RESET_KEY, "command");
+    markDeliberateReset("command");
     log("warn", "restarting on command", {});
     Timer.set(() => System.restart(), REBOOT_DELAY_MS);
   };
@@ -247,10 +350,14 @@ class Device {
     }
     const saved = configParams(next);
     Preference.set(PREFERENCE_DOMAIN, CONFIG_KEY, JSON.stringify(saved));
-    if (next.sampleIntervalMs !== this.#config.sampleIntervalMs && this.#sampleTimer)
+    const intervalChanged = next.sampleIntervalMs !== this.#config.sampleIntervalMs;
+    if (intervalChanged && this.#sampleTimer)
       Timer.schedule(this.#sampleTimer, next.sampleIntervalMs, next.sampleIntervalMs);
     setLogLevel(next.logLevel);
+    const sensorsChanged = next.sensors !== this.#config.sensors;
     this.#config = next;
+    if (sensorsChanged) this.#replaceSensors();
+    if (intervalChanged && this.#watchdog.watching("sampling")) this.#watchSampling();
     this.#temperatureAlarm = false;
     return { status: "done", result: saved };
   }
@@ -279,49 +386,47 @@ class Device {
   };
 
   #sample(): void {
-    const sensor = this.#sensor ?? this.#openSensor();
-    if (!sensor) return;
-    const reading = this.#reading;
-    try {
-      sensor.sample(reading);
-    } catch (error) {
-      this.#sensorFailed("bmp280 read failed", error);
-      if (this.#sensorFailures === SENSOR_REOPEN_AFTER) {
-        log("warn", "bmp280 closed after failed reads, probing it again", { failures: this.#sensorFailures });
-        sensor.close();
-        this.#sensor = undefined;
-      }
-      return;
-    }
-    this.#sensorFailures = 0;
+    const sensors = this.#sensors;
+    // A sample with no value at all (every sensor failing) is skipped, so seq stays contiguous.
+    if (sensors.sample() === 0) return;
     const now = Date.now();
     // Until SNTP has set the clock, a timestamp would be 1970 and every layer would refuse the sample.
     if (now < CLOCK_VALID_FROM_MS) {
-      if (this.#clockWaits++ % SENSOR_LOG_EVERY === 0) log("warn", "clock not set yet, reading discarded", {});
+      if (this.#clockWaits++ % CLOCK_LOG_EVERY === 0) log("warn", "clock not set yet, reading discarded", {});
       return;
     }
-    this.#checkThresholds(reading.temperature);
-    const batch = this.#batcher.add(this.#seq++, now, reading.temperature, reading.pressure);
+    const temperature = sensors.values[sensors.names.indexOf("temperature")];
+    if (temperature !== undefined && !Number.isNaN(temperature)) this.#checkThresholds(temperature);
+    const batch = this.#batcher.add(this.#seq++, now, sensors.values);
     if (batch !== undefined) this.#enqueue(batch);
   }
 
-  #openSensor(): BMP280 | undefined {
-    const { sda, scl, bmp280Address } = this.#settings;
-    try {
-      this.#sensor = new BMP280({ sensor: { io: I2C, data: sda, clock: scl, address: bmp280Address } });
-    } catch (error) {
-      this.#sensorFailed("bmp280 unavailable", error);
-      return undefined;
-    }
-    this.#sensorFailures = 0;
-    log("info", "bmp280 ready", { address: bmp280Address });
-    return this.#sensor;
+  /** The sensor list set at run time (set-config `sensors`), else the build's. */
+  #sensorSet(): SensorSet {
+    let specs: SensorSpec[] = this.#settings.sensors;
+    if (this.#config.sensors !== undefined) specs = parseSensorList(this.#config.sensors);
+    const { sda, scl } = this.#settings;
+    return new SensorSet(specs, { sda, scl, spi: this.#settings.spi, pulseCapture: PulseCapture });
   }
 
-  #sensorFailed(msg: string, error: unknown): void {
-    const failures = ++this.#sensorFailures;
-    if (failures === 1 || failures % SENSOR_LOG_EVERY === 0)
-      log("warn", msg, { error: describeError(error), failures });
+  #batcherFor(sensors: SensorSet): TelemetryBatcher {
+    const perBatch = samplesPerBatchFor(sensors.names, this.#settings.samplesPerBatch);
+    if (perBatch < this.#settings.samplesPerBatch)
+      log("warn", "batch shortened to fit a flash sector", {
+        samplesPerBatch: perBatch,
+        metrics: sensors.names.length,
+      });
+    return new TelemetryBatcher(this.#boot, perBatch, sensors.names);
+  }
+
+  /** Swaps the sensor set for a new list; the samples taken so far leave as a batch of their own. */
+  #replaceSensors(): void {
+    const pending = this.#batcher.take();
+    if (pending !== undefined) this.#enqueue(pending);
+    this.#sensors.close();
+    this.#sensors = this.#sensorSet();
+    this.#batcher = this.#batcherFor(this.#sensors);
+    log("info", "sensors reconfigured", { metrics: this.#sensors.names.join(" ") });
   }
 
   #enqueue(batch: string): void {
@@ -396,7 +501,8 @@ class Device {
       fw: FIRMWARE_VERSION,
       boot: this.#boot,
       uptime: this.#uptime(),
-      reset: this.#reset,
+      reset: this.#bootReport.reason,
+      mode: this.#safeMode ? "safe" : "normal",
       dropped: this.#dropped(),
     };
     try {
@@ -470,9 +576,16 @@ export default function main(): void {
     return;
   }
   const boot = countBoot();
-  const reset = takeResetReason();
+  setLogBoot(boot);
+  const logs = openLogShipper(settings.logPartition);
+  const report = takeBootReport(settings.safeModeAfterResets);
   const runtime = loadRuntimeConfig(settings);
   setLogLevel(runtime.logLevel);
-  log("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset });
-  new Device(settings, boot, reset, runtime).start();
+  log("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset: report.reason });
+  if (report.safeMode)
+    log("error", "boot loop: safe mode, sampling off until a clean run or a reboot command", {
+      abnormalResets: report.abnormalResets,
+      cleanRunMs: settings.safeModeWindowMs,
+    });
+  new Device(settings, boot, report, runtime, logs).start();
 }

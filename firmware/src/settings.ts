@@ -2,6 +2,7 @@
 // arguments to mcconfig, which arrive as strings) and validates them once at boot.
 
 import { isDeviceId, LIMITS } from "@kestrel/wire";
+import { formatSensorList, parseSensorList, type SensorSpec } from "kestrel/sensor-config";
 
 /**
  * The wire allows 100 samples a batch, but a batch must fit in two places on the device: Moddable's
@@ -26,12 +27,23 @@ export interface DeviceSettings {
   sda: number;
   scl: number;
   bmp280Address: number;
+  /** Sensors on the bus (config `sensors`, e.g. "bmp280@0x76,sht3x@0x44"); "" means a BMP280 at bmp280Address. */
+  sensors: SensorSpec[];
+  /** SPI bus pins for sensors listed as "kind@spi:<select>" (config spiIn, spiOut, spiClock; VSPI by default). */
+  spi: { in: number; out: number; clock: number };
   sampleIntervalMs: number;
   samplesPerBatch: number;
   /** Data partition (partitions.csv) holding the ring of batches not sent yet. */
   flashPartition: string;
   /** GPIO of the status LED the identify command blinks. */
   ledPin: number;
+  /** Data partition holding the ring of log records (info and above) not shipped yet. */
+  logPartition: string;
+  /** A subsystem silent this long (beyond its own period) makes the software watchdog reboot the device. */
+  watchdogTimeoutMs: number;
+  /** This many abnormal resets in a row, none followed by safeModeWindowMs of clean running: safe mode. */
+  safeModeAfterResets: number;
+  safeModeWindowMs: number;
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -51,6 +63,8 @@ export interface RuntimeConfig {
   /** A reading outside [temperatureLow, temperatureHigh] (°C) is logged as a warning. */
   temperatureLow?: number;
   temperatureHigh?: number;
+  /** Overrides the build's sensor list (normalized "kind@address" text). */
+  sensors?: string;
 }
 
 const SAMPLE_INTERVAL_MIN_MS = 10;
@@ -79,6 +93,24 @@ function text(config: Readonly<Record<string, unknown>>, key: string): string {
   return value;
 }
 
+/** A setting that builds from before it existed do not carry: its default when absent. */
+function integerOr(
+  config: Readonly<Record<string, unknown>>,
+  key: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  return config[key] === undefined ? fallback : integer(config, key, min, max);
+}
+
+function sensorSpecs(config: Readonly<Record<string, unknown>>): SensorSpec[] {
+  const specs = parseSensorList(optionalText(config, "sensors"));
+  return specs.length > 0
+    ? specs
+    : [{ kind: "bmp280", bus: "i2c", address: integer(config, "bmp280Address", 0x08, 0x77) }];
+}
+
 export function readSettings(config: Readonly<Record<string, unknown>>): DeviceSettings {
   const deviceId = text(config, "deviceId");
   if (!isDeviceId(deviceId)) throw new Error(`config: deviceId ${JSON.stringify(deviceId)} is not a valid device id`);
@@ -99,10 +131,20 @@ export function readSettings(config: Readonly<Record<string, unknown>>): DeviceS
     sda: integer(config, "sda", 0, 63),
     scl: integer(config, "scl", 0, 63),
     bmp280Address: integer(config, "bmp280Address", 0x08, 0x77),
+    sensors: sensorSpecs(config),
+    spi: {
+      in: integerOr(config, "spiIn", 19, 0, 63),
+      out: integerOr(config, "spiOut", 23, 0, 63),
+      clock: integerOr(config, "spiClock", 18, 0, 63),
+    },
     sampleIntervalMs: integer(config, "sampleIntervalMs", SAMPLE_INTERVAL_MIN_MS, SAMPLE_INTERVAL_MAX_MS),
     samplesPerBatch: integer(config, "samplesPerBatch", 1, MAX_SAMPLES_PER_BATCH),
     flashPartition: text(config, "flashPartition"),
     ledPin: integer(config, "ledPin", 0, 63),
+    logPartition: text(config, "logPartition"),
+    watchdogTimeoutMs: integer(config, "watchdogTimeoutMs", 1_000, 3_600_000),
+    safeModeAfterResets: integer(config, "safeModeAfterResets", 2, 100),
+    safeModeWindowMs: integer(config, "safeModeWindowMs", 10_000, 86_400_000),
   };
 }
 
@@ -143,6 +185,13 @@ export function applyConfigParams(current: RuntimeConfig, params: Readonly<Recor
       case "temperature_high":
         next.temperatureHigh = temperature(key, value);
         break;
+      case "sensors": {
+        if (typeof value !== "string") throw new Error('sensors must be a list such as "bmp280@0x76,sht3x@0x44"');
+        const specs = parseSensorList(value);
+        if (specs.length === 0) throw new Error("sensors must name at least one sensor");
+        next.sensors = formatSensorList(specs);
+        break;
+      }
       default:
         throw new Error(`unknown parameter ${key}`);
     }
@@ -164,6 +213,7 @@ export function configParams(config: RuntimeConfig): Record<string, string | num
   };
   if (config.temperatureLow !== undefined) params.temperature_low = config.temperatureLow;
   if (config.temperatureHigh !== undefined) params.temperature_high = config.temperatureHigh;
+  if (config.sensors !== undefined) params.sensors = config.sensors;
   return params;
 }
 

@@ -12,10 +12,15 @@ interface LoadedModule {
 
 type HostReply = { ok: true; value?: unknown; now?: number } | { ok: false; error: string };
 
-type ParentCommand =
-  | { t: "boot"; now: number; entry: string }
-  | { t: "tick"; now: number }
-  | { t: "event"; now: number; channel: string; id: number; data: Record<string, unknown> };
+/**
+ * now: the monotonic clock timers run on; wall: what the device's wall clock is off by (a clock
+ * jump); until: how far the device may run ahead on its own (see runDueTimers), now if absent.
+ */
+type ParentCommand = { now: number; wall?: number; until?: number } & (
+  | { t: "boot"; entry: string; seed: number }
+  | { t: "tick" }
+  | { t: "event"; channel: string; id: number; data: Record<string, unknown> }
+);
 
 const HOST_SPECIFIER = "kestrel-sim:host";
 /** Timers fired per command at most, so a zero-interval loop cannot starve parent events. */
@@ -41,11 +46,29 @@ function installModdableStringBuffers(): void {
 installModdableStringBuffers();
 
 let now = 0;
+let wallOffset = 0;
+let until = 0;
+/** Set by a host call that reaches beyond the board's own models (network, restart, delay). */
+let touchedWorld = false;
+
+/**
+ * Host calls answered by the board's own models, which follow the device's time: running ahead
+ * through them changes nothing the outside could see. Any other call ends a run-ahead.
+ */
+const LOCAL_PORTS = ["flash.", "preference.", "i2c.", "spi.", "pulse.", "gpio.", "faults.", "resource."];
+const LOCAL_OPS = new Set(["trace", "report", "module.load", "system.resetReason"]);
+
+function isLocal(op: string): boolean {
+  return LOCAL_OPS.has(op) || LOCAL_PORTS.some((prefix) => op.startsWith(prefix));
+}
+
 let bootAt = 0;
 let traceLine = "";
 
 function call(op: string, args?: Record<string, unknown>): unknown {
-  const request = encoder.encode(JSON.stringify(args ? { op, ...args } : { op }));
+  if (!isLocal(op)) touchedWorld = true;
+  // "@now": the device's time, ahead of the parent's clock while running ahead.
+  const request = encoder.encode(JSON.stringify(args ? { op, "@now": now, ...args } : { op, "@now": now }));
   const reply = JSON.parse(decoder.decode(issueCommand(request.buffer))) as HostReply;
   if (!reply.ok) throw new Error(reply.error);
   if (reply.now !== undefined) now = reply.now;
@@ -102,10 +125,20 @@ function earliest(): TimerRecord | undefined {
   return found;
 }
 
+/**
+ * Fires the timers due now; then, up to `until`, moves the device's time on to the next timer and
+ * fires it too, until a host call reached the outside world. On a VirtualClock `until` is the next
+ * moment anything else in the simulation is due, so a day of 1 s watchdog ticks costs a few hundred
+ * cranks instead of 86,400, with the same result.
+ */
 function runDueTimers(): void {
   for (let fired = 0; fired < MAX_FIRED_PER_COMMAND; fired++) {
     const timer = earliest();
-    if (!timer || timer.due > now) return;
+    if (!timer) return;
+    if (timer.due > now) {
+      if (touchedWorld || timer.due > until) return;
+      now = timer.due;
+    }
     if (timer.repeat > 0) timer.due = timer.due + timer.repeat > now ? timer.due + timer.repeat : now + timer.repeat;
     else unschedule(timer);
     try {
@@ -174,17 +207,39 @@ type DateArguments =
   | [value: number | string | Date]
   | [year: number, monthIndex: number, date?: number, hours?: number, minutes?: number, seconds?: number, ms?: number];
 
-/** Date on the virtual clock, so simulated time can later run faster than real time. */
+/** Date on the virtual wall clock: the simulator's time, plus any clock jump injected as a fault. */
 class SimDate extends Date {
   constructor(...args: DateArguments) {
-    if (args.length === 0) super(now);
+    if (args.length === 0) super(now + wallOffset);
     else if (args.length === 1) super(args[0]);
     else super(args[0], args[1], args[2] ?? 1, args[3] ?? 0, args[4] ?? 0, args[5] ?? 0, args[6] ?? 0);
   }
 
   static override now(): number {
-    return now;
+    return now + wallOffset;
   }
+}
+
+/**
+ * sfc32, as seededRandom in sim/faults.ts (this runtime cannot import the parent's modules): the
+ * firmware's Math.random draws from it so a run replays from its seed.
+ */
+function seededRandom(seed: number): () => number {
+  let a = 0x9e3779b9;
+  let b = 0x243f6a88;
+  let c = 0xb7e15162;
+  let d = seed >>> 0;
+  const next = (): number => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return (t >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < 12; i++) next();
+  return next;
 }
 
 const hostModules = new Set<string>();
@@ -193,10 +248,11 @@ function load(specifier: string): LoadedModule {
   return call("module.load", { specifier }) as LoadedModule;
 }
 
-function createDeviceCompartment(): Compartment {
+function createDeviceCompartment(seed: number): Compartment {
+  const math = Object.create(Math, { random: { value: seededRandom(seed) } }) as Math;
   return new Compartment({
     __options__: true,
-    globals: { trace, Date: SimDate },
+    globals: { trace, Date: SimDate, Math: math },
     resolveHook(specifier, referrer) {
       if (specifier.startsWith("."))
         throw new Error(`${referrer}: relative import "${specifier}"; use the bare names the manifest maps`);
@@ -213,18 +269,28 @@ function createDeviceCompartment(): Compartment {
   });
 }
 
-function boot(entry: string): void {
+/**
+ * Kept, as a device keeps its loaded modules: otherwise a module nothing refers to after boot
+ * would be collected, and the heap meters would undercount what the firmware holds.
+ */
+let deviceCompartment: Compartment | undefined;
+
+function boot(entry: string, seed: number): void {
   bootAt = now;
-  const main = createDeviceCompartment().importNow(entry);
+  deviceCompartment = createDeviceCompartment(seed);
+  const main = deviceCompartment.importNow(entry);
   // Moddable calls the main module's default export when it is a function.
   if (typeof main.default === "function") (main.default as () => void)();
 }
 
 function dispatch(command: ParentCommand): void {
   now = command.now;
+  wallOffset = command.wall ?? 0;
+  until = command.until ?? command.now;
+  touchedWorld = false;
   switch (command.t) {
     case "boot":
-      boot(command.entry);
+      boot(command.entry, command.seed);
       break;
     case "tick":
       break;
@@ -245,10 +311,10 @@ function dispatch(command: ParentCommand): void {
 
 /** Entry point for every command from the parent; answers with the next timer due, or a fatal error. */
 export function handleCommand(message: ArrayBuffer): ArrayBuffer {
-  let reply: { next: number | null; fatal?: string };
+  let reply: { next: number | null; now?: number; fatal?: string };
   try {
     dispatch(JSON.parse(decoder.decode(message)) as ParentCommand);
-    reply = { next: earliest()?.due ?? null };
+    reply = { next: earliest()?.due ?? null, now };
   } catch (error) {
     reply = { next: null, fatal: describe(error) };
   }

@@ -1,0 +1,96 @@
+// Faults injected into one simulated device, from tests (SimDevice.faults) or the CLI. Hardware
+// models consult the set (the I2C bus asks whether its lines are stuck or a device is unplugged),
+// and the device wiring acts on power and clock faults. Randomness (which bit flips, where a write
+// tears) comes from the device's seed, so a faulty run replays like a clean one.
+
+/** sfc32, the generator the simulator uses wherever a run must replay from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = 0x9e3779b9;
+  let b = 0x243f6a88;
+  let c = 0xb7e15162;
+  let d = seed >>> 0;
+  const next = (): number => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return (t >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < 12; i++) next();
+  return next;
+}
+
+/** Names a device on a simulated bus for the fault set, e.g. "i2c:0x76". */
+export function busTarget(bus: string, address: number): string {
+  return `${bus}:0x${address.toString(16).padStart(2, "0")}`;
+}
+
+export class BusTimeoutError extends Error {
+  constructor(bus: string) {
+    super(`${bus} timeout: SDA held low`);
+    this.name = "BusTimeoutError";
+  }
+}
+
+export interface PowerLossOptions {
+  /**
+   * Cut the power in the middle of the n-th flash write from now (1: the next one), after a seeded
+   * random prefix of its bytes reached the chip; without it, the power goes at once.
+   */
+  atFlashWrite?: number;
+  /** Virtual milliseconds the device stays off before it boots again (default 1000). */
+  offMs?: number;
+}
+
+/**
+ * The active faults of one device. Kinds: "disconnect" (a target does not acknowledge), "stuck" (a
+ * bus times out every transaction), "corrupt" (reads from a target come back with bit flips); a
+ * model added later may define its own. Targets are strings chosen by the model that checks them.
+ */
+export class FaultSet {
+  readonly random: () => number;
+  readonly #active = new Map<string, number>();
+  #flashWritesToPowerLoss = 0;
+  #powerLossOffMs = 0;
+  /** How far the device's wall clock is off the simulator's, ms. */
+  wallOffsetMs = 0;
+
+  constructor(seed: number) {
+    this.random = seededRandom(seed ^ 0x5eed);
+  }
+
+  /** Activates a fault; for "corrupt", `probability` is the chance a read is hit (1 unless given). */
+  set(kind: string, target: string, probability = 1): void {
+    this.#active.set(`${kind} ${target}`, probability);
+  }
+
+  clear(kind: string, target: string): void {
+    this.#active.delete(`${kind} ${target}`);
+  }
+
+  has(kind: string, target: string): boolean {
+    return this.#active.has(`${kind} ${target}`);
+  }
+
+  /** Flips one seeded random bit in bytes when a "corrupt" fault on target hits this read. */
+  corrupt(target: string, bytes: Uint8Array): void {
+    const probability = this.#active.get(`corrupt ${target}`);
+    if (probability === undefined || bytes.length === 0 || this.random() >= probability) return;
+    const bit = Math.floor(this.random() * bytes.length * 8);
+    bytes[bit >> 3] = (bytes[bit >> 3] as number) ^ (1 << (bit & 7));
+  }
+
+  armPowerLoss(writes: number, offMs: number): void {
+    if (!Number.isInteger(writes) || writes < 1) throw new RangeError(`atFlashWrite must be >= 1, got ${writes}`);
+    this.#flashWritesToPowerLoss = writes;
+    this.#powerLossOffMs = offMs;
+  }
+
+  /** Called for every flash write: the power-off time when this write is the one to tear. */
+  takePowerLoss(): number | undefined {
+    if (this.#flashWritesToPowerLoss === 0 || --this.#flashWritesToPowerLoss > 0) return undefined;
+    return this.#powerLossOffMs;
+  }
+}
