@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { LightMyRequestResponse } from "fastify";
-import { hashPassword } from "../src/auth/passwords.ts";
-import { UserStore } from "../src/auth/user-store.ts";
 import type { CommandView } from "../src/commands/command-view.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
-import { bearer, bootstrapTenant, login, PASSWORD, startTestCloud, type TestCloud } from "./helpers.ts";
+import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
 interface Claimed {
   deviceId: string;
@@ -26,7 +24,7 @@ describe("commands", () => {
     globex = await bootstrapTenant(cloud.db, "Globex", ["gx-1"]);
     admin = await login(cloud.app, acme.admin.email);
     globexAdmin = await login(cloud.app, globex.admin.email);
-    await new UserStore(cloud.db).upsert(acme.tenantId, "viewer@acme.test", "viewer", await hashPassword(PASSWORD));
+    await addMember(cloud.db, acme.tenantId, "viewer@acme.test", "viewer");
     viewer = await login(cloud.app, "viewer@acme.test");
   });
   after(() => cloud?.close());
@@ -136,15 +134,15 @@ describe("commands", () => {
     assert.equal((await status("dev-1", mine.id)).status, "queued");
   });
 
-  test("the gateway API needs a gateway key", async () => {
+  test("the gateway API needs a gateway key: a user session is refused", async () => {
     const response = await cloud.app.inject({
       method: "POST",
       url: "/api/gateway/v1/commands/poll",
       headers: bearer(admin),
       payload: { devices: ["dev-1"] },
     });
-    assert.equal(response.statusCode, 401);
-    assert.equal(response.json().code, "gateway_auth_failed");
+    assert.equal(response.statusCode, 403);
+    assert.equal(response.json().code, "forbidden");
   });
 
   test("a gateway claims only its connected devices' commands, each once, and acks walk them to done", async () => {

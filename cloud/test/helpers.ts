@@ -7,10 +7,14 @@ import { join } from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import type { Db } from "mongodb";
 import { buildApp } from "../src/app.ts";
+import { hashPassword } from "../src/auth/passwords.ts";
+import type { Role } from "../src/auth/permissions.ts";
+import { UserStore } from "../src/auth/user-store.ts";
 import { loadConfig } from "../src/config.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { bootstrap, type Credentials } from "../src/tenants/bootstrap.ts";
+import { MembershipStore } from "../src/tenants/membership-store.ts";
 
 export interface TestCloud {
   app: FastifyInstance;
@@ -43,8 +47,20 @@ export function bootstrapTenant(db: Db, tenantName: string, deviceIds: string[])
   return bootstrap(db, { tenantName, adminEmail, adminPassword: PASSWORD, deviceIds });
 }
 
-export async function login(app: FastifyInstance, email: string, password = PASSWORD): Promise<string> {
-  const response = await app.inject({ method: "POST", url: "/api/auth/login", payload: { email, password } });
+/** Adds a user (created with PASSWORD if new) to an organization with a role. */
+export async function addMember(db: Db, tenantId: string, email: string, role: Role): Promise<void> {
+  await new UserStore(db).create(email, await hashPassword(PASSWORD));
+  await new MembershipStore(db).ensure(tenantId, email, role);
+}
+
+export async function login(
+  app: FastifyInstance,
+  email: string,
+  password = PASSWORD,
+  organization?: string,
+): Promise<string> {
+  const payload = organization === undefined ? { email, password } : { email, password, organization };
+  const response = await app.inject({ method: "POST", url: "/api/auth/login", payload });
   if (response.statusCode !== 200) throw new Error(`login answered ${response.statusCode}: ${response.body}`);
   return response.json<{ token: string }>().token;
 }

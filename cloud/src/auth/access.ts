@@ -9,7 +9,15 @@ import type { Db } from "mongodb";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { bearerToken } from "../http/bearer.ts";
 import { Problem } from "../http/problem.ts";
-import { isPermission, type Permission, type Role, roleAllows, type Scope, scopesAllow } from "./permissions.ts";
+import {
+  isPermission,
+  type Permission,
+  type Role,
+  roleAllows,
+  type Scope,
+  scopesAllow,
+  scopesAllowGateway,
+} from "./permissions.ts";
 import { SessionStore } from "./session-store.ts";
 
 declare module "fastify" {
@@ -26,13 +34,21 @@ declare module "fastify" {
   }
 }
 
+/** An /api route as declared, for the OpenAPI document and the generic permission tests. */
+export interface ApiRoute {
+  method: string;
+  url: string;
+  config: NonNullable<RouteOptions["config"]>;
+  schema: RouteOptions["schema"];
+}
+
 /** Who is calling, always within exactly one organization (tenant). */
 export type Principal =
   | { kind: "user"; email: string; tenantId: string; role: Role }
   | { kind: "apiKey"; keyId: string; tenantId: string; scopes: readonly Scope[] }
   | { kind: "gateway"; tenantId: string };
 
-/** Resolves a bearer token to an operator principal (a session, or later an API key), or undefined. */
+/** Resolves a bearer token to an operator principal (a session or an API key), or undefined. */
 export type OperatorResolver = (token: string) => Promise<Principal | undefined>;
 
 export interface AccessOptions {
@@ -81,10 +97,21 @@ async function access(app: FastifyInstance, options: AccessOptions): Promise<voi
     },
   ];
 
+  const apiRoutes: ApiRoute[] = [];
+  const resolveOperator = async (token: string | undefined): Promise<Principal | undefined> => {
+    if (!token) return undefined;
+    for (const resolve of resolvers) {
+      const principal = await resolve(token);
+      if (principal) return principal;
+    }
+    return undefined;
+  };
+
   app.decorateRequest("principal", null);
   app.decorate("addOperatorResolver", (resolver: OperatorResolver) => {
     resolvers.push(resolver);
   });
+  app.decorate("apiRoutes", apiRoutes);
 
   // A route that forgets to say who may call it fails at start-up, not in production.
   app.addHook("onRoute", (route) => {
@@ -96,31 +123,45 @@ async function access(app: FastifyInstance, options: AccessOptions): Promise<voi
     if (route.config?.permission !== undefined && !isPermission(route.config.permission)) {
       throw new Error(`${route.method} ${route.url}: unknown permission ${String(route.config.permission)}`);
     }
+    for (const method of [route.method].flat()) {
+      // Fastify adds a HEAD twin to every GET; it is the same route.
+      if (method === "HEAD") continue;
+      apiRoutes.push({ method, url: route.url, config: route.config ?? {}, schema: route.schema });
+    }
   });
+
+  /** A site gateway's key, or an API key with the ingest scope standing in for one. */
+  async function gatewayPrincipal(request: FastifyRequest, token: string | undefined): Promise<Principal> {
+    const tenantId = token ? await gatewayKeys.tenantOf(token) : undefined;
+    if (tenantId) return { kind: "gateway", tenantId };
+    const operator = await resolveOperator(token);
+    if (operator?.kind === "apiKey" && scopesAllowGateway(operator.scopes)) {
+      return { kind: "gateway", tenantId: operator.tenantId };
+    }
+    if (operator) {
+      request.log.warn({ tenantId: operator.tenantId, kind: operator.kind }, "access refused: not a gateway");
+      throw new Problem(403, "forbidden", "only a gateway key or an API key with the ingest scope may call this");
+    }
+    request.log.warn("gateway key missing or unknown");
+    throw new Problem(401, "gateway_auth_failed", "a valid gateway key is required", {
+      "www-authenticate": "Bearer",
+    });
+  }
 
   app.addHook("onRequest", async (request) => {
     const config = request.routeOptions.config;
     if (!request.routeOptions.url?.startsWith(API_PREFIX) || config.public === true) return;
     const token = bearerToken(request);
     if (config.gateway === true) {
-      const tenantId = token ? await gatewayKeys.tenantOf(token) : undefined;
-      if (!tenantId) {
-        request.log.warn("gateway key missing or unknown");
-        throw new Problem(401, "gateway_auth_failed", "a valid gateway key is required", {
-          "www-authenticate": "Bearer",
-        });
-      }
-      request.principal = { kind: "gateway", tenantId };
+      request.principal = await gatewayPrincipal(request, token);
       return;
     }
     const permission = config.permission;
     if (permission === undefined) throw new Problem(404, "not_found", "no such route");
-    let principal: Principal | undefined;
-    if (token) {
-      for (const resolve of resolvers) {
-        principal = await resolve(token);
-        if (principal) break;
-      }
+    const principal = await resolveOperator(token);
+    if (!principal && token && (await gatewayKeys.tenantOf(token))) {
+      // A valid credential without the right: 403 like any other, not 401.
+      throw new Problem(403, "forbidden", "a gateway key may only call the gateway API");
     }
     if (!principal) {
       throw new Problem(401, "unauthenticated", "a valid session token or API key is required", {
@@ -139,6 +180,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** Adds a way to turn a bearer token into an operator principal (API keys use this). */
     addOperatorResolver(resolver: OperatorResolver): void;
+    /** Every /api route registered so far, as declared. */
+    apiRoutes: readonly ApiRoute[];
   }
 }
 

@@ -14,11 +14,12 @@ const ADMINS: readonly Role[] = ["admin"];
 
 interface Rule {
   roles: readonly Role[];
-  /** The API key scope that grants this permission. */
-  scope: Scope;
+  /** The API key scope that grants this permission; null: no API key may, only a user's session. */
+  scope: Scope | null;
 }
 
 export const PERMISSIONS = Object.freeze({
+  "account:self": { roles: EVERYONE, scope: null },
   "devices:read": { roles: EVERYONE, scope: "read" },
   "devices:write": { roles: OPERATORS, scope: "write" },
   "telemetry:read": { roles: EVERYONE, scope: "read" },
@@ -44,7 +45,16 @@ export function roleAllows(role: Role, permission: Permission): boolean {
   return PERMISSIONS[permission].roles.includes(role);
 }
 
-/** An `admin` key may do everything; otherwise the key needs the permission's own scope. */
+/**
+ * An `admin` key may do everything a key may; otherwise the key needs the permission's own scope.
+ * Permissions without a scope (the caller's own session) are never a key's.
+ */
 export function scopesAllow(scopes: readonly Scope[], permission: Permission): boolean {
-  return scopes.includes("admin") || scopes.includes(PERMISSIONS[permission].scope);
+  const scope: Scope | null = PERMISSIONS[permission].scope;
+  return scope !== null && (scopes.includes("admin") || scopes.includes(scope));
+}
+
+/** Whether an API key may stand in for a site gateway (ingest, device credential checks). */
+export function scopesAllowGateway(scopes: readonly Scope[]): boolean {
+  return scopes.includes("ingest") || scopes.includes("admin");
 }

@@ -3,7 +3,7 @@
 // sessions are deleted when met and when their user logs in again.
 
 import type { Collection, Db } from "mongodb";
-import type { SessionUser } from "./auth-schema.ts";
+import type { Role, SessionUser } from "./auth-schema.ts";
 import { newSecret, secretHash } from "./secrets.ts";
 
 interface SessionDoc extends SessionUser {
@@ -60,5 +60,15 @@ export class SessionStore {
 
   async revoke(token: string): Promise<void> {
     await this.sessions.deleteOne({ _id: secretHash(token) });
+  }
+
+  /** A changed role applies to the member's open sessions in that organization at once. */
+  async setRole(tenantId: string, email: string, role: Role): Promise<void> {
+    await this.sessions.updateMany({ email, tenantId }, { $set: { role } });
+  }
+
+  /** Ends a removed member's sessions in that organization. */
+  async revokeMember(tenantId: string, email: string): Promise<void> {
+    await this.sessions.deleteMany({ email, tenantId });
   }
 }

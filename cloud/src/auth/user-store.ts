@@ -1,17 +1,18 @@
-// Users and their scrypt password hashes. An email is unique across tenants
-// (it is the login name) and is the document id, lower-cased.
+// Users and their scrypt password hashes. An email is unique platform-wide (it
+// is the login name) and is the document id, lower-cased. Which organizations
+// a user belongs to, and with which role, is the memberships' business
+// (tenants/membership-store.ts).
 
-import type { Collection, Db } from "mongodb";
-import type { Role } from "./auth-schema.ts";
+import { type Collection, type Db, MongoServerError } from "mongodb";
 
 export interface UserDoc {
   _id: string;
-  tenantId: string;
-  role: Role;
   passwordHash: string;
   createdAt: Date;
   updatedAt: Date;
 }
+
+const DUPLICATE_KEY = 11000;
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -24,24 +25,29 @@ export class UserStore {
     this.users = db.collection<UserDoc>("users");
   }
 
-  static async createIndexes(db: Db): Promise<void> {
-    await db.collection<UserDoc>("users").createIndex({ tenantId: 1 });
-  }
-
   findByEmail(email: string): Promise<UserDoc | null> {
     return this.users.findOne({ _id: normalizeEmail(email) });
   }
 
-  /**
-   * Creates the user or resets its password and role. A user of another tenant
-   * is never moved: the upsert then fails on the duplicate id.
-   */
-  async upsert(tenantId: string, email: string, role: Role, passwordHash: string): Promise<void> {
+  /** Creates the user or resets its password. */
+  async setPassword(email: string, passwordHash: string): Promise<void> {
     const now = new Date();
     await this.users.updateOne(
-      { _id: normalizeEmail(email), tenantId },
-      { $set: { tenantId, role, passwordHash, updatedAt: now }, $setOnInsert: { createdAt: now } },
+      { _id: normalizeEmail(email) },
+      { $set: { passwordHash, updatedAt: now }, $setOnInsert: { createdAt: now } },
       { upsert: true },
     );
+  }
+
+  /** Creates the user; false when it exists already (its password is then left alone). */
+  async create(email: string, passwordHash: string): Promise<boolean> {
+    const now = new Date();
+    try {
+      await this.users.insertOne({ _id: normalizeEmail(email), passwordHash, createdAt: now, updatedAt: now });
+      return true;
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return false;
+      throw error;
+    }
   }
 }

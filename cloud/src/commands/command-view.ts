@@ -52,6 +52,7 @@ export const newCommandSchema = {
     params: flatRecord,
     ttlSeconds: { type: "integer", minimum: 1, maximum: MAX_TTL_SECONDS },
   },
+  examples: [{ name: "ping" }, { name: "set-config", params: { interval: 30 }, ttlSeconds: 300 }],
 } as const;
 
 export const commandViewSchema = {

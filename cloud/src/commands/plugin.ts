@@ -88,7 +88,10 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         schema: {
           params: deviceIdParams,
           body: newCommandSchema,
-          response: { 202: commandViewSchema, ...problemResponses(400, 401, 403, 404) },
+          response: {
+            202: { ...commandViewSchema, description: "The command, queued for the device's gateway." },
+            ...problemResponses(400, 401, 403, 404),
+          },
         },
       },
       async (request, reply) => {
@@ -117,8 +120,12 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             type: "object",
             additionalProperties: false,
             properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+            examples: [{ limit: "20" }],
           },
-          response: { 200: commandListSchema, ...problemResponses(400, 401, 403, 404) },
+          response: {
+            200: { ...commandListSchema, description: "The device's latest commands, newest first." },
+            ...problemResponses(400, 401, 403, 404),
+          },
         },
       },
       async (request): Promise<CommandList> => {
@@ -146,8 +153,12 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
               ...deviceIdParams.properties,
               commandId: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
             },
+            examples: [{ deviceId: "sim-001", commandId: "c1b2c3d4" }],
           },
-          response: { 200: commandViewSchema, ...problemResponses(400, 401, 403, 404) },
+          response: {
+            200: { ...commandViewSchema, description: "The command and its status history." },
+            ...problemResponses(400, 401, 403, 404),
+          },
         },
       },
       async (request): Promise<CommandView> => {
@@ -175,9 +186,11 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
               wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
               max: { type: "integer", minimum: 1, maximum: 100 },
             },
+            examples: [{ devices: ["sim-001", "sim-002"], wait: 0, max: 50 }],
           },
           response: {
             200: {
+              description: "Commands claimed for the gateway's connected devices (empty when the wait ran out).",
               type: "object",
               additionalProperties: false,
               required: ["commands"],
@@ -264,9 +277,17 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
                 },
               },
             },
+            examples: [
+              {
+                acks: [
+                  { deviceId: "sim-001", receivedAt: 1_767_225_600_000, ack: { v: 1, id: "c1b2c3d4", status: "done" } },
+                ],
+              },
+            ],
           },
           response: {
             200: {
+              description: "How many acks were applied, ignored as stale, or rejected.",
               type: "object",
               additionalProperties: false,
               required: ["applied", "ignored", "rejected"],

@@ -3,7 +3,7 @@
 
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { sendProblem } from "../http/problem.ts";
+import { problemResponses, sendProblem } from "../http/problem.ts";
 
 export interface HealthOptions {
   db: Db;
@@ -17,12 +17,13 @@ export async function healthPlugin(app: FastifyInstance, options: HealthOptions)
       schema: {
         response: {
           200: {
+            description: "The API and its database answer.",
             type: "object",
             additionalProperties: false,
             required: ["status"],
             properties: { status: { type: "string", const: "ok" } },
           },
-          503: { $ref: "problem#" },
+          ...problemResponses(503),
         },
       },
     },

@@ -21,9 +21,35 @@ export class Problem extends Error {
 
 const PROBLEM_REF = { $ref: "problem#" } as const;
 
+// What each error status means in this API, for the OpenAPI document.
+const MEANINGS: Record<number, string> = {
+  400: "The request does not match its schema, or its values are inconsistent.",
+  401: "Credentials are missing, unknown, expired or revoked.",
+  403: "The caller's role or API key scopes do not allow this.",
+  404: "Not found in the caller's organization (also when it exists in another one).",
+  409: "Conflicts with the current state.",
+  413: "The body is too large.",
+  415: "The body's media type is not accepted.",
+  429: "Too many attempts; see Retry-After.",
+  503: "A service the API depends on (the database) does not answer.",
+};
+
+interface ProblemResponse {
+  description: string;
+  content: { "application/problem+json": { schema: typeof PROBLEM_REF } };
+}
+
 /** Response schema entries for the given error statuses, for a route's `response`. */
-export function problemResponses(...statuses: number[]): Record<number, typeof PROBLEM_REF> {
-  return Object.fromEntries(statuses.map((status) => [status, PROBLEM_REF]));
+export function problemResponses(...statuses: number[]): Record<number, ProblemResponse> {
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      {
+        description: MEANINGS[status] ?? STATUS_CODES[status] ?? "Error",
+        content: { "application/problem+json": { schema: PROBLEM_REF } },
+      },
+    ]),
+  );
 }
 
 // Fastify's own client errors, by their FST_ code, mapped to our stable codes.

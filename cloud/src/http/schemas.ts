@@ -8,6 +8,7 @@ export const deviceIdParams = {
   additionalProperties: false,
   required: ["deviceId"],
   properties: { deviceId: { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } },
+  examples: [{ deviceId: "sim-001" }],
 } as const;
 
 export interface DeviceIdParams {

@@ -9,6 +9,7 @@ import { newSecret, secretHash } from "../auth/secrets.ts";
 import { normalizeEmail, UserStore } from "../auth/user-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { MembershipStore } from "./membership-store.ts";
 import { TenantStore } from "./tenant-store.ts";
 
 export interface BootstrapOptions {
@@ -57,12 +58,17 @@ export async function bootstrap(db: Db, options: BootstrapOptions): Promise<Cred
   const tenant = await new TenantStore(db).ensure(options.tenantName.trim());
   const email = normalizeEmail(options.adminEmail);
   const users = new UserStore(db);
-  const existing = await users.findByEmail(email);
-  if (existing && existing.tenantId !== tenant._id) {
+  const memberships = new MembershipStore(db);
+  const user = await users.findByEmail(email);
+  // Users stored before memberships existed carry their one tenant's id.
+  const legacyMember = (user as { tenantId?: string } | null)?.tenantId === tenant._id;
+  // Resetting the password of another organization's user would hand over their other organizations.
+  if (user && !legacyMember && !(await memberships.find(tenant._id, email))) {
     throw new BootstrapError(`${email} is already a user of another tenant`);
   }
   const password = options.adminPassword ?? newSecret();
-  await users.upsert(tenant._id, email, "admin", await hashPassword(password));
+  await users.setPassword(email, await hashPassword(password));
+  await memberships.ensure(tenant._id, email, "admin");
   const gatewayKey = await new GatewayKeyStore(db).issue(tenant._id, BOOTSTRAP_GATEWAY_KEY);
   const deviceStore = new DeviceStore(db);
   const devices: Credentials["devices"] = [];
