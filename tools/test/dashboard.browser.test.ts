@@ -1,28 +1,44 @@
-// The dashboard as an operator sees it, in Debian's Chromium: log in, pick a
-// simulated device, and see its readings drawn by ApexCharts.
+// The dashboard as an operator sees it, in Debian's Chromium: log in, search,
+// filter and page the device list, pick a simulated device, and see its state
+// and its readings drawn by ApexCharts.
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { type Platform, startPlatform } from "../src/platform.ts";
-import { silent, tempDir } from "./helpers.ts";
+import { CloudApi, silent, tempDir, until } from "./helpers.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARTIFACTS = join(import.meta.dirname, "..", "..", "test-artifacts");
 
 let platform: Platform;
 let browser: Browser;
+/** Devices added through the API, beyond the simulated ones: more than one page of the list. */
+const SHELVED = 30;
+// The dashboard's page size.
+const PAGE_SIZE = 25;
 
 before(async () => {
   platform = await startPlatform({
     dataDir: await tempDir("browser"),
-    deviceCount: 1,
+    deviceCount: 2,
     logger: silent,
     sampleIntervalMs: 200,
     samplesPerBatch: 2,
   });
+  const api = new CloudApi(platform.cloudUrl);
+  await api.login(platform.credentials.admin.email, platform.credentials.admin.password);
+  for (let i = 0; i < SHELVED; i++) {
+    const deviceId = `shelf-${String(i).padStart(2, "0")}`;
+    await api.request("POST", "/api/devices", { deviceId, name: `Spare ${i}`, tags: ["spare"] });
+  }
+  // The list's online filter is checked against what the devices reported.
+  await until(async () => {
+    const list = (await api.request("GET", "/api/devices?online=true")) as { items: unknown[] };
+    return list.items.length === 2 ? true : undefined;
+  }, "both simulated devices online");
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
@@ -34,8 +50,22 @@ after(async () => {
   await platform?.stop();
 });
 
-test("an operator logs in, opens a simulated device and sees its temperature chart with points", async () => {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+const rows = (page: Page) => page.locator('[data-testid="device-row"]');
+
+/** Waits until the list shows exactly these device ids, in this order. */
+async function listShows(page: Page, deviceIds: string[]): Promise<void> {
+  await page.waitForFunction(
+    (expected) =>
+      [...document.querySelectorAll<HTMLElement>('[data-testid="device-row"]')]
+        .map((row) => row.dataset.deviceId)
+        .join() === expected.join(),
+    deviceIds,
+    { timeout: 15_000 },
+  );
+}
+
+test("an operator logs in, filters and pages the devices, opens one and sees its state and chart", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
 
@@ -44,11 +74,45 @@ test("an operator logs in, opens a simulated device and sees its temperature cha
   await page.getByTestId("login-password").fill(platform.credentials.admin.password);
   await page.getByTestId("login-submit").click();
 
-  const [device] = platform.credentials.devices;
-  assert.ok(device);
-  const row = page.locator(`[data-testid="device-row"][data-device-id="${device.deviceId}"]`);
-  await row.waitFor({ timeout: 15_000 });
-  await row.click();
+  const shelved = Array.from({ length: SHELVED }, (_, i) => `shelf-${String(i).padStart(2, "0")}`);
+  const simulated = platform.credentials.devices.map((device) => device.deviceId);
+  const all = [...shelved, ...simulated].sort();
+  await listShows(page, all.slice(0, PAGE_SIZE));
+  await page.getByTestId("page-next").click();
+  await listShows(page, all.slice(PAGE_SIZE));
+  assert.equal(await page.getByTestId("page-next").isDisabled(), true);
+  assert.equal(await page.getByTestId("page-number").textContent(), "Page 2");
+  await page.getByTestId("page-prev").click();
+  await listShows(page, all.slice(0, PAGE_SIZE));
+
+  await page.getByTestId("device-search").fill("SPARE 1");
+  await listShows(
+    page,
+    shelved.filter((_, i) => String(i).startsWith("1")),
+  );
+  await page.getByTestId("device-search").fill("");
+  await page.getByTestId("filter-online").selectOption("true");
+  await listShows(page, simulated);
+  const fw = await page.locator(`[data-device-id="${simulated[0]}"] td`).nth(3).textContent();
+  assert.ok(fw && fw !== "–", `firmware shown: ${fw}`);
+  await page.getByTestId("filter-online").selectOption("false");
+  await page.getByTestId("filter-tag").fill("spare");
+  await listShows(page, shelved.slice(0, PAGE_SIZE));
+  await page.getByTestId("filter-tag").fill("");
+  await page.getByTestId("filter-online").selectOption("");
+  await page.getByTestId("filter-fw").fill(fw);
+  await listShows(page, simulated);
+  assert.equal(await rows(page).count(), simulated.length);
+
+  const [deviceId] = simulated;
+  assert.ok(deviceId);
+  await page.locator(`[data-testid="device-row"][data-device-id="${deviceId}"]`).click();
+  const detail = page.getByTestId("device-detail");
+  await detail.locator('[data-field="reset"]').waitFor({ timeout: 15_000 });
+  const reset = await detail.locator('[data-field="reset"]').textContent();
+  assert.match(reset ?? "", /power-on|watchdog|crash|update|reboot|brownout|unknown/);
+  assert.equal(await detail.locator('[data-field="status"]').textContent(), "online");
+  assert.equal(await detail.locator('[data-field="fw"]').textContent(), fw);
 
   const chart = page.getByTestId("chart-telemetry");
   await chart.waitFor({ timeout: 15_000 });

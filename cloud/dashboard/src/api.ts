@@ -2,7 +2,7 @@
 // server's own schema modules; the session token lives in sessionStorage.
 
 import type { LoginAnswer } from "../../src/auth/auth-schema.ts";
-import type { DeviceList } from "../../src/devices/device-view.ts";
+import type { DeviceList, DeviceListQuery, DeviceView } from "../../src/devices/device-view.ts";
 import type { ProblemDetails } from "../../src/http/problem-schema.ts";
 import type { HistoryAnswer } from "../../src/telemetry/history-schema.ts";
 
@@ -77,8 +77,22 @@ export async function logout(): Promise<void> {
   }
 }
 
-export function listDevices(): Promise<DeviceList> {
-  return request<DeviceList>("GET", "/api/devices");
+/** What the device list's filter bar asks for; empty fields are left out of the query. */
+export type DeviceFilters = Pick<DeviceListQuery, "q" | "online" | "fw" | "tag">;
+
+export const PAGE_SIZE = 25;
+
+export function listDevices(filters: DeviceFilters, cursor: string | undefined): Promise<DeviceList> {
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  for (const [name, value] of Object.entries(filters)) {
+    if (typeof value === "string" && value.trim() !== "") query.set(name, value.trim());
+  }
+  if (cursor) query.set("cursor", cursor);
+  return request<DeviceList>("GET", `/api/devices?${query}`);
+}
+
+export function getDevice(deviceId: string): Promise<DeviceView> {
+  return request<DeviceView>("GET", `/api/devices/${encodeURIComponent(deviceId)}`);
 }
 
 export function lastHour(deviceId: string, now: number): Promise<HistoryAnswer> {

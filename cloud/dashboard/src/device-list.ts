@@ -53,6 +53,7 @@ export class DeviceTable {
       cell(badge),
       cell(ago(device.lastSeen, now)),
       cell(device.fw ?? "–"),
+      cell(device.mode === "safe" ? `${device.reset ?? "–"}, safe mode` : (device.reset ?? "–")),
       cell(temperature(m?.temperature), "num"),
       cell(pressure(m?.pressure), "num"),
     );

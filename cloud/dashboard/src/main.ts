@@ -1,11 +1,25 @@
 // Dashboard entry: shows the login form or the device view, and refreshes the
-// device list and the selected device's chart every few seconds.
+// device list (as filtered and paged), the selected device's state and its
+// chart every few seconds.
 
-import { ApiError, lastHour, listDevices, login, logout, SignedOut, savedSession } from "./api.ts";
+import {
+  ApiError,
+  type DeviceFilters,
+  getDevice,
+  lastHour,
+  listDevices,
+  login,
+  logout,
+  SignedOut,
+  savedSession,
+} from "./api.ts";
+import { DeviceDetail } from "./device-detail.ts";
 import { DeviceTable } from "./device-list.ts";
 import { TelemetryChart } from "./telemetry-chart.ts";
 
 const REFRESH_MS = 3000;
+// Typing settles before the list is asked again.
+const FILTER_DELAY_MS = 250;
 
 function byId<T extends HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -23,10 +37,39 @@ const status = byId<HTMLElement>("status");
 const chartCard = byId<HTMLElement>("chart-card");
 const chartTitle = byId<HTMLElement>("chart-title");
 const chartElement = byId<HTMLElement>("chart");
+const filterForm = byId<HTMLFormElement>("device-filters");
+const prevButton = byId<HTMLButtonElement>("page-prev");
+const nextButton = byId<HTMLButtonElement>("page-next");
+const pageNumber = byId<HTMLElement>("page-number");
+const detail = new DeviceDetail(byId<HTMLDListElement>("device-detail"));
 
 let selected: string | undefined;
 let chart: TelemetryChart | undefined;
 let timer: number | undefined;
+let filterTimer: number | undefined;
+let filters: DeviceFilters = {};
+/** The cursor of each page up to the current one (the first page has none). */
+let cursors: Array<string | undefined> = [undefined];
+let nextCursor: string | null = null;
+/** Counts refreshes, so an answer overtaken by a newer request (new filters, another page) is dropped. */
+let generation = 0;
+
+function readFilters(): DeviceFilters {
+  const data = new FormData(filterForm);
+  const online = String(data.get("online") ?? "");
+  return {
+    q: String(data.get("q") ?? ""),
+    fw: String(data.get("fw") ?? ""),
+    tag: String(data.get("tag") ?? ""),
+    ...((online === "true" || online === "false") && { online }),
+  };
+}
+
+function firstPage(): void {
+  filters = readFilters();
+  cursors = [undefined];
+  void refresh();
+}
 
 const table = new DeviceTable(byId("device-rows"), byId("no-devices"), (deviceId) => {
   selected = deviceId;
@@ -67,9 +110,21 @@ async function refresh(): Promise<void> {
   window.clearTimeout(timer);
   try {
     const now = Date.now();
-    const [devices, history] = await Promise.all([listDevices(), selected ? lastHour(selected, now) : undefined]);
+    const shown = selected;
+    const current = ++generation;
+    const [devices, device, history] = await Promise.all([
+      listDevices(filters, cursors.at(-1)),
+      shown ? getDevice(shown) : undefined,
+      shown ? lastHour(shown, now) : undefined,
+    ]);
+    if (current !== generation) return;
     table.render(devices.items, now);
     table.select(selected);
+    nextCursor = devices.nextCursor;
+    nextButton.disabled = nextCursor === null;
+    prevButton.disabled = cursors.length <= 1;
+    pageNumber.textContent = `Page ${cursors.length}`;
+    if (device && device.deviceId === selected) detail.render(device, now);
     if (history && history.deviceId === selected) await chart?.show(history);
     showStatus(undefined);
   } catch (error) {
@@ -95,6 +150,27 @@ loginForm.addEventListener("submit", (event) => {
       showLogin(error instanceof ApiError ? (error.code === "login_failed" ? message : error.message) : message);
     },
   );
+});
+
+filterForm.addEventListener("input", () => {
+  window.clearTimeout(filterTimer);
+  filterTimer = window.setTimeout(firstPage, FILTER_DELAY_MS);
+});
+filterForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  window.clearTimeout(filterTimer);
+  firstPage();
+});
+
+nextButton.addEventListener("click", () => {
+  if (nextCursor === null) return;
+  cursors.push(nextCursor);
+  void refresh();
+});
+prevButton.addEventListener("click", () => {
+  if (cursors.length <= 1) return;
+  cursors.pop();
+  void refresh();
 });
 
 logoutButton.addEventListener("click", () => {

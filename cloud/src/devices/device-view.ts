@@ -1,49 +1,167 @@
-// A device as the API shows it: JSON schema and its TypeScript twin. Only type
-// imports from the wire contract, so the dashboard can import the types too.
+// The devices API's shapes: JSON schemas and their TypeScript twins. Only type
+// imports, so the dashboard can import the types too.
 
-import type { ResetReason } from "@kestrel/wire";
+import type { DeviceMode, ResetReason } from "@kestrel/wire";
 
 export interface LatestSample {
   ts: number;
   m: Record<string, number>;
 }
 
+export type MetadataValue = string | number | boolean;
+
 export interface DeviceView {
   deviceId: string;
   name: string;
+  tags: string[];
+  groups: string[];
+  metadata: Record<string, MetadataValue>;
+  /** Epoch ms, like every time below. */
+  createdAt: number;
   online: boolean;
-  /** Epoch ms. */
+  /** Null until the device is first heard from. */
   lastSeen: number | null;
   fw: string | null;
   boot: number | null;
   reset: ResetReason | null;
+  /** "safe" while the device is in boot-loop safe mode (no sampling). */
+  mode: DeviceMode | null;
   uptime: number | null;
   heap: number | null;
   rssi: number | null;
+  /** Samples the device's offline buffer dropped since it booted. */
+  dropped: number | null;
   latest: LatestSample | null;
 }
 
 export interface DeviceList {
   items: DeviceView[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
 }
 
+export interface CreatedDevice {
+  device: DeviceView;
+  /** The device's MQTT password, shown only in this answer. */
+  token: string;
+}
+
+export interface DeviceToken {
+  deviceId: string;
+  token: string;
+}
+
+export interface DeviceChanges {
+  name?: string;
+  tags?: string[];
+  groups?: string[];
+  metadata?: Record<string, MetadataValue>;
+}
+
+export interface CreateDeviceBody extends DeviceChanges {
+  deviceId: string;
+}
+
+export const DEVICE_SORTS = ["id", "name", "lastSeen"] as const;
+export type DeviceSort = (typeof DEVICE_SORTS)[number];
+
+/** The list's query string as it arrives (no coercion): parsed by the devices plugin. */
+export interface DeviceListQuery {
+  q?: string;
+  online?: "true" | "false";
+  fw?: string;
+  tag?: string;
+  group?: string;
+  lastSeenBefore?: string;
+  lastSeenAfter?: string;
+  sort?: DeviceSort;
+  order?: "asc" | "desc";
+  limit?: string;
+  cursor?: string;
+}
+
+export const DEVICE_LIMITS = Object.freeze({
+  nameLength: 100,
+  tags: 20,
+  groups: 20,
+  /** Tags and groups: letters, digits and `_ . : -`, stored lower-case. */
+  labelLength: 32,
+  metadataKeys: 32,
+  metadataKeyLength: 64,
+  metadataValueLength: 256,
+  pageSize: 200,
+  defaultPageSize: 50,
+  queryLength: 64,
+} as const);
+
+// Tags and groups are stored lower-case: the API lower-cases what it is given.
+const LABEL_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$";
+// Nothing is trimmed silently: a name with surrounding spaces is refused.
+const NAME_PATTERN = "^\\S(.*\\S)?$";
+// No `$` and no `.`: metadata keys become MongoDB field names.
+export const METADATA_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$";
+
 const nullable = (type: string) => ({ type: [type, "null"] });
+const label = { type: "string", maxLength: DEVICE_LIMITS.labelLength, pattern: LABEL_PATTERN } as const;
+const deviceIdSchema = { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$" } as const;
+
+const changeProperties = {
+  name: { type: "string", maxLength: DEVICE_LIMITS.nameLength, pattern: NAME_PATTERN },
+  tags: { type: "array", maxItems: DEVICE_LIMITS.tags, items: label },
+  groups: { type: "array", maxItems: DEVICE_LIMITS.groups, items: label },
+  metadata: {
+    type: "object",
+    maxProperties: DEVICE_LIMITS.metadataKeys,
+    propertyNames: { pattern: METADATA_KEY_PATTERN, maxLength: DEVICE_LIMITS.metadataKeyLength },
+    additionalProperties: {
+      anyOf: [
+        { type: "string", maxLength: DEVICE_LIMITS.metadataValueLength },
+        { type: "number" },
+        { type: "boolean" },
+      ],
+    },
+  },
+} as const;
 
 export const deviceViewSchema = {
   type: "object",
   additionalProperties: false,
-  required: ["deviceId", "name", "online", "lastSeen", "fw", "boot", "reset", "uptime", "heap", "rssi", "latest"],
+  required: [
+    "deviceId",
+    "name",
+    "tags",
+    "groups",
+    "metadata",
+    "createdAt",
+    "online",
+    "lastSeen",
+    "fw",
+    "boot",
+    "reset",
+    "mode",
+    "uptime",
+    "heap",
+    "rssi",
+    "dropped",
+    "latest",
+  ],
   properties: {
     deviceId: { type: "string" },
     name: { type: "string" },
+    tags: { type: "array", items: { type: "string" } },
+    groups: { type: "array", items: { type: "string" } },
+    metadata: changeProperties.metadata,
+    createdAt: { type: "integer" },
     online: { type: "boolean" },
     lastSeen: nullable("integer"),
     fw: nullable("string"),
     boot: nullable("integer"),
     reset: nullable("string"),
+    mode: { type: ["string", "null"], enum: ["normal", "safe", null] },
     uptime: nullable("integer"),
     heap: nullable("integer"),
     rssi: nullable("integer"),
+    dropped: nullable("integer"),
     latest: {
       type: ["object", "null"],
       additionalProperties: false,
@@ -56,9 +174,76 @@ export const deviceViewSchema = {
   },
 } as const;
 
+export const deviceResponseSchema = { ...deviceViewSchema, description: "The device and the state it last reported." };
+
 export const deviceListSchema = {
+  description: "One page of the organization's devices that match, in the requested order.",
   type: "object",
   additionalProperties: false,
-  required: ["items"],
-  properties: { items: { type: "array", items: deviceViewSchema } },
+  required: ["items", "nextCursor"],
+  properties: { items: { type: "array", items: deviceViewSchema }, nextCursor: nullable("string") },
+} as const;
+
+export const createdDeviceSchema = {
+  description: "The new device; `token` is its MQTT password and is never shown again.",
+  type: "object",
+  additionalProperties: false,
+  required: ["device", "token"],
+  properties: { device: deviceViewSchema, token: { type: "string" } },
+} as const;
+
+export const deviceTokenSchema = {
+  description: "The device's new token, shown only here; the previous one no longer authenticates.",
+  type: "object",
+  additionalProperties: false,
+  required: ["deviceId", "token"],
+  properties: { deviceId: { type: "string" }, token: { type: "string" } },
+} as const;
+
+export const createDeviceBodySchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["deviceId"],
+  properties: { deviceId: deviceIdSchema, ...changeProperties },
+  examples: [
+    { deviceId: "press-07", name: "Press 7", tags: ["line-3", "hydraulic"], groups: ["plant-a"] },
+    { deviceId: "env-roof", metadata: { floor: 5, vendor: "acme", outdoor: true } },
+  ],
+} as const;
+
+export const updateDeviceBodySchema = {
+  type: "object",
+  additionalProperties: false,
+  minProperties: 1,
+  properties: changeProperties,
+  examples: [{ name: "Press 7 (rebuilt)", tags: ["line-3"] }, { metadata: { floor: 4 } }],
+} as const;
+
+const epochMs = (description: string) => ({ type: "string", pattern: "^[0-9]{1,15}$", description });
+
+export const deviceListQuerySchema = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    q: {
+      type: "string",
+      minLength: 1,
+      maxLength: DEVICE_LIMITS.queryLength,
+      description: "Prefix of the device id, name or a tag (case-insensitive).",
+    },
+    online: { type: "string", enum: ["true", "false"] },
+    fw: { type: "string", minLength: 1, maxLength: 32, description: "Exact firmware version." },
+    tag: { ...label, description: "Devices with this tag (case-insensitive)." },
+    group: { ...label, description: "Devices in this group (case-insensitive)." },
+    lastSeenBefore: epochMs("Epoch ms: last seen before it; never-seen devices match too."),
+    lastSeenAfter: epochMs("Epoch ms: last seen after it."),
+    sort: { type: "string", enum: DEVICE_SORTS },
+    order: { type: "string", enum: ["asc", "desc"] },
+    limit: { type: "string", pattern: "^[0-9]{1,3}$", description: `1..${DEVICE_LIMITS.pageSize}, default 50.` },
+    cursor: { type: "string", minLength: 1, maxLength: 512, description: "nextCursor of the page before." },
+  },
+  examples: [
+    { q: "press", online: "true", sort: "name", limit: "20" },
+    { tag: "line-3", fw: "1.4.2", lastSeenBefore: "1764403200000", sort: "lastSeen", order: "desc" },
+  ],
 } as const;
