@@ -199,7 +199,17 @@ describe("gateway API", () => {
     });
 
     test("states and telemetry update the device view; an older state does not override a newer one", async () => {
-      const state = { v: 1, online: true, fw: "0.1.0", boot: 2, uptime: 12, heap: 20480, rssi: -60, reset: "watchdog" };
+      const state = {
+        v: 1,
+        online: true,
+        fw: "0.1.0",
+        boot: 2,
+        uptime: 12,
+        heap: 20480,
+        rssi: -60,
+        reset: "watchdog",
+        mode: "safe",
+      };
       await ingest(cloud.app, acme.gatewayKey, {
         states: [
           { deviceId: "dev-2", receivedAt: T0 + 120_000, state },
@@ -211,17 +221,24 @@ describe("gateway API", () => {
         url: "/api/devices/dev-2",
         headers: bearer(acmeSession),
       });
-      assert.deepEqual(response.json(), {
+      const { createdAt, ...view } = response.json();
+      assert.equal(typeof createdAt, "number");
+      assert.deepEqual(view, {
         deviceId: "dev-2",
         name: "dev-2",
+        tags: [],
+        groups: [],
+        metadata: {},
         online: true,
         lastSeen: T0 + 120_000,
         fw: "0.1.0",
         boot: 2,
         reset: "watchdog",
+        mode: "safe",
         uptime: 12,
         heap: 20480,
         rssi: -60,
+        dropped: null,
         latest: { ts: T0 + 61_000, m: { temperature: 20.1, pressure: 100_001 } },
       });
 

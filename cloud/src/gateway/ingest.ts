@@ -6,13 +6,13 @@ import {
   type IngestRejection,
   type IngestResult,
   isDeviceId,
-  type TelemetryBatch,
   validateDeviceState,
+  validateLogBatch,
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
 import type { DeviceStore } from "../devices/device-store.ts";
-import type { LatestSample } from "../devices/device-view.ts";
+import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
 
 export const MAX_ITEMS = 500;
@@ -21,25 +21,31 @@ export const MAX_ITEMS = 500;
 export interface IngestRequest {
   telemetry?: Array<{ deviceId: string; batch: unknown }>;
   states?: Array<{ deviceId: string; receivedAt: number; state: unknown }>;
+  logs?: Array<{ deviceId: string; receivedAt: number; batch: unknown }>;
 }
 
 export class IngestService {
   private readonly telemetry: TelemetryStore;
+  private readonly logs: LogStore;
+  private readonly known: KnownDevices;
 
   constructor(
     db: Db,
     private readonly devices: DeviceStore,
   ) {
     this.telemetry = new TelemetryStore(db);
+    this.logs = new LogStore(db);
+    this.known = new KnownDevices(devices);
   }
 
   async ingest(tenantId: string, request: IngestRequest): Promise<IngestResult> {
     const telemetryItems = request.telemetry ?? [];
     const stateItems = request.states ?? [];
+    const logItems = request.logs ?? [];
     const rejected: IngestRejection[] = [];
-    const known = await this.devices.existing(
+    const known = await this.known.existing(
       tenantId,
-      [...telemetryItems, ...stateItems].map((item) => item.deviceId).filter(isDeviceId),
+      [...telemetryItems, ...stateItems, ...logItems].map((item) => item.deviceId).filter(isDeviceId),
     );
     const check = (kind: IngestRejection["kind"], index: number, deviceId: string): boolean => {
       if (!isDeviceId(deviceId)) {
@@ -60,8 +66,8 @@ export class IngestService {
       if (parsed.ok) batches.push({ deviceId, batch: parsed.value });
       else rejected.push({ kind: "telemetry", index, deviceId, ...parsed.error });
     }
+    // Devices' latest sample and lastSeen follow when the journal is applied (TelemetryStore), once per device.
     const stored = await this.telemetry.store(tenantId, batches);
-    await this.recordLatest(tenantId, batches);
 
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
@@ -69,26 +75,49 @@ export class IngestService {
       if (parsed.ok) await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
       else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
     }
-    return { ...stored, rejected };
-  }
 
-  /** Per device: the newest sample becomes `latest`; lastSeen moves to it, but never past now. */
-  private async recordLatest(tenantId: string, batches: DeviceBatch[]): Promise<void> {
-    const newest = new Map<string, LatestSample>();
-    for (const { deviceId, batch } of batches) {
-      const sample = newestSample(batch);
-      const current = newest.get(deviceId);
-      if (!current || sample.ts > current.ts) newest.set(deviceId, sample);
+    const logBatches: DeviceLogBatch[] = [];
+    for (const [index, { deviceId, receivedAt, batch }] of logItems.entries()) {
+      if (!check("log", index, deviceId)) continue;
+      const parsed = validateLogBatch(batch);
+      if (parsed.ok) logBatches.push({ deviceId, receivedAt, batch: parsed.value });
+      else rejected.push({ kind: "log", index, deviceId, ...parsed.error });
     }
-    const now = Date.now();
-    await Promise.all(
-      [...newest].map(([deviceId, latest]) =>
-        this.devices.recordTelemetry(tenantId, deviceId, latest, new Date(Math.min(latest.ts, now))),
-      ),
-    );
+    // accepted and duplicates count telemetry samples; log records are deduplicated on their own.
+    await this.logs.store(tenantId, logBatches);
+    return { ...stored, rejected };
   }
 }
 
-function newestSample(batch: TelemetryBatch): LatestSample {
-  return batch.samples.reduce((newest, sample) => (sample.ts > newest.ts ? sample : newest));
+/** How long a device found in its tenant is trusted to still be there without asking the store. */
+export const KNOWN_DEVICE_TTL_MS = 30_000;
+const KNOWN_DEVICES_MAX = 100_000;
+
+/**
+ * Devices recently found in their tenant: a busy gateway sends the same devices request after
+ * request, and asking the store for each costs more than storing their telemetry. Only positive
+ * answers are kept, so a new device is seen at once; a deleted one may still be accepted for up
+ * to the TTL.
+ */
+class KnownDevices {
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly devices: DeviceStore) {}
+
+  async existing(tenantId: string, deviceIds: string[]): Promise<Set<string>> {
+    const now = Date.now();
+    const known = new Set<string>();
+    const unknown: string[] = [];
+    for (const deviceId of new Set(deviceIds)) {
+      if ((this.seen.get(`${tenantId}|${deviceId}`) ?? 0) > now) known.add(deviceId);
+      else unknown.push(deviceId);
+    }
+    if (unknown.length === 0) return known;
+    if (this.seen.size > KNOWN_DEVICES_MAX) this.seen.clear();
+    for (const deviceId of await this.devices.existing(tenantId, unknown)) {
+      this.seen.set(`${tenantId}|${deviceId}`, now + KNOWN_DEVICE_TTL_MS);
+      known.add(deviceId);
+    }
+    return known;
+  }
 }

@@ -36,9 +36,11 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
           additionalProperties: false,
           required: ["deviceId", "token"],
           properties: { deviceId: DEVICE_ID, token: { type: "string", minLength: 1, maxLength: 256 } },
+          examples: [{ deviceId: "sim-001", token: "q3Y8m1y2b0b5kZrXx0s7dJv4l9c6n8p2w1e5r7t9u3A" }],
         },
         response: {
           200: {
+            description: "The device and its token are valid.",
             type: "object",
             additionalProperties: false,
             required: ["deviceId", "tenantId"],
@@ -94,10 +96,56 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
                 },
               },
             },
+            logs: {
+              type: "array",
+              maxItems: MAX_ITEMS,
+              items: {
+                type: "object",
+                additionalProperties: false,
+                required: ["deviceId", "receivedAt", "batch"],
+                // The batch's own shape is checked per item by the wire contract's validator.
+                properties: {
+                  deviceId: DEVICE_ID,
+                  receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
+                  batch: { type: "object" },
+                },
+              },
+            },
           },
+          examples: [
+            {
+              telemetry: [
+                {
+                  deviceId: "sim-001",
+                  batch: { v: 1, boot: 1, samples: [{ seq: 1, ts: 1_767_225_600_000, m: { temperature: 21.5 } }] },
+                },
+              ],
+              logs: [
+                {
+                  deviceId: "sim-001",
+                  receivedAt: 1_767_225_600_200,
+                  batch: {
+                    v: 1,
+                    records: [
+                      {
+                        boot: 1,
+                        seq: 0,
+                        ts: 1_767_225_600_100,
+                        level: "info",
+                        tag: "main",
+                        msg: "boot",
+                        reset: "power-on",
+                      },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
         },
         response: {
           200: {
+            description: "Counts of stored and duplicate samples, and the items refused with the reason.",
             type: "object",
             additionalProperties: false,
             required: ["accepted", "duplicates", "rejected"],
@@ -111,7 +159,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
                   additionalProperties: false,
                   required: ["kind", "index", "deviceId", "code", "message"],
                   properties: {
-                    kind: { type: "string", enum: ["telemetry", "state"] },
+                    kind: { type: "string", enum: ["telemetry", "state", "log"] },
                     index: { type: "integer" },
                     deviceId: { type: "string" },
                     code: { type: "string" },

@@ -1,10 +1,13 @@
-// Turns a history query into a time window and a resolution, and stored raw
-// samples into the answer: raw samples, or per-metric buckets with
-// avg/min/max/count computed at query time (no rollups are kept yet).
+// Turns a history query into a time window and a resolution, and picks where
+// the answer comes from: raw samples, or per-metric buckets merged from the
+// stored rollups (1m, 1h, 1d) when the width is a multiple of one, else
+// computed from raw samples at query time.
 
 import { isMetricName, LIMITS } from "@kestrel/wire";
 import { Problem } from "../http/problem.ts";
 import type { Aggregate, HistorySample } from "./history-schema.ts";
+import type { Buckets } from "./rollups.ts";
+import type { RollupLevel } from "./telemetry-store.ts";
 
 export const DEFAULT_RANGE_MS = 3_600_000;
 export const MAX_RANGE_MS = 31 * 86_400_000;
@@ -46,12 +49,16 @@ function parseTime(name: string, raw: string | undefined, fallback: number): num
   return value;
 }
 
+const NAMED_WIDTHS_S: Record<string, number> = { "1m": 60, "1h": 3600, "1d": 86_400 };
+
 function parseResolution(raw: string | undefined): Resolution {
   if (raw === undefined || raw === "" || raw === "auto") return "auto";
   if (raw === "raw") return "raw";
+  const named = NAMED_WIDTHS_S[raw];
+  if (named !== undefined) return named;
   const seconds = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_RESOLUTION_S) {
-    throw invalid(`resolution must be raw, auto or a bucket width in seconds (1..${MAX_RESOLUTION_S})`);
+    throw invalid(`resolution must be raw, auto, 1m, 1h, 1d or a bucket width in seconds (1..${MAX_RESOLUTION_S})`);
   }
   return seconds;
 }
@@ -81,6 +88,27 @@ export function autoResolution(from: number, to: number, sampleCount: number): "
   if (sampleCount <= AUTO_RAW_MAX_SAMPLES) return "raw";
   const rangeS = (to - from) / 1000;
   return AUTO_WIDTHS_S.find((width) => rangeS / width <= AUTO_MAX_POINTS) ?? MAX_RESOLUTION_S;
+}
+
+/** The coarsest stored rollup level a bucket width can be merged from, or undefined (compute from raw). */
+export function rollupLevelFor(widthS: number): RollupLevel | undefined {
+  if (widthS % 86_400 === 0) return "1d";
+  if (widthS % 3600 === 0) return "1h";
+  if (widthS % 60 === 0) return "1m";
+  return undefined;
+}
+
+/** Windows up to this long count their samples in minute rollups; longer ones in hour rollups. */
+export const COUNT_WITH_MINUTES_MS = 6 * 3_600_000;
+
+/** How many samples rollup buckets hold: per bucket, the count of its most frequent metric. */
+export function sampleCount(buckets: Buckets, from: number, to: number, widthMs: number): number {
+  let count = 0;
+  for (const [start, aggs] of Object.entries(buckets)) {
+    if (Number(start) + widthMs <= from || Number(start) >= to) continue;
+    count += Math.max(0, ...Object.values(aggs).map((agg) => agg.c));
+  }
+  return count;
 }
 
 /** Keeps only the requested metrics, and only samples that still hold one. */

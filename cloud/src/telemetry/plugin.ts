@@ -1,6 +1,7 @@
 // Telemetry history of one device for charts and partners: raw samples or
 // downsampled series over a time window, scoped to the caller's tenant.
 
+import { isDeviceId, LIMITS } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
@@ -10,24 +11,51 @@ import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import {
   autoResolution,
+  COUNT_WITH_MINUTES_MS,
   downsample,
   type HistoryQuery,
   parseHistoryQuery,
   RAW_MAX_SAMPLES,
+  rollupLevelFor,
+  sampleCount,
   selectMetrics,
 } from "./history.ts";
 import { type HistoryAnswer, historySchema } from "./history-schema.ts";
-import { TelemetryStore } from "./telemetry-store.ts";
+import { seriesFromBuckets } from "./rollups.ts";
+import { type LatestValues, LEVEL_MS, TelemetryStore } from "./telemetry-store.ts";
 
 export interface TelemetryOptions {
   db: Db;
+  applyIntervalMs?: number;
 }
 
+const APPLY_INTERVAL_MS = 250;
+
 const QUERY_VALUE = { type: "string", maxLength: 64 } as const;
+/** Devices one latest-values answer covers at most. */
+export const LATEST_DEVICES_MAX = 1000;
+
+interface LatestQuery {
+  deviceIds?: string;
+  limit?: string;
+}
 
 export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOptions): Promise<void> {
   const devices = new DeviceStore(options.db);
   const telemetry = new TelemetryStore(options.db);
+  // Journalled telemetry becomes history, rollups and latest values here, soon after ingest.
+  const applier = setInterval(() => {
+    telemetry
+      .applyPending()
+      .catch((error: unknown) => app.log.error({ err: error }, "applying the telemetry journal failed"));
+  }, options.applyIntervalMs ?? APPLY_INTERVAL_MS);
+  applier.unref();
+  app.addHook("onClose", async () => {
+    clearInterval(applier);
+    await telemetry
+      .settle()
+      .catch((error: unknown) => app.log.error({ err: error }, "applying the telemetry journal on close failed"));
+  });
   app.get<{ Params: DeviceIdParams; Querystring: HistoryQuery }>(
     "/api/devices/:deviceId/telemetry",
     {
@@ -43,8 +71,17 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
             metrics: { type: "string", maxLength: 1100 },
             resolution: QUERY_VALUE,
           },
+          examples: [
+            { from: "2026-11-01T00:00:00Z", to: "2026-11-02T00:00:00Z", metrics: "temperature", resolution: "1h" },
+          ],
         },
-        response: { 200: historySchema, ...problemResponses(400, 401, 403, 404) },
+        response: {
+          200: {
+            ...historySchema,
+            description: "Raw samples, or per-metric avg/min/max/count buckets (from rollups when the width allows).",
+          },
+          ...problemResponses(400, 401, 403, 404),
+        },
       },
     },
     async (request): Promise<HistoryAnswer> => {
@@ -52,10 +89,30 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
       const { deviceId } = request.params;
       const window = parseHistoryQuery(request.query, Date.now());
       if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);
-      const { from, to } = window;
-      const samples = selectMetrics(await telemetry.read(tenantId, deviceId, from, to), window.metrics);
-      const resolution = window.resolution === "auto" ? autoResolution(from, to, samples.length) : window.resolution;
-      if (resolution !== "raw") return { deviceId, from, to, resolution, series: downsample(samples, resolution) };
+      const { from, to, metrics } = window;
+      let resolution = window.resolution;
+      if (resolution === "auto") {
+        // Counted in rollups, so choosing costs a handful of point reads, not a raw scan.
+        const level = to - from <= COUNT_WITH_MINUTES_MS ? "1m" : "1h";
+        const buckets = await telemetry.readRollups(tenantId, deviceId, level, from, to);
+        resolution = autoResolution(from, to, sampleCount(buckets, from, to, LEVEL_MS[level]));
+      }
+      if (resolution !== "raw") {
+        const level = rollupLevelFor(resolution);
+        if (level) {
+          const buckets = await telemetry.readRollups(tenantId, deviceId, level, from, to);
+          return {
+            deviceId,
+            from,
+            to,
+            resolution,
+            series: seriesFromBuckets(buckets, resolution * 1000, from, to, metrics),
+          };
+        }
+        const samples = selectMetrics(await telemetry.read(tenantId, deviceId, from, to), metrics);
+        return { deviceId, from, to, resolution, series: downsample(samples, resolution) };
+      }
+      const samples = selectMetrics(await telemetry.read(tenantId, deviceId, from, to), metrics);
       if (samples.length > RAW_MAX_SAMPLES) {
         throw new Problem(
           400,
@@ -64,6 +121,64 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
         );
       }
       return { deviceId, from, to, resolution, samples };
+    },
+  );
+  app.get<{ Querystring: LatestQuery }>(
+    "/api/telemetry/latest",
+    {
+      config: { permission: "telemetry:read" },
+      schema: {
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            deviceIds: { type: "string", maxLength: LATEST_DEVICES_MAX * (LIMITS.deviceIdLength + 1) },
+            limit: { type: "string", pattern: "^[0-9]{1,4}$" },
+          },
+          examples: [{ deviceIds: "sim-001,sim-002" }, { limit: "100" }],
+        },
+        response: {
+          200: {
+            description: "The latest value and time of every metric, per device with telemetry, ordered by device id.",
+            type: "object",
+            additionalProperties: false,
+            required: ["items"],
+            properties: {
+              items: {
+                type: "array",
+                items: {
+                  type: "object",
+                  additionalProperties: false,
+                  required: ["deviceId", "metrics"],
+                  properties: {
+                    deviceId: { type: "string" },
+                    metrics: {
+                      type: "object",
+                      additionalProperties: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["value", "ts"],
+                        properties: { value: { type: "number" }, ts: { type: "integer" } },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request): Promise<{ items: LatestValues[] }> => {
+      const tenantId = orgOf(request);
+      const { deviceIds, limit } = request.query;
+      const ids = deviceIds ? [...new Set(deviceIds.split(","))] : undefined;
+      if (ids && (ids.length > LATEST_DEVICES_MAX || !ids.every(isDeviceId))) {
+        throw new Problem(400, "invalid_query", `deviceIds must list 1..${LATEST_DEVICES_MAX} device ids`);
+      }
+      const max = Math.min(Number(limit ?? LATEST_DEVICES_MAX), LATEST_DEVICES_MAX);
+      return { items: await telemetry.readLatest(tenantId, ids, max) };
     },
   );
 }

@@ -1,23 +1,54 @@
-// Raw telemetry in bucket documents, one per device per hour, so that storing
-// and charting are point reads and writes by `_id` on MongoDB and FerretDB
-// alike. Inside a bucket, samples are keyed `<boot>-<seq>`, so a retried
-// sample overwrites itself.
+// Telemetry storage, designed for FerretDB v1 on SQLite as much as MongoDB:
+// every read and write goes by `_id` (FerretDB pushes nothing else down, and
+// its updates are read-modify-write, not atomic), and the only operation that
+// must be atomic under concurrency is a unique-key insert.
 //
-// Exact accepted/duplicate counts come from `telemetry_sample_ids`: one tiny
-// document per sample, id `<tenant>|<device>|<boot>|<seq>`, inserted with
-// insertMany(ordered: false) *after* the bucket write; a duplicate-key error
-// marks a sample seen before. Writing the bucket first means a crash between
-// the two steps can only make a retry count a stored sample as accepted
-// again, never lose a sample that was acknowledged.
+// Ingest (the hot path) is two inserts per request, whatever its size:
+// - a journal document holding the request's samples, and
+// - one tiny `telemetry_sample_ids` document per sample, id
+//   `<tenant>|<device>|<boot>|<seq>`, inserted unordered; a duplicate-key error
+//   marks a sample seen before, so accepted/duplicate counts are exact.
+// The journal is written first: a crash between the two can only make a retry
+// count a journalled sample as accepted once more, never lose an acknowledged one.
+//
+// Applying the journal (one process at a time, under a SlotLease) writes the
+// read-optimised forms, then deletes the journal documents:
+// - raw buckets, one per device per hour, samples keyed `<boot>-<seq>` so that
+//   re-applying a sample (a retry, a crash before the journal was deleted)
+//   overwrites it;
+// - rollups recomputed from the bucket (never incremented), so they count each
+//   stored sample exactly once: 1m per device per hour, 1h per device per day,
+//   1d per device per year, count/sum/min/max per metric;
+// - the latest value of every metric per device.
+// Reads apply what is pending first (settle), so this process reads its writes.
 
 import type { TelemetryBatch } from "@kestrel/wire";
-import { type AnyBulkWriteOperation, type Collection, type Db, MongoBulkWriteError, type WriteError } from "mongodb";
+import { type Collection, type Db, MongoBulkWriteError, ObjectId, type WriteError } from "mongodb";
+import { DeviceStore } from "../devices/device-store.ts";
+import type { LatestSample } from "../devices/device-view.ts";
+import { SlotLease } from "../retention/lease.ts";
 import type { HistorySample } from "./history-schema.ts";
+import {
+  type Buckets,
+  DAY_MS,
+  floorTo,
+  HOUR_MS,
+  type MetricAggs,
+  MINUTE_MS,
+  mergeAll,
+  rollUpSamples,
+} from "./rollups.ts";
 
-export const HOUR_MS = 3_600_000;
+export { HOUR_MS } from "./rollups.ts";
+
 const DUPLICATE_KEY = 11000;
-// Point reads in flight at once for one range query.
+// Point reads in flight at once.
 const READ_CONCURRENCY = 16;
+/** Journal documents applied per pass: bounds a pass's memory and time. */
+const JOURNAL_BATCH = 50;
+const APPLY_LEASE_MS = 30_000;
+/** A pass starts only with this long left under the lease (the lease is extended otherwise). */
+const APPLY_PASS_MAX_MS = 15_000;
 
 interface BucketDoc {
   _id: string;
@@ -26,11 +57,47 @@ interface BucketDoc {
   /** Start of the hour, epoch ms. */
   hour: number;
   s: Record<string, { ts: number; m: Record<string, number> }>;
+  /** The 1m rollups of the hour, recomputed from `s` whenever it changes. */
+  r: Buckets;
+}
+
+interface IncomingBucket {
+  tenantId: string;
+  deviceId: string;
+  hour: number;
+  s: BucketDoc["s"];
 }
 
 interface SampleIdDoc {
   _id: string;
   hour: number;
+}
+
+interface JournalDoc {
+  _id: ObjectId;
+  tenantId: string;
+  items: Array<{ deviceId: string; boot: number; samples: TelemetryBatch["samples"] }>;
+}
+
+export type RollupLevel = "1m" | "1h" | "1d";
+
+export const LEVEL_MS: Record<RollupLevel, number> = { "1m": MINUTE_MS, "1h": HOUR_MS, "1d": DAY_MS };
+
+interface RollupDoc {
+  _id: string;
+  tenantId: string;
+  deviceId: string;
+  level: RollupLevel;
+  /** Start of the span the document covers (hour, day, year), epoch ms. */
+  start: number;
+  b: Buckets;
+}
+
+interface LatestDoc {
+  _id: string;
+  tenantId: string;
+  deviceId: string;
+  m: Record<string, { v: number; ts: number }>;
 }
 
 export interface DeviceBatch {
@@ -43,58 +110,82 @@ export interface StoreResult {
   duplicates: number;
 }
 
-export function hourStart(ts: number): number {
-  return ts - (ts % HOUR_MS);
+export interface LatestValues {
+  deviceId: string;
+  metrics: Record<string, { value: number; ts: number }>;
 }
 
-function bucketId(tenantId: string, deviceId: string, hour: number): string {
-  return `${tenantId}|${deviceId}|${hour}`;
+export function hourStart(ts: number): number {
+  return floorTo(ts, HOUR_MS);
 }
+
+function yearStart(ts: number): number {
+  return Date.UTC(new Date(ts).getUTCFullYear(), 0, 1);
+}
+
+/** Start of the span one rollup document of a level covers. */
+export function rollupDocStart(level: RollupLevel, ts: number): number {
+  if (level === "1m") return hourStart(ts);
+  if (level === "1h") return floorTo(ts, DAY_MS);
+  return yearStart(ts);
+}
+
+function nextDocStart(level: RollupLevel, start: number): number {
+  if (level === "1m") return start + HOUR_MS;
+  if (level === "1h") return start + DAY_MS;
+  return Date.UTC(new Date(start).getUTCFullYear() + 1, 0, 1);
+}
+
+function key(...parts: Array<string | number>): string {
+  return parts.join("|");
+}
+
+// Per database, in this process: the pass queue (passes never overlap, whichever store runs them)
+// and whether this process journalled something since its last pass began.
+const applying = new WeakMap<Db, Promise<void>>();
+const journalled = new WeakSet<Db>();
 
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
   private readonly sampleIds: Collection<SampleIdDoc>;
+  private readonly journal: Collection<JournalDoc>;
+  private readonly rollups: Collection<RollupDoc>;
+  private readonly latest: Collection<LatestDoc>;
+  private readonly lease: SlotLease;
+  private readonly devices: DeviceStore;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
+    this.devices = new DeviceStore(db);
     this.buckets = db.collection<BucketDoc>("telemetry_buckets");
     this.sampleIds = db.collection<SampleIdDoc>("telemetry_sample_ids");
+    this.journal = db.collection<JournalDoc>("telemetry_journal");
+    this.rollups = db.collection<RollupDoc>("telemetry_rollups");
+    this.latest = db.collection<LatestDoc>("telemetry_latest");
+    this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
   }
 
   static async createIndexes(db: Db): Promise<void> {
-    // For retention and per-device export jobs; reads and writes go by _id.
+    // For retention; reads and writes go by _id.
     await db.collection<BucketDoc>("telemetry_buckets").createIndex({ tenantId: 1, deviceId: 1, hour: 1 });
+    await db.collection<RollupDoc>("telemetry_rollups").createIndex({ tenantId: 1, level: 1, start: 1 });
+    await db.collection<LatestDoc>("telemetry_latest").createIndex({ tenantId: 1 });
   }
 
-  /** Stores the batches of devices already known to belong to the tenant. */
+  /** Journals the batches of devices already known to belong to the tenant and counts what is new. */
   async store(tenantId: string, batches: DeviceBatch[]): Promise<StoreResult> {
-    const writes = new Map<string, { deviceId: string; hour: number; set: Record<string, unknown> }>();
     const ids: SampleIdDoc[] = [];
     for (const { deviceId, batch } of batches) {
       for (const sample of batch.samples) {
-        const hour = hourStart(sample.ts);
-        const id = bucketId(tenantId, deviceId, hour);
-        let write = writes.get(id);
-        if (!write) {
-          write = { deviceId, hour, set: {} };
-          writes.set(id, write);
-        }
-        write.set[`s.${batch.boot}-${sample.seq}`] = { ts: sample.ts, m: sample.m };
-        ids.push({ _id: `${tenantId}|${deviceId}|${batch.boot}|${sample.seq}`, hour });
+        ids.push({ _id: key(tenantId, deviceId, batch.boot, sample.seq), hour: hourStart(sample.ts) });
       }
     }
     if (ids.length === 0) return { accepted: 0, duplicates: 0 };
-
-    const operations: AnyBulkWriteOperation<BucketDoc>[] = [];
-    for (const [id, write] of writes) {
-      operations.push({
-        updateOne: {
-          filter: { _id: id },
-          update: { $set: write.set, $setOnInsert: { tenantId, deviceId: write.deviceId, hour: write.hour } },
-          upsert: true,
-        },
-      });
-    }
-    await this.buckets.bulkWrite(operations, { ordered: false });
+    await this.journal.insertOne({
+      _id: new ObjectId(),
+      tenantId,
+      items: batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
+    });
+    journalled.add(this.db);
     const duplicates = await this.insertSampleIds(ids);
     return { accepted: ids.length - duplicates, duplicates };
   }
@@ -112,24 +203,281 @@ export class TelemetryStore {
     }
   }
 
-  /** Samples with from <= ts < to, ordered by ts, boot, seq. */
-  async read(tenantId: string, deviceId: string, from: number, to: number): Promise<HistorySample[]> {
-    const ids: string[] = [];
-    for (let hour = hourStart(from); hour < to; hour += HOUR_MS) ids.push(bucketId(tenantId, deviceId, hour));
-    const samples: HistorySample[] = [];
-    for (let i = 0; i < ids.length; i += READ_CONCURRENCY) {
-      const docs = await Promise.all(
-        ids.slice(i, i + READ_CONCURRENCY).map((_id) => this.buckets.findOne({ _id }, { projection: { s: 1 } })),
-      );
-      for (const doc of docs) {
-        if (!doc) continue;
-        for (const [key, { ts, m }] of Object.entries(doc.s)) {
-          if (ts < from || ts >= to) continue;
-          const dash = key.indexOf("-");
-          samples.push({ boot: Number(key.slice(0, dash)), seq: Number(key.slice(dash + 1)), ts, m });
+  /**
+   * Applies the journal until it is empty, if this process holds the apply lease (else another
+   * replica applies it). Resolves once what was journalled before the call is applied. Cheap when
+   * this process journalled nothing since: reads call it to see their own writes.
+   */
+  settle(): Promise<void> {
+    const previous = applying.get(this.db) ?? Promise.resolve();
+    if (!journalled.has(this.db)) return previous;
+    return this.applyPending();
+  }
+
+  /** Applies whatever the journal holds, from any replica (the periodic pass). */
+  applyPending(): Promise<void> {
+    return this.applying(() => {
+      journalled.delete(this.db);
+      return this.applyAll();
+    });
+  }
+
+  private async applyAll(): Promise<void> {
+    while (await this.lease.acquire(APPLY_PASS_MAX_MS)) {
+      const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
+      if (docs.length === 0) return;
+      await this.apply(docs);
+      await this.journal.deleteMany({ _id: { $in: docs.map((doc) => doc._id) } });
+    }
+  }
+
+  /**
+   * One pass: each touched hourly bucket is read, merged and replaced with its minute rollups
+   * recomputed; then the touched days' hour rollups and years' day rollups; then the devices'
+   * latest sample. Replacing whole documents is safe because only the lease holder writes them.
+   */
+  private async apply(docs: JournalDoc[]): Promise<void> {
+    const incoming = new Map<string, IncomingBucket>();
+    const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
+    const latest = new Map<string, LatestDoc>();
+    for (const { tenantId, items } of docs) {
+      for (const { deviceId, boot, samples } of items) {
+        const deviceKey = key(tenantId, deviceId);
+        const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {} };
+        latest.set(deviceKey, values);
+        for (const { seq, ts, m } of samples) {
+          for (const [name, v] of Object.entries(m)) {
+            const current = values.m[name];
+            if (!current || ts >= current.ts) values.m[name] = { v, ts };
+          }
+          const hour = hourStart(ts);
+          const id = key(tenantId, deviceId, hour);
+          const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+          incoming.set(id, bucket);
+          bucket.s[`${boot}-${seq}`] = { ts, m };
+          const device = newest.get(deviceKey);
+          if (!device || ts > device.sample.ts) newest.set(deviceKey, { tenantId, deviceId, sample: { ts, m } });
         }
       }
     }
-    return samples.sort((a, b) => a.ts - b.ts || a.boot - b.boot || a.seq - b.seq);
+    await this.writeBuckets(incoming);
+    await this.mergeLatest([...latest.values()]);
+
+    const now = Date.now();
+    // lastSeen moves to the newest sample, but never past now.
+    await Promise.all(
+      [...newest.values()].map(({ tenantId, deviceId, sample }) =>
+        this.devices.recordTelemetry(tenantId, deviceId, sample, new Date(Math.min(sample.ts, now))),
+      ),
+    );
   }
+
+  /** Merges samples into their hourly buckets and recomputes every rollup level over them. */
+  private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<void> {
+    const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
+    const buckets: BucketDoc[] = [];
+    for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
+      const merged = { ...stored.get(_id)?.s, ...s };
+      buckets.push({ _id, tenantId, deviceId, hour, s: merged, r: rollUpSamples(Object.values(merged), MINUTE_MS) });
+    }
+    await this.replaceAll(this.buckets, buckets);
+    const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
+    await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);
+  }
+
+  /**
+   * Bulk import of one device's history, straight into buckets and rollups: no journal, no
+   * sample ids (so no duplicate accounting) and no latest values. For benchmarks and migrations;
+   * call it with a day or so of samples at a time to bound memory.
+   */
+  async importSamples(tenantId: string, deviceId: string, samples: Iterable<HistorySample>): Promise<void> {
+    const incoming = new Map<string, IncomingBucket>();
+    for (const { boot, seq, ts, m } of samples) {
+      const hour = hourStart(ts);
+      const id = key(tenantId, deviceId, hour);
+      const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+      incoming.set(id, bucket);
+      bucket.s[`${boot}-${seq}`] = { ts, m };
+    }
+    await this.applying(() => this.writeBuckets(incoming));
+  }
+
+  /** Runs work in this process's pass queue, so it never overlaps a journal pass. */
+  private applying(work: () => Promise<void>): Promise<void> {
+    const previous = applying.get(this.db) ?? Promise.resolve();
+    const next = previous.then(work);
+    applying.set(
+      this.db,
+      next.catch(() => undefined),
+    );
+    return next;
+  }
+
+  /** Sets, in the `level` documents, the aggregate each finer document sums up to; answers them. */
+  private async rollUp<T extends { tenantId: string; deviceId: string }>(
+    level: "1h" | "1d",
+    finer: T[],
+    aggregate: (doc: T) => [number, MetricAggs],
+  ): Promise<RollupDoc[]> {
+    const updates = new Map<string, RollupDoc>();
+    for (const doc of finer) {
+      const [start, aggs] = aggregate(doc);
+      const docStart = rollupDocStart(level, start);
+      const _id = key(level, doc.tenantId, doc.deviceId, docStart);
+      const update = updates.get(_id) ?? {
+        _id,
+        tenantId: doc.tenantId,
+        deviceId: doc.deviceId,
+        level,
+        start: docStart,
+        b: {},
+      };
+      updates.set(_id, update);
+      update.b[start] = aggs;
+    }
+    const stored = new Map((await this.pointReads(this.rollups, [...updates.keys()])).map((doc) => [doc._id, doc]));
+    const docs = [...updates.values()].map((update) => ({
+      ...update,
+      b: { ...stored.get(update._id)?.b, ...update.b },
+    }));
+    await this.replaceAll(this.rollups, docs);
+    return docs;
+  }
+
+  private async mergeLatest(updates: LatestDoc[]): Promise<void> {
+    const stored = new Map(
+      (
+        await this.pointReads(
+          this.latest,
+          updates.map((u) => u._id),
+        )
+      ).map((d) => [d._id, d]),
+    );
+    const docs = updates.map((update) => {
+      const m = { ...stored.get(update._id)?.m };
+      for (const [name, value] of Object.entries(update.m)) {
+        const current = m[name];
+        if (!current || value.ts >= current.ts) m[name] = value;
+      }
+      return { ...update, m };
+    });
+    await this.replaceAll(this.latest, docs);
+  }
+
+  private async replaceAll<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
+    if (docs.length === 0) return;
+    await collection.bulkWrite(
+      docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })) as never,
+      { ordered: false },
+    );
+  }
+
+  private async pointReads<T extends { _id: string }>(
+    collection: Collection<T>,
+    ids: string[],
+    projection?: Record<string, 1>,
+  ): Promise<T[]> {
+    const found: T[] = [];
+    for (let i = 0; i < ids.length; i += READ_CONCURRENCY) {
+      const docs = await Promise.all(
+        ids
+          .slice(i, i + READ_CONCURRENCY)
+          .map((_id) => collection.findOne({ _id } as never, { projection }) as Promise<T | null>),
+      );
+      for (const doc of docs) if (doc) found.push(doc);
+    }
+    return found;
+  }
+
+  /** How many distinct samples the tenant has stored (a scan: for benchmarks and checks, not requests). */
+  countSamples(tenantId: string): Promise<number> {
+    return this.sampleIds.countDocuments({ _id: { $regex: `^${escapeRegExp(tenantId)}\\|` } });
+  }
+
+  /** True once nothing journalled is left to apply (benchmarks wait on it). */
+  async applied(): Promise<boolean> {
+    return (await this.journal.findOne({})) === null;
+  }
+
+  /**
+   * Raw samples of one device with from <= ts < to, ordered by ts, boot, seq, yielded one at a
+   * time: memory holds one hourly bucket, however long the range (exports stream from this).
+   * The caller must already know the device belongs to the tenant.
+   */
+  async *iterate(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample> {
+    await this.settle();
+    for (let hour = hourStart(from); hour < to; hour += HOUR_MS) {
+      const doc = await this.buckets.findOne({ _id: key(tenantId, deviceId, hour) }, { projection: { s: 1 } });
+      if (doc) yield* bucketSamples(doc, from, to);
+    }
+  }
+
+  /** Samples with from <= ts < to, ordered by ts, boot, seq. */
+  async read(tenantId: string, deviceId: string, from: number, to: number): Promise<HistorySample[]> {
+    await this.settle();
+    const ids: string[] = [];
+    for (let hour = hourStart(from); hour < to; hour += HOUR_MS) ids.push(key(tenantId, deviceId, hour));
+    const samples: HistorySample[] = [];
+    for (const doc of await this.pointReads(this.buckets, ids)) samples.push(...bucketSamples(doc, from, to));
+    return samples.sort(bySampleOrder);
+  }
+
+  /** Rollup buckets of one level whose documents overlap [from, to) (bucket key: start, epoch ms). */
+  async readRollups(
+    tenantId: string,
+    deviceId: string,
+    level: RollupLevel,
+    from: number,
+    to: number,
+  ): Promise<Buckets> {
+    await this.settle();
+    const starts: number[] = [];
+    for (let start = rollupDocStart(level, from); start < to; start = nextDocStart(level, start)) starts.push(start);
+    const buckets: Buckets = {};
+    if (level === "1m") {
+      // Minute rollups live in the hourly raw buckets, next to what they sum up.
+      const ids = starts.map((start) => key(tenantId, deviceId, start));
+      for (const doc of await this.pointReads(this.buckets, ids, { r: 1 })) Object.assign(buckets, doc.r);
+    } else {
+      const ids = starts.map((start) => key(level, tenantId, deviceId, start));
+      for (const doc of await this.pointReads(this.rollups, ids)) Object.assign(buckets, doc.b);
+    }
+    return buckets;
+  }
+
+  /** Latest value of every metric of the given devices (those with telemetry), or of all the tenant's devices. */
+  async readLatest(tenantId: string, deviceIds: string[] | undefined, limit: number): Promise<LatestValues[]> {
+    await this.settle();
+    const docs = deviceIds
+      ? await this.pointReads(
+          this.latest,
+          deviceIds.map((deviceId) => key(tenantId, deviceId)),
+        )
+      : await this.latest.find({ tenantId }).limit(limit).toArray();
+    return docs
+      .map(({ deviceId, m }) => ({
+        deviceId,
+        metrics: Object.fromEntries(Object.entries(m).map(([name, { v, ts }]) => [name, { value: v, ts }])),
+      }))
+      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+  }
+}
+
+/** A bucket's samples inside [from, to), ordered by ts, boot, seq. */
+function bucketSamples(doc: Pick<BucketDoc, "s">, from: number, to: number): HistorySample[] {
+  const samples: HistorySample[] = [];
+  for (const [sampleKey, { ts, m }] of Object.entries(doc.s)) {
+    if (ts < from || ts >= to) continue;
+    const dash = sampleKey.indexOf("-");
+    samples.push({ boot: Number(sampleKey.slice(0, dash)), seq: Number(sampleKey.slice(dash + 1)), ts, m });
+  }
+  return samples.sort(bySampleOrder);
+}
+
+function bySampleOrder(a: HistorySample, b: HistorySample): number {
+  return a.ts - b.ts || a.boot - b.boot || a.seq - b.seq;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
