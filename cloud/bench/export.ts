@@ -1,0 +1,165 @@
+// Benchmark: telemetry export of 100,000 and 1,000,000 CSV rows from one device through the HTTP
+// API, rows/s and the API process's peak RSS, against reading the same samples from the store
+// alone in the same run. Each size runs in a fresh API process (bench/export-server.ts) whose
+// VmRSS is sampled every 10 ms from /proc while a client streams the answer.
+//   npm run bench -w cloud -- export   (ROWS=100000,1000000)
+// Uses MONGODB_URI when set, else the embedded FerretDB.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { TelemetrySample } from "@kestrel/wire";
+import { connectDb } from "../src/storage/connect.ts";
+import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { HOUR_MS, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
+import { bootstrap } from "../src/tenants/bootstrap.ts";
+
+const SIZES = (process.env.ROWS || "100000,1000000").split(",").map(Number);
+// One CSV line per metric value: four metrics per sample at 1 Hz.
+const METRICS = ["temperature", "pressure", "humidity", "battery"];
+const PASSWORD = "bench password, long enough";
+const T0 = Date.UTC(2026, 9, 1);
+const MB = 1024 * 1024;
+
+function hourOfSamples(hour: number): TelemetrySample[] {
+  return Array.from({ length: 3600 }, (_, i) => {
+    const seq = hour * 3600 + i;
+    return {
+      seq,
+      ts: T0 + seq * 1000,
+      m: {
+        temperature: 20 + (seq % 500) / 50,
+        pressure: 101_325 - (seq % 97),
+        humidity: 40 + (seq % 30),
+        battery: 3.7,
+      },
+    };
+  });
+}
+
+function rssBytes(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+async function startServer(uri: string, db: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "export-server.ts")], {
+    env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  for await (const line of lines) {
+    const port = /^ready (\d+)$/.exec(line)?.[1];
+    if (port) return { child, url: `http://127.0.0.1:${port}` };
+  }
+  throw new Error("the export server exited before it was ready");
+}
+
+/** Streams the answer and counts its lines as they come; the body is never held whole. */
+async function download(url: string, token: string, progress = { lines: 0, bytes: 0 }) {
+  const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  if (!response.ok || !response.body) throw new Error(`export answered ${response.status}`);
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    progress.bytes += chunk.length;
+    for (const byte of chunk) if (byte === 10) progress.lines++;
+  }
+  return progress;
+}
+
+const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-export-"));
+const external = process.env.MONGODB_URI;
+const ferret = external ? undefined : await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+const uri = external ?? (ferret?.uri as string);
+const dbName = `bench_export_${Date.now()}`;
+const database = await connectDb(uri, dbName);
+try {
+  const org = await bootstrap(database.db, {
+    tenantName: "Bench",
+    adminEmail: "admin@bench.test",
+    adminPassword: PASSWORD,
+    deviceIds: ["bench-1"],
+  });
+  const store = new TelemetryStore(database.db);
+  const maxSamples = Math.max(...SIZES) / METRICS.length;
+  const hours = Math.ceil(maxSamples / 3600);
+  const loadStarted = performance.now();
+  for (let hour = 0; hour < hours; hour++) {
+    await store.store(org.tenantId, [{ deviceId: "bench-1", batch: { v: 1, boot: 1, samples: hourOfSamples(hour) } }]);
+  }
+  process.stdout.write(
+    `loaded ${hours * 3600} samples (${hours} hourly buckets) in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`,
+  );
+
+  const results: Array<{ rows: number; rowsPerS: number; storeRowsPerS: number; idle: number; peak: number }> = [];
+  for (const rows of SIZES) {
+    const to = T0 + (rows / METRICS.length) * 1000;
+
+    // Baseline: the same samples read from the store, nothing encoded or sent.
+    const readStarted = performance.now();
+    let values = 0;
+    for await (const sample of store.iterate(org.tenantId, "bench-1", T0, to)) values += Object.keys(sample.m).length;
+    const storeRowsPerS = values / ((performance.now() - readStarted) / 1000);
+
+    const { child, url } = await startServer(uri, dbName);
+    try {
+      const login = await fetch(`${url}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "admin@bench.test", password: PASSWORD }),
+      });
+      const { token } = (await login.json()) as { token: string };
+      const exportUrl = (from: number, until: number) =>
+        `${url}/api/devices/bench-1/telemetry/export?format=csv&from=${from}&to=${until}`;
+      // Warm-up: code paths loaded and compiled before the idle reading.
+      await download(exportUrl(T0, T0 + HOUR_MS), token);
+      const pid = child.pid as number;
+      const idle = rssBytes(pid);
+      let peak = idle;
+      // Peak RSS in each tenth of the rows: a plateau shows memory does not grow with rows.
+      const tenths = new Array<number>(10).fill(0);
+      const progress = { lines: 0, bytes: 0 };
+      const sampler = setInterval(() => {
+        const rss = rssBytes(pid);
+        peak = Math.max(peak, rss);
+        const tenth = Math.min(9, Math.floor((progress.lines / rows) * 10));
+        tenths[tenth] = Math.max(tenths[tenth] as number, rss);
+      }, 10);
+      const started = performance.now();
+      const got = await download(exportUrl(T0, to), token, progress);
+      const seconds = (performance.now() - started) / 1000;
+      clearInterval(sampler);
+      peak = Math.max(peak, rssBytes(pid));
+      if (got.lines !== rows + 1) throw new Error(`expected ${rows + 1} lines, got ${got.lines}`);
+      results.push({ rows, rowsPerS: rows / seconds, storeRowsPerS, idle, peak });
+      process.stdout.write(
+        `${rows} rows (${(got.bytes / MB).toFixed(1)} MB) in ${seconds.toFixed(2)} s: ${Math.round(rows / seconds)} rows/s ` +
+          `(store alone ${Math.round(storeRowsPerS)} rows/s); API RSS idle ${(idle / MB).toFixed(1)} MB, ` +
+          `peak ${(peak / MB).toFixed(1)} MB\n  peak RSS per tenth of the rows (MB): ${tenths.map((rss) => (rss / MB).toFixed(0)).join(" ")}\n`,
+      );
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+  }
+
+  const first = results[0];
+  const last = results.at(-1);
+  if (first && last && first !== last) {
+    process.stdout.write(
+      `\npeak RSS ${last.rows}/${first.rows} rows: ${(last.peak / first.peak).toFixed(2)} ` +
+        `(growth over idle: ${((last.peak - last.idle) / MB).toFixed(1)} MB vs ${((first.peak - first.idle) / MB).toFixed(1)} MB)\n`,
+    );
+  }
+  for (const r of results) {
+    process.stdout.write(
+      `export/store-read throughput at ${r.rows} rows: ${(r.rowsPerS / r.storeRowsPerS).toFixed(2)}\n`,
+    );
+  }
+} finally {
+  await database.close();
+  await ferret?.stop();
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,266 @@
+// Scheduled exports of the caller's organization: schedules (cron, scope, destination), their
+// runs with status, the stored files of download runs; and, when enabled, this replica's scheduler.
+
+import { isDeviceId, isMetricName } from "@kestrel/wire";
+import type { FastifyInstance } from "fastify";
+import type { Db } from "mongodb";
+import { orgOf } from "../auth/access.ts";
+import { Problem, problemResponses } from "../http/problem.ts";
+import { cronProblem, nextTick } from "./cron.ts";
+import { ExportFileStore } from "./export-file-store.ts";
+import { CONTENT_TYPES } from "./export-format.ts";
+import { ExportRunStore, type RunDoc } from "./run-store.ts";
+import {
+  type CreateScheduleBody,
+  createScheduleBodySchema,
+  type RunListQuery,
+  type RunView,
+  runIdParamsSchema,
+  runListQuerySchema,
+  runListSchema,
+  runViewSchema,
+  type ScheduleView,
+  scheduleIdParamsSchema,
+  scheduleListSchema,
+  scheduleViewSchema,
+  storedFileResponse,
+} from "./schedule-schema.ts";
+import { ExportScheduleStore, MAX_SCHEDULES, type ScheduleDoc } from "./schedule-store.ts";
+import { ExportScheduler } from "./scheduler.ts";
+import { exportFileName, TelemetryExport } from "./telemetry-export.ts";
+
+export interface SchedulesOptions {
+  db: Db;
+  scheduler: boolean;
+}
+
+const DEFAULT_RUN_PAGE = 50;
+
+function invalidSchedule(detail: string): Problem {
+  return new Problem(400, "invalid_schedule", detail);
+}
+
+function scheduleNotFound(scheduleId: string): Problem {
+  return new Problem(404, "schedule_not_found", `no export schedule ${scheduleId} in this organization`);
+}
+
+function runNotFound(runId: string): Problem {
+  return new Problem(404, "run_not_found", `no export run ${runId} in this organization`);
+}
+
+/** An http(s) URL without user info (a secret there would be shown in every listing and log). */
+function webhookProblem(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return "destination.url is not a URL";
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return "destination.url must be http or https";
+  if (url.username !== "" || url.password !== "") return "destination.url must not hold a user name or password";
+  return undefined;
+}
+
+function scheduleProblem(body: CreateScheduleBody): string | undefined {
+  const cron = cronProblem(body.cron);
+  if (cron !== undefined) return cron;
+  const device = body.devices === "all" ? undefined : body.devices.find((id) => !isDeviceId(id));
+  if (device !== undefined) return `"${device}" is not a device id`;
+  const metric = body.metrics?.find((name) => !isMetricName(name));
+  if (metric !== undefined) return `"${metric}" is not a metric name`;
+  return body.destination.type === "webhook" ? webhookProblem(body.destination.url) : undefined;
+}
+
+function toScheduleView(doc: ScheduleDoc, now: number): ScheduleView {
+  return {
+    scheduleId: doc._id,
+    name: doc.name,
+    cron: doc.cron,
+    devices: doc.devices === "all" ? "all" : [...doc.devices],
+    metrics: doc.metrics,
+    rangeSeconds: doc.rangeSeconds,
+    format: doc.format,
+    destination: doc.destination,
+    createdAt: doc.createdAt.getTime(),
+    nextRunAt: nextTick(doc.cron, now),
+  };
+}
+
+function toRunView(doc: RunDoc): RunView {
+  const stored = doc.destination === "download" && doc.status === "succeeded";
+  return {
+    runId: doc._id,
+    scheduleId: doc.scheduleId,
+    tick: doc.tick.getTime(),
+    from: doc.from.getTime(),
+    to: doc.to.getTime(),
+    status: doc.status,
+    format: doc.format,
+    destination: doc.destination,
+    startedAt: doc.startedAt.getTime(),
+    finishedAt: doc.finishedAt?.getTime() ?? null,
+    rows: doc.rows ?? null,
+    bytes: doc.bytes ?? null,
+    error: doc.error ?? null,
+    fileUrl: stored ? `/api/exports/runs/${doc._id}/file` : null,
+  };
+}
+
+export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOptions): Promise<void> {
+  const exporter = new TelemetryExport(options.db);
+  const schedules = new ExportScheduleStore(options.db);
+  const runs = new ExportRunStore(options.db);
+  const files = new ExportFileStore(options.db);
+
+  if (options.scheduler) {
+    const scheduler = new ExportScheduler(options.db, app.log.child({ component: "export-scheduler" }));
+    app.addHook("onReady", async () => scheduler.start());
+    app.addHook("onClose", () => scheduler.stop());
+  }
+
+  app.post<{ Body: CreateScheduleBody }>(
+    "/api/exports/schedules",
+    {
+      config: { permission: "exports:write" },
+      schema: {
+        summary: "Schedule an export (cron, UTC) to a webhook or to stored files",
+        body: createScheduleBodySchema,
+        response: {
+          201: { ...scheduleViewSchema, description: "The new schedule." },
+          ...problemResponses(400, 401, 403, 404, 409),
+        },
+      },
+    },
+    async (request, reply): Promise<ScheduleView> => {
+      const tenantId = orgOf(request);
+      const body = request.body;
+      const problem = scheduleProblem(body);
+      if (problem !== undefined) throw invalidSchedule(problem);
+      await exporter.checkDevices(tenantId, body.devices);
+      if ((await schedules.count(tenantId)) >= MAX_SCHEDULES) {
+        throw new Problem(409, "too_many_schedules", `an organization has at most ${MAX_SCHEDULES} export schedules`);
+      }
+      const now = Date.now();
+      const doc = await schedules.create({
+        tenantId,
+        name: body.name.normalize("NFC").trim(),
+        cron: body.cron.trim(),
+        devices: body.devices,
+        metrics: body.metrics ?? null,
+        rangeSeconds: body.rangeSeconds,
+        format: body.format,
+        destination: body.destination,
+        createdAt: new Date(now),
+      });
+      reply.code(201);
+      return toScheduleView(doc, now);
+    },
+  );
+
+  app.get(
+    "/api/exports/schedules",
+    {
+      config: { permission: "exports:read" },
+      schema: {
+        summary: "List the organization's export schedules",
+        response: { 200: scheduleListSchema, ...problemResponses(401, 403) },
+      },
+    },
+    async (request) => {
+      const now = Date.now();
+      return { items: (await schedules.list(orgOf(request))).map((doc) => toScheduleView(doc, now)) };
+    },
+  );
+
+  app.delete<{ Params: { scheduleId: string } }>(
+    "/api/exports/schedules/:scheduleId",
+    {
+      config: { permission: "exports:write" },
+      schema: {
+        summary: "Delete an export schedule (its runs and stored files stay)",
+        params: scheduleIdParamsSchema,
+        response: { 204: { description: "Deleted.", type: "null" }, ...problemResponses(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { scheduleId } = request.params;
+      if (!(await schedules.remove(orgOf(request), scheduleId))) throw scheduleNotFound(scheduleId);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Querystring: RunListQuery }>(
+    "/api/exports/runs",
+    {
+      config: { permission: "exports:read" },
+      schema: {
+        summary: "List runs of scheduled exports with their status, latest first",
+        querystring: runListQuerySchema,
+        response: { 200: runListSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { scheduleId, cursor } = request.query;
+      const limit = Number(request.query.limit ?? DEFAULT_RUN_PAGE);
+      if (limit < 1 || limit > 200) throw new Problem(400, "invalid_request", "limit must be 1..200");
+      const page = await runs.list(orgOf(request), {
+        limit,
+        ...(scheduleId !== undefined && { scheduleId }),
+        ...(cursor !== undefined && { cursor }),
+      });
+      return { items: page.runs.map(toRunView), cursor: page.cursor };
+    },
+  );
+
+  app.get<{ Params: { runId: string } }>(
+    "/api/exports/runs/:runId",
+    {
+      config: { permission: "exports:read" },
+      schema: {
+        summary: "One run of a scheduled export",
+        params: runIdParamsSchema,
+        response: {
+          200: { ...runViewSchema, description: "The run and its status." },
+          ...problemResponses(401, 403, 404),
+        },
+      },
+    },
+    async (request): Promise<RunView> => {
+      const run = await runs.find(orgOf(request), request.params.runId);
+      if (!run) throw runNotFound(request.params.runId);
+      return toRunView(run);
+    },
+  );
+
+  app.get<{ Params: { runId: string } }>(
+    "/api/exports/runs/:runId/file",
+    {
+      config: { permission: "exports:read" },
+      schema: {
+        summary: "Download the file a scheduled export stored",
+        params: runIdParamsSchema,
+        response: { 200: storedFileResponse, ...problemResponses(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { runId } = request.params;
+      const run = await runs.find(orgOf(request), runId);
+      if (!run) throw runNotFound(runId);
+      if (run.destination !== "download" || run.status !== "succeeded" || run.chunks === undefined) {
+        throw new Problem(404, "file_not_found", `run ${runId} has no stored file (${run.status}, ${run.destination})`);
+      }
+      const scope = {
+        devices: [],
+        from: run.from.getTime(),
+        to: run.to.getTime(),
+        metrics: undefined,
+        format: run.format,
+      };
+      return reply
+        .type(CONTENT_TYPES[run.format])
+        .header("content-disposition", `attachment; filename="${exportFileName(scope)}"`)
+        .header("cache-control", "no-store")
+        .send(files.read(runId, run.chunks));
+    },
+  );
+}
