@@ -9,11 +9,22 @@ import { commandsPlugin } from "./commands/plugin.ts";
 import type { CloudConfig } from "./config.ts";
 import { dashboardPlugin } from "./dashboard/plugin.ts";
 import { devicesPlugin } from "./devices/plugin.ts";
+import { exportsPlugin } from "./exports/plugin.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
+import { inputHygienePlugin } from "./http/hygiene.ts";
 import { problemDetailsPlugin } from "./http/problem.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
+import { keysPlugin } from "./keys/plugin.ts";
+import { logsPlugin } from "./logs/plugin.ts";
+import { openApiPlugin } from "./openapi/plugin.ts";
+import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
+import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
+import { orgPlugin } from "./tenants/org-plugin.ts";
+
+/** The API's version in the OpenAPI document. */
+const API_VERSION = "0.1.0";
 
 export interface BuildAppOptions {
   db: Db;
@@ -35,11 +46,19 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   });
   await app.register(problemDetailsPlugin);
   await app.register(unusedConnectionsPlugin);
+  await app.register(inputHygienePlugin);
+  await app.register(openApiPlugin, { version: API_VERSION });
   await app.register(accessPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(orgPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(keysPlugin, { db });
   await app.register(healthPlugin, { db });
+  await app.register(telemetryReadBarrierPlugin, { db });
   await app.register(devicesPlugin, { db });
   await app.register(telemetryPlugin, { db });
+  await app.register(retentionPlugin, { db });
+  await app.register(exportsPlugin, { db, scheduler: config.exportScheduler });
+  await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
   await app.register(commandsPlugin, { db });
   await app.register(dashboardPlugin, { dir: config.dashboardDir });

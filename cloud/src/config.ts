@@ -15,6 +15,8 @@ export interface CloudConfig {
   logLevel: string;
   /** The built dashboard bundle served at `/`. */
   dashboardDir: string;
+  /** Whether this replica runs scheduled exports (EXPORT_SCHEDULER=on|off). */
+  exportScheduler: boolean;
 }
 
 export class ConfigError extends Error {
@@ -37,6 +39,13 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   }
   return value;
+}
+
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw !== "on" && raw !== "off") throw new ConfigError(`${name} must be on or off, got "${raw}"`);
+  return raw === "on";
 }
 
 function mongoUri(env: Env): string | undefined {
@@ -70,5 +79,6 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     sessionTtlSeconds: integer(env, "SESSION_TTL", 8 * 3600, 60, 30 * 86400),
     logLevel,
     dashboardDir: directory(env, "DASHBOARD_DIR", join(REPO_ROOT, "cloud", "dashboard", "dist")),
+    exportScheduler: onOff(env, "EXPORT_SCHEDULER", true),
   };
 }

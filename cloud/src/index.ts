@@ -5,6 +5,8 @@ export { type BuildAppOptions, buildApp } from "./app.ts";
 export type { CommandStatus } from "./commands/command-store.ts";
 export type { CommandList, CommandView } from "./commands/command-view.ts";
 export { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
+export type { DeviceList, DeviceView } from "./devices/device-view.ts";
+export type { LogList } from "./logs/plugin.ts";
 export { connectDb, type Database } from "./storage/connect.ts";
 export {
   type EmbeddedFerretDb,

@@ -13,6 +13,7 @@ test("defaults run on a laptop", () => {
     sessionTtlSeconds: 28_800,
     logLevel: "info",
     dashboardDir: join(REPO_ROOT, "cloud", "dashboard", "dist"),
+    exportScheduler: true,
   });
 });
 
@@ -25,6 +26,7 @@ test("values from the environment are used", () => {
     DATA_DIR: "/var/lib/kestrel",
     SESSION_TTL: "3600",
     LOG_LEVEL: "debug",
+    EXPORT_SCHEDULER: "off",
   });
   assert.equal(config.port, 0);
   assert.equal(config.host, "0.0.0.0");
@@ -33,6 +35,7 @@ test("values from the environment are used", () => {
   assert.equal(config.dataDir, "/var/lib/kestrel");
   assert.equal(config.sessionTtlSeconds, 3600);
   assert.equal(config.logLevel, "debug");
+  assert.equal(config.exportScheduler, false);
 });
 
 test("bad values are refused with a message naming the variable", () => {
@@ -43,6 +46,7 @@ test("bad values are refused with a message naming the variable", () => {
     [{ MONGODB_URI: "http://localhost" }, /MONGODB_URI must start with mongodb:\/\//],
     [{ MONGODB_DB: "a.b" }, /MONGODB_DB/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+    [{ EXPORT_SCHEDULER: "yes" }, /EXPORT_SCHEDULER must be on or off/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

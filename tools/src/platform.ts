@@ -1,13 +1,15 @@
 // Starts the whole platform in one process tree on loopback: the store
 // (FerretDB unless MONGODB_URI is given), the cloud, the gateway and simulated
-// devices running the real firmware in XS. Used by `make run` and by the
-// end-to-end and browser tests.
+// devices running the real firmware in XS, talking MQTT over TLS with a local
+// CA kept in the data directory. Used by `make run` and by the end-to-end and
+// browser tests.
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
+import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
 import type { Logger } from "pino";
 
 export interface PlatformOptions {
@@ -16,10 +18,17 @@ export interface PlatformOptions {
   logger: Logger;
   mongoUri?: string;
   cloudPort?: number;
+  /** MQTT over TLS; a free port unless given. */
+  mqttTlsPort?: number;
+  /** Plain MQTT over TCP, only when given (devices always use TLS). */
   mqttPort?: number;
+  /** Devices present their own certificate from the local CA (mutual TLS) instead of relying on their token. */
+  mutualTls?: boolean;
   gatewayHttpPort?: number;
   sampleIntervalMs?: number;
   samplesPerBatch?: number;
+  /** Firmware config overrides for every device (manifest config names, e.g. watchdogTimeoutMs). */
+  deviceSettings?: Readonly<Record<string, string | number>>;
   /** Reuse credentials saved by an earlier run in dataDir (the local runner); tests start fresh. */
   reuseCredentials?: boolean;
 }
@@ -33,7 +42,11 @@ export interface Credentials {
 
 export interface Platform {
   cloudUrl: string;
+  /** mqtts://127.0.0.1:PORT; clients verify it against tls.ca. */
   mqttUrl: string;
+  /** mqtt://127.0.0.1:PORT when a plain TCP port was asked for. */
+  mqttPlainUrl: string | undefined;
+  tls: { ca: string; caPath: string };
   credentials: Credentials;
   gateway: Gateway;
   devices: SimDevice[];
@@ -43,6 +56,30 @@ export interface Platform {
 }
 
 const ADMIN_EMAIL = "admin@kestrel.local";
+const CA_DAYS = 3650;
+const CERTIFICATE_DAYS = 397;
+// A device id is at most 64 characters of [A-Za-z0-9_-]: no device can take this name.
+const GATEWAY_CERTIFICATE = "gateway.server";
+
+interface LocalPki {
+  ca: CertificateAuthority;
+  server: IssuedCertificate;
+  devices: Map<string, IssuedCertificate>;
+}
+
+/** The local CA and the certificates made from it: made on the first run, reused while valid. */
+function localPki(dataDir: string, deviceIds: string[], mutualTls: boolean): LocalPki {
+  const ca = CertificateAuthority.openOrCreate(join(dataDir, "pki"), "Kestrel local CA", CA_DAYS);
+  const server = ca.reuseOrIssue(
+    GATEWAY_CERTIFICATE,
+    { kind: "server", hosts: ["127.0.0.1", "localhost"] },
+    CERTIFICATE_DAYS,
+  );
+  const devices = new Map(
+    mutualTls ? deviceIds.map((id) => [id, ca.reuseOrIssue(id, { kind: "client" }, CERTIFICATE_DAYS)] as const) : [],
+  );
+  return { ca, server, devices };
+}
 
 async function loadSavedCredentials(path: string): Promise<Credentials | undefined> {
   try {
@@ -94,10 +131,19 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     const cloudPort = typeof address === "object" && address ? address.port : config.port;
     const cloudUrl = `http://127.0.0.1:${cloudPort}`;
 
+    const pki = localPki(
+      dataDir,
+      credentials.devices.map((d) => d.deviceId),
+      options.mutualTls ?? false,
+    );
     const gateway = await startGateway(
       loadGatewayConfig({
         ...process.env,
-        MQTT_PORT: String(options.mqttPort ?? 0),
+        MQTT_PORT: options.mqttPort === undefined ? "off" : String(options.mqttPort),
+        MQTT_TLS_PORT: String(options.mqttTlsPort ?? 0),
+        MQTT_TLS_CERT: pki.server.chainPath,
+        MQTT_TLS_KEY: pki.server.keyPath,
+        MQTT_TLS_CLIENT_CA: pki.ca.certificatePath,
         GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
         CLOUD_URL: cloudUrl,
         GATEWAY_KEY: credentials.gatewayKey,
@@ -106,7 +152,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       logger.child({ service: "gateway" }),
     );
     stops.push(() => gateway.stop());
-    const mqttUrl = `mqtt://127.0.0.1:${gateway.mqttPort}`;
+    const mqttUrl = `mqtts://127.0.0.1:${gateway.mqttTlsPort}`;
+    const mqttPlainUrl = gateway.mqttPort === undefined ? undefined : `mqtt://127.0.0.1:${gateway.mqttPort}`;
 
     const devices: SimDevice[] = [];
     const stopDevices = async () => {
@@ -115,20 +162,33 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     };
     stops.push(stopDevices);
     for (const [index, device] of credentials.devices.entries()) {
+      const certificate = pki.devices.get(device.deviceId);
       devices.push(
         await startSimDevice({
           deviceId: device.deviceId,
           token: device.token,
           mqttUrl,
+          tls: { ca: pki.ca.certificate, ...(certificate && { cert: certificate.cert, key: certificate.key }) },
           stateDir: join(dataDir, "devices", device.deviceId),
           sampleIntervalMs: options.sampleIntervalMs,
           samplesPerBatch: options.samplesPerBatch,
+          settings: options.deviceSettings,
           seed: index + 1,
           logger: logger.child({ service: "device", deviceId: device.deviceId }),
         }),
       );
     }
-    return { cloudUrl, mqttUrl, credentials, gateway, devices: [...devices], stopDevices, stop: stopAll };
+    return {
+      cloudUrl,
+      mqttUrl,
+      mqttPlainUrl,
+      tls: { ca: pki.ca.certificate, caPath: pki.ca.certificatePath },
+      credentials,
+      gateway,
+      devices: [...devices],
+      stopDevices,
+      stop: stopAll,
+    };
   } catch (error) {
     await stopAll();
     throw error;

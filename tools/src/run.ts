@@ -18,7 +18,10 @@ const platform = await startPlatform({
   logger,
   mongoUri: process.env.MONGODB_URI || undefined,
   cloudPort: Number(process.env.PORT || 8080),
-  mqttPort: Number(process.env.MQTT_PORT || 1883),
+  mqttTlsPort: Number(process.env.MQTT_TLS_PORT || 8883),
+  // Plain MQTT only when asked for, e.g. MQTT_PORT=1883 for tools without TLS.
+  mqttPort: process.env.MQTT_PORT ? Number(process.env.MQTT_PORT) : undefined,
+  mutualTls: process.env.MUTUAL_TLS === "1",
   gatewayHttpPort: Number(process.env.GATEWAY_HTTP_PORT || 8081),
   reuseCredentials: true,
 });
@@ -30,7 +33,9 @@ process.stdout.write(
     "Kestrel is running.",
     `  dashboard  ${platform.cloudUrl}/`,
     `  login      ${admin.email} / ${admin.password}`,
-    `  mqtt       ${platform.mqttUrl} (gateway)`,
+    `  mqtt       ${platform.mqttUrl} (gateway, TLS${process.env.MUTUAL_TLS === "1" ? ", devices use client certificates" : ""})`,
+    `  ca         ${platform.tls.caPath} (verify the gateway with it, e.g. mosquitto_sub --cafile)`,
+    ...(platform.mqttPlainUrl ? [`  mqtt       ${platform.mqttPlainUrl} (gateway, plain TCP)`] : []),
     `  devices    ${platform.devices.map((d) => d.deviceId).join(", ")}`,
     "  (credentials saved in .data/credentials.json; Ctrl-C stops everything)",
     "",

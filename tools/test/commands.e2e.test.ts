@@ -16,13 +16,22 @@ describe("commands end to end", () => {
   let deviceId: string;
 
   before(async () => {
-    platform = await startPlatform({ dataDir: await tempDir("commands-e2e"), deviceCount: 1, logger: silent });
+    // Mutual TLS here (the other end-to-end test uses tokens over TLS): the device proves its id with its certificate.
+    platform = await startPlatform({
+      dataDir: await tempDir("commands-e2e"),
+      deviceCount: 1,
+      logger: silent,
+      mutualTls: true,
+    });
     api = new CloudApi(platform.cloudUrl);
     await api.login(platform.credentials.admin.email, platform.credentials.admin.password);
     const [device] = platform.devices;
     assert.ok(device);
     deviceId = device.deviceId;
     await device.connected;
+    const { metrics } = platform.gateway;
+    assert.ok(metrics.value("kestrel_gateway_connections_total", { auth: "certificate" }) >= 1);
+    assert.equal(metrics.value("kestrel_gateway_connections_total", { auth: "token" }), 0);
   });
 
   after(async () => {

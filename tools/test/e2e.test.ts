@@ -1,7 +1,7 @@
 // End to end: simulated ESP32s run the compiled firmware in the XS engine, read
-// the simulated BMP280 over I2C and publish through the gateway to the cloud;
-// every reading comes back from the history API exactly once, with the values
-// the sensor model produced.
+// the simulated BMP280 over I2C and publish over TLS (verified against the
+// platform's local CA) through the gateway to the cloud; every reading comes back
+// from the history API exactly once, with the values the sensor model produced.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -107,6 +107,7 @@ describe("walking skeleton end to end", () => {
       username: first.deviceId,
       password: first.token,
       reconnectPeriod: 0,
+      ca: platform.tls.ca,
     });
     await client.publishAsync(`d/${first.deviceId}/telemetry`, JSON.stringify(replay), { qos: 1 });
     await client.endAsync();
@@ -126,8 +127,27 @@ describe("walking skeleton end to end", () => {
         username: first.deviceId,
         password: "wrong-token",
         reconnectPeriod: 0,
+        ca: platform.tls.ca,
       }),
       /Bad username or password/,
+    );
+  });
+
+  test("the gateway serves MQTT over TLS only, with a certificate from the platform's CA", async () => {
+    assert.match(platform.mqttUrl, /^mqtts:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(platform.mqttPlainUrl, undefined);
+    assert.equal(platform.gateway.mqttPort, undefined);
+    const [first] = platform.credentials.devices;
+    assert.ok(first);
+    // Without the local CA a client cannot verify the gateway.
+    await assert.rejects(
+      connectAsync(platform.mqttUrl, {
+        clientId: first.deviceId,
+        username: first.deviceId,
+        password: first.token,
+        reconnectPeriod: 0,
+      }),
+      (error: NodeJS.ErrnoException) => /SELF_SIGNED|UNABLE_TO_GET_ISSUER/.test(String(error.code)),
     );
   });
 });

@@ -3,11 +3,15 @@
 
 import { type Db, MongoClient } from "mongodb";
 import { SessionStore } from "../auth/session-store.ts";
-import { UserStore } from "../auth/user-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
+import { ExportRunStore } from "../exports/run-store.ts";
+import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { KeyStore } from "../keys/key-store.ts";
+import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
 
 export interface Database {
@@ -23,12 +27,16 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
     const db = client.db(dbName);
     for (const createIndexes of [
       TenantStore.createIndexes,
-      UserStore.createIndexes,
+      MembershipStore.createIndexes,
       SessionStore.createIndexes,
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
+      KeyStore.createIndexes,
       TelemetryStore.createIndexes,
+      LogStore.createIndexes,
       CommandStore.createIndexes,
+      ExportScheduleStore.createIndexes,
+      ExportRunStore.createIndexes,
     ]) {
       await createIndexes(db);
     }
