@@ -17,3 +17,9 @@ interface StringConstructor {
 interface ArrayBufferConstructor {
   fromString(string: string): ArrayBuffer;
 }
+
+/** XS `Native` API: a constructor whose instances are host objects with this native destructor. */
+declare function Native(name: string): new () => object;
+
+/** XS `Native` API: the host function of this name (xsc only accepts a string literal). */
+declare function native(name: string): (this: object, ...args: unknown[]) => unknown;

@@ -1,6 +1,6 @@
 // Aosong DHT22 (AM2302) temperature and humidity sensor on one wire, ECMA-419 sensor class pattern. The
 // timing-critical part, capturing the line's level durations after the start signal, is a capture
-// class (kestrel/pulse-capture: the simulator's, or on the ESP32 a native RMT module still to come); the
+// class (kestrel/pulse-capture: the simulator's, or on the ESP32 the native RMT-receive module); the
 // 40-bit frame is decoded in TypeScript (sensors/dht22-frame). The sample path allocates nothing.
 
 import { type Dht22Sample, decodeDht22 } from "sensors/dht22-frame";
