@@ -293,17 +293,21 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   let stopped = false;
   let resetCause: ResetCause = RESET_CAUSES.powerOn;
   const hung = new Map<string, { acrossResets: boolean; spin: boolean }>();
+  /** What goes dark with the chip: its link and every board model's pending state. */
+  const powerDownBoard = (): void => {
+    mqttBridge.powerOff();
+    gpio.reset();
+    ports.i2c.reset();
+    ports.pulse.reset();
+    ports.spi.reset();
+  };
   const reset = (cause: ResetCause): void => {
     // The machine may be inside a host call: it is replaced once that crank has returned.
     if (restarting) return;
     const release = hold();
     restarting = (async () => {
       await machine?.stop();
-      mqttBridge.powerOff();
-      gpio.reset();
-      ports.i2c.reset();
-      ports.pulse.reset();
-      ports.spi.reset();
+      powerDownBoard();
       if (stopped) return;
       restarts++;
       resetCause = cause;
@@ -326,11 +330,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     let release = hold();
     restarting = (async () => {
       await machine?.kill();
-      mqttBridge.powerOff();
-      gpio.reset();
-      ports.i2c.reset();
-      ports.pulse.reset();
-      ports.spi.reset();
+      powerDownBoard();
       if (stopped) return;
       powerCycles++;
       logger.info({ device: options.deviceId, powerCycles, offMs }, "simulated power loss");
