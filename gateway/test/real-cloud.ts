@@ -29,6 +29,7 @@ export async function freePort(): Promise<number> {
 export interface RawSample {
   boot: number;
   seq: number;
+  ts: number;
 }
 
 export class RealCloud {
@@ -79,7 +80,11 @@ export class RealCloud {
     this.app = app;
   }
 
-  async rawHistory(deviceId: string): Promise<RawSample[]> {
+  /** Raw samples of the device in [from, to); by default the last day. */
+  async rawHistory(
+    deviceId: string,
+    window: { from: number; to: number } = { from: Date.now() - 86_400_000 + 60_000, to: Date.now() + 60_000 },
+  ): Promise<RawSample[]> {
     if (!this.adminToken) {
       const login = await this.request("POST", "/api/auth/login", {
         email: this.credentials.admin.email,
@@ -87,8 +92,7 @@ export class RealCloud {
       });
       this.adminToken = (login as { token: string }).token;
     }
-    const to = Date.now() + 60_000;
-    const from = to - 86_400_000;
+    const { from, to } = window;
     const path = `/api/devices/${encodeURIComponent(deviceId)}/telemetry?from=${from}&to=${to}&resolution=raw`;
     return ((await this.request("GET", path)) as { samples: RawSample[] }).samples;
   }

@@ -1,36 +1,34 @@
 // A day of device time through the real gateway: one simulated device on a VirtualClock samples every
 // 60 s for 24 virtual hours, and every sample (seq 0..1439) reaches the cloud's ingest API exactly
-// once, in order, with the timestamps virtual time gives it. The cloud is the gateway tests' stand-in,
-// which records what the gateway forwards.
+// once, in order, with the timestamps virtual time gives it, read back from the real cloud's history API
+// (FerretDB underneath).
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startSimDevice, VirtualClock } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
-import type { TelemetrySample } from "@kestrel/wire";
-import { type CloudPeer, startCloudPeer } from "../../gateway/test/cloud-peer.ts";
+import { RealCloud } from "../../gateway/test/real-cloud.ts";
 import { silent, tempDir, until } from "./helpers.ts";
 
 const DEVICE = "day-device";
-const TOKEN = "day-device-token-0123456789";
 const START = Date.UTC(2026, 0, 1);
 const DAY = 86_400_000;
 const INTERVAL = 60_000;
 
-let cloud: CloudPeer;
+let cloud: RealCloud;
 let gateway: Gateway;
 let dataDir: string;
 
 before(async () => {
   dataDir = await tempDir("virtual-day");
-  cloud = await startCloudPeer({ [DEVICE]: TOKEN });
+  cloud = await RealCloud.start([DEVICE]);
   gateway = await startGateway(
     loadGatewayConfig({
       MQTT_PORT: "0",
       GATEWAY_HTTP_PORT: "0",
       CLOUD_URL: cloud.url,
-      GATEWAY_KEY: cloud.gatewayKey,
+      GATEWAY_KEY: cloud.credentials.gatewayKey,
       GATEWAY_DATA_DIR: join(dataDir, "gateway"),
     }),
     silent,
@@ -39,20 +37,14 @@ before(async () => {
 
 after(async () => {
   await gateway.stop();
-  await cloud.close();
+  await cloud.stop();
 });
 
-function forwarded(): TelemetrySample[] {
-  return cloud.ingests.flatMap((ingest) =>
-    ingest.telemetry.filter((entry) => entry.deviceId === DEVICE).flatMap((entry) => entry.batch.samples),
-  );
-}
-
-test("24 virtual hours through the gateway: every sample 0..1439 is forwarded once, in order", async () => {
+test("24 virtual hours through the gateway: every sample 0..1439 is stored in the cloud once, in order", async () => {
   const clock = new VirtualClock({ start: START });
   const device = await startSimDevice({
     deviceId: DEVICE,
-    token: TOKEN,
+    token: cloud.credentials.devices[0]?.token ?? "",
     mqttUrl: `mqtt://127.0.0.1:${gateway.mqttPort}`,
     stateDir: join(dataDir, "device"),
     sampleIntervalMs: INTERVAL,
@@ -66,7 +58,11 @@ test("24 virtual hours through the gateway: every sample 0..1439 is forwarded on
     await device.stop();
   }
   // The gateway forwards from its durable queue on its own schedule, in real time.
-  const samples = await until(async () => (forwarded().length >= 1440 ? forwarded() : undefined), "1440 samples");
+  const stored = () => cloud.rawHistory(DEVICE, { from: START, to: START + DAY + INTERVAL });
+  const samples = await until(async () => {
+    const found = await stored();
+    return found.length >= 1440 ? found : undefined;
+  }, "1440 samples");
   assert.deepEqual(
     samples.map((sample) => sample.seq),
     Array.from({ length: 1440 }, (_, seq) => seq),
