@@ -21,6 +21,9 @@ import (
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
+// idIndexInterval is how soon a new collection gets its `_id` lookup index (idindex.go).
+const idIndexInterval = 500 * time.Millisecond
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on (loopback only in development)")
 	dataDir := flag.String("data", "./data/ferretdb", "directory for the SQLite databases")
@@ -66,6 +69,8 @@ func main() {
 			logger.Error("ferretdb stopped", "error", err)
 		}
 	}()
+
+	go newIDIndexKeeper(abs, logger).run(ctx, idIndexInterval)
 
 	fmt.Printf("MONGODB_URI=%s\n", f.MongoDBURI())
 	<-done

@@ -34,7 +34,7 @@ if [ ! -f "$STAMPS/npm" ] || [ "$(cat "$STAMPS/npm")" != "$lock_hash" ] || [ ! -
 fi
 
 # --- FerretDB (embedded MongoDB-compatible store) ---------------------------
-fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/main.go | sha256sum | cut -d' ' -f1)"
+fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/*.go | sha256sum | cut -d' ' -f1)"
 if [ ! -x .local/bin/ferretdb ] || [ ! -f "$STAMPS/ferretdb" ] || [ "$(cat "$STAMPS/ferretdb")" != "$fdb_hash" ]; then
   say "building FerretDB v1.24.2 from the Go module proxy (first time: a few minutes)"
   (cd tools/ferretdb && go build -trimpath -o "$ROOT/.local/bin/ferretdb" .)
