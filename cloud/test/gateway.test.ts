@@ -37,6 +37,17 @@ describe("gateway API", () => {
     return response.json().samples as Array<{ boot: number; seq: number; ts: number; m: Record<string, number> }>;
   };
 
+  /** The device's sample counts, kept as the journal is applied. */
+  const sampleCounts = async (deviceId: string) => {
+    const response = await cloud.app.inject({
+      method: "GET",
+      url: `/api/telemetry/latest?deviceIds=${deviceId}`,
+      headers: bearer(acmeSession),
+    });
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json().items[0]?.samples as { stored: number; duplicates: number } | undefined;
+  };
+
   describe("device-auth", () => {
     test("the right token answers 200 with the device's tenant", async () => {
       const [device] = acme.devices;
@@ -80,30 +91,33 @@ describe("gateway API", () => {
         states: [],
       });
       assert.equal(response.statusCode, 200, response.body);
-      assert.deepEqual(response.json(), { accepted: 5, duplicates: 0, rejected: [] });
+      assert.deepEqual(response.json(), { accepted: 5, rejected: [] });
       const samples = await rawHistory("dev-1");
       assert.deepEqual(
         samples,
         batch(1, 0, 5, T0).samples.map((s) => ({ boot: 1, ...s })),
       );
+      assert.deepEqual(await sampleCounts("dev-1"), { stored: 5, duplicates: 0 });
     });
 
-    test("the same batch again is counted as duplicates and stored once", async () => {
+    test("the same batch again is stored once and counted as duplicates", async () => {
       const again = await ingest(cloud.app, acme.gatewayKey, {
         telemetry: [{ deviceId: "dev-1", batch: batch(1, 0, 5, T0) }],
         states: [],
       });
-      assert.deepEqual(again.json(), { accepted: 0, duplicates: 5, rejected: [] });
+      assert.deepEqual(again.json(), { accepted: 5, rejected: [] }, "taken: duplicates are found when applied");
+      assert.deepEqual(await sampleCounts("dev-1"), { stored: 5, duplicates: 5 });
       // Overlapping retry: 3 old samples, 2 new, and one repeated inside the request.
       const overlap = batch(1, 2, 5, T0 + 2000);
       overlap.samples.push(overlap.samples[4] as (typeof overlap.samples)[number]);
       const mixed = await ingest(cloud.app, acme.gatewayKey, { telemetry: [{ deviceId: "dev-1", batch: overlap }] });
-      assert.deepEqual(mixed.json(), { accepted: 2, duplicates: 4, rejected: [] });
+      assert.deepEqual(mixed.json(), { accepted: 6, rejected: [] });
       const samples = await rawHistory("dev-1");
       assert.deepEqual(
         samples.map((s) => s.seq),
         [0, 1, 2, 3, 4, 5, 6],
       );
+      assert.deepEqual(await sampleCounts("dev-1"), { stored: 7, duplicates: 9 });
     });
 
     test("a sample of a new boot with a reused seq is a different sample", async () => {
@@ -113,11 +127,12 @@ describe("gateway API", () => {
           { deviceId: "dev-2", batch: batch(2, 0, 2, T0 + 60_000) },
         ],
       });
-      assert.deepEqual(response.json(), { accepted: 4, duplicates: 0, rejected: [] });
+      assert.deepEqual(response.json(), { accepted: 4, rejected: [] });
       assert.deepEqual(
         (await rawHistory("dev-2")).map((s) => `${s.boot}:${s.seq}`),
         ["1:0", "1:1", "2:0", "2:1"],
       );
+      assert.deepEqual(await sampleCounts("dev-2"), { stored: 4, duplicates: 0 });
     });
 
     test("a malformed body is a 400 problem", async () => {

@@ -52,7 +52,7 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
         const ingest = json as unknown as IngestRequest;
         peer.ingests.push(ingest);
         const accepted = ingest.telemetry.reduce((n, t) => n + t.batch.samples.length, 0);
-        return answer(200, { accepted, duplicates: 0, rejected: [] });
+        return answer(200, { accepted, rejected: [] });
       }
       answer(404, { code: "not_found" });
     });

@@ -72,7 +72,7 @@ export async function startCommandPeer(devices: Record<string, string>): Promise
       case "/api/gateway/v1/ingest":
         if (peer.failIngestWith !== undefined) return answer(peer.failIngestWith, { code: "unavailable" });
         peer.ingests.push(json as unknown as IngestRequest);
-        return answer(200, { accepted: 0, duplicates: 0, rejected: [] });
+        return answer(200, { accepted: 0, rejected: [] });
       case "/api/gateway/v1/commands/poll": {
         const wanted = json.devices as string[];
         peer.polls.push(wanted);

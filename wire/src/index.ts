@@ -343,10 +343,12 @@ export interface IngestRejection {
   message: string;
 }
 
-/** The cloud's answer to an ingest request; `duplicates` were stored before (a retry). */
+/**
+ * The cloud's answer to an ingest request: `accepted` telemetry samples are durable in the cloud
+ * (a sample it already had is found, counted and dropped later, when it is applied).
+ */
 export interface IngestResult {
   accepted: number;
-  duplicates: number;
   rejected: IngestRejection[];
 }
 

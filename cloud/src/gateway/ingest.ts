@@ -83,7 +83,7 @@ export class IngestService {
       if (parsed.ok) logBatches.push({ deviceId, receivedAt, batch: parsed.value });
       else rejected.push({ kind: "log", index, deviceId, ...parsed.error });
     }
-    // accepted and duplicates count telemetry samples; log records are deduplicated on their own.
+    // accepted counts telemetry samples; log records are deduplicated on their own.
     await this.logs.store(tenantId, logBatches);
     return { ...stored, rejected };
   }

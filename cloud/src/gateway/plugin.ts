@@ -145,13 +145,13 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
         },
         response: {
           200: {
-            description: "Counts of stored and duplicate samples, and the items refused with the reason.",
+            description:
+              "Telemetry samples taken (durable; samples stored before are found and counted when applied), and the items refused with the reason.",
             type: "object",
             additionalProperties: false,
-            required: ["accepted", "duplicates", "rejected"],
+            required: ["accepted", "rejected"],
             properties: {
               accepted: { type: "integer" },
-              duplicates: { type: "integer" },
               rejected: {
                 type: "array",
                 items: {
@@ -176,7 +176,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
     async (request) => {
       const tenantId = orgOf(request);
       const result = await ingest.ingest(tenantId, request.body);
-      request.log.debug({ tenantId, accepted: result.accepted, duplicates: result.duplicates }, "ingest");
+      request.log.debug({ tenantId, accepted: result.accepted }, "ingest");
       if (result.rejected.length > 0) {
         request.log.warn({ tenantId, rejected: result.rejected }, `ingest rejected ${result.rejected.length} items`);
       }

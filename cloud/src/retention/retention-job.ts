@@ -16,7 +16,6 @@ export const RETENTION_SLOT_MS = 10 * 60_000;
 export interface RetentionRun {
   tenants: number;
   buckets: number;
-  sampleIds: number;
   rollups: number;
 }
 
@@ -38,7 +37,7 @@ export class RetentionJob {
   async runOnce(): Promise<RetentionRun | undefined> {
     if (!(await this.lease.acquire())) return undefined;
     const now = this.now();
-    const run: RetentionRun = { tenants: 0, buckets: 0, sampleIds: 0, rollups: 0 };
+    const run: RetentionRun = { tenants: 0, buckets: 0, rollups: 0 };
     for await (const tenant of this.db.collection<TenantDoc>("tenants").find({})) {
       const { rawDays, rollupDays } = withDefaults(tenant).retention;
       const rawCutoff = floorTo(now - rawDays * DAY_MS, HOUR_MS);
@@ -47,11 +46,6 @@ export class RetentionJob {
       run.tenants++;
       run.buckets += (
         await this.db.collection("telemetry_buckets").deleteMany({ tenantId, hour: { $lt: rawCutoff } })
-      ).deletedCount;
-      run.sampleIds += (
-        await this.db
-          .collection("telemetry_sample_ids")
-          .deleteMany({ _id: { $regex: `^${escapeRegExp(tenantId)}\\|` }, hour: { $lt: rawCutoff } } as never)
       ).deletedCount;
       // An hour-rollup document spans a day, a day-rollup document a year: both go once wholly past the cutoff.
       run.rollups += (
@@ -67,8 +61,4 @@ export class RetentionJob {
     this.logger.info(run, "telemetry retention run");
     return run;
   }
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

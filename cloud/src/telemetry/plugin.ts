@@ -149,9 +149,17 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
                 items: {
                   type: "object",
                   additionalProperties: false,
-                  required: ["deviceId", "metrics"],
+                  required: ["deviceId", "metrics", "samples"],
                   properties: {
                     deviceId: { type: "string" },
+                    samples: {
+                      description:
+                        "Distinct samples stored for the device, and samples received again after they were stored (dropped).",
+                      type: "object",
+                      additionalProperties: false,
+                      required: ["stored", "duplicates"],
+                      properties: { stored: { type: "integer" }, duplicates: { type: "integer" } },
+                    },
                     metrics: {
                       type: "object",
                       additionalProperties: {

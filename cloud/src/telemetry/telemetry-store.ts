@@ -3,27 +3,29 @@
 // its updates are read-modify-write, not atomic), and the only operation that
 // must be atomic under concurrency is a unique-key insert.
 //
-// Ingest (the hot path) is two inserts per request, whatever its size:
-// - a journal document holding the request's samples, and
-// - one tiny `telemetry_sample_ids` document per sample, id
-//   `<tenant>|<device>|<boot>|<seq>`, inserted unordered; a duplicate-key error
-//   marks a sample seen before, so accepted/duplicate counts are exact.
-// The journal is written first: a crash between the two can only make a retry
-// count a journalled sample as accepted once more, never lose an acknowledged one.
+// Ingest (the hot path) is one insert per request, whatever its size: a
+// journal document holding the request's samples. Once it is written the
+// samples are durable and the request is answered; duplicates (a gateway
+// retry, a device replaying its flash buffer) are journalled like anything
+// else and found when the journal is applied.
 //
 // Applying the journal (one process at a time, under a SlotLease) writes the
 // read-optimised forms, then deletes the journal documents:
-// - raw buckets, one per device per hour, samples keyed `<boot>-<seq>` so that
-//   re-applying a sample (a retry, a crash before the journal was deleted)
-//   overwrites it;
+// - raw buckets, one per device per hour, samples keyed `<boot>-<seq>`: a
+//   sample already there is a duplicate, counted and not stored again, and
+//   re-applying a journal document (a crash before it was deleted) overwrites
+//   what it wrote the first time;
 // - rollups recomputed from the bucket (never incremented), so they count each
 //   stored sample exactly once: 1m per device per hour, 1h per device per day,
 //   1d per device per year, count/sum/min/max per metric;
-// - the latest value of every metric per device.
-// Reads apply what is pending first (settle), so this process reads its writes.
+// - per device, the latest value of every metric and how many samples were
+//   stored and how many arrived again.
+// Because only the lease holder writes these, its read-then-replace cannot
+// race. Reads apply what is pending first (settle), so this process reads its
+// writes.
 
 import type { TelemetryBatch } from "@kestrel/wire";
-import { type Collection, type Db, MongoBulkWriteError, ObjectId, type WriteError } from "mongodb";
+import { type Collection, type Db, ObjectId } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
 import { SlotLease } from "../retention/lease.ts";
@@ -41,7 +43,6 @@ import {
 
 export { HOUR_MS } from "./rollups.ts";
 
-const DUPLICATE_KEY = 11000;
 // Point reads in flight at once.
 const READ_CONCURRENCY = 16;
 /** Journal documents applied per pass: bounds a pass's memory and time. */
@@ -66,11 +67,6 @@ interface IncomingBucket {
   deviceId: string;
   hour: number;
   s: BucketDoc["s"];
-}
-
-interface SampleIdDoc {
-  _id: string;
-  hour: number;
 }
 
 interface JournalDoc {
@@ -98,6 +94,9 @@ interface LatestDoc {
   tenantId: string;
   deviceId: string;
   m: Record<string, { v: number; ts: number }>;
+  /** Distinct samples stored for the device, and samples that arrived again after that (absent before counting). */
+  stored?: number;
+  duplicates?: number;
 }
 
 export interface DeviceBatch {
@@ -106,13 +105,15 @@ export interface DeviceBatch {
 }
 
 export interface StoreResult {
+  /** Samples journalled (durable; duplicates among them are found when the journal is applied). */
   accepted: number;
-  duplicates: number;
 }
 
 export interface LatestValues {
   deviceId: string;
   metrics: Record<string, { value: number; ts: number }>;
+  /** Distinct samples stored, and samples received again after they were stored (counted when applied). */
+  samples: { stored: number; duplicates: number };
 }
 
 export function hourStart(ts: number): number {
@@ -147,7 +148,6 @@ const journalled = new WeakSet<Db>();
 
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
-  private readonly sampleIds: Collection<SampleIdDoc>;
   private readonly journal: Collection<JournalDoc>;
   private readonly rollups: Collection<RollupDoc>;
   private readonly latest: Collection<LatestDoc>;
@@ -157,7 +157,6 @@ export class TelemetryStore {
   constructor(private readonly db: Db) {
     this.devices = new DeviceStore(db);
     this.buckets = db.collection<BucketDoc>("telemetry_buckets");
-    this.sampleIds = db.collection<SampleIdDoc>("telemetry_sample_ids");
     this.journal = db.collection<JournalDoc>("telemetry_journal");
     this.rollups = db.collection<RollupDoc>("telemetry_rollups");
     this.latest = db.collection<LatestDoc>("telemetry_latest");
@@ -171,36 +170,18 @@ export class TelemetryStore {
     await db.collection<LatestDoc>("telemetry_latest").createIndex({ tenantId: 1 });
   }
 
-  /** Journals the batches of devices already known to belong to the tenant and counts what is new. */
+  /** Journals the batches of devices already known to belong to the tenant; answers once they are durable. */
   async store(tenantId: string, batches: DeviceBatch[]): Promise<StoreResult> {
-    const ids: SampleIdDoc[] = [];
-    for (const { deviceId, batch } of batches) {
-      for (const sample of batch.samples) {
-        ids.push({ _id: key(tenantId, deviceId, batch.boot, sample.seq), hour: hourStart(sample.ts) });
-      }
-    }
-    if (ids.length === 0) return { accepted: 0, duplicates: 0 };
+    let accepted = 0;
+    for (const { batch } of batches) accepted += batch.samples.length;
+    if (accepted === 0) return { accepted };
     await this.journal.insertOne({
       _id: new ObjectId(),
       tenantId,
       items: batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
     });
     journalled.add(this.db);
-    const duplicates = await this.insertSampleIds(ids);
-    return { accepted: ids.length - duplicates, duplicates };
-  }
-
-  /** Inserts the ids and answers how many were there already. */
-  private async insertSampleIds(ids: SampleIdDoc[]): Promise<number> {
-    try {
-      await this.sampleIds.insertMany(ids, { ordered: false });
-      return 0;
-    } catch (error) {
-      if (!(error instanceof MongoBulkWriteError)) throw error;
-      const writeErrors: WriteError[] = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-      if (writeErrors.some((writeError) => writeError.code !== DUPLICATE_KEY)) throw error;
-      return writeErrors.length;
-    }
+    return { accepted };
   }
 
   /**
@@ -243,24 +224,36 @@ export class TelemetryStore {
     for (const { tenantId, items } of docs) {
       for (const { deviceId, boot, samples } of items) {
         const deviceKey = key(tenantId, deviceId);
-        const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {} };
+        const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
         latest.set(deviceKey, values);
         for (const { seq, ts, m } of samples) {
-          for (const [name, v] of Object.entries(m)) {
-            const current = values.m[name];
-            if (!current || ts >= current.ts) values.m[name] = { v, ts };
-          }
           const hour = hourStart(ts);
           const id = key(tenantId, deviceId, hour);
           const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
           incoming.set(id, bucket);
-          bucket.s[`${boot}-${seq}`] = { ts, m };
+          const sampleKey = `${boot}-${seq}`;
+          if (bucket.s[sampleKey]) {
+            // Twice in this pass: the first one stands, as it would had it been stored already.
+            values.duplicates = (values.duplicates ?? 0) + 1;
+            continue;
+          }
+          bucket.s[sampleKey] = { ts, m };
+          values.stored = (values.stored ?? 0) + 1;
+          for (const [name, v] of Object.entries(m)) {
+            const current = values.m[name];
+            if (!current || ts >= current.ts) values.m[name] = { v, ts };
+          }
           const device = newest.get(deviceKey);
           if (!device || ts > device.sample.ts) newest.set(deviceKey, { tenantId, deviceId, sample: { ts, m } });
         }
       }
     }
-    await this.writeBuckets(incoming);
+    for (const [deviceKey, again] of await this.writeBuckets(incoming)) {
+      const values = latest.get(deviceKey);
+      if (!values) continue;
+      values.stored = (values.stored ?? 0) - again;
+      values.duplicates = (values.duplicates ?? 0) + again;
+    }
     await this.mergeLatest([...latest.values()]);
 
     const now = Date.now();
@@ -272,22 +265,37 @@ export class TelemetryStore {
     );
   }
 
-  /** Merges samples into their hourly buckets and recomputes every rollup level over them. */
-  private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<void> {
+  /**
+   * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
+   * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
+   * incoming samples were stored already.
+   */
+  private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
     const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
     const buckets: BucketDoc[] = [];
+    const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
-      const merged = { ...stored.get(_id)?.s, ...s };
+      const before = stored.get(_id)?.s ?? {};
+      let repeated = 0;
+      for (const sampleKey of Object.keys(s)) if (before[sampleKey]) repeated++;
+      if (repeated > 0) {
+        const deviceKey = key(tenantId, deviceId);
+        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated);
+      }
+      // Only a bucket that gains samples is written (and its rollups recomputed).
+      if (repeated === Object.keys(s).length) continue;
+      const merged = { ...s, ...before };
       buckets.push({ _id, tenantId, deviceId, hour, s: merged, r: rollUpSamples(Object.values(merged), MINUTE_MS) });
     }
     await this.replaceAll(this.buckets, buckets);
     const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
     await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);
+    return again;
   }
 
   /**
-   * Bulk import of one device's history, straight into buckets and rollups: no journal, no
-   * sample ids (so no duplicate accounting) and no latest values. For benchmarks and migrations;
+   * Bulk import of one device's history, straight into buckets and rollups: no journal and no
+   * latest values or sample counts. For benchmarks and migrations;
    * call it with a day or so of samples at a time to bound memory.
    */
   async importSamples(tenantId: string, deviceId: string, samples: Iterable<HistorySample>): Promise<void> {
@@ -299,7 +307,9 @@ export class TelemetryStore {
       incoming.set(id, bucket);
       bucket.s[`${boot}-${seq}`] = { ts, m };
     }
-    await this.applying(() => this.writeBuckets(incoming));
+    await this.applying(async () => {
+      await this.writeBuckets(incoming);
+    });
   }
 
   /** Runs work in this process's pass queue, so it never overlaps a journal pass. */
@@ -345,7 +355,7 @@ export class TelemetryStore {
   }
 
   private async mergeLatest(updates: LatestDoc[]): Promise<void> {
-    const stored = new Map(
+    const previous = new Map(
       (
         await this.pointReads(
           this.latest,
@@ -354,12 +364,15 @@ export class TelemetryStore {
       ).map((d) => [d._id, d]),
     );
     const docs = updates.map((update) => {
-      const m = { ...stored.get(update._id)?.m };
+      const before = previous.get(update._id);
+      const m = { ...before?.m };
       for (const [name, value] of Object.entries(update.m)) {
         const current = m[name];
         if (!current || value.ts >= current.ts) m[name] = value;
       }
-      return { ...update, m };
+      const stored = (before?.stored ?? 0) + (update.stored ?? 0);
+      const duplicates = (before?.duplicates ?? 0) + (update.duplicates ?? 0);
+      return { ...update, m, stored, duplicates };
     });
     await this.replaceAll(this.latest, docs);
   }
@@ -387,11 +400,6 @@ export class TelemetryStore {
       for (const doc of docs) if (doc) found.push(doc);
     }
     return found;
-  }
-
-  /** How many distinct samples the tenant has stored (a scan: for benchmarks and checks, not requests). */
-  countSamples(tenantId: string): Promise<number> {
-    return this.sampleIds.countDocuments({ _id: { $regex: `^${escapeRegExp(tenantId)}\\|` } });
   }
 
   /** True once nothing journalled is left to apply (benchmarks wait on it). */
@@ -455,9 +463,10 @@ export class TelemetryStore {
         )
       : await this.latest.find({ tenantId }).limit(limit).toArray();
     return docs
-      .map(({ deviceId, m }) => ({
+      .map(({ deviceId, m, stored, duplicates }) => ({
         deviceId,
         metrics: Object.fromEntries(Object.entries(m).map(([name, { v, ts }]) => [name, { value: v, ts }])),
+        samples: { stored: stored ?? 0, duplicates: duplicates ?? 0 },
       }))
       .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
   }
@@ -476,8 +485,4 @@ function bucketSamples(doc: Pick<BucketDoc, "s">, from: number, to: number): His
 
 function bySampleOrder(a: HistorySample, b: HistorySample): number {
   return a.ts - b.ts || a.boot - b.boot || a.seq - b.seq;
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

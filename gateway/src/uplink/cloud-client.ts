@@ -46,12 +46,11 @@ export class CloudClient {
   async ingest(request: IngestRequest): Promise<IngestResult> {
     const response = await this.post("/api/gateway/v1/ingest", request);
     const body = await this.expectOk(response);
-    if (!isObject(body) || typeof body.accepted !== "number" || typeof body.duplicates !== "number") {
-      throw new CloudError("bad_response", "ingest answer lacks accepted/duplicates", true, response.status);
+    if (!isObject(body) || typeof body.accepted !== "number") {
+      throw new CloudError("bad_response", "ingest answer lacks accepted", true, response.status);
     }
     return {
       accepted: body.accepted,
-      duplicates: body.duplicates,
       rejected: Array.isArray(body.rejected) ? (body.rejected as IngestRejection[]) : [],
     };
   }
