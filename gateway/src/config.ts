@@ -17,6 +17,8 @@ export interface GatewayConfig {
   gatewayKey: string;
   forwardIntervalMs: number;
   forwardMaxBatches: number;
+  /** Ingest requests in flight to the cloud at once. */
+  forwardConcurrency: number;
   /** Where the durable uplink queue lives. */
   dataDir: string;
   queueMaxBytes: number;
@@ -100,6 +102,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     gatewayKey,
     forwardIntervalMs: integer(env, "FORWARD_INTERVAL_MS", 250, 10, 60_000),
     forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
+    forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),

@@ -54,6 +54,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     metrics,
     intervalMs: config.forwardIntervalMs,
     maxBatches: config.forwardMaxBatches,
+    concurrency: config.forwardConcurrency,
   });
   const commands = new CommandRelay({
     channel: new CommandChannel({

@@ -151,9 +151,12 @@ export class DiskQueue {
     });
   }
 
-  /** The oldest records not yet acknowledged, in append order, read back from their segments. */
-  async peek(count: number): Promise<QueuedRecord[]> {
-    const positions = this.records.slice(0, count);
+  /**
+   * Up to `count` of the oldest records not yet acknowledged, after the first `skip` of them, in
+   * append order, read back from their segments. Which records is decided when called, before any wait.
+   */
+  async peek(count: number, skip = 0): Promise<QueuedRecord[]> {
+    const positions = this.records.slice(skip, skip + count);
     const records: QueuedRecord[] = [];
     let first = 0;
     while (first < positions.length) {

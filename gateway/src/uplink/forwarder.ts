@@ -1,15 +1,18 @@
 // Sends what devices published to the cloud in batches: items are first made
 // durable in the on-disk queue (the broker acknowledges a publish only after
-// that), then delivered one request at a time, retried with exponential
-// backoff and jitter while the cloud is unreachable, and removed from the
-// queue only after the cloud's 200. The cloud deduplicates on (device, boot,
-// seq), so a retry, or a resend after a crash, never stores a sample twice.
+// that), then delivered in requests, several in flight at once, each taking
+// the next records of the queue. They are removed from the queue in order,
+// only once every request before theirs was answered 200 too. A failure stops
+// new requests until those in flight settle; then everything not removed is
+// sent again after exponential backoff with jitter. The cloud deduplicates on
+// (device, boot, seq), so a retry, or a resend after a crash, never stores a
+// sample twice.
 
 import type { DeviceState, IngestRequest, LogBatch, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { type CloudClient, CloudError } from "./cloud-client.ts";
-import type { DiskQueue } from "./disk-queue.ts";
+import type { DiskQueue, QueuedRecord } from "./disk-queue.ts";
 
 /** One queued item as stored on disk; `at` is when the gateway accepted it (epoch ms). */
 type QueuedItem =
@@ -24,6 +27,17 @@ export interface ForwarderOptions {
   metrics: GatewayMetrics;
   intervalMs: number;
   maxBatches: number;
+  /** Requests in flight at once (1 = one at a time). */
+  concurrency?: number;
+}
+
+/** One request: `count` records of the queue, right after those of the requests before it. */
+interface Window {
+  count: number;
+  /** Answered 200 (or refused for good): its records may go once those before them have. */
+  done: boolean;
+  /** Not delivered: it and every request after it are sent again once all have settled. */
+  failed: boolean;
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -41,12 +55,16 @@ function decode(payload: Buffer): QueuedItem | undefined {
 export class UplinkForwarder {
   private readonly queue: DiskQueue;
   private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<void> | undefined;
+  /** Requests not yet removed from the queue, oldest first; their records are the queue's head. */
+  private readonly windows: Window[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly concurrency: number;
   private failures = 0;
   private stopped = true;
 
   constructor(private readonly options: ForwarderOptions) {
     this.queue = options.queue;
+    this.concurrency = options.concurrency ?? 1;
   }
 
   get depth(): number {
@@ -86,7 +104,7 @@ export class UplinkForwarder {
     clearTimeout(this.timer);
     const deadline = Date.now() + deadlineMs;
     while (Date.now() < deadline) {
-      if (this.inFlight) await this.inFlight;
+      await this.settled();
       if (this.queue.length === 0) break;
       const before = this.queue.length;
       await this.flush();
@@ -98,41 +116,106 @@ export class UplinkForwarder {
     await this.queue.close();
   }
 
-  /** Delivers one request's worth of the queue. Exposed for tests and shutdown. */
+  /** Sends what is queued and not yet sent, as far as the window allows, and waits for every request in flight. */
   flush(): Promise<void> {
-    if (!this.inFlight) {
-      this.inFlight = this.deliver().finally(() => {
-        this.inFlight = undefined;
-      });
-    }
-    return this.inFlight;
+    this.send(true);
+    return this.settled();
+  }
+
+  private async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
   private async push(item: QueuedItem): Promise<void> {
     await this.queue.append(Buffer.from(JSON.stringify(item)));
     this.options.metrics.set("kestrel_gateway_queue_depth", this.queue.length);
+    // A full request's worth waiting goes at once rather than at the next tick.
+    if (!this.stopped && this.failures === 0) this.send(false);
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      this.flush().then(
-        () => this.schedule(this.nextDelay()),
-        () => this.schedule(this.nextDelay()),
-      );
+      this.timer = undefined;
+      if (this.stopped) return;
+      // After a failure, one request probes the cloud before the window opens again.
+      if (!this.send(true, this.failures > 0 ? 1 : this.concurrency) && this.inFlight.size === 0) {
+        this.schedule(this.options.intervalMs);
+      }
     }, delayMs);
     this.timer.unref();
   }
 
   private nextDelay(): number {
-    if (this.failures === 0) return this.options.intervalMs;
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.failures, 16));
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 
-  private async deliver(): Promise<void> {
-    if (this.queue.length === 0) return;
-    const records = await this.queue.peek(this.options.maxBatches);
+  /** Records already in a request. */
+  private get taken(): number {
+    let taken = 0;
+    for (const window of this.windows) taken += window.count;
+    return taken;
+  }
+
+  /**
+   * Starts requests for records not yet sent while fewer than `limit` are in flight: full ones
+   * only, or also a last partial one when `partial`. Answers whether it started any.
+   */
+  private send(partial: boolean, limit = this.concurrency): boolean {
+    let started = false;
+    while (this.windows.length < limit) {
+      const taken = this.taken;
+      const unsent = this.queue.length - taken;
+      if (unsent <= 0 || (!partial && unsent < this.options.maxBatches)) break;
+      const window: Window = { count: Math.min(unsent, this.options.maxBatches), done: false, failed: false };
+      this.windows.push(window);
+      // peek picks its records now, synchronously: the `count` after those of the requests before.
+      const delivery: Promise<void> = this.deliver(window, this.queue.peek(window.count, taken))
+        .catch((error: unknown) => {
+          // Reading the queue back failed: nothing was sent, so it is a failure like any other.
+          window.failed = true;
+          this.failures++;
+          this.options.logger.error({ err: error }, "reading the queue for delivery failed, will retry");
+        })
+        .finally(() => {
+          this.inFlight.delete(delivery);
+          this.afterDelivery();
+        });
+      this.inFlight.add(delivery);
+      started = true;
+    }
+    return started;
+  }
+
+  /** What follows a settled request: the next full ones, a retry after backoff, or the next tick. */
+  private afterDelivery(): void {
+    const failed = this.windows.some((window) => window.failed);
+    if (this.inFlight.size === 0) {
+      // Everything settled: what was not removed (a failed request, and any answered after it) is sent again.
+      this.windows.length = 0;
+    }
+    if (this.stopped) return;
+    if (failed || this.failures > 0) {
+      if (this.inFlight.size === 0) this.schedule(this.nextDelay());
+      return;
+    }
+    this.send(false);
+    if (this.inFlight.size === 0 && !this.timer) this.schedule(this.options.intervalMs);
+  }
+
+  /** Removes from the queue, in order, the records of the requests at its head that are done. */
+  private async release(): Promise<void> {
+    for (let window = this.windows[0]; window?.done; window = this.windows[0]) {
+      this.windows.shift();
+      // ack forgets the records at once (before it waits), so the next window's records are then the head.
+      await this.queue.ack(window.count);
+    }
+  }
+
+  private async deliver(window: Window, peeked: Promise<QueuedRecord[]>): Promise<void> {
+    const records = await peeked;
     const request: IngestRequest = { telemetry: [], states: [] };
     const logs: NonNullable<IngestRequest["logs"]> = [];
     const { logger, metrics } = this.options;
@@ -150,8 +233,9 @@ export class UplinkForwarder {
     if (logs.length > 0) request.logs = logs;
     try {
       const result = await this.options.cloud.ingest(request);
-      this.failures = 0;
-      await this.queue.ack(records.length);
+      window.done = true;
+      if (!this.windows.some((other) => other.failed)) this.failures = 0;
+      await this.release();
       metrics.inc("kestrel_gateway_forwarded_items_total", {}, records.length);
       metrics.inc("kestrel_gateway_messages_out_total", { kind: "telemetry" }, request.telemetry.length);
       metrics.inc("kestrel_gateway_messages_out_total", { kind: "state" }, request.states.length);
@@ -163,15 +247,17 @@ export class UplinkForwarder {
           `cloud rejected an item: ${rejection.message}`,
         );
       }
-      logger.debug({ items: records.length, accepted: result.accepted, duplicates: result.duplicates }, "forwarded");
+      logger.debug({ items: records.length, accepted: result.accepted }, "forwarded");
     } catch (error) {
       metrics.inc("kestrel_gateway_forward_failures_total");
       if (error instanceof CloudError && !error.retryable) {
         // The cloud will refuse the same request again: log what is dropped, keep the pipe moving.
-        await this.queue.ack(records.length);
+        window.done = true;
+        await this.release();
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${error.code}` }, records.length);
         logger.error({ code: error.code, dropped: records.length }, error.message);
       } else {
+        window.failed = true;
         this.failures++;
         const message = error instanceof Error ? error.message : String(error);
         logger.warn(
