@@ -1,5 +1,6 @@
-// The cloud API alone in its own process, for the export benchmark to read this process's memory
-// without the load generator's. Prints `ready <port>` when listening; stops on SIGTERM.
+// The cloud API alone in its own process, as deployed: the export benchmark reads this process's
+// memory without the load generator's, the ingest benchmark gives it a core of its own. Started by
+// startCloudProcess (processes.ts); prints `ready <port>` when listening; stops on SIGTERM.
 
 import { buildApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";

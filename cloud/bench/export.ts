@@ -1,21 +1,20 @@
 // Benchmark: telemetry export of 100,000 and 1,000,000 CSV rows from one device through the HTTP
 // API, rows/s and the API process's peak RSS, against reading the same samples from the store
-// alone in the same run. Each size runs in a fresh API process (bench/export-server.ts) whose
+// alone in the same run. Each size runs in a fresh API process (bench/cloud-server.ts) whose
 // VmRSS is sampled every 10 ms from /proc while a client streams the answer.
 //   npm run bench -w cloud -- export   (ROWS=100000,1000000)
 // Uses MONGODB_URI when set, else the embedded FerretDB.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import type { TelemetrySample } from "@kestrel/wire";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { HOUR_MS, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import { bootstrap } from "../src/tenants/bootstrap.ts";
+import { startCloudProcess } from "./processes.ts";
 
 const SIZES = (process.env.ROWS || "100000,1000000").split(",").map(Number);
 // One CSV line per metric value: four metrics per sample at 1 Hz.
@@ -43,19 +42,6 @@ function hourOfSamples(hour: number): TelemetrySample[] {
 function rssBytes(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return match ? Number(match[1]) * 1024 : 0;
-}
-
-async function startServer(uri: string, db: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "export-server.ts")], {
-    env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  for await (const line of lines) {
-    const port = /^ready (\d+)$/.exec(line)?.[1];
-    if (port) return { child, url: `http://127.0.0.1:${port}` };
-  }
-  throw new Error("the export server exited before it was ready");
 }
 
 /** Streams the answer and counts its lines as they come; the body is never held whole. */
@@ -103,7 +89,7 @@ try {
     for await (const sample of store.iterate(org.tenantId, "bench-1", T0, to)) values += Object.keys(sample.m).length;
     const storeRowsPerS = values / ((performance.now() - readStarted) / 1000);
 
-    const { child, url } = await startServer(uri, dbName);
+    const { child, url } = await startCloudProcess(uri, dbName);
     try {
       const login = await fetch(`${url}/api/auth/login`, {
         method: "POST",
