@@ -14,7 +14,10 @@
 // - raw buckets, one per device per hour, samples keyed `<boot>-<seq>`: a
 //   sample already there is a duplicate, counted and not stored again, and
 //   re-applying a journal document (a crash before it was deleted) overwrites
-//   what it wrote the first time;
+//   what it wrote the first time. The samples are stored packed in one JSON
+//   string: nothing queries inside them, and FerretDB converts a nested
+//   document field by field (a 1,400-sample hour: 78 ms to read as documents,
+//   6.5 ms as a string);
 // - rollups recomputed from the bucket (never incremented), so they count each
 //   stored sample exactly once: 1m per device per hour, 1h per device per day,
 //   1d per device per year, count/sum/min/max per metric;
@@ -51,13 +54,22 @@ const APPLY_LEASE_MS = 30_000;
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
 
+interface StoredSample {
+  ts: number;
+  m: Record<string, number>;
+}
+
+/** An hour's samples by `<boot>-<seq>`. */
+type HourSamples = Record<string, StoredSample>;
+
 interface BucketDoc {
   _id: string;
   tenantId: string;
   deviceId: string;
   /** Start of the hour, epoch ms. */
   hour: number;
-  s: Record<string, { ts: number; m: Record<string, number> }>;
+  /** The hour's samples, packed: JSON of HourSamples. */
+  s: string;
   /** The 1m rollups of the hour, recomputed from `s` whenever it changes. */
   r: Buckets;
 }
@@ -66,7 +78,11 @@ interface IncomingBucket {
   tenantId: string;
   deviceId: string;
   hour: number;
-  s: BucketDoc["s"];
+  s: HourSamples;
+}
+
+function unpack(packed: string | undefined): HourSamples {
+  return packed === undefined ? {} : (JSON.parse(packed) as HourSamples);
 }
 
 interface JournalDoc {
@@ -275,7 +291,7 @@ export class TelemetryStore {
     const buckets: BucketDoc[] = [];
     const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
-      const before = stored.get(_id)?.s ?? {};
+      const before = unpack(stored.get(_id)?.s);
       let repeated = 0;
       for (const sampleKey of Object.keys(s)) if (before[sampleKey]) repeated++;
       if (repeated > 0) {
@@ -285,7 +301,8 @@ export class TelemetryStore {
       // Only a bucket that gains samples is written (and its rollups recomputed).
       if (repeated === Object.keys(s).length) continue;
       const merged = { ...s, ...before };
-      buckets.push({ _id, tenantId, deviceId, hour, s: merged, r: rollUpSamples(Object.values(merged), MINUTE_MS) });
+      const r = rollUpSamples(Object.values(merged), MINUTE_MS);
+      buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r });
     }
     await this.replaceAll(this.buckets, buckets);
     const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
@@ -475,7 +492,7 @@ export class TelemetryStore {
 /** A bucket's samples inside [from, to), ordered by ts, boot, seq. */
 function bucketSamples(doc: Pick<BucketDoc, "s">, from: number, to: number): HistorySample[] {
   const samples: HistorySample[] = [];
-  for (const [sampleKey, { ts, m }] of Object.entries(doc.s)) {
+  for (const [sampleKey, { ts, m }] of Object.entries(unpack(doc.s))) {
     if (ts < from || ts >= to) continue;
     const dash = sampleKey.indexOf("-");
     samples.push({ boot: Number(sampleKey.slice(0, dash)), seq: Number(sampleKey.slice(dash + 1)), ts, m });
