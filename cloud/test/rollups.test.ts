@@ -79,7 +79,7 @@ describe("rollups and latest values", () => {
     const before = (await get(url)).json();
     await cloud.db.collection("telemetry_journal").insertOne({
       tenantId: acme.tenantId,
-      items: [{ deviceId: "dev-1", boot: 2, samples: all.slice(0, 50).map(({ boot, ...s }) => s) }],
+      items: JSON.stringify([{ deviceId: "dev-1", boot: 2, samples: all.slice(0, 50).map(({ boot, ...s }) => s) }]),
     });
     await new TelemetryStore(cloud.db).applyPending();
     assert.equal(await cloud.db.collection("telemetry_journal").countDocuments({}), 0);

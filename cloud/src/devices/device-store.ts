@@ -207,10 +207,15 @@ export class DeviceStore {
   }
 
   /** Moves lastSeen forward and replaces `latest` when this sample is newer. */
-  async recordTelemetry(tenantId: string, deviceId: string, latest: LatestSample, seenAt: Date): Promise<void> {
-    const _id = deviceDocId(tenantId, deviceId);
-    await this.devices.updateOne({ _id }, { $max: { lastSeen: seenAt } });
-    await this.devices.updateOne({ _id, "latest.ts": { $not: { $gte: latest.ts } } }, { $set: { latest } });
+  /**
+   * Moves lastSeen forward and, given a sample newer than the device's latest (the caller, the one
+   * writer of telemetry, knows), sets it. One update by `_id`: FerretDB looks only that up by index.
+   */
+  async recordTelemetry(tenantId: string, deviceId: string, seenAt: Date, latest?: LatestSample): Promise<void> {
+    await this.devices.updateOne(
+      { _id: deviceDocId(tenantId, deviceId) },
+      latest ? { $max: { lastSeen: seenAt }, $set: { latest } } : { $max: { lastSeen: seenAt } },
+    );
   }
 
   /** Applies a reported state unless a later one (by gateway receive time) was applied already. */

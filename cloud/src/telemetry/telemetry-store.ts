@@ -4,7 +4,7 @@
 // must be atomic under concurrency is a unique-key insert.
 //
 // Ingest (the hot path) is one insert per request, whatever its size: a
-// journal document holding the request's samples. Once it is written the
+// journal document holding the request's samples, packed in one string. Once it is written the
 // samples are durable and the request is answered; duplicates (a gateway
 // retry, a device replaying its flash buffer) are journalled like anything
 // else and found when the journal is applied.
@@ -85,10 +85,13 @@ function unpack(packed: string | undefined): HourSamples {
   return packed === undefined ? {} : (JSON.parse(packed) as HourSamples);
 }
 
+type JournalItems = Array<{ deviceId: string; boot: number; samples: TelemetryBatch["samples"] }>;
+
 interface JournalDoc {
   _id: ObjectId;
   tenantId: string;
-  items: Array<{ deviceId: string; boot: number; samples: TelemetryBatch["samples"] }>;
+  /** JSON of JournalItems, packed like the buckets' samples (documents from before that were arrays). */
+  items: string | JournalItems;
 }
 
 export type RollupLevel = "1m" | "1h" | "1d";
@@ -194,7 +197,9 @@ export class TelemetryStore {
     await this.journal.insertOne({
       _id: new ObjectId(),
       tenantId,
-      items: batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
+      items: JSON.stringify(
+        batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
+      ),
     });
     journalled.add(this.db);
     return { accepted };
@@ -224,7 +229,11 @@ export class TelemetryStore {
       const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
       if (docs.length === 0) return;
       await this.apply(docs);
-      await this.journal.deleteMany({ _id: { $in: docs.map((doc) => doc._id) } });
+      // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
+      await this.journal.bulkWrite(
+        docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
+        { ordered: false },
+      );
     }
   }
 
@@ -238,7 +247,9 @@ export class TelemetryStore {
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
     for (const { tenantId, items } of docs) {
-      for (const { deviceId, boot, samples } of items) {
+      for (const { deviceId, boot, samples } of typeof items === "string"
+        ? (JSON.parse(items) as JournalItems)
+        : items) {
         const deviceKey = key(tenantId, deviceId);
         const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
         latest.set(deviceKey, values);
@@ -270,13 +281,18 @@ export class TelemetryStore {
       values.stored = (values.stored ?? 0) - again;
       values.duplicates = (values.duplicates ?? 0) + again;
     }
-    await this.mergeLatest([...latest.values()]);
+    const newestBefore = await this.mergeLatest([...latest.values()]);
 
     const now = Date.now();
-    // lastSeen moves to the newest sample, but never past now.
+    // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
     await Promise.all(
-      [...newest.values()].map(({ tenantId, deviceId, sample }) =>
-        this.devices.recordTelemetry(tenantId, deviceId, sample, new Date(Math.min(sample.ts, now))),
+      [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) =>
+        this.devices.recordTelemetry(
+          tenantId,
+          deviceId,
+          new Date(Math.min(sample.ts, now)),
+          sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
+        ),
       ),
     );
   }
@@ -371,7 +387,8 @@ export class TelemetryStore {
     return docs;
   }
 
-  private async mergeLatest(updates: LatestDoc[]): Promise<void> {
+  /** Merges the pass's latest values into the stored ones; answers each device's newest sample time before. */
+  private async mergeLatest(updates: LatestDoc[]): Promise<Map<string, number>> {
     const previous = new Map(
       (
         await this.pointReads(
@@ -380,8 +397,11 @@ export class TelemetryStore {
         )
       ).map((d) => [d._id, d]),
     );
+    const newestBefore = new Map<string, number>();
     const docs = updates.map((update) => {
       const before = previous.get(update._id);
+      // The newest sample holds the latest value of each of its metrics, so its time is the largest of theirs.
+      if (before) newestBefore.set(update._id, Math.max(...Object.values(before.m).map(({ ts }) => ts)));
       const m = { ...before?.m };
       for (const [name, value] of Object.entries(update.m)) {
         const current = m[name];
@@ -392,6 +412,7 @@ export class TelemetryStore {
       return { ...update, m, stored, duplicates };
     });
     await this.replaceAll(this.latest, docs);
+    return newestBefore;
   }
 
   private async replaceAll<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
