@@ -14,10 +14,19 @@ export interface Service {
 
 /** The cloud API on a free port, over the given database. */
 export async function startCloudProcess(uri: string, db: string): Promise<Service> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "cloud-server.ts")], {
-    env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_CLOUD_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CLOUD_PROF}`] : []),
+      "--import",
+      "tsx",
+      join(import.meta.dirname, "cloud-server.ts"),
+    ],
+    {
+      env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   for await (const line of lines) {
     const port = /^ready (\d+)$/.exec(line)?.[1];
