@@ -21,8 +21,8 @@ import {
   selectMetrics,
 } from "./history.ts";
 import { type HistoryAnswer, historySchema } from "./history-schema.ts";
-import { seriesFromBuckets } from "./rollups.ts";
-import { type LatestValues, LEVEL_MS, TelemetryStore } from "./telemetry-store.ts";
+import { type Buckets, seriesFromBuckets } from "./rollups.ts";
+import { type LatestValues, LEVEL_MS, type RollupLevel, TelemetryStore } from "./telemetry-store.ts";
 
 export interface TelemetryOptions {
   db: Db;
@@ -91,16 +91,22 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
       if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);
       const { from, to, metrics } = window;
       let resolution = window.resolution;
+      // Rollups read to choose the resolution, kept in case the answer comes from the same level.
+      let counted: { level: RollupLevel; buckets: Buckets } | undefined;
       if (resolution === "auto") {
         // Counted in rollups, so choosing costs a handful of point reads, not a raw scan.
         const level = to - from <= COUNT_WITH_MINUTES_MS ? "1m" : "1h";
         const buckets = await telemetry.readRollups(tenantId, deviceId, level, from, to);
         resolution = autoResolution(from, to, sampleCount(buckets, from, to, LEVEL_MS[level]));
+        counted = { level, buckets };
       }
       if (resolution !== "raw") {
         const level = rollupLevelFor(resolution);
         if (level) {
-          const buckets = await telemetry.readRollups(tenantId, deviceId, level, from, to);
+          const buckets =
+            counted?.level === level
+              ? counted.buckets
+              : await telemetry.readRollups(tenantId, deviceId, level, from, to);
           return {
             deviceId,
             from,
