@@ -1,6 +1,6 @@
-// Benchmark: telemetry export of 100,000 and 1,000,000 CSV rows from one device through the HTTP
-// API, rows/s and the API process's peak RSS, against reading the same samples from the store
-// alone in the same run. Each size runs in a fresh API process (bench/cloud-server.ts) whose
+// Benchmark: telemetry export of 100,000 and 1,000,000 CSV rows (ROWS: any sizes) from one device
+// through the HTTP API, rows/s and the API process's peak RSS and V8 heap, against reading the same
+// samples from the store alone in the same run. Each size runs in a fresh API process (bench/cloud-server.ts) whose
 // VmRSS is sampled every 10 ms from /proc while a client streams the answer.
 //   npm run bench -w cloud -- export   (ROWS=100000,1000000)
 // Uses MONGODB_URI when set, else the embedded FerretDB.
@@ -75,6 +75,8 @@ try {
   for (let hour = 0; hour < hours; hour++) {
     await store.store(org.tenantId, [{ deviceId: "bench-1", batch: { v: 1, boot: 1, samples: hourOfSamples(hour) } }]);
   }
+  // Applied now, so the store-alone baseline below times reading, not applying.
+  await store.settle();
   process.stdout.write(
     `loaded ${hours * 3600} samples (${hours} hourly buckets) in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`,
   );
@@ -89,7 +91,12 @@ try {
     for await (const sample of store.iterate(org.tenantId, "bench-1", T0, to)) values += Object.keys(sample.m).length;
     const storeRowsPerS = values / ((performance.now() - readStarted) / 1000);
 
-    const { child, url } = await startCloudProcess(uri, dbName);
+    const { child, url, nextLine } = await startCloudProcess(uri, dbName, ["--expose-gc"]);
+    const heap = async () => {
+      child.kill("SIGUSR2");
+      const [fullGcs, maxAfterFullGc, afterForcedGc] = ((await nextLine()) ?? "").split(" ").slice(1).map(Number);
+      return { fullGcs: fullGcs ?? 0, maxAfterFullGc: maxAfterFullGc ?? 0, afterForcedGc: afterForcedGc ?? 0 };
+    };
     try {
       const login = await fetch(`${url}/api/auth/login`, {
         method: "POST",
@@ -102,6 +109,7 @@ try {
       // Warm-up: code paths loaded and compiled before the idle reading.
       await download(exportUrl(T0, T0 + HOUR_MS), token);
       const pid = child.pid as number;
+      const idleHeap = await heap();
       const idle = rssBytes(pid);
       let peak = idle;
       // Peak RSS in each tenth of the rows: a plateau shows memory does not grow with rows.
@@ -118,12 +126,15 @@ try {
       const seconds = (performance.now() - started) / 1000;
       clearInterval(sampler);
       peak = Math.max(peak, rssBytes(pid));
+      const during = await heap();
       if (got.lines !== rows + 1) throw new Error(`expected ${rows + 1} lines, got ${got.lines}`);
       results.push({ rows, rowsPerS: rows / seconds, storeRowsPerS, idle, peak });
       process.stdout.write(
         `${rows} rows (${(got.bytes / MB).toFixed(1)} MB) in ${seconds.toFixed(2)} s: ${Math.round(rows / seconds)} rows/s ` +
           `(store alone ${Math.round(storeRowsPerS)} rows/s); API RSS idle ${(idle / MB).toFixed(1)} MB, ` +
-          `peak ${(peak / MB).toFixed(1)} MB\n  peak RSS per tenth of the rows (MB): ${tenths.map((rss) => (rss / MB).toFixed(0)).join(" ")}\n`,
+          `peak ${(peak / MB).toFixed(1)} MB\n  peak RSS per tenth of the rows (MB): ${tenths.map((rss) => (rss / MB).toFixed(0)).join(" ")}\n` +
+          `  V8 heap used: idle ${(idleHeap.afterForcedGc / MB).toFixed(1)} MB; during the export ${during.fullGcs} full GCs, ` +
+          `at most ${(during.maxAfterFullGc / MB).toFixed(1)} MB after one; after it and a forced full GC ${(during.afterForcedGc / MB).toFixed(1)} MB\n`,
       );
     } finally {
       child.kill("SIGTERM");
@@ -131,14 +142,14 @@ try {
     }
   }
 
-  const first = results[0];
-  const last = results.at(-1);
-  if (first && last && first !== last) {
+  const [first, ...larger] = results;
+  for (const r of first ? larger : []) {
     process.stdout.write(
-      `\npeak RSS ${last.rows}/${first.rows} rows: ${(last.peak / first.peak).toFixed(2)} ` +
-        `(growth over idle: ${((last.peak - last.idle) / MB).toFixed(1)} MB vs ${((first.peak - first.idle) / MB).toFixed(1)} MB)\n`,
+      `\npeak RSS ${r.rows}/${first?.rows} rows: ${(r.peak / (first?.peak ?? 1)).toFixed(2)} ` +
+        `(growth over idle: ${((r.peak - r.idle) / MB).toFixed(1)} MB vs ${(((first?.peak ?? 0) - (first?.idle ?? 0)) / MB).toFixed(1)} MB)`,
     );
   }
+  process.stdout.write("\n");
   for (const r of results) {
     process.stdout.write(
       `export/store-read throughput at ${r.rows} rows: ${(r.rowsPerS / r.storeRowsPerS).toFixed(2)}\n`,
