@@ -5,6 +5,7 @@ import type { Db } from "mongodb";
 import type { Logger } from "pino";
 import { accessPlugin } from "./auth/access.ts";
 import { authPlugin } from "./auth/plugin.ts";
+import { SecretBox } from "./auth/secret-box.ts";
 import { commandsPlugin } from "./commands/plugin.ts";
 import type { CloudConfig } from "./config.ts";
 import { dashboardPlugin } from "./dashboard/plugin.ts";
@@ -57,7 +58,13 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(devicesPlugin, { db });
   await app.register(telemetryPlugin, { db });
   await app.register(retentionPlugin, { db });
-  await app.register(exportsPlugin, { db, scheduler: config.exportScheduler });
+  await app.register(exportsPlugin, {
+    db,
+    scheduler: config.exportScheduler,
+    secrets: await SecretBox.open(config.secretsKey, config.dataDir),
+    webhookAllowedNetworks: config.webhookAllowedNetworks,
+    fileTtlDays: config.exportFileTtlDays,
+  });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
   await app.register(commandsPlugin, { db });

@@ -1,6 +1,7 @@
 // The cloud's configuration, read once from the environment and validated,
 // with defaults that run on a laptop (embedded FerretDB under DATA_DIR).
 
+import { isIP } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -17,6 +18,12 @@ export interface CloudConfig {
   dashboardDir: string;
   /** Whether this replica runs scheduled exports (EXPORT_SCHEDULER=on|off). */
   exportScheduler: boolean;
+  /** Days a scheduled export's stored file is kept (EXPORT_FILE_TTL_DAYS). */
+  exportFileTtlDays: number;
+  /** Private networks (CIDR) webhooks may reach anyway (WEBHOOK_ALLOWED_NETWORKS, comma-separated). */
+  webhookAllowedNetworks: string[];
+  /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
+  secretsKey: Buffer | undefined;
 }
 
 export class ConfigError extends Error {
@@ -46,6 +53,31 @@ function onOff(env: Env, name: string, fallback: boolean): boolean {
   if (raw === undefined || raw === "") return fallback;
   if (raw !== "on" && raw !== "off") throw new ConfigError(`${name} must be on or off, got "${raw}"`);
   return raw === "on";
+}
+
+function networks(env: Env, name: string): string[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return [];
+  return raw.split(",").map((entry) => {
+    const cidr = entry.trim();
+    const [address = "", prefix, ...rest] = cidr.split("/");
+    const family = isIP(address);
+    const bits = family === 6 ? 128 : 32;
+    if (family === 0 || prefix === undefined || rest.length > 0 || !/^\d{1,3}$/.test(prefix) || Number(prefix) > bits) {
+      throw new ConfigError(`${name} must be comma-separated CIDR networks (e.g. 10.0.0.0/8), got "${cidr}"`);
+    }
+    return cidr;
+  });
+}
+
+function secretsKey(env: Env): Buffer | undefined {
+  const raw = env.SECRETS_KEY;
+  if (raw === undefined || raw === "") return undefined;
+  const key = Buffer.from(raw, "base64");
+  if (key.length !== 32 || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(raw)) {
+    throw new ConfigError("SECRETS_KEY must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)");
+  }
+  return key;
 }
 
 function mongoUri(env: Env): string | undefined {
@@ -80,5 +112,8 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     logLevel,
     dashboardDir: directory(env, "DASHBOARD_DIR", join(REPO_ROOT, "cloud", "dashboard", "dist")),
     exportScheduler: onOff(env, "EXPORT_SCHEDULER", true),
+    exportFileTtlDays: integer(env, "EXPORT_FILE_TTL_DAYS", 7, 1, 3650),
+    webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
+    secretsKey: secretsKey(env),
   };
 }

@@ -14,6 +14,9 @@ test("defaults run on a laptop", () => {
     logLevel: "info",
     dashboardDir: join(REPO_ROOT, "cloud", "dashboard", "dist"),
     exportScheduler: true,
+    exportFileTtlDays: 7,
+    webhookAllowedNetworks: [],
+    secretsKey: undefined,
   });
 });
 
@@ -27,6 +30,9 @@ test("values from the environment are used", () => {
     SESSION_TTL: "3600",
     LOG_LEVEL: "debug",
     EXPORT_SCHEDULER: "off",
+    EXPORT_FILE_TTL_DAYS: "30",
+    WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
+    SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
   });
   assert.equal(config.port, 0);
   assert.equal(config.host, "0.0.0.0");
@@ -36,6 +42,9 @@ test("values from the environment are used", () => {
   assert.equal(config.sessionTtlSeconds, 3600);
   assert.equal(config.logLevel, "debug");
   assert.equal(config.exportScheduler, false);
+  assert.equal(config.exportFileTtlDays, 30);
+  assert.deepEqual(config.webhookAllowedNetworks, ["127.0.0.0/8", "fd00::/8"]);
+  assert.deepEqual(config.secretsKey, Buffer.alloc(32, 7));
 });
 
 test("bad values are refused with a message naming the variable", () => {
@@ -47,6 +56,10 @@ test("bad values are refused with a message naming the variable", () => {
     [{ MONGODB_DB: "a.b" }, /MONGODB_DB/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
     [{ EXPORT_SCHEDULER: "yes" }, /EXPORT_SCHEDULER must be on or off/],
+    [{ EXPORT_FILE_TTL_DAYS: "0" }, /EXPORT_FILE_TTL_DAYS must be an integer between 1/],
+    [{ WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1" }, /WEBHOOK_ALLOWED_NETWORKS must be comma-separated CIDR/],
+    [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
+    [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

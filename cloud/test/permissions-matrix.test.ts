@@ -120,12 +120,14 @@ describe("permission matrix over every /api route", () => {
         tenantId: globex.tenantId,
         scheduleId,
         tick: new Date(tick),
+        attempt: 1,
         from: new Date(tick - 86_400_000),
         to: new Date(tick),
         format: "csv",
         destination: "download",
       },
       new Date(tick),
+      new Date(Date.now() + 3_600_000),
     );
     assert.ok(run);
     otherOrgIds.set("scheduleId", scheduleId);

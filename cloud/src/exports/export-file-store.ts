@@ -76,4 +76,11 @@ export class ExportFileStore {
     const ids = Array.from({ length: count }, (_, n) => chunkId(runId, n));
     if (ids.length > 0) await this.chunks.deleteMany({ _id: { $in: ids } });
   }
+
+  /** Removes what a lost attempt stored, its count unknown: chunks are written in order, so up to the first gap. */
+  async discardAll(runId: string): Promise<void> {
+    for (let n = 0; ; n++) {
+      if ((await this.chunks.deleteOne({ _id: chunkId(runId, n) })).deletedCount === 0) return;
+    }
+  }
 }

@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
+import type { SecretBox } from "../auth/secret-box.ts";
 import { problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
@@ -16,6 +17,12 @@ export interface ExportsOptions {
   db: Db;
   /** Run this replica's export scheduler (every replica may; each tick runs once). */
   scheduler: boolean;
+  /** Seals the webhook signing secrets. */
+  secrets: SecretBox;
+  /** Internal networks webhooks may reach anyway (CIDR). */
+  webhookAllowedNetworks: readonly string[];
+  /** Days a stored file is kept. */
+  fileTtlDays: number;
 }
 
 export async function exportsPlugin(app: FastifyInstance, options: ExportsOptions): Promise<void> {

@@ -1,6 +1,9 @@
-// Runs of scheduled exports. A run's `_id` is `<scheduleId>-<tick ms>`, so claiming a tick is one
-// insert that succeeds for exactly one replica (duplicate key for the others), on MongoDB and
-// FerretDB alike; no transactions or findAndModify needed.
+// Runs of scheduled exports and their leases. A run's `_id` is `<scheduleId>-<tick ms>` (attempt 1)
+// or `<scheduleId>-<tick ms>-<attempt>`, so claiming an attempt is an insert that succeeds for exactly
+// one replica (duplicate key for the others), on MongoDB and FerretDB alike; no transactions or
+// findAndModify. A running attempt also has a lease document (`export_run_leases`, same `_id`) that
+// its replica renews; the collection holds only live or abandoned attempts, so finding expired
+// leases stays cheap however many runs are recorded.
 
 import { type Collection, type Db, type Filter, MongoServerError } from "mongodb";
 import { Problem } from "../http/problem.ts";
@@ -16,6 +19,8 @@ export interface RunDoc {
   tick: Date;
   from: Date;
   to: Date;
+  /** 1 for the tick's first attempt; more after replicas were lost during it. */
+  attempt: number;
   status: RunStatus;
   format: ExportFormat;
   destination: "webhook" | "download";
@@ -23,14 +28,30 @@ export interface RunDoc {
   finishedAt?: Date;
   rows?: number;
   bytes?: number;
-  /** Stored file chunks (download destination). */
+  /** Stored file chunks (download destination), until the file expires. */
   chunks?: number;
+  /** When the stored file expires (download destination). */
+  expiresAt?: Date;
+  /** When the expired file was deleted. */
+  fileDeletedAt?: Date;
   error?: string;
 }
 
 export type RunOutcome =
-  | { status: "succeeded"; rows: number; bytes: number; chunks?: number }
+  | { status: "succeeded"; rows: number; bytes: number; chunks?: number; expiresAt?: Date }
   | { status: "failed"; error: string };
+
+/** A running attempt's claim on its tick; gone once the attempt is recorded. */
+export interface RunLease {
+  _id: string;
+  scheduleId: string;
+  tick: Date;
+  attempt: number;
+  leaseUntil: Date;
+}
+
+/** What a run lost with its replica records as its error. */
+export const REPLICA_LOST = "replica_lost";
 
 /** Where the page before ended: the last run's tick and id. */
 interface RunCursor {
@@ -38,8 +59,8 @@ interface RunCursor {
   runId: string;
 }
 
-export function runId(scheduleId: string, tick: number): string {
-  return `${scheduleId}-${tick}`;
+export function runId(scheduleId: string, tick: number, attempt = 1): string {
+  return attempt === 1 ? `${scheduleId}-${tick}` : `${scheduleId}-${tick}-${attempt}`;
 }
 
 function encodeCursor(last: RunDoc): string {
@@ -59,36 +80,112 @@ function decodeCursor(text: string): RunCursor {
   return { tick: parsed[0], runId: parsed[1] };
 }
 
+function isDuplicate(error: unknown): boolean {
+  return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+}
+
 export class ExportRunStore {
   private readonly runs: Collection<RunDoc>;
+  private readonly leases: Collection<RunLease>;
 
   constructor(db: Db) {
     this.runs = db.collection<RunDoc>("export_runs");
+    this.leases = db.collection<RunLease>("export_run_leases");
   }
 
   static async createIndexes(db: Db): Promise<void> {
     const runs = db.collection<RunDoc>("export_runs");
     await runs.createIndex({ tenantId: 1, tick: -1, _id: -1 });
     await runs.createIndex({ tenantId: 1, scheduleId: 1, tick: -1, _id: -1 });
+    await runs.createIndex({ expiresAt: 1 });
   }
 
-  /** Records the run of this tick as started; null when another scheduler claimed the tick first. */
-  async claim(run: Omit<RunDoc, "status" | "startedAt">, startedAt: Date): Promise<RunDoc | null> {
+  /**
+   * Records this attempt as started, leased until `leaseUntil`; null when another scheduler claimed it
+   * first. The lease goes in first: a replica that dies between the two inserts leaves a lease that
+   * expires and is recovered, never a `running` run without one.
+   */
+  async claim(run: Omit<RunDoc, "status" | "startedAt">, startedAt: Date, leaseUntil: Date): Promise<RunDoc | null> {
+    const lease: RunLease = {
+      _id: run._id,
+      scheduleId: run.scheduleId,
+      tick: run.tick,
+      attempt: run.attempt,
+      leaseUntil,
+    };
+    try {
+      await this.leases.insertOne(lease);
+    } catch (error) {
+      if (isDuplicate(error)) return null;
+      throw error;
+    }
     const doc: RunDoc = { ...run, status: "running", startedAt };
     try {
       await this.runs.insertOne(doc);
       return doc;
     } catch (error) {
-      if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return null;
-      throw error;
+      // Other errors leave the lease to expire, whether the insert happened or not: recovery sorts it out.
+      if (!isDuplicate(error)) throw error;
+      // Run and recorded before (its lease already released): a late claim, not a new attempt.
+      await this.release(run._id);
+      return null;
     }
+  }
+
+  /**
+   * Extends the lease of a running attempt; false once the attempt was superseded (its lease taken
+   * away, or the next attempt claimed), when its replica must stop.
+   */
+  async renew(run: RunDoc, leaseUntil: Date): Promise<boolean> {
+    const renewed = await this.leases.updateOne({ _id: run._id }, { $set: { leaseUntil } });
+    if (renewed.matchedCount !== 1) return false;
+    const next = runId(run.scheduleId, run.tick.getTime(), run.attempt + 1);
+    return (await this.runs.findOne({ _id: next }, { projection: { _id: 1 } })) === null;
+  }
+
+  /** Leases not renewed since before `now`: their replica is gone, or was cut off that long. */
+  expiredLeases(now: Date): Promise<RunLease[]> {
+    return this.leases
+      .find({ leaseUntil: { $lt: now } })
+      .limit(100)
+      .toArray();
+  }
+
+  find(id: string): Promise<RunDoc | null> {
+    return this.runs.findOne({ _id: id });
   }
 
   async finish(id: string, outcome: RunOutcome, finishedAt: Date): Promise<void> {
     await this.runs.updateOne({ _id: id }, { $set: { ...outcome, finishedAt } });
+    await this.release(id);
   }
 
-  async find(tenantId: string, id: string): Promise<RunDoc | null> {
+  /** Records an attempt whose replica was lost as failed (if it is still `running`) and drops its lease. */
+  async abandon(id: string, finishedAt: Date): Promise<void> {
+    await this.runs.updateOne(
+      { _id: id, status: "running" },
+      { $set: { status: "failed", error: REPLICA_LOST, finishedAt } },
+    );
+    await this.release(id);
+  }
+
+  async release(id: string): Promise<void> {
+    await this.leases.deleteOne({ _id: id });
+  }
+
+  /** Download runs whose file expired at or before `now` and is still stored. */
+  expiredFiles(now: Date, limit: number): Promise<RunDoc[]> {
+    return this.runs
+      .find({ expiresAt: { $lte: now }, chunks: { $exists: true } })
+      .limit(limit)
+      .toArray();
+  }
+
+  async fileDeleted(id: string, at: Date): Promise<void> {
+    await this.runs.updateOne({ _id: id }, { $set: { fileDeletedAt: at }, $unset: { chunks: "" } });
+  }
+
+  async ofTenant(tenantId: string, id: string): Promise<RunDoc | null> {
     const doc = await this.runs.findOne({ _id: id });
     return doc?.tenantId === tenantId ? doc : null;
   }

@@ -1,17 +1,23 @@
 // Scheduled exports of the caller's organization: schedules (cron, scope, destination), their
-// runs with status, the stored files of download runs; and, when enabled, this replica's scheduler.
+// runs with status, the stored files of download runs until they expire; and, when enabled, this
+// replica's scheduler. Every replica runs the file expiry job (one per slot deletes).
 
 import { isDeviceId, isMetricName } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
+import type { SecretBox } from "../auth/secret-box.ts";
+import { newSecret } from "../auth/secrets.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { cronProblem, nextTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES } from "./export-format.ts";
+import { ExportFileExpiry, FILE_EXPIRY_SLOT_MS } from "./file-expiry.ts";
 import { ExportRunStore, type RunDoc } from "./run-store.ts";
 import {
+  type CreatedScheduleView,
   type CreateScheduleBody,
+  createdScheduleSchema,
   createScheduleBodySchema,
   type RunListQuery,
   type RunView,
@@ -22,16 +28,22 @@ import {
   type ScheduleView,
   scheduleIdParamsSchema,
   scheduleListSchema,
-  scheduleViewSchema,
   storedFileResponse,
 } from "./schedule-schema.ts";
 import { ExportScheduleStore, MAX_SCHEDULES, type ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduler } from "./scheduler.ts";
 import { exportFileName, TelemetryExport } from "./telemetry-export.ts";
+import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulesOptions {
   db: Db;
   scheduler: boolean;
+  /** Seals the webhook signing secrets. */
+  secrets: SecretBox;
+  /** Internal networks webhooks may reach anyway (CIDR). */
+  webhookAllowedNetworks: readonly string[];
+  /** Days a stored file is kept. */
+  fileTtlDays: number;
 }
 
 const DEFAULT_RUN_PAGE = 50;
@@ -48,27 +60,14 @@ function runNotFound(runId: string): Problem {
   return new Problem(404, "run_not_found", `no export run ${runId} in this organization`);
 }
 
-/** An http(s) URL without user info (a secret there would be shown in every listing and log). */
-function webhookProblem(raw: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    return "destination.url is not a URL";
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") return "destination.url must be http or https";
-  if (url.username !== "" || url.password !== "") return "destination.url must not hold a user name or password";
-  return undefined;
-}
-
-function scheduleProblem(body: CreateScheduleBody): string | undefined {
+function scheduleProblem(body: CreateScheduleBody, egress: WebhookEgress): string | undefined {
   const cron = cronProblem(body.cron);
   if (cron !== undefined) return cron;
   const device = body.devices === "all" ? undefined : body.devices.find((id) => !isDeviceId(id));
   if (device !== undefined) return `"${device}" is not a device id`;
   const metric = body.metrics?.find((name) => !isMetricName(name));
   if (metric !== undefined) return `"${metric}" is not a metric name`;
-  return body.destination.type === "webhook" ? webhookProblem(body.destination.url) : undefined;
+  return body.destination.type === "webhook" ? egress.urlProblem(body.destination.url) : undefined;
 }
 
 function toScheduleView(doc: ScheduleDoc, now: number): ScheduleView {
@@ -86,12 +85,18 @@ function toScheduleView(doc: ScheduleDoc, now: number): ScheduleView {
   };
 }
 
-function toRunView(doc: RunDoc): RunView {
-  const stored = doc.destination === "download" && doc.status === "succeeded";
+function fileExpired(doc: RunDoc, now: number): boolean {
+  return doc.fileDeletedAt !== undefined || (doc.expiresAt !== undefined && doc.expiresAt.getTime() <= now);
+}
+
+function toRunView(doc: RunDoc, now: number): RunView {
+  const stored = doc.destination === "download" && doc.status === "succeeded" && !fileExpired(doc, now);
   return {
     runId: doc._id,
     scheduleId: doc.scheduleId,
     tick: doc.tick.getTime(),
+    // Runs recorded before retries existed have no attempt number.
+    attempt: doc.attempt ?? 1,
     from: doc.from.getTime(),
     to: doc.to.getTime(),
     status: doc.status,
@@ -103,6 +108,7 @@ function toRunView(doc: RunDoc): RunView {
     bytes: doc.bytes ?? null,
     error: doc.error ?? null,
     fileUrl: stored ? `/api/exports/runs/${doc._id}/file` : null,
+    fileExpiresAt: doc.expiresAt?.getTime() ?? null,
   };
 }
 
@@ -111,12 +117,24 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
   const schedules = new ExportScheduleStore(options.db);
   const runs = new ExportRunStore(options.db);
   const files = new ExportFileStore(options.db);
+  const egress = new WebhookEgress(options.webhookAllowedNetworks);
 
   if (options.scheduler) {
-    const scheduler = new ExportScheduler(options.db, app.log.child({ component: "export-scheduler" }));
+    const scheduler = new ExportScheduler(options.db, app.log.child({ component: "export-scheduler" }), {
+      secrets: options.secrets,
+      egress,
+      fileTtlMs: options.fileTtlDays * 86_400_000,
+    });
     app.addHook("onReady", async () => scheduler.start());
     app.addHook("onClose", () => scheduler.stop());
   }
+
+  const expiry = new ExportFileExpiry(options.db, app.log);
+  const expiryTimer = setInterval(() => {
+    expiry.runOnce().catch((error: unknown) => app.log.error({ err: error }, "export file expiry failed"));
+  }, FILE_EXPIRY_SLOT_MS);
+  expiryTimer.unref();
+  app.addHook("onClose", async () => clearInterval(expiryTimer));
 
   app.post<{ Body: CreateScheduleBody }>(
     "/api/exports/schedules",
@@ -126,21 +144,22 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
         summary: "Schedule an export (cron, UTC) to a webhook or to stored files",
         body: createScheduleBodySchema,
         response: {
-          201: { ...scheduleViewSchema, description: "The new schedule." },
+          201: createdScheduleSchema,
           ...problemResponses(400, 401, 403, 404, 409),
         },
       },
     },
-    async (request, reply): Promise<ScheduleView> => {
+    async (request, reply): Promise<CreatedScheduleView> => {
       const tenantId = orgOf(request);
       const body = request.body;
-      const problem = scheduleProblem(body);
+      const problem = scheduleProblem(body, egress);
       if (problem !== undefined) throw invalidSchedule(problem);
       await exporter.checkDevices(tenantId, body.devices);
       if ((await schedules.count(tenantId)) >= MAX_SCHEDULES) {
         throw new Problem(409, "too_many_schedules", `an organization has at most ${MAX_SCHEDULES} export schedules`);
       }
       const now = Date.now();
+      const signingSecret = body.destination.type === "webhook" ? newSecret() : undefined;
       const doc = await schedules.create({
         tenantId,
         name: body.name.normalize("NFC").trim(),
@@ -150,10 +169,11 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
         rangeSeconds: body.rangeSeconds,
         format: body.format,
         destination: body.destination,
+        ...(signingSecret !== undefined && { secret: options.secrets.seal(signingSecret) }),
         createdAt: new Date(now),
       });
       reply.code(201);
-      return toScheduleView(doc, now);
+      return { ...toScheduleView(doc, now), ...(signingSecret !== undefined && { signingSecret }) };
     },
   );
 
@@ -208,7 +228,8 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
         ...(scheduleId !== undefined && { scheduleId }),
         ...(cursor !== undefined && { cursor }),
       });
-      return { items: page.runs.map(toRunView), cursor: page.cursor };
+      const now = Date.now();
+      return { items: page.runs.map((run) => toRunView(run, now)), cursor: page.cursor };
     },
   );
 
@@ -226,9 +247,9 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
       },
     },
     async (request): Promise<RunView> => {
-      const run = await runs.find(orgOf(request), request.params.runId);
+      const run = await runs.ofTenant(orgOf(request), request.params.runId);
       if (!run) throw runNotFound(request.params.runId);
-      return toRunView(run);
+      return toRunView(run, Date.now());
     },
   );
 
@@ -237,15 +258,19 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
     {
       config: { permission: "exports:read" },
       schema: {
-        summary: "Download the file a scheduled export stored",
+        summary: "Download the file a scheduled export stored, until it expires",
         params: runIdParamsSchema,
-        response: { 200: storedFileResponse, ...problemResponses(401, 403, 404) },
+        response: { 200: storedFileResponse, ...problemResponses(401, 403, 404, 410) },
       },
     },
     async (request, reply) => {
       const { runId } = request.params;
-      const run = await runs.find(orgOf(request), runId);
+      const run = await runs.ofTenant(orgOf(request), runId);
       if (!run) throw runNotFound(runId);
+      if (run.destination === "download" && run.status === "succeeded" && fileExpired(run, Date.now())) {
+        const at = (run.expiresAt ?? run.fileDeletedAt)?.toISOString();
+        throw new Problem(410, "file_expired", `the file of run ${runId} expired at ${at} and was deleted`);
+      }
       if (run.destination !== "download" || run.status !== "succeeded" || run.chunks === undefined) {
         throw new Problem(404, "file_not_found", `run ${runId} has no stored file (${run.status}, ${run.destination})`);
       }

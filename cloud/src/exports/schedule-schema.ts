@@ -24,10 +24,17 @@ export interface ScheduleView extends Omit<CreateScheduleBody, "metrics"> {
   nextRunAt: number;
 }
 
+/** The answer to creating a schedule: the only time a webhook's signing secret is shown. */
+export interface CreatedScheduleView extends ScheduleView {
+  signingSecret?: string;
+}
+
 export interface RunView {
   runId: string;
   scheduleId: string;
   tick: number;
+  /** 1, or more when earlier attempts of this tick were lost with their replica. */
+  attempt: number;
   from: number;
   to: number;
   status: RunStatus;
@@ -38,8 +45,10 @@ export interface RunView {
   rows: number | null;
   bytes: number | null;
   error: string | null;
-  /** Where a stored export is downloaded, once the run succeeded. */
+  /** Where a stored export is downloaded, once the run succeeded and until the file expires. */
   fileUrl: string | null;
+  /** When a download run's file expires (then deleted; the download answers 410). */
+  fileExpiresAt: number | null;
 }
 
 export interface RunListQuery {
@@ -136,6 +145,16 @@ export const scheduleViewSchema = {
   },
 } as const;
 
+export const createdScheduleSchema = {
+  ...scheduleViewSchema,
+  description:
+    "The new schedule; for a webhook also `signingSecret`, shown only here, which signs every delivery (`Kestrel-Signature`).",
+  properties: {
+    ...scheduleViewSchema.properties,
+    signingSecret: { type: "string", description: "HMAC-SHA256 key of the webhook signatures." },
+  },
+} as const;
+
 export const scheduleListSchema = {
   description: "The organization's export schedules, oldest first.",
   type: "object",
@@ -169,6 +188,7 @@ export const runViewSchema = {
     "runId",
     "scheduleId",
     "tick",
+    "attempt",
     "from",
     "to",
     "status",
@@ -180,11 +200,13 @@ export const runViewSchema = {
     "bytes",
     "error",
     "fileUrl",
+    "fileExpiresAt",
   ],
   properties: {
     runId: { type: "string" },
     scheduleId: { type: "string" },
     tick: { type: "integer" },
+    attempt: { type: "integer", minimum: 1 },
     from: { type: "integer" },
     to: { type: "integer" },
     status: { type: "string", enum: ["running", "succeeded", "failed"] },
@@ -196,6 +218,7 @@ export const runViewSchema = {
     bytes: NULLABLE_INTEGER,
     error: { type: ["string", "null"] },
     fileUrl: { type: ["string", "null"] },
+    fileExpiresAt: NULLABLE_INTEGER,
   },
 } as const;
 

@@ -20,6 +20,8 @@ export interface ScheduleDoc {
   rangeSeconds: number;
   format: ExportFormat;
   destination: ExportDestination;
+  /** The webhook signing secret, sealed by SecretBox; absent for downloads and schedules older than signing. */
+  secret?: string;
   createdAt: Date;
 }
 
@@ -56,6 +58,11 @@ export class ExportScheduleStore {
   async remove(tenantId: string, scheduleId: string): Promise<boolean> {
     const result = await this.schedules.deleteOne({ _id: scheduleId, tenantId });
     return result.deletedCount === 1;
+  }
+
+  /** One schedule of any organization, for the scheduler. */
+  get(scheduleId: string): Promise<ScheduleDoc | null> {
+    return this.schedules.findOne({ _id: scheduleId });
   }
 
   /** Every organization's schedules, for the scheduler. */

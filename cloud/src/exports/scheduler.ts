@@ -1,30 +1,49 @@
 // Runs scheduled exports. Every replica polls the schedules; for each schedule's latest tick at or
 // before now (and not before the schedule was created) it inserts the run `<scheduleId>-<tick>`:
-// the insert succeeds on exactly one replica, which exports [tick - range, tick) and POSTs the file
-// to the webhook or stores it for download, then records the outcome. Ticks missed while no
-// replica ran are not caught up, except the latest one.
+// the insert succeeds on exactly one replica, which exports [tick - range, tick) and POSTs the signed
+// file to the webhook or stores it for download, renewing the run's lease meanwhile, then records
+// the outcome. A run whose lease expires lost its replica: any replica retries its tick as the next
+// attempt. Ticks missed while no replica ran are not caught up, except the latest one.
 
-import { Readable } from "node:stream";
+import { tmpdir } from "node:os";
 import { pipeline } from "node:stream/promises";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
+import type { SecretBox } from "../auth/secret-box.ts";
 import { latestTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
-import { ExportRunStore, type RunDoc, type RunOutcome, runId } from "./run-store.ts";
+import { ExportRunStore, REPLICA_LOST, type RunDoc, type RunOutcome, runId } from "./run-store.ts";
 import type { ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduleStore } from "./schedule-store.ts";
 import { type ExportScope, exportFileName, TelemetryExport } from "./telemetry-export.ts";
+import { WebhookSender } from "./webhook-delivery.ts";
+import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulerOptions {
+  /** Opens the schedules' sealed signing secrets. */
+  secrets: SecretBox;
+  /** Where webhooks may go; default: anywhere public, nothing internal. */
+  egress?: WebhookEgress;
   /** The clock, epoch ms; tests step it. */
   now?: () => number;
   pollMs?: number;
   webhookTimeoutMs?: number;
+  /** How long a run's lease lasts unless renewed; renewed every third of it while the run goes on. */
+  leaseMs?: number;
+  /** Attempts per tick, the first included, when replicas are lost during it. */
+  maxAttempts?: number;
+  /** How long a stored file is kept. */
+  fileTtlMs?: number;
+  /** Where webhook bodies are spooled before they are signed and sent. */
+  spoolDir?: string;
 }
 
 const DEFAULT_POLL_MS = 5000;
 const DEFAULT_WEBHOOK_TIMEOUT_MS = 60_000;
+const DEFAULT_LEASE_MS = 60_000;
+const DEFAULT_MAX_ATTEMPTS = 3;
+const DEFAULT_FILE_TTL_MS = 7 * 86_400_000;
 
 /** Why a delivery failed, in words fit for the run record (never the URL: it may hold a secret). */
 function failureOf(error: unknown): string {
@@ -34,14 +53,38 @@ function failureOf(error: unknown): string {
   return detail ? `${error.message}: ${detail}` : error.message;
 }
 
+/** The run's lease was taken over: another replica found it expired and runs the tick again. */
+class LeaseLost extends Error {
+  constructor() {
+    super("the run's lease expired and another replica took the tick over");
+  }
+}
+
+/** A running attempt's hold on its lease, renewed on a timer until stopped. */
+interface HeldLease {
+  signal: AbortSignal;
+  /** Renews now; throws LeaseLost once the attempt was superseded. */
+  check(): Promise<void>;
+  stop(): void;
+}
+
+interface ClaimedRun {
+  schedule: ScheduleDoc;
+  run: RunDoc;
+}
+
 export class ExportScheduler {
   private readonly schedules: ExportScheduleStore;
   private readonly runs: ExportRunStore;
   private readonly files: ExportFileStore;
   private readonly exporter: TelemetryExport;
+  private readonly secrets: SecretBox;
+  private readonly webhooks: WebhookSender;
   private readonly now: () => number;
   private readonly pollMs: number;
-  private readonly webhookTimeoutMs: number;
+  private readonly leaseMs: number;
+  private readonly maxAttempts: number;
+  private readonly fileTtlMs: number;
   /** The tick each schedule was last claimed for (by any replica), to skip claims bound to fail. */
   private claimed = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -51,15 +94,24 @@ export class ExportScheduler {
   constructor(
     db: Db,
     private readonly log: FastifyBaseLogger,
-    options: SchedulerOptions = {},
+    options: SchedulerOptions,
   ) {
     this.schedules = new ExportScheduleStore(db);
     this.runs = new ExportRunStore(db);
     this.files = new ExportFileStore(db);
     this.exporter = new TelemetryExport(db);
+    this.secrets = options.secrets;
     this.now = options.now ?? Date.now;
     this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
-    this.webhookTimeoutMs = options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS;
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.fileTtlMs = options.fileTtlMs ?? DEFAULT_FILE_TTL_MS;
+    this.webhooks = new WebhookSender(
+      options.egress ?? new WebhookEgress(),
+      options.spoolDir ?? tmpdir(),
+      options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS,
+      this.now,
+    );
   }
 
   start(): void {
@@ -89,7 +141,7 @@ export class ExportScheduler {
     await Promise.allSettled(this.running);
   }
 
-  /** One pass, run to its end: claims the due ticks and runs those this scheduler won. */
+  /** One pass, run to its end: recovers lost runs, claims the due ticks, and runs what this scheduler won. */
   async poll(): Promise<RunDoc[]> {
     const won = await this.claimDue();
     return Promise.all(won.map(({ schedule, run }) => this.track(this.execute(schedule, run))));
@@ -102,39 +154,99 @@ export class ExportScheduler {
     return run;
   }
 
-  /** Inserts the run of each schedule's due tick; answers those this scheduler won. */
-  private async claimDue(): Promise<Array<{ schedule: ScheduleDoc; run: RunDoc }>> {
+  /** Retries the ticks of lost runs and inserts the run of each schedule's due tick; answers those this scheduler won. */
+  private async claimDue(): Promise<ClaimedRun[]> {
     const now = this.now();
+    const won = await this.recoverLost(now);
     const schedules = await this.schedules.all();
     const claimed = new Map<string, number>();
-    const won: Array<{ schedule: ScheduleDoc; run: RunDoc }> = [];
     for (const schedule of schedules) {
       const tick = latestTick(schedule.cron, now);
       const previous = this.claimed.get(schedule._id);
       if (previous !== undefined) claimed.set(schedule._id, previous);
       if (tick < schedule.createdAt.getTime() || previous === tick) continue;
       claimed.set(schedule._id, tick);
-      const run = await this.runs.claim(
-        {
-          _id: runId(schedule._id, tick),
-          tenantId: schedule.tenantId,
-          scheduleId: schedule._id,
-          tick: new Date(tick),
-          from: new Date(tick - schedule.rangeSeconds * 1000),
-          to: new Date(tick),
-          format: schedule.format,
-          destination: schedule.destination.type,
-        },
-        new Date(now),
-      );
+      const run = await this.claimAttempt(schedule, tick, 1, now);
       if (run) won.push({ schedule, run });
     }
     this.claimed = claimed;
     return won;
   }
 
+  private claimAttempt(schedule: ScheduleDoc, tick: number, attempt: number, now: number): Promise<RunDoc | null> {
+    return this.runs.claim(
+      {
+        _id: runId(schedule._id, tick, attempt),
+        tenantId: schedule.tenantId,
+        scheduleId: schedule._id,
+        tick: new Date(tick),
+        attempt,
+        from: new Date(tick - schedule.rangeSeconds * 1000),
+        to: new Date(tick),
+        format: schedule.format,
+        destination: schedule.destination.type,
+      },
+      new Date(now),
+      new Date(now + this.leaseMs),
+    );
+  }
+
+  /**
+   * Attempts whose lease expired lost their replica: each is recorded failed (`replica_lost`), what it
+   * stored is removed, and its tick claimed again as the next attempt, up to maxAttempts, unless the
+   * schedule is gone. The retry is claimed before the lost attempt is closed, so a replica that was
+   * only slow sees it at its next renewal and stops.
+   */
+  private async recoverLost(now: number): Promise<ClaimedRun[]> {
+    const won: ClaimedRun[] = [];
+    for (const lease of await this.runs.expiredLeases(new Date(now))) {
+      const run = await this.runs.find(lease._id);
+      if (run && run.status !== "running") {
+        // Recorded, but its replica stopped before dropping the lease.
+        await this.runs.release(lease._id);
+        continue;
+      }
+      const schedule = lease.attempt < this.maxAttempts ? await this.schedules.get(lease.scheduleId) : null;
+      const retry = schedule && (await this.claimAttempt(schedule, lease.tick.getTime(), lease.attempt + 1, now));
+      await this.files.discardAll(lease._id);
+      await this.runs.abandon(lease._id, new Date(now));
+      this.log.warn(
+        { runId: lease._id, attempt: lease.attempt, retry: retry ? retry._id : null },
+        "scheduled export lost with its replica",
+      );
+      if (schedule && retry) won.push({ schedule, run: retry });
+    }
+    return won;
+  }
+
+  private hold(run: RunDoc, log: FastifyBaseLogger): HeldLease {
+    const controller = new AbortController();
+    const renew = async () => {
+      if (controller.signal.aborted) return;
+      if (!(await this.runs.renew(run, new Date(this.now() + this.leaseMs)))) controller.abort(new LeaseLost());
+    };
+    // A failed renewal is retried at the next beat; only the lease's expiry hands the tick over.
+    const timer = setInterval(
+      () => renew().catch((error: unknown) => log.warn({ err: error }, "export run lease renewal failed")),
+      this.leaseMs / 3,
+    );
+    return {
+      signal: controller.signal,
+      check: async () => {
+        await renew();
+        controller.signal.throwIfAborted();
+      },
+      stop: () => clearInterval(timer),
+    };
+  }
+
   private async execute(schedule: ScheduleDoc, run: RunDoc): Promise<RunDoc> {
-    const log = this.log.child({ tenantId: run.tenantId, scheduleId: run.scheduleId, runId: run._id });
+    const log = this.log.child({
+      tenantId: run.tenantId,
+      scheduleId: run.scheduleId,
+      runId: run._id,
+      attempt: run.attempt,
+    });
     const scope: ExportScope = {
       devices: schedule.devices,
       from: run.from.getTime(),
@@ -143,16 +255,35 @@ export class ExportScheduler {
       format: schedule.format,
     };
     const tally: ExportTally = { rows: 0, samples: 0, bytes: 0 };
-    let outcome: RunOutcome;
+    const lease = this.hold(run, log);
+    let chunks: number | undefined;
+    let error: unknown;
     try {
-      const chunks = await this.deliver(schedule, run, scope, tally);
-      outcome = { status: "succeeded", rows: tally.rows, bytes: tally.bytes, ...(chunks !== undefined && { chunks }) };
+      chunks = await this.deliver(schedule, run, scope, tally, lease);
+    } catch (failure) {
+      error = failure;
+    } finally {
+      lease.stop();
+    }
+    if (lease.signal.aborted) {
+      if (chunks !== undefined) await this.files.discard(run._id, chunks);
+      log.warn("scheduled export stopped: another replica took its tick over");
+      return { ...run, status: "failed", error: REPLICA_LOST };
+    }
+    const finishedAt = new Date(this.now());
+    let outcome: RunOutcome;
+    if (error === undefined) {
+      outcome = {
+        status: "succeeded",
+        rows: tally.rows,
+        bytes: tally.bytes,
+        ...(chunks !== undefined && { chunks, expiresAt: new Date(finishedAt.getTime() + this.fileTtlMs) }),
+      };
       log.info({ rows: tally.rows, bytes: tally.bytes }, "scheduled export delivered");
-    } catch (error) {
+    } else {
       outcome = { status: "failed", error: failureOf(error) };
       log.warn({ error: outcome.error }, "scheduled export failed");
     }
-    const finishedAt = new Date(this.now());
     await this.runs.finish(run._id, outcome, finishedAt);
     return { ...run, ...outcome, finishedAt };
   }
@@ -163,35 +294,39 @@ export class ExportScheduler {
     run: RunDoc,
     scope: ExportScope,
     tally: ExportTally,
+    lease: HeldLease,
   ): Promise<number | undefined> {
+    // Opened before anything is exported: a replica with another SECRETS_KEY fails the run at once.
+    const secret =
+      schedule.destination.type === "webhook" && schedule.secret !== undefined
+        ? this.secrets.open(schedule.secret)
+        : undefined;
     const body = this.exporter.stream(run.tenantId, scope, tally);
     if (schedule.destination.type === "download") {
       const sink = this.files.sink(run.tenantId, run._id);
       try {
-        await pipeline(body, sink);
+        await pipeline(body, sink, { signal: lease.signal });
+        await lease.check();
       } catch (error) {
         await this.files.discard(run._id, sink.chunks());
         throw error;
       }
       return sink.chunks();
     }
-    // Node's fetch streams a request body only in half-duplex mode, which the DOM types omit.
-    const request: RequestInit & { duplex: "half" } = {
-      method: "POST",
+    await this.webhooks.send({
+      url: schedule.destination.url,
+      secret,
       headers: {
         "content-type": CONTENT_TYPES[scope.format],
         "content-disposition": `attachment; filename="${exportFileName(scope)}"`,
         "x-kestrel-schedule": schedule._id,
         "x-kestrel-run": run._id,
+        "x-kestrel-tick": String(run.tick.getTime()),
       },
-      body: Readable.toWeb(body) as ReadableStream<Uint8Array>,
-      duplex: "half",
-      redirect: "error",
-      signal: AbortSignal.timeout(this.webhookTimeoutMs),
-    };
-    const response = await fetch(schedule.destination.url, request);
-    await response.body?.cancel();
-    if (!response.ok) throw new Error(`webhook answered HTTP ${response.status}`);
+      body,
+      signal: lease.signal,
+      beforeSend: lease.check,
+    });
     return undefined;
   }
 }

@@ -28,6 +28,7 @@ const MEANINGS: Record<number, string> = {
   403: "The caller's role or API key scopes do not allow this.",
   404: "Not found in the caller's organization (also when it exists in another one).",
   409: "Conflicts with the current state.",
+  410: "Existed, but is gone for good (e.g. an export file past its expiry).",
   413: "The body is too large.",
   415: "The body's media type is not accepted.",
   429: "Too many attempts; see Retry-After.",
