@@ -1,11 +1,12 @@
 // The dashboard as an operator sees it, in Debian's Chromium: log in, search,
 // filter and page the device list, pick a simulated device, and see its state
-// and its readings drawn by ApexCharts.
+// and its readings drawn by ApexCharts; switch to another organization.
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { bootstrap, connectDb, type EmbeddedFerretDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { type Platform, startPlatform } from "../src/platform.ts";
 import { CloudApi, silent, tempDir, until } from "./helpers.ts";
@@ -15,14 +16,19 @@ const ARTIFACTS = join(import.meta.dirname, "..", "..", "test-artifacts");
 
 let platform: Platform;
 let browser: Browser;
+// The platform's database, started here so the second organization can be bootstrapped into it.
+let ferret: EmbeddedFerretDb;
 /** Devices added through the API, beyond the simulated ones: more than one page of the list. */
 const SHELVED = 30;
 // The dashboard's page size.
 const PAGE_SIZE = 25;
 
 before(async () => {
+  const dataDir = await tempDir("browser");
+  ferret = await startEmbeddedFerretDb({ dataDir: join(dataDir, "ferretdb") });
   platform = await startPlatform({
-    dataDir: await tempDir("browser"),
+    dataDir,
+    mongoUri: ferret.uri,
     deviceCount: 2,
     logger: silent,
     sampleIntervalMs: 200,
@@ -48,6 +54,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await platform?.stop();
+  await ferret?.stop();
 });
 
 const rows = (page: Page) => page.locator('[data-testid="device-row"]');
@@ -78,6 +85,7 @@ test("an operator logs in, filters and pages the devices, opens one and sees its
   const simulated = platform.credentials.devices.map((device) => device.deviceId);
   const all = [...shelved, ...simulated].sort();
   await listShows(page, all.slice(0, PAGE_SIZE));
+  assert.equal(await page.getByTestId("org-switch").isVisible(), false, "one organization: no switcher");
   await page.getByTestId("page-next").click();
   await listShows(page, all.slice(PAGE_SIZE));
   assert.equal(await page.getByTestId("page-next").isDisabled(), true);
@@ -133,5 +141,57 @@ test("an operator logs in, filters and pages the devices, opens one and sees its
 
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test("a user of two organizations switches between them and sees each one's devices", async () => {
+  const database = await connectDb(ferret.uri, loadConfig(process.env).mongoDb);
+  const globexDevices = ["globex-1", "globex-2"];
+  try {
+    const globex = await bootstrap(database.db, {
+      tenantName: "Globex",
+      adminEmail: "admin@globex.test",
+      deviceIds: globexDevices,
+    });
+    const globexAdmin = new CloudApi(platform.cloudUrl);
+    await globexAdmin.login(globex.admin.email, globex.admin.password);
+    await globexAdmin.request("POST", "/api/org/members", { email: platform.credentials.admin.email, role: "viewer" });
+  } finally {
+    await database.close();
+  }
+
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(`${platform.cloudUrl}/`);
+  await page.getByTestId("login-email").fill(platform.credentials.admin.email);
+  await page.getByTestId("login-password").fill(platform.credentials.admin.password);
+  await page.getByTestId("login-submit").click();
+
+  const simulated = platform.credentials.devices.map((device) => device.deviceId);
+  await page.getByTestId("filter-online").selectOption("true");
+  await listShows(page, simulated);
+  const switcher = page.getByTestId("org-switch");
+  assert.equal(await switcher.isVisible(), true);
+  assert.deepEqual(await switcher.locator("option").allTextContents(), ["Local", "Globex"]);
+  const [deviceId] = simulated;
+  await page.locator(`[data-testid="device-row"][data-device-id="${deviceId}"]`).click();
+  await page.getByTestId("device-detail").locator('[data-field="status"]').waitFor({ timeout: 15_000 });
+
+  await switcher.selectOption({ label: "Globex" });
+  await listShows(page, globexDevices);
+  assert.equal(await page.getByTestId("filter-online").inputValue(), "", "filters start over");
+  assert.equal(await page.locator("#chart-card").isHidden(), true, "the other organization's device is closed");
+  // The list keeps refreshing with the new session, not the revoked one.
+  await page.waitForTimeout(3500);
+  await listShows(page, globexDevices);
+  await page.reload();
+  await listShows(page, globexDevices);
+
+  await page.getByTestId("org-switch").selectOption({ label: "Local" });
+  await page.getByTestId("filter-online").selectOption("true");
+  await listShows(page, simulated);
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-switch.png"), fullPage: true });
   assert.deepEqual(errors, []);
 });

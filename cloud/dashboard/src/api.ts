@@ -1,7 +1,7 @@
 // The dashboard's client for the cloud API. Answer types come from the
 // server's own schema modules; the session token lives in sessionStorage.
 
-import type { LoginAnswer } from "../../src/auth/auth-schema.ts";
+import type { LoginAnswer, OrganizationRef } from "../../src/auth/auth-schema.ts";
 import type { DeviceList, DeviceListQuery, DeviceView } from "../../src/devices/device-view.ts";
 import type { ProblemDetails } from "../../src/http/problem-schema.ts";
 import type { HistoryAnswer } from "../../src/telemetry/history-schema.ts";
@@ -11,6 +11,10 @@ const SESSION_KEY = "kestrel.session";
 export interface Session {
   token: string;
   email: string;
+  /** The organization the session is bound to. */
+  tenantId: string;
+  /** Every organization the user may switch to. */
+  organizations: OrganizationRef[];
 }
 
 /** The session is gone or was never there: show the login form. */
@@ -31,8 +35,18 @@ export function savedSession(): Session | undefined {
   if (!raw) return undefined;
   try {
     const session = JSON.parse(raw) as Partial<Session>;
-    if (typeof session.token === "string" && typeof session.email === "string") {
-      return { token: session.token, email: session.email };
+    if (
+      typeof session.token === "string" &&
+      typeof session.email === "string" &&
+      typeof session.tenantId === "string" &&
+      Array.isArray(session.organizations)
+    ) {
+      return {
+        token: session.token,
+        email: session.email,
+        tenantId: session.tenantId,
+        organizations: session.organizations,
+      };
     }
   } catch {
     // A corrupt entry is dropped below.
@@ -56,17 +70,31 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   if (response.ok) return payload as T;
   const problem = (payload ?? {}) as Partial<ProblemDetails>;
   if (response.status === 401 && path !== "/api/auth/login") {
-    sessionStorage.removeItem(SESSION_KEY);
+    // An answer to a token a switch has since replaced must not sign the new session out.
+    if (savedSession()?.token === session?.token) sessionStorage.removeItem(SESSION_KEY);
     throw new SignedOut(problem.detail ?? "signed out");
   }
   throw new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? response.statusText);
 }
 
-export async function login(email: string, password: string): Promise<Session> {
-  const answer = await request<LoginAnswer>("POST", "/api/auth/login", { email, password });
-  const session = { token: answer.token, email: answer.user.email };
+function keep(answer: LoginAnswer): Session {
+  const session: Session = {
+    token: answer.token,
+    email: answer.user.email,
+    tenantId: answer.user.tenantId,
+    organizations: answer.organizations,
+  };
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   return session;
+}
+
+export async function login(email: string, password: string): Promise<Session> {
+  return keep(await request<LoginAnswer>("POST", "/api/auth/login", { email, password }));
+}
+
+/** Replaces the session by one bound to another of the user's organizations. */
+export async function switchOrganization(tenantId: string): Promise<Session> {
+  return keep(await request<LoginAnswer>("POST", "/api/auth/switch", { organization: tenantId }));
 }
 
 export async function logout(): Promise<void> {

@@ -1,6 +1,6 @@
 // Dashboard entry: shows the login form or the device view, and refreshes the
 // device list (as filtered and paged), the selected device's state and its
-// chart every few seconds.
+// chart every few seconds; a user of several organizations switches between them.
 
 import {
   ApiError,
@@ -10,8 +10,10 @@ import {
   listDevices,
   login,
   logout,
+  type Session,
   SignedOut,
   savedSession,
+  switchOrganization,
 } from "./api.ts";
 import { DeviceDetail } from "./device-detail.ts";
 import { DeviceTable } from "./device-list.ts";
@@ -33,6 +35,8 @@ const loginForm = byId<HTMLFormElement>("login-form");
 const loginError = byId<HTMLElement>("login-error");
 const logoutButton = byId<HTMLButtonElement>("logout");
 const signedInAs = byId<HTMLElement>("signed-in-as");
+const orgSwitcher = byId<HTMLElement>("org-switcher");
+const orgSelect = byId<HTMLSelectElement>("org-select");
 const status = byId<HTMLElement>("status");
 const chartCard = byId<HTMLElement>("chart-card");
 const chartTitle = byId<HTMLElement>("chart-title");
@@ -84,34 +88,51 @@ function showStatus(message: string | undefined): void {
   status.textContent = message ?? "";
 }
 
-function showLogin(message?: string): void {
+/** Forgets the shown device and page, and drops answers still on their way. */
+function clearView(): void {
   window.clearTimeout(timer);
+  generation++;
   chart?.destroy();
   chart = undefined;
   selected = undefined;
   chartCard.hidden = true;
+  cursors = [undefined];
+}
+
+function showLogin(message?: string): void {
+  clearView();
   appView.hidden = true;
   logoutButton.hidden = true;
+  orgSwitcher.hidden = true;
   signedInAs.textContent = "";
   loginView.hidden = false;
   loginError.hidden = message === undefined;
   loginError.textContent = message ?? "";
 }
 
-function showApp(email: string): void {
+function showOrganizations(session: Session): void {
+  orgSwitcher.hidden = session.organizations.length < 2;
+  orgSelect.replaceChildren(
+    ...session.organizations.map((organization) => new Option(organization.name, organization.tenantId)),
+  );
+  orgSelect.value = session.tenantId;
+}
+
+function showApp(session: Session): void {
   loginView.hidden = true;
   appView.hidden = false;
   logoutButton.hidden = false;
-  signedInAs.textContent = email;
+  signedInAs.textContent = session.email;
+  showOrganizations(session);
   void refresh();
 }
 
 async function refresh(): Promise<void> {
   window.clearTimeout(timer);
+  const current = ++generation;
   try {
     const now = Date.now();
     const shown = selected;
-    const current = ++generation;
     const [devices, device, history] = await Promise.all([
       listDevices(filters, cursors.at(-1)),
       shown ? getDevice(shown) : undefined,
@@ -128,6 +149,7 @@ async function refresh(): Promise<void> {
     if (history && history.deviceId === selected) await chart?.show(history);
     showStatus(undefined);
   } catch (error) {
+    if (current !== generation) return;
     if (error instanceof SignedOut) return showLogin("Your session ended; please sign in again.");
     showStatus(error instanceof Error ? `Cannot refresh: ${error.message}` : "Cannot refresh");
   }
@@ -142,7 +164,7 @@ loginForm.addEventListener("submit", (event) => {
   login(email, password).then(
     (session) => {
       loginForm.reset();
-      showApp(session.email);
+      showApp(session);
     },
     (error: unknown) => {
       const message =
@@ -173,10 +195,34 @@ prevButton.addEventListener("click", () => {
   void refresh();
 });
 
+orgSelect.addEventListener("change", () => {
+  const previous = savedSession()?.tenantId;
+  clearView();
+  orgSelect.disabled = true;
+  switchOrganization(orgSelect.value)
+    .then(
+      (session) => {
+        // Filters name tags and firmware of the organization left behind.
+        filterForm.reset();
+        filters = {};
+        showApp(session);
+      },
+      (error: unknown) => {
+        if (error instanceof SignedOut) return showLogin("Your session ended; please sign in again.");
+        if (previous !== undefined) orgSelect.value = previous;
+        showStatus(error instanceof Error ? `Cannot switch: ${error.message}` : "Cannot switch");
+        void refresh();
+      },
+    )
+    .finally(() => {
+      orgSelect.disabled = false;
+    });
+});
+
 logoutButton.addEventListener("click", () => {
   logout().finally(() => showLogin());
 });
 
 const session = savedSession();
-if (session) showApp(session.email);
+if (session) showApp(session);
 else showLogin();
