@@ -71,15 +71,20 @@ async function listShows(page: Page, deviceIds: string[]): Promise<void> {
   );
 }
 
-test("an operator logs in, filters and pages the devices, opens one and sees its state and chart", async () => {
+/** A new page logged in as the platform's admin, and the page errors it collects. */
+async function loggedIn() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
-
   await page.goto(`${platform.cloudUrl}/`);
   await page.getByTestId("login-email").fill(platform.credentials.admin.email);
   await page.getByTestId("login-password").fill(platform.credentials.admin.password);
   await page.getByTestId("login-submit").click();
+  return { page, errors };
+}
+
+test("an operator logs in, filters and pages the devices, opens one and sees its state and chart", async () => {
+  const { page, errors } = await loggedIn();
 
   const shelved = Array.from({ length: SHELVED }, (_, i) => `shelf-${String(i).padStart(2, "0")}`);
   const simulated = platform.credentials.devices.map((device) => device.deviceId);
@@ -160,13 +165,7 @@ test("a user of two organizations switches between them and sees each one's devi
     await database.close();
   }
 
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const errors: string[] = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  await page.goto(`${platform.cloudUrl}/`);
-  await page.getByTestId("login-email").fill(platform.credentials.admin.email);
-  await page.getByTestId("login-password").fill(platform.credentials.admin.password);
-  await page.getByTestId("login-submit").click();
+  const { page, errors } = await loggedIn();
 
   const simulated = platform.credentials.devices.map((device) => device.deviceId);
   await page.getByTestId("filter-online").selectOption("true");
