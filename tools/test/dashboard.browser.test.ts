@@ -188,6 +188,10 @@ test("a user of two organizations switches between them and sees each one's devi
   await listShows(page, globexDevices);
 
   await page.getByTestId("org-switch").selectOption({ label: "Local" });
+  // The switcher is disabled until the switch is done, which resets the filters: choose one after.
+  await page.waitForFunction(
+    () => !(document.querySelector('[data-testid="org-switch"]') as HTMLSelectElement | null)?.disabled,
+  );
   await page.getByTestId("filter-online").selectOption("true");
   await listShows(page, simulated);
   await mkdir(ARTIFACTS, { recursive: true });
