@@ -1,6 +1,7 @@
 // What the gateway does with a message a device published, whichever broker received it (the
 // embedded aedes or an external one through the bridge): validate the payload, make it durable
-// (the uplink queue, or the command-ack queue) and count it. The broker acknowledges only after.
+// (the uplink queue, or the command-ack queue) and count it. The broker acknowledges only after,
+// and for telemetry also sends the device the application-level ack the intake returns.
 
 import {
   type DeviceState,
@@ -9,6 +10,10 @@ import {
   parseLogBatch,
   parseTelemetryBatch,
   parseTopic,
+  type TelemetryAck,
+  type TelemetrySample,
+  topics,
+  WIRE_VERSION,
 } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { CommandRelay } from "./downlink/command-relay.ts";
@@ -23,9 +28,20 @@ export interface IntakeOptions {
   logger: Logger;
 }
 
-/** A message made durable; for a state, the state (the bridge learns presence from it). */
+/** A message for a device's topic. */
+export interface OutgoingMessage {
+  topic: string;
+  payload: string;
+}
+
+/**
+ * A message made durable; for a state, the state (the bridge learns presence from it); for a
+ * telemetry batch, the ack the broker must publish to the device (QoS 0), since Moddable's client
+ * ignores PUBACK and releases a batch only on this ack.
+ */
 export interface AcceptedMessage {
   state?: DeviceState;
+  telemetryAck?: OutgoingMessage;
 }
 
 export class DeviceMessageIntake {
@@ -50,6 +66,9 @@ export class DeviceMessageIntake {
       const parsed = parseTelemetryBatch(text);
       if (!parsed.ok) return drop(parsed.error.code, "telemetry", parsed.error.message);
       durable = forwarder.enqueueTelemetry(deviceId, parsed.value);
+      const { boot, samples } = parsed.value;
+      const ack: TelemetryAck = { v: WIRE_VERSION, boot, seq: (samples.at(-1) as TelemetrySample).seq };
+      accepted.telemetryAck = { topic: topics.telemetryAck(deviceId), payload: JSON.stringify(ack) };
     } else if (kind === "state") {
       const parsed = parseDeviceState(text);
       if (!parsed.ok) return drop(parsed.error.code, "state", parsed.error.message);

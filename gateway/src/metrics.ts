@@ -44,6 +44,11 @@ export class GatewayMetrics {
       "publishes refused because the uplink queue was full",
     );
     this.define("kestrel_gateway_commands_published_total", "counter", "commands from the cloud published to devices");
+    this.define(
+      "kestrel_gateway_telemetry_acks_published_total",
+      "counter",
+      "telemetry acks published to devices once their batch was durable",
+    );
     this.define("kestrel_gateway_command_acks_relayed_total", "counter", "device command acks delivered to the cloud");
     this.define("kestrel_gateway_command_acks_dropped_total", "counter", "device command acks given up on");
     this.define("kestrel_gateway_downlink_failures_total", "counter", "failed command polls, publishes and ack relays");

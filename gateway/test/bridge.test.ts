@@ -1,7 +1,8 @@
 // Bridge mode: devices connect to Debian's Mosquitto and the gateway is one client of it, with a
 // persistent session. Telemetry and states reach the cloud, commands reach the device and its acks
-// come back, what devices publish while the gateway is away is delivered once it returns, and a
-// message the gateway cannot queue gets no PUBACK, so the broker delivers it again later.
+// come back, telemetry acks reach the device through the broker, what devices publish while the
+// gateway is away is delivered once it returns, and a message the gateway cannot queue gets no
+// PUBACK, so the broker delivers it again later.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -82,6 +83,21 @@ describe("bridge to an external broker", () => {
     await until(() => storedSeqs().length >= 3, "three batches in the cloud", 10_000);
     assert.deepEqual(storedSeqs(), [0, 1, 2]);
     assert.ok(cloud.ingests.some((ingest) => ingest.states.some((s) => s.deviceId === "br-1" && s.state.online)));
+  });
+
+  test("the ack of a telemetry batch reaches the device through the broker", async () => {
+    // Another device, so br-1's stored sequence stays what the other tests expect.
+    const acks: unknown[] = [];
+    const other = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { clientId: "br-2", reconnectPeriod: 0 });
+    try {
+      other.on("message", (_topic, payload) => acks.push(JSON.parse(payload.toString())));
+      await other.subscribeAsync("d/br-2/telemetry/ack", { qos: 0 });
+      await other.publishAsync("d/br-2/telemetry", batch(40), { qos: 1 });
+      await until(() => acks.length > 0, "a telemetry ack", 10_000);
+      assert.deepEqual(acks, [{ v: 1, boot: 1, seq: 40 }]);
+    } finally {
+      await other.endAsync();
+    }
   });
 
   test("a command reaches a device that is online, and its ack reaches the cloud", async () => {

@@ -2,7 +2,7 @@
 // validation, forwarding, retries while the cloud is down, malformed packets.
 
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { connect as connectTcp } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ function batch(boot: number, firstSeq: number, count: number) {
 describe("gateway", () => {
   let cloud: CloudPeer;
   let gateway: Gateway;
+  let dataDir: string;
   const clients: MqttClient[] = [];
 
   const device = async (id: string, password: string, extra: object = {}) => {
@@ -50,13 +51,14 @@ describe("gateway", () => {
 
   before(async () => {
     cloud = await startCloudPeer(DEVICES);
+    dataDir = await mkdtemp(join(tmpdir(), "kestrel-gateway-"));
     const config = loadGatewayConfig({
       MQTT_PORT: "0",
       GATEWAY_HTTP_PORT: "0",
       CLOUD_URL: cloud.url,
       GATEWAY_KEY: cloud.gatewayKey,
       FORWARD_INTERVAL_MS: "20",
-      GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-")),
+      GATEWAY_DATA_DIR: dataDir,
     });
     gateway = await startGateway(config, pino({ level: "silent" }));
   });
@@ -118,6 +120,38 @@ describe("gateway", () => {
     assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" }), 2);
     const own = await client.subscribeAsync("d/dev-b/cmd", { qos: 1 });
     assert.equal(own[0]?.qos, 1);
+  });
+
+  test("a device gets the ack of each telemetry batch once it is on disk, and only on its own ack topic", async () => {
+    const client = await device("dev-a", DEVICES["dev-a"]);
+    await assert.rejects(client.subscribeAsync("d/dev-b/telemetry/ack", { qos: 0 }), /Unspecified error/);
+    await client.subscribeAsync("d/dev-a/telemetry/ack", { qos: 0 });
+    // Each ack, with whether the uplink queue's segments held its batch when it arrived.
+    const acks: Array<{ ack: unknown; onDisk: boolean }> = [];
+    const uplink = join(dataDir, "uplink");
+    const queuedText = async () => {
+      const files = (await readdir(uplink)).filter((name) => name.endsWith(".seg"));
+      return (await Promise.all(files.map((name) => readFile(join(uplink, name), "utf8")))).join("");
+    };
+    let checked = Promise.resolve();
+    client.on("message", (topic, payload) => {
+      if (topic !== "d/dev-a/telemetry/ack") return;
+      const ack = JSON.parse(payload.toString()) as { seq: number };
+      checked = checked
+        .then(queuedText)
+        .then((text) => void acks.push({ ack, onDisk: text.includes(`"seq":${ack.seq},"ts":`) }));
+    });
+    const published = gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total");
+    await client.publishAsync("d/dev-a/telemetry", JSON.stringify(batch(8, 500, 3)), { qos: 1 });
+    await client.publishAsync("d/dev-a/telemetry", JSON.stringify({ v: 1, boot: 8, samples: [] }), { qos: 1 });
+    await client.publishAsync("d/dev-a/telemetry", JSON.stringify(batch(8, 503, 2)), { qos: 1 });
+    await until(() => acks.length >= 2 || undefined, "two telemetry acks");
+    // The malformed batch between them gets none; each ack names its batch's boot and last seq.
+    assert.deepEqual(acks, [
+      { ack: { v: 1, boot: 8, seq: 502 }, onDisk: true },
+      { ack: { v: 1, boot: 8, seq: 504 }, onDisk: true },
+    ]);
+    assert.equal(gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total") - published, 2);
   });
 
   test("malformed telemetry is dropped and counted, and the device keeps its connection", async () => {

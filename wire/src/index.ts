@@ -18,10 +18,11 @@ export const LIMITS = Object.freeze({
 const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const METRIC_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
-export type TopicKind = "telemetry" | "state" | "cmd" | "cmd/ack" | "log";
+export type TopicKind = "telemetry" | "telemetry/ack" | "state" | "cmd" | "cmd/ack" | "log";
 
 export const topics = Object.freeze({
   telemetry: (deviceId: string): string => `d/${deviceId}/telemetry`,
+  telemetryAck: (deviceId: string): string => `d/${deviceId}/telemetry/ack`,
   state: (deviceId: string): string => `d/${deviceId}/state`,
   command: (deviceId: string): string => `d/${deviceId}/cmd`,
   commandAck: (deviceId: string): string => `d/${deviceId}/cmd/ack`,
@@ -43,6 +44,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   const kind = topic.slice(slash + 1);
   switch (kind) {
     case "telemetry":
+    case "telemetry/ack":
     case "state":
     case "cmd":
     case "cmd/ack":
@@ -181,6 +183,31 @@ export function validateTelemetryBatch(raw: unknown): Parsed<TelemetryBatch> {
 export function parseTelemetryBatch(text: string): Parsed<TelemetryBatch> {
   const json = parseJson(text);
   return json.ok ? validateTelemetryBatch(json.value) : json;
+}
+
+/**
+ * Payload of `d/{id}/telemetry/ack` (gateway → device, QoS 0), cumulative: every telemetry batch of
+ * this device up to and including the one whose boot and last sample seq are (boot, seq), ordered by
+ * boot then seq, that the gateway received is durable there. The device releases a batch only then.
+ */
+export interface TelemetryAck {
+  v: 1;
+  boot: number;
+  seq: number;
+}
+
+/** Validates a telemetry ack already decoded from JSON. */
+export function validateTelemetryAck(raw: unknown): Parsed<TelemetryAck> {
+  if (!isObject(raw)) return fail("invalid_telemetry_ack", "telemetry ack must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `telemetry ack v must be ${WIRE_VERSION}`);
+  if (!isUint(raw.boot, 0xffffffff)) return fail("invalid_telemetry_ack", "boot must be an integer 0..2^32-1");
+  if (!isUint(raw.seq, 0xffffffff)) return fail("invalid_telemetry_ack", "seq must be an integer 0..2^32-1");
+  return { ok: true, value: { v: WIRE_VERSION, boot: raw.boot, seq: raw.seq } };
+}
+
+export function parseTelemetryAck(text: string): Parsed<TelemetryAck> {
+  const json = parseJson(text);
+  return json.ok ? validateTelemetryAck(json.value) : json;
 }
 
 /** Validates a device state already decoded from JSON. */

@@ -8,6 +8,7 @@ import {
   parseCommandAck,
   parseDeviceCommand,
   parseDeviceState,
+  parseTelemetryAck,
   parseTelemetryBatch,
   parseTopic,
   topics,
@@ -20,6 +21,8 @@ describe("topics", () => {
   test("round-trip through parseTopic", () => {
     assert.deepEqual(parseTopic(topics.telemetry("dev-1")), { deviceId: "dev-1", kind: "telemetry" });
     assert.deepEqual(parseTopic(topics.commandAck("A_b-9")), { deviceId: "A_b-9", kind: "cmd/ack" });
+    assert.deepEqual(parseTopic(topics.telemetryAck("dev-1")), { deviceId: "dev-1", kind: "telemetry/ack" });
+    assert.equal(topics.telemetryAck("dev-1"), "d/dev-1/telemetry/ack");
   });
 
   test("anything outside d/{id}/{known kind} is not a device topic", () => {
@@ -27,6 +30,29 @@ describe("topics", () => {
       assert.equal(parseTopic(topic), undefined, topic);
     }
   });
+});
+
+describe("telemetry ack", () => {
+  test("a valid ack is returned with only the known fields", () => {
+    const parsed = parseTelemetryAck(JSON.stringify({ v: 1, boot: 7, seq: 41, extra: true }));
+    assert.deepEqual(parsed, { ok: true, value: { v: 1, boot: 7, seq: 41 } });
+  });
+
+  const refusals: Array<[string, unknown, string]> = [
+    ["not JSON", "{", "invalid_json"],
+    ["an array", [], "invalid_telemetry_ack"],
+    ["another version", { v: 2, boot: 1, seq: 1 }, "unsupported_version"],
+    ["no boot", { v: 1, seq: 1 }, "invalid_telemetry_ack"],
+    ["a negative seq", { v: 1, boot: 1, seq: -1 }, "invalid_telemetry_ack"],
+    ["a fractional seq", { v: 1, boot: 1, seq: 1.5 }, "invalid_telemetry_ack"],
+    ["a seq past 2^32-1", { v: 1, boot: 1, seq: 2 ** 32 }, "invalid_telemetry_ack"],
+  ];
+  for (const [what, payload, code] of refusals) {
+    test(`refuses ${what} with ${code}`, () => {
+      const parsed = parseTelemetryAck(typeof payload === "string" ? payload : JSON.stringify(payload));
+      assert.equal(parsed.ok ? "ok" : parsed.error.code, code);
+    });
+  }
 });
 
 describe("telemetry batch", () => {

@@ -3,6 +3,7 @@
 // so QoS 1 messages published while it is away wait in the broker, and it acknowledges each one
 // (PUBACK) only once the intake made it durable (mqtt.js customHandleAcks). The external broker
 // authenticates devices and enforces their ACLs; the gateway takes the device id from the topic.
+// Telemetry acks for the devices go back through the same connection.
 
 import { type DeviceCommand, parseTopic, topics } from "@kestrel/wire";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
@@ -10,7 +11,7 @@ import type { Logger } from "pino";
 import type { DeviceBroker } from "../broker/embedded-broker.ts";
 import type { ExternalBrokerConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
-import type { DeviceMessageIntake } from "../intake.ts";
+import type { DeviceMessageIntake, OutgoingMessage } from "../intake.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 
 export interface BridgeOptions {
@@ -48,6 +49,14 @@ export async function startBridge(options: BridgeOptions): Promise<DeviceBroker>
     });
   };
 
+  /** QoS 0: a lost ack only delays the device, which resends and gets the next, cumulative one. */
+  const publishTelemetryAck = (deviceId: string, ack: OutgoingMessage) => {
+    client?.publish(ack.topic, ack.payload, { qos: 0 }, (error) => {
+      if (error) logger.warn({ deviceId, err: error.message }, "telemetry ack not published");
+      else metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+    });
+  };
+
   const clientOptions: IClientOptions = {
     clientId: config.clientId,
     // MQTT 5: mqtt.js honours customHandleAcks only there, and the session outlives a connection
@@ -77,6 +86,7 @@ export async function startBridge(options: BridgeOptions): Promise<DeviceBroker>
             online.delete(deviceId);
             commands.deviceGone(deviceId);
           }
+          if (accepted?.telemetryAck) publishTelemetryAck(deviceId, accepted.telemetryAck);
           done(0);
         },
         (error: unknown) => {

@@ -1,7 +1,7 @@
 // Topic access rules: a device publishes and subscribes only below its own
 // `d/{id}/` namespace, and only to the topics the protocol defines.
 
-import { parseTopic } from "@kestrel/wire";
+import { parseTopic, topics } from "@kestrel/wire";
 
 const DEVICE_PUBLISHES = new Set(["telemetry", "state", "cmd/ack", "log"]);
 
@@ -10,7 +10,7 @@ export function mayPublish(deviceId: string, topic: string): boolean {
   return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
 }
 
-/** Devices subscribe to their command topic only, without wildcards. */
+/** Devices subscribe to their command and telemetry-ack topics only, without wildcards. */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
-  return topicFilter === `d/${deviceId}/cmd`;
+  return topicFilter === topics.command(deviceId) || topicFilter === topics.telemetryAck(deviceId);
 }

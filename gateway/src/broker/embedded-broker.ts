@@ -8,7 +8,7 @@ import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Su
 import type { Logger } from "pino";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
-import type { DeviceMessageIntake } from "../intake.ts";
+import type { DeviceMessageIntake, OutgoingMessage } from "../intake.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import { close, listen } from "../servers.ts";
 import { CloudError } from "../uplink/cloud-client.ts";
@@ -111,6 +111,17 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     );
   };
 
+  /** QoS 0: a lost ack only delays the device, which resends and gets the next, cumulative one. */
+  const publishTelemetryAck = (deviceId: string, ack: OutgoingMessage) => {
+    broker.publish(
+      { cmd: "publish", topic: ack.topic, payload: Buffer.from(ack.payload), qos: 0, dup: false, retain: false },
+      (error) => {
+        if (error) log.warn({ deviceId, err: error.message }, "telemetry ack not published");
+        else metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+      },
+    );
+  };
+
   broker.authorizePublish = (client: Client | null, packet: PublishPacket, done) => {
     // A will left by a client that is already gone arrives without a client.
     const deviceId = client?.id ?? parseTopic(packet.topic)?.deviceId;
@@ -122,7 +133,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     // aedes writes the PUBACK only after this callback, so an acknowledged message is on disk. Refusing
     // closes the connection without a PUBACK: the device keeps the message and retries later.
     intake.accept(deviceId, packet.topic, packet.payload).then(
-      () => done(null),
+      (accepted) => {
+        if (accepted?.telemetryAck) publishTelemetryAck(deviceId, accepted.telemetryAck);
+        done(null);
+      },
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
     );
   };
