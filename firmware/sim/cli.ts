@@ -50,7 +50,8 @@ const FAULT_HELP = `fault specs: [DEVICE|*] KIND ARGS
   clock DELTA_MS            the wall clock jumps by DELTA_MS (negative: backwards)
   hang SUBSYSTEM            a firmware subsystem (sampling, connectivity) stops until the next reset
   power [OFF_MS]            power loss now; the device boots again after OFF_MS (default 1000)
-  power-at-write N [OFF_MS] power loss in the middle of the N-th flash write from now (a torn write)`;
+  power-at-write N [OFF_MS] power loss in the middle of the N-th flash write from now (a torn write)
+  link-drop-after-publish   the next telemetry publish is lost with the connection, which drops`;
 
 /** Applies one fault spec ("[device|*] kind args") to the devices it names. */
 async function applyFault(spec: string, devices: readonly SimDevice[]): Promise<void> {
@@ -91,6 +92,9 @@ async function applyFault(spec: string, devices: readonly SimDevice[]): Promise<
           atFlashWrite: number(args[0], "N"),
           offMs: args[1] === undefined ? undefined : number(args[1], "OFF_MS"),
         });
+        break;
+      case "link-drop-after-publish":
+        faults.dropLinkAfterPublish();
         break;
       default:
         throw new Error(`unknown fault "${kind ?? ""}"\n${FAULT_HELP}`);

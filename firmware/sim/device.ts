@@ -115,6 +115,11 @@ export interface SimFaults {
    * when armed for a later flash write).
    */
   powerLoss(options?: PowerLossOptions): Promise<void>;
+  /**
+   * The firmware's next telemetry publish is taken by its mqtt client but never reaches the broker,
+   * and the connection drops: the batch was in the socket's send buffer when the link failed.
+   */
+  dropLinkAfterPublish(): void;
   /** The fault set models consult, for models added later (kinds and targets in faults.ts). */
   readonly set: FaultSet;
 }
@@ -281,6 +286,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     },
     logger,
     hold,
+    faultSet,
   );
   const gpio = new GpioModel(() => clock.now());
   // Input edges reach the running firmware as interrupts do: as events on its main loop.
@@ -474,6 +480,9 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       },
       jumpClock(deltaMs) {
         faultSet.wallOffsetMs += deltaMs;
+      },
+      dropLinkAfterPublish() {
+        faultSet.armLinkDropAfterPublish();
       },
       async powerLoss(powerLoss = {}) {
         const offMs = powerLoss.offMs ?? 1000;

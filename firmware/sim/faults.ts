@@ -22,6 +22,8 @@ export function seededRandom(seed: number): () => number {
   return next;
 }
 
+const LINK_DROP_AFTER_PUBLISH = "link-drop-after-publish";
+
 /** Names a device on a simulated bus for the fault set, e.g. "i2c:0x76". */
 export function busTarget(bus: string, address: number): string {
   return `${bus}:0x${address.toString(16).padStart(2, "0")}`;
@@ -46,8 +48,9 @@ export interface PowerLossOptions {
 
 /**
  * The active faults of one device. Kinds: "disconnect" (a target does not acknowledge), "stuck" (a
- * bus times out every transaction), "corrupt" (reads from a target come back with bit flips); a
- * model added later may define its own. Targets are strings chosen by the model that checks them.
+ * bus times out every transaction), "corrupt" (reads from a target come back with bit flips),
+ * "link-drop-after-publish" (target "mqtt", one-shot); a model added later may define its own.
+ * Targets are strings chosen by the model that checks them.
  */
 export class FaultSet {
   readonly random: () => number;
@@ -80,6 +83,22 @@ export class FaultSet {
     if (probability === undefined || bytes.length === 0 || this.random() >= probability) return;
     const bit = Math.floor(this.random() * bytes.length * 8);
     bytes[bit >> 3] = (bytes[bit >> 3] as number) ^ (1 << (bit & 7));
+  }
+
+  /**
+   * Arms "link-drop-after-publish": the simulated mqtt client takes the firmware's next telemetry
+   * publish, the Node side discards it instead of sending it, and the connection drops, as when a
+   * link fails with the PUBLISH still in the device's TCP send buffer.
+   */
+  armLinkDropAfterPublish(): void {
+    this.set(LINK_DROP_AFTER_PUBLISH, "mqtt");
+  }
+
+  /** Called for every telemetry publish: true (once) when this is the one to lose with the link. */
+  takeLinkDropAfterPublish(): boolean {
+    if (!this.has(LINK_DROP_AFTER_PUBLISH, "mqtt")) return false;
+    this.clear(LINK_DROP_AFTER_PUBLISH, "mqtt");
+    return true;
   }
 
   armPowerLoss(writes: number, offMs: number): void {

@@ -1,10 +1,13 @@
 // The network side of the simulated Moddable `mqtt` Client: for each client the firmware creates, a
 // real MQTT 3.1.1 connection (mqtt.js) to the host and port the firmware asked for, over TLS when
 // the firmware passed securesocket (server verified against its CA, optional client certificate).
-// Connection events go back to the firmware as device events; publishes are forwarded as they are.
+// Connection events go back to the firmware as device events; publishes are forwarded as they are,
+// except the one a "link-drop-after-publish" fault loses along with the connection.
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
+import { parseTelemetryAck, parseTopic } from "@kestrel/wire";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import type { FaultSet } from "./faults.ts";
 import type { SimLogger } from "./logger.ts";
 
 export type MqttEventSink = (id: number, data: Record<string, unknown>) => void;
@@ -14,11 +17,34 @@ export type ClockHold = () => () => void;
 
 const noHold: ClockHold = () => () => undefined;
 
+/** A telemetry batch published and not acknowledged yet: (boot, last seq), and its hold on the clock. */
+interface AwaitedAck {
+  boot: number;
+  seq: number;
+  release: () => void;
+}
+
 interface Connection {
   client: MqttClient;
   /** The firmware closed it: no further events for it. */
   closedByDevice: boolean;
   closeReported: boolean;
+  /** The telemetry-ack topic once the firmware subscribed to it. */
+  ackTopic: string | undefined;
+  awaitingAck: AwaitedAck[];
+}
+
+/** Lets virtual time move on again for every batch the ack (or undefined: the connection's end) settles. */
+function settleAcks(connection: Connection, ack?: { boot: number; seq: number }): void {
+  const awaiting = connection.awaitingAck;
+  let settled = 0;
+  while (settled < awaiting.length) {
+    const batch = awaiting[settled] as AwaitedAck;
+    if (ack && (batch.boot > ack.boot || (batch.boot === ack.boot && batch.seq > ack.seq))) break;
+    batch.release();
+    settled++;
+  }
+  awaiting.splice(0, settled);
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -61,17 +87,20 @@ export class MqttBridge {
   readonly #emit: MqttEventSink;
   readonly #logger: SimLogger;
   readonly #hold: ClockHold;
+  readonly #faults: FaultSet | undefined;
   readonly #connections = new Map<number, Connection>();
   #nextId = 1;
 
   /**
-   * With a hold, virtual time stands still while a connect is under way, so the device sees the
-   * broker answer at once however long it takes in real time.
+   * With a hold, virtual time stands still while a connect is under way, and while a telemetry batch
+   * awaits its ack (once the firmware subscribed to its ack topic), so the device sees the broker and
+   * the gateway answer at once however long they take in real time.
    */
-  constructor(emit: MqttEventSink, logger: SimLogger, hold: ClockHold = noHold) {
+  constructor(emit: MqttEventSink, logger: SimLogger, hold: ClockHold = noHold, faults?: FaultSet) {
     this.#emit = emit;
     this.#logger = logger;
     this.#hold = hold;
+    this.#faults = faults;
   }
 
   /** Host calls behind the simulated Client. */
@@ -80,23 +109,31 @@ export class MqttBridge {
       case "open":
         return this.#open(args);
       case "publish": {
-        const { client } = this.#connected(args);
+        const connection = this.#connected(args);
+        const { client } = connection;
         const topic = String(args.topic);
-        // Not held until the PUBACK: Moddable's client reports none, so the firmware cannot tell, and
-        // virtual time does not wait on the broker's disk (the gateway acks after an fsync).
-        client.publish(
-          topic,
-          decodePayload(args.payload, "data"),
-          { qos: qosOf(args.qos), retain: args.retain === true },
-          (error) => {
-            if (error) this.#logger.warn({ topic, err: error.message }, "simulated mqtt publish failed");
-          },
-        );
+        const payload = decodePayload(args.payload, "data");
+        const telemetry = parseTopic(topic)?.kind === "telemetry";
+        if (telemetry && this.#faults?.takeLinkDropAfterPublish()) {
+          this.#logger.info({ topic }, "simulated link drop: telemetry publish lost with the connection");
+          client.end(true);
+          return undefined;
+        }
+        // Not held until the PUBACK, which Moddable's client ignores; held until the telemetry ack,
+        // which the firmware waits for.
+        if (telemetry && connection.ackTopic !== undefined) this.#awaitAck(connection, payload);
+        client.publish(topic, payload, { qos: qosOf(args.qos), retain: args.retain === true }, (error) => {
+          if (error) this.#logger.warn({ topic, err: error.message }, "simulated mqtt publish failed");
+        });
         return undefined;
       }
-      case "subscribe":
-        this.#connected(args).client.subscribe(String(args.topic), { qos: 0 });
+      case "subscribe": {
+        const connection = this.#connected(args);
+        const topic = String(args.topic);
+        if (parseTopic(topic)?.kind === "telemetry/ack") connection.ackTopic = topic;
+        connection.client.subscribe(topic, { qos: 0 });
         return undefined;
+      }
       case "unsubscribe":
         this.#connected(args).client.unsubscribe(String(args.topic));
         return undefined;
@@ -104,6 +141,7 @@ export class MqttBridge {
         const connection = this.#connections.get(Number(args.id));
         if (connection) {
           connection.closedByDevice = true;
+          settleAcks(connection);
           this.#connections.delete(Number(args.id));
           // Moddable sends DISCONNECT unless asked to close immediately.
           connection.client.end(args.immediate === true);
@@ -119,6 +157,7 @@ export class MqttBridge {
   powerOff(): void {
     for (const connection of this.#connections.values()) {
       connection.closedByDevice = true;
+      settleAcks(connection);
       connection.client.end(true);
     }
     this.#connections.clear();
@@ -154,7 +193,13 @@ export class MqttBridge {
         retain: will.retain === true,
       };
     const id = this.#nextId++;
-    const connection: Connection = { client: mqtt.connect(options), closedByDevice: false, closeReported: false };
+    const connection: Connection = {
+      client: mqtt.connect(options),
+      closedByDevice: false,
+      closeReported: false,
+      ackTopic: undefined,
+      awaitingAck: [],
+    };
     this.#connections.set(id, connection);
     const { client } = connection;
     const connecting = this.#hold();
@@ -163,13 +208,18 @@ export class MqttBridge {
       connecting();
     });
     client.on("message", (topic, payload) => {
-      if (!connection.closedByDevice) this.#emit(id, { type: "message", topic, bytes: Array.from(payload) });
+      if (connection.closedByDevice) return;
+      this.#emit(id, { type: "message", topic, bytes: Array.from(payload) });
+      if (topic !== connection.ackTopic) return;
+      const ack = parseTelemetryAck(payload.toString("utf8"));
+      if (ack.ok) settleAcks(connection, ack.value);
     });
     client.on("error", (error) => {
       this.#logger.warn({ host, port, err: error.message }, "simulated mqtt connection error");
     });
     client.on("close", () => {
       connecting();
+      settleAcks(connection);
       if (connection.closedByDevice || connection.closeReported) return;
       connection.closeReported = true;
       this.#connections.delete(id);
@@ -177,6 +227,14 @@ export class MqttBridge {
       this.#emit(id, { type: "close" });
     });
     return id;
+  }
+
+  /** Holds virtual time until the batch's ack arrives or the connection ends. */
+  #awaitAck(connection: Connection, payload: Buffer): void {
+    const batch = JSON.parse(payload.toString("utf8")) as { boot: number; samples: Array<{ seq: number }> };
+    const last = batch.samples.at(-1);
+    if (last === undefined) return;
+    connection.awaitingAck.push({ boot: batch.boot, seq: last.seq, release: this.#hold() });
   }
 
   #connected(args: Record<string, unknown>): Connection {

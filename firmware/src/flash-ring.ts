@@ -1,11 +1,16 @@
-// Bounded FIFO of serialized telemetry batches in a flash partition, for batches that could not be
-// sent: survives reboot and power loss, replays oldest first, and when full erases the oldest sector
-// and counts the samples it held as dropped.
+// Bounded FIFO of serialized batches in a flash partition, for batches not yet confirmed by their
+// receiver: survives reboot and power loss, sends oldest first, and when full erases the oldest
+// sector and counts the samples it held as dropped.
 //
 // Layout: every sector starts with an 8-byte header (magic, generation); records follow, each a
 // 4-byte header (length u16 LE, state, sample count) and the UTF-8 payload, padded to 4 bytes. NOR
 // flash only clears bits between erases, so a record's state byte moves 0xFF (being written) →
-// 0xFE (committed) → 0xFC (sent) in place; a torn write leaves 0xFF and is skipped after a reset.
+// 0xFE (committed) → 0xFC (confirmed) in place; a torn write leaves 0xFF and is skipped after a reset.
+//
+// Two cursors: the read position (the oldest committed record) and the send position (the next
+// record to send). Records between them are in flight: sent, awaiting the receiver's cumulative ack
+// by (boot, seq), remembered in RAM only. An ack confirms them in order; a rewind (lost link, no ack
+// in time) sends them again; after a reset they are committed records like any other.
 
 import Flash from "flash";
 
@@ -15,7 +20,9 @@ const RECORD_HEADER = 4;
 const FREE = 0xffff;
 const WRITING = 0xff;
 const COMMITTED = 0xfe;
-const SENT = 0xfc;
+const CONFIRMED = 0xfc;
+/** Records in flight at most: bounds the RAM list and how much a lost link makes the device send again. */
+export const IN_FLIGHT_MAX = 16;
 
 interface Position {
   sector: number;
@@ -34,11 +41,24 @@ export default class FlashRing {
   readonly #generation: number[];
   readonly #header = new Uint8Array(RECORD_HEADER);
   #write: Position = { sector: 0, offset: SECTOR_HEADER };
+  /** The oldest committed record (confirmed ones are behind it). */
   #read: Position = { sector: 0, offset: SECTOR_HEADER };
+  /** The next record to send: records from #read up to here are in flight. */
+  #send: Position = { sector: 0, offset: SECTOR_HEADER };
+  /** Committed records, in flight or not. */
   #size = 0;
+  /** Committed records at or after #send. */
+  #unsent = 0;
   #dropped = 0;
-  /** The payload at #read, kept so a send retried after back-pressure does not read flash again. */
+  /** The payload at #send, kept so a send retried after back-pressure does not read flash again. */
   #peeked: string | undefined;
+  // The in-flight records, oldest first, as a circular list in preallocated arrays: each one's
+  // sector and the (boot, seq) its receiver acknowledges it by.
+  readonly #flightSector = new Uint32Array(IN_FLIGHT_MAX);
+  readonly #flightBoot = new Uint32Array(IN_FLIGHT_MAX);
+  readonly #flightSeq = new Uint32Array(IN_FLIGHT_MAX);
+  #flightHead = 0;
+  #inFlight = 0;
 
   constructor(partition: string) {
     this.#flash = new Flash(partition);
@@ -49,9 +69,19 @@ export default class FlashRing {
     this.#mount();
   }
 
-  /** Batches waiting. */
+  /** Batches not confirmed yet: in flight or waiting to be sent. */
   get size(): number {
     return this.#size;
+  }
+
+  /** Batches sent and awaiting their ack. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Batches waiting to be sent. */
+  get unsent(): number {
+    return this.#unsent;
   }
 
   /** Samples dropped to make room since boot. */
@@ -83,32 +113,97 @@ export default class FlashRing {
     this.#setState(base, COMMITTED);
     this.#write = { sector, offset: offset + align(RECORD_HEADER + length) };
     if (this.#size === 0) this.#read = { sector, offset };
+    if (this.#unsent === 0) this.#send = { sector, offset };
     this.#size++;
+    this.#unsent++;
     return this.#dropped - droppedBefore;
   }
 
+  /** The next batch to send, or undefined when every batch is in flight or confirmed. */
   peek(): string | undefined {
-    if (this.#size === 0) return undefined;
+    if (this.#unsent === 0) return undefined;
     if (this.#peeked === undefined) {
-      const base = this.#read.sector * this.#sectorSize + this.#read.offset;
+      const base = this.#send.sector * this.#sectorSize + this.#send.offset;
       const length = this.#recordLength(base);
       this.#peeked = String.fromArrayBuffer(this.#flash.read(base + RECORD_HEADER, length) as ArrayBuffer);
     }
     return this.#peeked;
   }
 
-  /** Marks the oldest batch as sent. */
+  /**
+   * The batch peek() returned was sent: it is in flight until an ack at or above (boot, seq)
+   * confirms it. Throws when IN_FLIGHT_MAX are in flight already.
+   */
+  sent(boot: number, seq: number): void {
+    if (this.#unsent === 0) return;
+    if (this.#inFlight === IN_FLIGHT_MAX) throw new RangeError("flash ring: too many batches in flight");
+    const slot = (this.#flightHead + this.#inFlight) % IN_FLIGHT_MAX;
+    this.#flightSector[slot] = this.#send.sector;
+    this.#flightBoot[slot] = boot;
+    this.#flightSeq[slot] = seq;
+    this.#inFlight++;
+    this.#advanceSend();
+  }
+
+  /**
+   * A cumulative ack: confirms, oldest first, every in-flight batch at or below (boot, seq), ordered
+   * by boot then seq, and releases its record. Returns how many it confirmed.
+   */
+  confirm(boot: number, seq: number): number {
+    let confirmed = 0;
+    while (this.#inFlight > 0) {
+      const head = this.#flightHead;
+      const headBoot = this.#flightBoot[head] as number;
+      if (headBoot > boot || (headBoot === boot && (this.#flightSeq[head] as number) > seq)) break;
+      this.#release();
+      this.#flightHead = (head + 1) % IN_FLIGHT_MAX;
+      this.#inFlight--;
+      confirmed++;
+    }
+    return confirmed;
+  }
+
+  /** The in-flight batches are to be sent again, oldest first (their acks were lost, or never came). */
+  rewind(): void {
+    this.#inFlight = 0;
+    this.#send = { ...this.#read };
+    this.#unsent = this.#size;
+    this.#peeked = undefined;
+  }
+
+  /** For a ring whose records need no ack (logs): the next batch is done with at once. */
   shift(): void {
-    if (this.#size === 0) return;
+    if (this.#unsent === 0) return;
+    if (this.#inFlight > 0) throw new RangeError("flash ring: shift with batches in flight");
+    this.#release();
+    this.#send = { ...this.#read };
+    this.#unsent--;
+    this.#peeked = undefined;
+  }
+
+  /** Marks the oldest record confirmed and moves the read position to the next committed one. */
+  #release(): void {
     const { sector, offset } = this.#read;
     const base = sector * this.#sectorSize + offset;
-    this.#setState(base, SENT);
-    this.#peeked = undefined;
+    this.#setState(base, CONFIRMED);
     this.#size--;
     this.#read =
       this.#size === 0
         ? { ...this.#write }
         : this.#nextCommitted(sector, offset + align(RECORD_HEADER + this.#recordLength(base)));
+  }
+
+  #advanceSend(): void {
+    const { sector, offset } = this.#send;
+    this.#unsent--;
+    this.#peeked = undefined;
+    this.#send =
+      this.#unsent === 0
+        ? { ...this.#write }
+        : this.#nextCommitted(
+            sector,
+            offset + align(RECORD_HEADER + this.#recordLength(sector * this.#sectorSize + offset)),
+          );
   }
 
   #setState(base: number, state: number): void {
@@ -137,7 +232,7 @@ export default class FlashRing {
     return bytes.every((byte) => byte === 0xff);
   }
 
-  /** The first committed, unsent record at or after (sector, offset), following the ring to the writer. */
+  /** The first committed record at or after (sector, offset), following the ring to the writer. */
   #nextCommitted(sector: number, offset: number): Position {
     for (let visited = 0; visited <= this.#sectors; visited++) {
       if (this.#generation[sector] !== 0) {
@@ -154,9 +249,10 @@ export default class FlashRing {
     return { ...this.#write };
   }
 
-  /** Moves the writer to the next sector, erasing it; unsent batches there are the oldest and are dropped. */
+  /** Moves the writer to the next sector, erasing it; unconfirmed batches there are the oldest and are dropped. */
   #advanceWriteSector(): void {
     const next = (this.#write.sector + 1) % this.#sectors;
+    let droppedRecords = 0;
     if (this.#generation[next] !== 0) {
       for (
         let offset = SECTOR_HEADER, record = this.#recordAt(next, offset);
@@ -166,11 +262,20 @@ export default class FlashRing {
         if (record.state === WRITING) break;
         if (record.state === COMMITTED) {
           this.#dropped += record.samples;
-          this.#size--;
+          droppedRecords++;
         }
         offset += align(RECORD_HEADER + record.length);
       }
     }
+    // The oldest records are the first in flight, so those lost with the sector lead the list.
+    let droppedInFlight = 0;
+    while (this.#inFlight > 0 && this.#flightSector[this.#flightHead] === next) {
+      this.#flightHead = (this.#flightHead + 1) % IN_FLIGHT_MAX;
+      this.#inFlight--;
+      droppedInFlight++;
+    }
+    this.#size -= droppedRecords;
+    this.#unsent -= droppedRecords - droppedInFlight;
     const generation = (this.#generation[this.#write.sector] as number) + 1;
     this.#format(next, generation);
     this.#write = { sector: next, offset: SECTOR_HEADER };
@@ -178,6 +283,8 @@ export default class FlashRing {
     if (this.#read.sector === next || this.#size === 0)
       this.#read =
         this.#size === 0 ? { ...this.#write } : this.#nextCommitted((next + 1) % this.#sectors, SECTOR_HEADER);
+    if (this.#unsent === 0) this.#send = { ...this.#write };
+    else if (this.#send.sector === next) this.#send = { ...this.#read };
   }
 
   #format(sector: number, generation: number): void {
@@ -189,7 +296,7 @@ export default class FlashRing {
     this.#generation[sector] = generation;
   }
 
-  /** Finds the newest sector (the writer), its free space, the oldest unsent record and the count. */
+  /** Finds the newest sector (the writer), its free space, the oldest committed record and the count. */
   #mount(): void {
     let newest = -1;
     for (let sector = 0; sector < this.#sectors; sector++) {
@@ -203,6 +310,7 @@ export default class FlashRing {
       this.#format(0, 1);
       this.#write = { sector: 0, offset: SECTOR_HEADER };
       this.#read = { ...this.#write };
+      this.#send = { ...this.#write };
       return;
     }
     let offset = SECTOR_HEADER;
@@ -229,6 +337,8 @@ export default class FlashRing {
       }
     }
     this.#size = size;
+    this.#unsent = size;
     this.#read = this.#nextCommitted((newest + 1) % this.#sectors, SECTOR_HEADER);
+    this.#send = { ...this.#read };
   }
 }

@@ -1,7 +1,7 @@
 // The Kestrel device application: counts boots in flash, samples the configured sensors every interval, batches
-// readings into TelemetryBatch payloads and publishes them over MQTT, keeping batches it cannot send
-// in a ring in flash (replayed in order once the broker is back) and reconnecting with exponential
-// backoff. Executes the commands it receives on d/{id}/cmd.
+// readings into TelemetryBatch payloads and publishes them over MQTT from a ring in flash that keeps each
+// batch until the gateway's telemetry ack confirms it (sent again after a lost link or a missing ack),
+// reconnecting with exponential backoff. Executes the commands it receives on d/{id}/cmd.
 
 import Resource from "Resource";
 import {
@@ -9,12 +9,13 @@ import {
   type DeviceCommand,
   type DeviceState,
   OFFLINE_STATE,
+  parseTelemetryAck,
   topics,
   WIRE_VERSION,
 } from "@kestrel/wire";
 import CommandHandler, { type CommandOutcome } from "kestrel/commands";
 import Faults from "kestrel/faults";
-import FlashRing from "kestrel/flash-ring";
+import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
 import { describeError, log, setLogBoot, setLogLevel, setLogSink } from "kestrel/log";
 import LogShipper from "kestrel/log-shipper";
 import PulseCapture from "kestrel/pulse-capture";
@@ -30,7 +31,7 @@ import {
   readSettings,
 } from "kestrel/settings";
 import StatusLed from "kestrel/status-led";
-import TelemetryBatcher, { samplesPerBatchFor } from "kestrel/telemetry";
+import TelemetryBatcher, { batchBoot, batchLastSeq, samplesPerBatchFor } from "kestrel/telemetry";
 import Watchdog from "kestrel/watchdog";
 import config from "mc/config";
 import Client from "mqtt";
@@ -64,6 +65,11 @@ const CLOCK_LOG_EVERY = 60;
  */
 const FLUSH_BATCHES_PER_TURN = 4;
 const FLUSH_PAUSE_MS = 100;
+/**
+ * Batches in flight this long with no telemetry ack confirming any are sent again: the QoS 0 ack was
+ * lost, or the gateway restarted behind an external broker while the connection stayed up.
+ */
+const ACK_TIMEOUT_MS = 30_000;
 /** What Moddable's lwIP socket throws when a message does not fit the free TCP send buffer. */
 const SEND_BUFFER_FULL = "can't write all data";
 
@@ -80,10 +86,10 @@ function hexAddress(address: number): string {
 function openBuffer(partition: string): FlashRing | undefined {
   try {
     const buffer = new FlashRing(partition);
-    if (buffer.size > 0) log("info", "flash buffer holds unsent batches", { queued: buffer.size });
+    if (buffer.size > 0) log("info", "flash buffer holds unconfirmed batches", { queued: buffer.size });
     return buffer;
   } catch (error) {
-    log("error", "flash buffer unavailable, unsent batches will be dropped", { error: describeError(error) });
+    log("error", "flash buffer unavailable, batches are sent once, unconfirmed", { error: describeError(error) });
     return undefined;
   }
 }
@@ -144,6 +150,7 @@ class Device {
   readonly #ackTopic: string;
   readonly #bootTicks = Time.ticks;
   readonly #telemetryTopic: string;
+  readonly #telemetryAckTopic: string;
   readonly #stateTopic: string;
   readonly #offlineState = JSON.stringify(OFFLINE_STATE);
   #sensors: SensorSet;
@@ -159,6 +166,7 @@ class Device {
   #reconnectDelay = RECONNECT_MIN_MS;
   #reconnectTimer: Timer | undefined;
   #flushTimer: Timer | undefined;
+  #ackTimer: Timer | undefined;
 
   constructor(
     settings: DeviceSettings,
@@ -181,6 +189,7 @@ class Device {
       Math.floor(settings.watchdogTimeoutMs / 4),
     );
     this.#telemetryTopic = topics.telemetry(settings.deviceId);
+    this.#telemetryAckTopic = topics.telemetryAck(settings.deviceId);
     this.#stateTopic = topics.state(settings.deviceId);
     this.#commandTopic = topics.command(settings.deviceId);
     this.#ackTopic = topics.commandAck(settings.deviceId);
@@ -291,18 +300,50 @@ class Device {
     log("info", "mqtt connected", { queued: this.#buffer?.size ?? 0 });
     try {
       this.#client?.subscribe(this.#commandTopic);
+      this.#client?.subscribe(this.#telemetryAckTopic);
     } catch (error) {
-      log("warn", "command subscription failed", { error: describeError(error) });
+      log("warn", "subscription failed", { error: describeError(error) });
       this.#connectionLost();
       return;
     }
     this.#publishState();
+    this.#buffer?.rewind();
     this.#flush();
     this.#scheduleLogShip();
   };
 
   readonly #onMessage = (topic: string, data: ArrayBuffer): void => {
     if (topic === this.#commandTopic) this.#commands.handle(data);
+    else if (topic === this.#telemetryAckTopic) this.#onTelemetryAck(data);
+  };
+
+  /** The gateway has these batches on disk: their records are released, and the window has room again. */
+  #onTelemetryAck(data: ArrayBuffer): void {
+    const buffer = this.#buffer;
+    const ack = parseTelemetryAck(String.fromArrayBuffer(data));
+    if (!ack.ok) {
+      log("warn", "telemetry ack ignored", { error: ack.error.message });
+      return;
+    }
+    if (!buffer || buffer.confirm(ack.value.boot, ack.value.seq) === 0) return;
+    // Progress: the timeout counts from the last ack that confirmed something.
+    Timer.clear(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (buffer.inFlight > 0) this.#armAckTimeout();
+    if (!this.#flushTimer) this.#flush();
+  }
+
+  #armAckTimeout(): void {
+    if (!this.#ackTimer) this.#ackTimer = Timer.set(this.#onAckTimeout, ACK_TIMEOUT_MS);
+  }
+
+  readonly #onAckTimeout = (): void => {
+    this.#ackTimer = undefined;
+    const buffer = this.#buffer;
+    if (!buffer || buffer.inFlight === 0) return;
+    log("warn", "telemetry not acknowledged in time, sending it again", { inFlight: buffer.inFlight });
+    buffer.rewind();
+    this.#flush();
   };
 
   readonly #sendAck = (ack: string): void => {
@@ -429,19 +470,20 @@ class Device {
     log("info", "sensors reconfigured", { metrics: this.#sensors.names.join(" ") });
   }
 
+  /** Every batch goes to flash first and is sent from there, behind anything older, so the order never changes. */
   #enqueue(batch: string): void {
-    // Straight to the broker only when nothing older waits, so the order never changes.
-    if (!this.#buffer?.size && this.#publishTelemetry(batch)) return;
-    this.#store(batch);
-  }
-
-  #store(batch: string): void {
     const samples = this.#settings.samplesPerBatch;
     const buffer = this.#buffer;
+    // Without the ring a batch is published once, unconfirmed, or lost.
     if (!buffer) {
-      this.#droppedUnbuffered += samples;
+      if (!this.#publishTelemetry(batch)) this.#droppedUnbuffered += samples;
       return;
     }
+    this.#store(buffer, batch, samples);
+    if (!this.#flushTimer) this.#flush();
+  }
+
+  #store(buffer: FlashRing, batch: string, samples: number): void {
     try {
       const dropped = buffer.push(batch, samples);
       if (dropped > 0) {
@@ -480,14 +522,17 @@ class Device {
 
   #flush(): void {
     const buffer = this.#buffer;
-    if (!buffer) return;
+    if (!buffer || !this.#online) return;
     for (let sent = 0; sent < FLUSH_BATCHES_PER_TURN; sent++) {
+      // A full window waits for acks; the next one that confirms something flushes again.
+      if (buffer.inFlight === IN_FLIGHT_MAX) return;
       const batch = buffer.peek();
       if (batch === undefined) return;
       if (!this.#publishTelemetry(batch)) return;
-      buffer.shift();
+      buffer.sent(batchBoot(batch), batchLastSeq(batch));
+      this.#armAckTimeout();
     }
-    if (buffer.size > 0) this.#scheduleFlush();
+    if (buffer.unsent > 0) this.#scheduleFlush();
   }
 
   #scheduleFlush(): void {
@@ -553,6 +598,10 @@ class Device {
     const client = this.#client;
     this.#client = undefined;
     client?.close();
+    // What is in flight may never have reached the gateway: it goes again, in order, after reconnecting.
+    this.#buffer?.rewind();
+    Timer.clear(this.#ackTimer);
+    this.#ackTimer = undefined;
     this.#scheduleReconnect();
   }
 

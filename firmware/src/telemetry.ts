@@ -13,6 +13,9 @@ const NUMBER_BYTES = 24;
 /** The sensor set rounds these to 0.01 within the sensors' ranges: at most "109999.99". */
 const ROUNDED_NUMBER_BYTES = 9;
 const ROUNDED = /(temperature|pressure|humidity)$/;
+// JSON.stringify keeps the key order of take(), and metric names cannot contain quotes or braces.
+const BOOT_KEY = '"boot":';
+const SEQ_KEY = '{"seq":';
 
 /**
  * How many samples a batch may hold with these metrics, at most `wanted`: the worst-case batch must
@@ -80,4 +83,14 @@ export default class TelemetryBatcher {
     const batch: TelemetryBatch = { v: WIRE_VERSION, boot: this.boot, samples };
     return JSON.stringify(batch);
   }
+}
+
+/** The boot of a batch take() serialized, read without parsing the whole payload. */
+export function batchBoot(batch: string): number {
+  return Number.parseInt(batch.slice(batch.indexOf(BOOT_KEY) + BOOT_KEY.length), 10);
+}
+
+/** The seq of the last sample of a batch take() serialized: what the receiver's ack names. */
+export function batchLastSeq(batch: string): number {
+  return Number.parseInt(batch.slice(batch.lastIndexOf(SEQ_KEY) + SEQ_KEY.length), 10);
 }

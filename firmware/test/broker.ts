@@ -1,9 +1,11 @@
 // A real MQTT broker (aedes) on a free loopback port for the simulator tests: checks device
-// credentials like the gateway does and records every publish it accepts, wills included.
+// credentials like the gateway does, records every publish it accepts, wills included, and acks
+// each valid telemetry batch on the device's telemetry-ack topic as the gateway does.
 
 import { once } from "node:events";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
+import { parseTelemetryBatch, parseTopic, type TelemetryAck, topics, WIRE_VERSION } from "@kestrel/wire";
 import { Aedes, type AedesPublishPacket, type Client } from "aedes";
 
 export interface RecordedPublish {
@@ -61,6 +63,23 @@ export async function startBroker(tokens: ReadonlyMap<string, string>, tls?: Tls
     };
     published.push(message);
     for (const waiter of waiters) waiter(message);
+    const deviceId = client?.id;
+    if (deviceId === undefined || parseTopic(packet.topic)?.kind !== "telemetry") return;
+    const batch = parseTelemetryBatch(message.payload);
+    if (!batch.ok) return;
+    const last = batch.value.samples.at(-1)?.seq ?? 0;
+    const ack: TelemetryAck = { v: WIRE_VERSION, boot: batch.value.boot, seq: last };
+    broker.publish(
+      {
+        cmd: "publish",
+        topic: topics.telemetryAck(deviceId),
+        payload: Buffer.from(JSON.stringify(ack)),
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      () => undefined,
+    );
   });
 
   const subscriptions: { clientId: string; topic: string }[] = [];

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { LIMITS, parseTelemetryBatch } from "@kestrel/wire";
 import { FLASH_SECTOR_BYTES } from "../sim/flash.ts";
 import { MAX_SAMPLES_PER_BATCH, readSettings } from "../src/settings.ts";
-import TelemetryBatcher, { samplesPerBatchFor } from "../src/telemetry.ts";
+import TelemetryBatcher, { batchBoot, batchLastSeq, samplesPerBatchFor } from "../src/telemetry.ts";
 
 const TS = Date.UTC(2026, 0, 1);
 
@@ -28,6 +28,15 @@ test("emits a valid TelemetryBatch every samplesPerBatch samples", () => {
   );
   assert.equal(batcher.pending, 0);
   assert.equal(batcher.take(), undefined);
+});
+
+test("a serialized batch's boot and last seq, which its ack names, are read back from the text", () => {
+  const batcher = new TelemetryBatcher(4_000_000_000, 2, ["temperature", "seq_count"]);
+  batcher.add(4_294_967_294, TS, Float64Array.of(21.5, 17));
+  const text = batcher.add(4_294_967_295, TS + 1000, Float64Array.of(21.75, 18));
+  assert.ok(text);
+  assert.equal(batchBoot(text), 4_000_000_000);
+  assert.equal(batchLastSeq(text), 4_294_967_295);
 });
 
 test("take() serializes a partial batch", () => {
