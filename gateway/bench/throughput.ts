@@ -3,6 +3,8 @@
 //   npm run bench -w gateway            (CLIENTS=1000 SECONDS=10 by default)
 // The gateway runs as its own process (as in production) with its durable queue on disk; a
 // stand-in for the cloud accepts every device and every ingest, so the figure is the gateway's.
+// Every client subscribes to its telemetry ack topic, as the firmware does: the gateway publishes
+// one ack per batch to it (Mosquitto, which knows nothing of them, publishes none).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +21,8 @@ interface Run {
   acked: number;
   seconds: number;
   rate: number;
+  /** Telemetry acks the clients received. */
+  telemetryAcks: number;
 }
 
 /** Connects CLIENTS devices, then each publishes QoS 1 telemetry one at a time (awaiting PUBACK) for SECONDS. */
@@ -28,6 +32,13 @@ async function load(
   credentials: (i: number) => { username?: string; password?: string },
 ): Promise<Run> {
   const clients = await connectDevices(port, CLIENTS, credentials);
+  let telemetryAcks = 0;
+  await Promise.all(
+    clients.map((client, i) => {
+      client.on("message", () => telemetryAcks++);
+      return client.subscribeAsync(`d/bench-${i}/telemetry/ack`, { qos: 0 });
+    }),
+  );
   let acked = 0;
   let running = true;
   const started = performance.now();
@@ -43,7 +54,7 @@ async function load(
   await Promise.all(loops);
   const seconds = (performance.now() - started) / 1000;
   await Promise.all(clients.map((client) => client.endAsync(true)));
-  return { broker, acked, seconds, rate: acked / seconds };
+  return { broker, acked, seconds, rate: acked / seconds, telemetryAcks };
 }
 
 const dir = mkdtempSync(join(tmpdir(), "kestrel-bench-"));
@@ -84,6 +95,6 @@ process.stdout.write(
 );
 for (const run of results)
   process.stdout.write(
-    `  ${run.broker.padEnd(40)} ${Math.round(run.rate).toString().padStart(8)} msg/s  (${run.acked} acked)\n`,
+    `  ${run.broker.padEnd(40)} ${Math.round(run.rate).toString().padStart(8)} msg/s  (${run.acked} acked, ${run.telemetryAcks} telemetry acks received)\n`,
   );
 if (baseline && ours) process.stdout.write(`  ratio gateway / mosquitto: ${(ours.rate / baseline.rate).toFixed(2)}\n`);
