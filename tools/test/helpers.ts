@@ -1,10 +1,12 @@
-// Shared by the end-to-end tests: a silent logger, polling, and a small client
-// for the cloud API as the dashboard uses it.
+// Shared by the end-to-end tests: a silent logger, polling, a real cloud with the real gateway in
+// front of it, and a small client for the cloud API as the dashboard uses it.
 
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
 import { pino } from "pino";
+import { RealCloud } from "../../gateway/test/real-cloud.ts";
 
 export const silent = pino({ level: process.env.TEST_LOG_LEVEL || "silent" });
 
@@ -20,6 +22,34 @@ export async function until<T>(probe: () => Promise<T | undefined>, what: string
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** The real cloud (FerretDB underneath) for these devices, and the real gateway in front of it, on loopback. */
+export async function cloudBehindGateway(
+  name: string,
+  deviceIds: string[],
+): Promise<{ cloud: RealCloud; gateway: Gateway; dataDir: string; stop(): Promise<void> }> {
+  const dataDir = await tempDir(name);
+  const cloud = await RealCloud.start(deviceIds);
+  const gateway = await startGateway(
+    loadGatewayConfig({
+      MQTT_PORT: "0",
+      GATEWAY_HTTP_PORT: "0",
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.credentials.gatewayKey,
+      GATEWAY_DATA_DIR: join(dataDir, "gateway"),
+    }),
+    silent,
+  );
+  return {
+    cloud,
+    gateway,
+    dataDir,
+    stop: async () => {
+      await gateway.stop();
+      await cloud.stop();
+    },
+  };
 }
 
 export interface RawSample {

@@ -7,38 +7,26 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startSimDevice, VirtualClock } from "@kestrel/firmware/sim";
-import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
-import { RealCloud } from "../../gateway/test/real-cloud.ts";
-import { silent, tempDir, until } from "./helpers.ts";
+import type { Gateway } from "@kestrel/gateway";
+import type { RealCloud } from "../../gateway/test/real-cloud.ts";
+import { cloudBehindGateway, until } from "./helpers.ts";
 
 const DEVICE = "day-device";
 const START = Date.UTC(2026, 0, 1);
 const DAY = 86_400_000;
 const INTERVAL = 60_000;
 
+let platform: Awaited<ReturnType<typeof cloudBehindGateway>>;
 let cloud: RealCloud;
 let gateway: Gateway;
 let dataDir: string;
 
 before(async () => {
-  dataDir = await tempDir("virtual-day");
-  cloud = await RealCloud.start([DEVICE]);
-  gateway = await startGateway(
-    loadGatewayConfig({
-      MQTT_PORT: "0",
-      GATEWAY_HTTP_PORT: "0",
-      CLOUD_URL: cloud.url,
-      GATEWAY_KEY: cloud.credentials.gatewayKey,
-      GATEWAY_DATA_DIR: join(dataDir, "gateway"),
-    }),
-    silent,
-  );
+  platform = await cloudBehindGateway("virtual-day", [DEVICE]);
+  ({ cloud, gateway, dataDir } = platform);
 });
 
-after(async () => {
-  await gateway.stop();
-  await cloud.stop();
-});
+after(() => platform?.stop());
 
 test("24 virtual hours through the gateway: every sample 0..1439 is stored in the cloud once, in order", async () => {
   const clock = new VirtualClock({ start: START });
