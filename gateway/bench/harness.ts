@@ -11,9 +11,14 @@ import { freePort } from "../test/real-cloud.ts";
 const CONNECT_CONCURRENCY = 50;
 
 /** The gateway as `npm start` runs it, in its own process, with its durable queue in dataDir. */
-export async function startGatewayProcess(env: Record<string, string>): Promise<{ port: number; child: ChildProcess }> {
+export async function startGatewayProcess(
+  env: Record<string, string>,
+  nodeFlags: string[] = [],
+): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "..", "src", "main.ts")], {
+  const main = join(import.meta.dirname, "..", "src", "main.ts");
+  // tsx first: the flags may --import TypeScript modules.
+  const child = spawn(process.execPath, ["--import", "tsx", ...nodeFlags, main], {
     stdio: "ignore",
     env: { ...process.env, MQTT_PORT: String(port), GATEWAY_HTTP_PORT: "0", LOG_LEVEL: "error", ...env },
   });

@@ -1,12 +1,13 @@
 // Benchmark: memory of the gateway with 1,000 connected devices and a 100,000-message backlog
 // (the cloud refusing every delivery, so the durable queue holds them all), against the same
 // gateway idle with no client, and Debian's Mosquitto holding the same 1,000 clients after the
-// same 100,000 publishes, all measured in one run. Then, in this process with a forced GC, what
-// the durable queue itself keeps in the heap per queued record (its payloads stay on disk).
+// same 100,000 publishes, all measured in one run; the gateway's live heap is read after a full
+// collection too (bench/heap-probe.ts, loaded into its process). Then, in this process with a
+// forced GC, what the durable queue itself keeps in the heap per queued record (its payloads stay on disk).
 //   npm run bench:memory -w gateway     (CLIENTS=1000 BACKLOG=100000 by default)
 
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
@@ -24,6 +25,8 @@ interface Sample {
   what: string;
   rss: number;
   heap: number | undefined;
+  /** The gateway's heap after a full collection (heap-probe.ts). */
+  live: number | undefined;
 }
 
 /** BACKLOG QoS 1 publishes spread over the clients, each awaiting its PUBACK before the next. */
@@ -45,11 +48,29 @@ async function gatewayMetric(httpPort: number, name: string): Promise<number> {
   return Number(match[1]);
 }
 
-async function measure(what: string, child: ChildProcess, httpPort?: number): Promise<Sample> {
+async function measure(what: string, child: ChildProcess, httpPort?: number, probeFile?: string): Promise<Sample> {
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   if (child.pid === undefined) throw new Error(`${what}: process has no pid`);
   const heap = httpPort === undefined ? undefined : await gatewayMetric(httpPort, "nodejs_heap_used_bytes");
-  return { what, rss: rssBytes(child.pid), heap };
+  const rss = rssBytes(child.pid);
+  return { what, rss, heap, live: probeFile ? await liveHeap(child, probeFile) : undefined };
+}
+
+/** Asks heap-probe.ts in the gateway for its heap after a full collection. */
+async function liveHeap(child: ChildProcess, probeFile: string): Promise<number> {
+  rmSync(probeFile, { force: true });
+  child.kill("SIGUSR2");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const text = readFileSync(probeFile, "utf8");
+      if (text) return Number(text);
+    } catch {
+      // not written yet
+    }
+    if (Date.now() > deadline) throw new Error("the gateway's heap probe did not answer");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Heap bytes per record of a DiskQueue holding BACKLOG records, and the records' mean size on disk. */
@@ -92,23 +113,28 @@ try {
   }
 
   const httpPort = await freePort();
-  const gateway = await startGatewayProcess({
-    CLOUD_URL: cloud.url,
-    GATEWAY_KEY: cloud.gatewayKey,
-    GATEWAY_DATA_DIR: join(dir, "gateway"),
-    GATEWAY_HTTP_PORT: String(httpPort),
-  });
+  const probe = join(dir, "heap-probe");
+  const gateway = await startGatewayProcess(
+    {
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      GATEWAY_DATA_DIR: join(dir, "gateway"),
+      GATEWAY_HTTP_PORT: String(httpPort),
+      HEAP_PROBE_FILE: probe,
+    },
+    ["--expose-gc", "--import", join(import.meta.dirname, "heap-probe.ts")],
+  );
   try {
-    samples.push(await measure("gateway, idle, 0 clients", gateway.child, httpPort));
+    samples.push(await measure("gateway, idle, 0 clients", gateway.child, httpPort, probe));
     const clients = await connectDevices(gateway.port, CLIENTS, (i) => ({
       username: `bench-${i}`,
       password: `token-${i}`,
     }));
-    samples.push(await measure(`gateway, ${CLIENTS} clients`, gateway.child, httpPort));
+    samples.push(await measure(`gateway, ${CLIENTS} clients`, gateway.child, httpPort, probe));
     // The cloud goes away once the devices are in (their credentials stay cached): everything queues.
     cloud.failWith = 503;
     await publishBacklog(clients);
-    samples.push(await measure(`gateway, ${CLIENTS} clients, ${BACKLOG} queued`, gateway.child, httpPort));
+    samples.push(await measure(`gateway, ${CLIENTS} clients, ${BACKLOG} queued`, gateway.child, httpPort, probe));
     queued = await gatewayMetric(httpPort, "kestrel_gateway_queue_depth");
     queueBytes = await gatewayMetric(httpPort, "kestrel_gateway_queue_bytes");
     await Promise.all(clients.map((client) => client.endAsync(true)));
@@ -126,7 +152,8 @@ process.stdout.write(
 );
 for (const sample of samples) {
   const heap = sample.heap === undefined ? "" : `  heap ${mib(sample.heap).padStart(10)}`;
-  process.stdout.write(`  ${sample.what.padEnd(52)} rss ${mib(sample.rss).padStart(10)}${heap}\n`);
+  const live = sample.live === undefined ? "" : `  after full GC ${mib(sample.live).padStart(10)}`;
+  process.stdout.write(`  ${sample.what.padEnd(52)} rss ${mib(sample.rss).padStart(10)}${heap}${live}\n`);
 }
 const [mosquittoLoaded, idle, connected, backlog] = samples;
 if (mosquittoLoaded && idle && connected && backlog) {
@@ -136,10 +163,15 @@ if (mosquittoLoaded && idle && connected && backlog) {
   process.stdout.write(
     `  ratio gateway rss (clients + backlog) / mosquitto (clients): ${(backlog.rss / mosquittoLoaded.rss).toFixed(2)}\n`,
   );
-  // RSS, not heapUsed: without a forced GC in the gateway its heap figure moves with uncollected garbage.
   process.stdout.write(
     `  gateway rss growth per queued message: ${((backlog.rss - connected.rss) / Math.max(1, queued)).toFixed(0)} bytes\n`,
   );
+  // What the gateway keeps per queued message: its live heap (after a full collection) with and without the backlog.
+  if (backlog.live !== undefined && connected.live !== undefined) {
+    process.stdout.write(
+      `  gateway live heap growth per queued message: ${((backlog.live - connected.live) / Math.max(1, queued)).toFixed(0)} bytes\n`,
+    );
+  }
 }
 process.stdout.write(
   `  disk queue heap per record (forced GC): ${index.perRecord.toFixed(0)} bytes, for records of ${index.recordBytes.toFixed(0)} bytes on disk\n`,
