@@ -27,6 +27,8 @@ export interface TestBroker {
   publish(topic: string, payload: string): Promise<void>;
   /** While set, the client is cut off and its connection attempts are refused (server unavailable). */
   setReachable(clientId: string, reachable: boolean): void;
+  /** While set, the client's telemetry gets no telemetry ack (as if each QoS 0 ack were lost). */
+  withholdAcks(clientId: string, withhold: boolean): void;
   /** Drops a client's connection from the broker side, as a network failure would. */
   disconnect(clientId: string): void;
   close(): Promise<void>;
@@ -35,6 +37,7 @@ export interface TestBroker {
 /** With tls, the broker listens behind node:tls (mqtts://); requestCert + rejectUnauthorized make it mutual. */
 export async function startBroker(tokens: ReadonlyMap<string, string>, tls?: TlsOptions): Promise<TestBroker> {
   const unreachable = new Set<string>();
+  const ackless = new Set<string>();
   const broker = await Aedes.createBroker({
     authenticate(client, username, password, done) {
       if (unreachable.has(client.id)) {
@@ -64,7 +67,7 @@ export async function startBroker(tokens: ReadonlyMap<string, string>, tls?: Tls
     published.push(message);
     for (const waiter of waiters) waiter(message);
     const deviceId = client?.id;
-    if (deviceId === undefined || parseTopic(packet.topic)?.kind !== "telemetry") return;
+    if (deviceId === undefined || ackless.has(deviceId) || parseTopic(packet.topic)?.kind !== "telemetry") return;
     const batch = parseTelemetryBatch(message.payload);
     if (!batch.ok) return;
     const last = batch.value.samples.at(-1)?.seq ?? 0;
@@ -133,6 +136,10 @@ export async function startBroker(tokens: ReadonlyMap<string, string>, tls?: Tls
         unreachable.add(clientId);
         clients.get(clientId)?.conn.destroy();
       }
+    },
+    withholdAcks(clientId, withhold) {
+      if (withhold) ackless.add(clientId);
+      else ackless.delete(clientId);
     },
     disconnect(clientId) {
       clients.get(clientId)?.conn.destroy();

@@ -18,7 +18,7 @@ const IN_FLIGHT_MAX = 16;
 
 const RATE = 60;
 const MINUTE = 60_000;
-const DEVICES = ["off-a", "off-b", "off-c"];
+const DEVICES = ["off-a", "off-b", "off-c", "off-d"];
 const TOKENS = new Map(DEVICES.map((id) => [id, `token-${id}`]));
 
 let broker: TestBroker;
@@ -218,4 +218,32 @@ test("a full ring drops whole oldest batches, delivers the rest in order, and th
   );
   const queued = entries.filter((entry) => entry.msg === "mqtt connected").at(-1)?.fields.queued as number;
   assert.ok(queued > 0, "batches were kept in flash and replayed");
+});
+
+test("a batch whose telemetry ack never comes is sent again after 30 s, and kept until one does", async (t) => {
+  const clock = new FastClock(RATE);
+  const { logger, entries } = captureLogs();
+  const device = await startSimDevice(options("off-d", clock, logger));
+  t.after(() => device.stop());
+  await device.connected;
+  await waitUntil(() => delivered("off-d").length >= 5, "samples while acked");
+  const telemetry = () => broker.published.filter((m) => m.topic === "d/off-d/telemetry").map((m) => m.payload);
+  broker.withholdAcks("off-d", true);
+  const unackedFrom = telemetry().length;
+  const resent = () => entries.filter((entry) => entry.msg === "telemetry not acknowledged in time, sending it again");
+  await waitUntil(() => resent().length > 0, "the ack timeout", 30_000);
+  // The first batch sent without an ack goes out again, unchanged, once the 30 s passed.
+  await waitUntil(() => {
+    const unacked = telemetry().slice(unackedFrom);
+    return unacked.indexOf(unacked[0] as string, 1) > 0;
+  }, "the first unacknowledged batch again");
+
+  broker.withholdAcks("off-d", false);
+  const released = clock.now();
+  await waitUntil(() => delivered("off-d").some((sample) => sample.ts > released), "a batch after the acks are back");
+  const timeoutsThen = resent().length;
+  const quietFrom = clock.now();
+  await waitUntil(() => clock.now() - quietFrom >= MINUTE, "a virtual minute with acks", 30_000);
+  assert.equal(resent().length, timeoutsThen, "acked again, nothing more is resent");
+  assertContiguous(delivered("off-d"), "nothing lost while acks were missing");
 });
