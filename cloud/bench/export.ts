@@ -5,11 +5,12 @@
 //   npm run bench -w cloud -- export   (ROWS=100000,1000000)
 // Uses MONGODB_URI when set, else the embedded FerretDB.
 
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TelemetrySample } from "@kestrel/wire";
+import { rssBytes } from "../../gateway/bench/harness.ts";
+import { stopProcess } from "../../gateway/test/mosquitto-broker.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { HOUR_MS, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
@@ -37,11 +38,6 @@ function hourOfSamples(hour: number): TelemetrySample[] {
       },
     };
   });
-}
-
-function rssBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return match ? Number(match[1]) * 1024 : 0;
 }
 
 /** Streams the answer and counts its lines as they come; the body is never held whole. */
@@ -137,8 +133,7 @@ try {
           `at most ${(during.maxAfterFullGc / MB).toFixed(1)} MB after one; after it and a forced full GC ${(during.afterForcedGc / MB).toFixed(1)} MB\n`,
       );
     } finally {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => child.once("exit", resolve));
+      await stopProcess(child);
     }
   }
 

@@ -14,11 +14,14 @@ import { join } from "node:path";
 import { type TelemetryBatch, topics } from "@kestrel/wire";
 import type { Db } from "mongodb";
 import { connectAsync, type MqttClient } from "mqtt";
+import { startGatewayProcess } from "../../gateway/bench/harness.ts";
+import { stopProcess } from "../../gateway/test/mosquitto-broker.ts";
+import { freePort } from "../../gateway/test/real-cloud.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import { bootstrap } from "../src/tenants/bootstrap.ts";
-import { type Service, startCloudProcess, startGatewayProcess, stopProcess } from "./processes.ts";
+import { type Service, startCloudProcess } from "./processes.ts";
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 50);
 const SAMPLES_PER_DEVICE = Number(process.env.BENCH_SAMPLES ?? 100);
@@ -72,9 +75,9 @@ async function rawBaselines(
   return seconds;
 }
 
-/** Items the gateway holds that the cloud has not answered 200 for yet. */
-async function gatewayQueued(gateway: Service): Promise<number> {
-  const response = await fetch(`${gateway.url}/healthz`);
+/** Items the gateway (its HTTP side at gatewayUrl) holds that the cloud has not answered 200 for yet. */
+async function gatewayQueued(gatewayUrl: string): Promise<number> {
+  const response = await fetch(`${gatewayUrl}/healthz`);
   return ((await response.json()) as { queued: number }).queued;
 }
 
@@ -93,23 +96,25 @@ export async function ingestBenchmark(): Promise<void> {
   const database = await connectDb(ferret.uri, dbName);
   const clients: MqttClient[] = [];
   let cloud: Service | undefined;
-  let gateway: Service | undefined;
+  let gateway: Awaited<ReturnType<typeof startGatewayProcess>> | undefined;
   try {
     const deviceIds = Array.from({ length: DEVICES }, (_, i) => `bench-${i}`);
     const credentials = await bootstrap(database.db, { tenantName: "Bench", adminEmail: "a@bench.test", deviceIds });
     cloud = await startCloudProcess(ferret.uri, dbName);
     const cloudUrl = cloud.url;
-    const gatewayService = await startGatewayProcess({
+    const gatewayHttpPort = await freePort();
+    const gatewayUrl = `http://127.0.0.1:${gatewayHttpPort}`;
+    gateway = await startGatewayProcess({
       CLOUD_URL: cloudUrl,
       GATEWAY_KEY: credentials.gatewayKey,
       GATEWAY_DATA_DIR: join(dir, "gateway"),
+      GATEWAY_HTTP_PORT: String(gatewayHttpPort),
       FORWARD_INTERVAL_MS: "20",
       FORWARD_MAX_BATCHES: String(FORWARD_BATCH),
     });
-    gateway = gatewayService;
     for (const device of credentials.devices) {
       clients.push(
-        await connectAsync(`mqtt://127.0.0.1:${gatewayService.mqttPort}`, {
+        await connectAsync(`mqtt://127.0.0.1:${gateway.port}`, {
           clientId: device.deviceId,
           username: device.deviceId,
           password: device.token,
@@ -147,7 +152,7 @@ export async function ingestBenchmark(): Promise<void> {
     const acknowledgedS = (performance.now() - started) / 1000;
     // Every publish is acknowledged (on the gateway's disk); stored once the gateway's queue is empty, as the
     // gateway drops an item only after the cloud answered 200, i.e. after the cloud journalled it.
-    const endToEndS = await waitFor(async () => (await gatewayQueued(gatewayService)) === 0, started, "draining");
+    const endToEndS = await waitFor(async () => (await gatewayQueued(gatewayUrl)) === 0, started, "draining");
     // Charts, rollups and latest values follow once the journal is applied.
     const store = new TelemetryStore(database.db);
     const appliedS = await waitFor(() => store.applied(), started, "applying the journal");
@@ -193,8 +198,8 @@ export async function ingestBenchmark(): Promise<void> {
     print(`  cloud ingest API alone, POSTs of ${FORWARD_BATCH} items: ${rate(cloudS)} samples/s = ${ratio(cloudS)}`);
   } finally {
     await Promise.all(clients.map((client) => client.endAsync()));
-    await stopProcess(gateway);
-    await stopProcess(cloud);
+    if (gateway) await stopProcess(gateway.child);
+    if (cloud) await stopProcess(cloud.child);
     await database.close();
     await ferret.stop();
     await rm(dir, { recursive: true, force: true });
