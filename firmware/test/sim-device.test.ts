@@ -6,8 +6,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type TelemetrySample, validateDeviceState, validateTelemetryBatch } from "@kestrel/wire";
+import { type TelemetryBatch, type TelemetrySample, validateDeviceState, validateTelemetryBatch } from "@kestrel/wire";
 import { type Bmp280Conversion, RealTimeClock, startSimDevice } from "../sim/index.ts";
+import { firstArrivals } from "./arrivals.ts";
 import { startBroker, type TestBroker } from "./broker.ts";
 import { captureLogs } from "./log-capture.ts";
 import { waitUntil } from "./wait.ts";
@@ -39,19 +40,25 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function telemetryOf(deviceId: string): TelemetrySample[][] {
+function batchesOf(deviceId: string): TelemetryBatch[] {
   return broker.published
     .filter((message) => message.topic === `d/${deviceId}/telemetry`)
     .map((message) => {
       const parsed = validateTelemetryBatch(JSON.parse(message.payload));
       assert.ok(parsed.ok, parsed.ok ? "" : parsed.error.message);
-      return parsed.value.samples;
+      return parsed.value;
     });
 }
 
+/** Every reading from deviceId once (a batch in flight when the link dropped is sent again). */
+function samplesOf(deviceId: string): TelemetrySample[] {
+  const delivered = batchesOf(deviceId).flatMap((batch) => batch.samples.map((s) => ({ ...s, boot: batch.boot })));
+  return firstArrivals(delivered).map(({ boot: _boot, ...sample }) => sample);
+}
+
 async function waitForSamples(deviceId: string, count: number): Promise<TelemetrySample[]> {
-  await waitUntil(() => telemetryOf(deviceId).flat().length >= count, `${count} samples from ${deviceId}`, 15_000);
-  return telemetryOf(deviceId).flat();
+  await waitUntil(() => samplesOf(deviceId).length >= count, `${count} samples from ${deviceId}`, 15_000);
+  return samplesOf(deviceId);
 }
 
 function assertMatchesModel(samples: TelemetrySample[], served: Bmp280Conversion[]): void {
@@ -107,7 +114,7 @@ test("publishes a retained online state and telemetry batches that match the ser
   const samples = await waitForSamples("sim-a", 12);
   const batches = broker.published.filter((m) => m.topic === "d/sim-a/telemetry");
   assert.ok(batches.every((m) => m.qos === 1 && !m.retain));
-  assert.ok(telemetryOf("sim-a").every((batch) => batch.length === 4));
+  assert.ok(batchesOf("sim-a").every((batch) => batch.samples.length === 4));
   assertMatchesModel(samples, device.bmp280.served);
   const boots = batches.map((m) => (JSON.parse(m.payload) as { boot: number }).boot);
   assert.deepEqual(new Set(boots), new Set([1]));

@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type TelemetrySample, validateDeviceState, validateTelemetryBatch } from "@kestrel/wire";
+import { validateDeviceState, validateTelemetryBatch } from "@kestrel/wire";
 import { FastClock, FLASH_SECTOR_BYTES, startSimDevice } from "../sim/index.ts";
+import { type Delivered, firstArrivals } from "./arrivals.ts";
 import { startBroker, type TestBroker } from "./broker.ts";
 import { captureLogs } from "./log-capture.ts";
 import { waitUntil } from "./wait.ts";
@@ -34,10 +35,6 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-interface Delivered extends TelemetrySample {
-  boot: number;
-}
-
 /** Every sample the broker received from deviceId, at its first arrival, in arrival order. */
 function delivered(deviceId: string): Delivered[] {
   return firstArrivals(
@@ -49,25 +46,6 @@ function delivered(deviceId: string): Delivered[] {
         return parsed.value.samples.map((sample) => ({ ...sample, boot: parsed.value.boot }));
       }),
   );
-}
-
-/**
- * Each reading once, at its first arrival. A batch the link dropped before its telemetry ack came
- * back is sent again (the cloud keeps the first copy): a repeat must be the same reading.
- */
-function firstArrivals(samples: Delivered[]): Delivered[] {
-  const seen = new Map<string, Delivered>();
-  const first: Delivered[] = [];
-  for (const sample of samples) {
-    const key = `${sample.boot}-${sample.seq}`;
-    const earlier = seen.get(key);
-    if (earlier) assert.deepEqual(sample, earlier, `a repeat of ${key} is the same reading`);
-    else {
-      seen.set(key, sample);
-      first.push(sample);
-    }
-  }
-  return first;
 }
 
 function assertContiguous(samples: Delivered[], what: string): void {
