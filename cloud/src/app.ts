@@ -3,6 +3,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
+import { artifactsPlugin } from "./artifacts/plugin.ts";
 import { accessPlugin } from "./auth/access.ts";
 import { authPlugin } from "./auth/plugin.ts";
 import { SecretBox } from "./auth/secret-box.ts";
@@ -20,6 +21,7 @@ import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
+import { signingPlugin } from "./signing/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
@@ -58,16 +60,19 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(devicesPlugin, { db });
   await app.register(telemetryPlugin, { db });
   await app.register(retentionPlugin, { db });
+  const secrets = await SecretBox.open(config.secretsKey, config.dataDir);
   await app.register(exportsPlugin, {
     db,
     scheduler: config.exportScheduler,
-    secrets: await SecretBox.open(config.secretsKey, config.dataDir),
+    secrets,
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     fileTtlDays: config.exportFileTtlDays,
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
   await app.register(commandsPlugin, { db });
+  await app.register(signingPlugin, { db, secrets });
+  await app.register(artifactsPlugin, { db, secrets, maxBytes: config.artifactMaxBytes });
   await app.register(dashboardPlugin, { dir: config.dashboardDir });
   return app;
 }

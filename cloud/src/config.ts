@@ -24,6 +24,8 @@ export interface CloudConfig {
   webhookAllowedNetworks: string[];
   /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
   secretsKey: Buffer | undefined;
+  /** The largest artifact (firmware image, plugin, model) an upload may carry (ARTIFACT_MAX_BYTES). */
+  artifactMaxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -115,5 +117,6 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     exportFileTtlDays: integer(env, "EXPORT_FILE_TTL_DAYS", 7, 1, 3650),
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
+    artifactMaxBytes: integer(env, "ARTIFACT_MAX_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   };
 }

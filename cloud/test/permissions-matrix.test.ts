@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
+import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import type { LightMyRequestResponse } from "fastify";
+import { nodeSha256 } from "../src/artifacts/validators.ts";
 import type { ApiRoute } from "../src/auth/access.ts";
 import { permissionTable } from "../src/auth/permission-table.ts";
 import {
@@ -136,6 +138,23 @@ describe("permission matrix over every /api route", () => {
     otherOrgIds.set("commandId", command.json<{ id: string }>().id);
     otherOrgIds.set("email", globex.admin.email);
     otherOrgIds.set("keyId", globexKey.doc.keyId);
+    const globexSigningKey = await cloud.app.inject({
+      method: "POST",
+      url: "/api/signing/keys",
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(globexSigningKey.statusCode, 201, globexSigningKey.body);
+    otherOrgIds.set("signingKeyId", globexSigningKey.json().key.keyId);
+    const globexImage = buildEsp32Image({ chip: "esp32", version: "9.9.9", projectName: "globex" }, nodeSha256);
+    const artifact = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=firmware&name=globex-fw&chip=esp32",
+      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
+      payload: Buffer.from(globexImage),
+    });
+    assert.equal(artifact.statusCode, 201, artifact.body);
+    otherOrgIds.set("artifactId", artifact.json().artifactId);
+    otherOrgIds.set("sha256", artifact.json().sha256);
   });
   after(() => cloud?.close());
 

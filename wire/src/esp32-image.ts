@@ -181,6 +181,9 @@ export class Esp32ImageChecker {
     switch (this.#phase) {
       case "header": {
         const take = this.#collect(bytes, offset, HEADER_BYTES);
+        // Anything else is refused from its first byte, not after a whole header.
+        if (this.#pending[0] !== ESP_IMAGE_MAGIC)
+          return this.#stop("not_esp32_image", "no ESP32 image magic (0xE9) at byte 0");
         this.#advance(bytes, offset, take);
         if (this.#pendingLength === HEADER_BYTES) this.#onHeader();
         return take;
@@ -258,10 +261,6 @@ export class Esp32ImageChecker {
 
   #onHeader(): void {
     const header = this.#pending;
-    if (header[0] !== ESP_IMAGE_MAGIC) {
-      this.#stop("not_esp32_image", "no ESP32 image magic (0xE9) at byte 0");
-      return;
-    }
     const view = new DataView(header.buffer, 0, HEADER_BYTES);
     const count = header[1] as number;
     if (count === 0 || count > MAX_SEGMENTS) {

@@ -2,6 +2,7 @@
 // exist before the app serves a request.
 
 import { type Db, MongoClient } from "mongodb";
+import { ArtifactStore } from "../artifacts/artifact-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
@@ -10,6 +11,7 @@ import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
+import { SigningService } from "../signing/signing-service.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
@@ -37,6 +39,8 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       CommandStore.createIndexes,
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
+      SigningService.createIndexes,
+      ArtifactStore.createIndexes,
     ]) {
       await createIndexes(db);
     }
