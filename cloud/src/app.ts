@@ -20,6 +20,7 @@ import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
+import { otaPlugin } from "./ota/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { signingPlugin } from "./signing/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
@@ -73,6 +74,13 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(commandsPlugin, { db });
   await app.register(signingPlugin, { db, secrets });
   await app.register(artifactsPlugin, { db, secrets, maxBytes: config.artifactMaxBytes });
+  await app.register(otaPlugin, {
+    db,
+    secrets,
+    artifactMaxBytes: config.artifactMaxBytes,
+    tickMs: config.otaTickMs,
+    offerLeaseMs: config.otaOfferLeaseMs,
+  });
   await app.register(dashboardPlugin, { dir: config.dashboardDir });
   return app;
 }

@@ -26,6 +26,10 @@ export interface CloudConfig {
   secretsKey: Buffer | undefined;
   /** The largest artifact (firmware image, plugin, model) an upload may carry (ARTIFACT_MAX_BYTES). */
   artifactMaxBytes: number;
+  /** How often the campaign runner soaks and advances stages (OTA_TICK_MS). */
+  otaTickMs: number;
+  /** An artifact offer with no report from its device for this long is made again (OTA_OFFER_LEASE_MS). */
+  otaOfferLeaseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -118,5 +122,7 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
     artifactMaxBytes: integer(env, "ARTIFACT_MAX_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    otaTickMs: integer(env, "OTA_TICK_MS", 2000, 50, 600_000),
+    otaOfferLeaseMs: integer(env, "OTA_OFFER_LEASE_MS", 600_000, 1000, 86_400_000),
   };
 }

@@ -155,6 +155,20 @@ describe("permission matrix over every /api route", () => {
     assert.equal(artifact.statusCode, 201, artifact.body);
     otherOrgIds.set("artifactId", artifact.json().artifactId);
     otherOrgIds.set("sha256", artifact.json().sha256);
+    const signature = await cloud.app.inject({
+      method: "POST",
+      url: `/api/artifacts/${artifact.json().artifactId}/signatures`,
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(signature.statusCode, 201, signature.body);
+    const campaign = await cloud.app.inject({
+      method: "POST",
+      url: "/api/campaigns",
+      headers: bearer(globexAdmin),
+      payload: { name: "globex", artifactId: artifact.json().artifactId, target: { devices: ["gx-1"] } },
+    });
+    assert.equal(campaign.statusCode, 201, campaign.body);
+    otherOrgIds.set("campaignId", campaign.json().campaignId);
   });
   after(() => cloud?.close());
 

@@ -7,6 +7,7 @@ import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
+import { longPoll } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { CommandBell } from "./command-bell.ts";
@@ -233,21 +234,17 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const tenantId = orgOf(request);
         const connected = new Set(request.body.devices.filter(isDeviceId));
         const max = request.body.max ?? 50;
-        const deadline = Date.now() + (request.body.wait ?? 0) * 1000;
-        // The gateway gave up on this poll: stop claiming for it (anything claimed already is offered again later).
-        const gone = new AbortController();
-        reply.raw.once("close", () => gone.abort());
-        for (;;) {
-          const claimed = connected.size === 0 ? [] : await commands.claim(tenantId, connected, max);
-          const remaining = deadline - Date.now();
-          if (claimed.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
-            if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
-            // The server stopped closing idle connections before this answer: close this one with it.
-            if (bell.isClosed) reply.header("connection", "close");
-            return { commands: claimed };
-          }
-          await bell.wait(tenantId, Math.min(remaining, recheckMs), gone.signal);
-        }
+        // Anything claimed for a gateway that gave up meanwhile is offered again after its lease.
+        const claimed = await longPoll({
+          tenantId,
+          waitSeconds: request.body.wait ?? 0,
+          recheckMs,
+          bell,
+          reply,
+          take: () => (connected.size === 0 ? Promise.resolve([]) : commands.claim(tenantId, connected, max)),
+        });
+        if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
+        return { commands: claimed };
       },
     );
 

@@ -13,6 +13,7 @@ import {
 import type { Db } from "mongodb";
 import type { DeviceStore } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
+import { ResetLog } from "../ota/reset-log.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
 
 export const MAX_ITEMS = 500;
@@ -27,6 +28,7 @@ export interface IngestRequest {
 export class IngestService {
   private readonly telemetry: TelemetryStore;
   private readonly logs: LogStore;
+  private readonly resets: ResetLog;
   private readonly known: KnownDevices;
 
   constructor(
@@ -35,6 +37,7 @@ export class IngestService {
   ) {
     this.telemetry = new TelemetryStore(db);
     this.logs = new LogStore(db);
+    this.resets = new ResetLog(db);
     this.known = new KnownDevices(devices);
   }
 
@@ -72,8 +75,15 @@ export class IngestService {
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
-      if (parsed.ok) await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
-      else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+      if (!parsed.ok) {
+        rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+        continue;
+      }
+      await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
+      // Campaigns compare a device's watchdog resets after an update with before it.
+      const { reset, boot } = parsed.value;
+      if (reset !== undefined && boot !== undefined)
+        await this.resets.record(tenantId, deviceId, boot, reset, new Date(receivedAt));
     }
 
     const logBatches: DeviceLogBatch[] = [];

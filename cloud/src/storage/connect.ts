@@ -11,6 +11,9 @@ import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
+import { CampaignHistory } from "../ota/campaign-history.ts";
+import { CampaignStore } from "../ota/campaign-store.ts";
+import { ResetLog } from "../ota/reset-log.ts";
 import { SigningService } from "../signing/signing-service.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
@@ -41,6 +44,9 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       ExportRunStore.createIndexes,
       SigningService.createIndexes,
       ArtifactStore.createIndexes,
+      CampaignStore.createIndexes,
+      CampaignHistory.createIndexes,
+      ResetLog.createIndexes,
     ]) {
       await createIndexes(db);
     }

@@ -1,0 +1,31 @@
+// A gateway's long poll: ask for work now, and while there is none, wait for a ring on this replica
+// (or re-check every recheckMs for work queued through another replica) until the wait runs out,
+// the gateway gives up, or the server shuts down.
+
+import type { FastifyReply } from "fastify";
+import type { CommandBell } from "../commands/command-bell.ts";
+
+export async function longPoll<T>(options: {
+  tenantId: string;
+  waitSeconds: number;
+  recheckMs: number;
+  bell: CommandBell;
+  reply: FastifyReply;
+  take: () => Promise<T[]>;
+}): Promise<T[]> {
+  const { tenantId, bell, reply } = options;
+  const deadline = Date.now() + options.waitSeconds * 1000;
+  // The gateway gave up on this poll: stop taking work for it.
+  const gone = new AbortController();
+  reply.raw.once("close", () => gone.abort());
+  for (;;) {
+    const taken = await options.take();
+    const remaining = deadline - Date.now();
+    if (taken.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
+      // The server stopped closing idle connections before this answer: close this one with it.
+      if (bell.isClosed) reply.header("connection", "close");
+      return taken;
+    }
+    await bell.wait(tenantId, Math.min(remaining, options.recheckMs), gone.signal);
+  }
+}
