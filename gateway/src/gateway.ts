@@ -6,6 +6,10 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { ArtifactCache } from "./artifacts/artifact-cache.ts";
+import { ArtifactChannel } from "./artifacts/artifact-channel.ts";
+import { ArtifactRelay } from "./artifacts/artifact-relay.ts";
+import { ChunkServer } from "./artifacts/chunk-server.ts";
 import { startBridge } from "./bridge/external-broker.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
 import { type DeviceBroker, startEmbeddedBroker } from "./broker/embedded-broker.ts";
@@ -27,6 +31,7 @@ export interface Gateway {
   readonly httpPort: number;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
+  readonly artifactCache: ArtifactCache;
   stop(): Promise<void>;
 }
 
@@ -68,15 +73,50 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     logger: logger.child({ component: "downlink" }),
     metrics,
   });
+  const artifactLog = logger.child({ component: "artifacts" });
+  const artifactChannel = new ArtifactChannel({
+    baseUrl: config.cloudUrl,
+    gatewayKey: config.gatewayKey,
+    timeoutMs: config.cloudTimeoutMs,
+  });
+  const artifactCache = await ArtifactCache.open({
+    dir: join(config.dataDir, "artifacts"),
+    maxBytes: config.artifacts.cacheMaxBytes,
+    channel: artifactChannel,
+    logger: artifactLog,
+    metrics,
+  });
+  const chunks = new ChunkServer({
+    cache: artifactCache,
+    maxDownloads: config.artifacts.maxDownloads,
+    idleMs: config.artifacts.idleMs,
+    logger: artifactLog,
+    metrics,
+  });
+  const reports = await DiskQueue.open({
+    dir: join(config.dataDir, "artifact-reports"),
+    maxBytes: ACK_QUEUE_MAX_BYTES,
+  });
+  const artifacts = new ArtifactRelay({
+    channel: artifactChannel,
+    cache: artifactCache,
+    reports: reports.queue,
+    // Called only after artifacts.start(), by which time the broker exists.
+    publish: (deviceId, offer) => broker.publishOffer(deviceId, offer),
+    logger: artifactLog,
+    metrics,
+  });
   const log = logger.child({ component: "broker" });
-  const intake = new DeviceMessageIntake({ forwarder, commands, metrics, logger: log });
+  const intake = new DeviceMessageIntake({ forwarder, commands, artifacts, chunks, metrics, logger: log });
   const broker: DeviceBroker = config.externalBroker
-    ? await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log })
+    ? await startBridge({ config: config.externalBroker, intake, commands, artifacts, metrics, logger: log })
     : await startEmbeddedBroker({
         config,
         authenticator: new DeviceAuthenticator(cloud, config.authCacheTtlMs),
         intake,
         commands,
+        artifacts,
+        chunks,
         metrics,
         logger: log,
       });
@@ -112,6 +152,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
   forwarder.start();
   commands.start();
+  artifacts.start();
   logger.info(
     {
       mqtt: broker.mqttPort,
@@ -128,10 +169,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     httpPort,
     metrics,
     forwarder,
+    artifactCache,
     async stop() {
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
+      await artifacts.stop();
+      artifactCache.close();
       await forwarder.stop();
       await close(httpServer);
       logger.info("gateway stopped");

@@ -60,6 +60,34 @@ export class GatewayMetrics {
       "gauge",
       "age of the oldest item waiting to be delivered to the cloud",
     );
+    this.define(
+      "kestrel_gateway_artifact_offers_published_total",
+      "counter",
+      "artifact offers from the cloud published to devices",
+    );
+    this.define(
+      "kestrel_gateway_artifact_reports_relayed_total",
+      "counter",
+      "device artifact reports delivered to the cloud",
+    );
+    this.define("kestrel_gateway_artifact_reports_dropped_total", "counter", "device artifact reports given up on");
+    this.define(
+      "kestrel_gateway_artifact_fetches_total",
+      "counter",
+      "artifact downloads from the cloud into the cache, by whether they resumed a cut one",
+    );
+    this.define("kestrel_gateway_artifact_fetch_failures_total", "counter", "artifact downloads that failed, by code");
+    this.define("kestrel_gateway_artifact_upstream_bytes_total", "counter", "artifact bytes downloaded from the cloud");
+    this.define("kestrel_gateway_artifact_chunks_served_total", "counter", "artifact chunks sent to devices");
+    this.define("kestrel_gateway_artifact_bytes_served_total", "counter", "artifact bytes sent to devices");
+    this.define(
+      "kestrel_gateway_artifact_refusals_total",
+      "counter",
+      "chunk requests answered without data, by chunk status (1 not found, 2 bad range, 3 busy, 4 unavailable)",
+    );
+    this.define("kestrel_gateway_artifact_evictions_total", "counter", "artifacts evicted from the cache");
+    this.define("kestrel_gateway_artifact_cache_bytes", "gauge", "bytes of artifacts in the cache");
+    this.define("kestrel_gateway_artifact_downloads_active", "gauge", "devices downloading an artifact now");
     this.define("process_resident_memory_bytes", "gauge", "resident set size of the gateway process");
     this.define("nodejs_heap_used_bytes", "gauge", "V8 heap in use");
   }

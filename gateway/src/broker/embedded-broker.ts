@@ -4,8 +4,11 @@
 import { createServer as createNetServer } from "node:net";
 import { createServer as createTlsServer, TLSSocket } from "node:tls";
 import { type DeviceCommand, isDeviceId, parseTopic, topics } from "@kestrel/wire";
+import { type ArtifactOffer, artifactTopics } from "@kestrel/wire/artifacts";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
 import type { Logger } from "pino";
+import type { ArtifactRelay } from "../artifacts/artifact-relay.ts";
+import type { ChunkServer } from "../artifacts/chunk-server.ts";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
 import type { DeviceMessageIntake, OutgoingMessage } from "../intake.ts";
@@ -24,6 +27,8 @@ export interface DeviceBroker {
   readonly connectedClients: number;
   /** Publishes a command to the device's command topic at QoS 1; resolves once the broker took it. */
   publishCommand(deviceId: string, command: DeviceCommand): Promise<void>;
+  /** Publishes an artifact offer to the device's offer topic at QoS 1; resolves once the broker took it. */
+  publishOffer(deviceId: string, offer: ArtifactOffer): Promise<void>;
   /** Stops taking messages; the caller then drains the queues. */
   close(): Promise<void>;
 }
@@ -33,6 +38,8 @@ export interface EmbeddedBrokerOptions {
   authenticator: DeviceAuthenticator;
   intake: DeviceMessageIntake;
   commands: CommandRelay;
+  artifacts: ArtifactRelay;
+  chunks: ChunkServer;
   metrics: GatewayMetrics;
   logger: Logger;
 }
@@ -67,7 +74,7 @@ function clientCertificate(conn: unknown): PeerCertificate | undefined {
 }
 
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<DeviceBroker> {
-  const { config, authenticator, intake, commands, metrics } = options;
+  const { config, authenticator, intake, commands, artifacts, chunks, metrics } = options;
   const log = options.logger;
   const broker = await Aedes.createBroker({ maxClientsIdLength: 64 });
 
@@ -112,20 +119,21 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   };
 
   /**
-   * Straight to the device's own connection, if it subscribed to its ack topic (no other client may):
-   * no topic matching across every subscription, which cost a third of the gateway's throughput. QoS 0:
-   * a lost ack only delays the device, which resends and gets the next, cumulative one.
+   * Straight to the device's own connection, if it subscribed to the topic (no other client may): no
+   * topic matching across every subscription, which cost a third of the gateway's throughput. QoS 0:
+   * a lost telemetry ack only delays the device, which resends and gets the next, cumulative one; a
+   * lost chunk is asked for again.
    */
-  const publishTelemetryAck = (client: Client, ack: OutgoingMessage) => {
-    if (!(client as Client & { subscriptions?: Record<string, unknown> }).subscriptions?.[ack.topic]) return;
-    client.publish(
-      { cmd: "publish", topic: ack.topic, payload: Buffer.from(ack.payload), qos: 0, dup: false, retain: false },
-      (error) => {
-        if (error) log.warn({ deviceId: client.id, err: error.message }, "telemetry ack not published");
-        else metrics.inc("kestrel_gateway_telemetry_acks_published_total");
-      },
-    );
+  const publishToDevice = (client: Client, message: OutgoingMessage, onSent?: () => void) => {
+    if (!(client as Client & { subscriptions?: Record<string, unknown> }).subscriptions?.[message.topic]) return;
+    const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(message.payload);
+    client.publish({ cmd: "publish", topic: message.topic, payload, qos: 0, dup: false, retain: false }, (error) => {
+      if (error)
+        log.warn({ deviceId: client.id, topic: message.topic, err: error.message }, "publish to device failed");
+      else onSent?.();
+    });
   };
+  const countAck = () => metrics.inc("kestrel_gateway_telemetry_acks_published_total");
 
   broker.authorizePublish = (client: Client | null, packet: PublishPacket, done) => {
     // A will left by a client that is already gone arrives without a client.
@@ -139,7 +147,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     // closes the connection without a PUBACK: the device keeps the message and retries later.
     intake.accept(deviceId, packet.topic, packet.payload).then(
       (accepted) => {
-        if (client && accepted?.telemetryAck) publishTelemetryAck(client, accepted.telemetryAck);
+        if (client && accepted?.telemetryAck) publishToDevice(client, accepted.telemetryAck, countAck);
+        if (client) for (const reply of accepted?.replies ?? []) publishToDevice(client, reply);
         done(null);
       },
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
@@ -156,13 +165,18 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   broker.on("client", () => metrics.set("kestrel_gateway_connected_clients", broker.connectedClients));
   // Commands are fetched only for devices listening on their command topic; the rest stay queued in the cloud.
   broker.on("subscribe", (subscriptions, client) => {
-    if (client && subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+    if (!client) return;
+    if (subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+    if (subscriptions.some((s) => s.topic === artifactTopics.offer(client.id))) artifacts.deviceReady(client.id);
   });
   broker.on("unsubscribe", (unsubscriptions, client) => {
     if (client && unsubscriptions.includes(topics.command(client.id))) commands.deviceGone(client.id);
+    if (client && unsubscriptions.includes(artifactTopics.offer(client.id))) artifacts.deviceGone(client.id);
   });
   broker.on("clientDisconnect", (client) => {
     commands.deviceGone(client.id);
+    artifacts.deviceGone(client.id);
+    chunks.deviceGone(client.id);
     metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
     log.info({ deviceId: client.id }, "device disconnected");
   });
@@ -198,26 +212,23 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       : undefined;
   const mqttTlsPort = tlsServer && config.tls ? await listen(tlsServer, config.tls.port, config.mqttHost) : undefined;
 
+  /** QoS 1 through aedes to whoever subscribed (the device, at the QoS it subscribed with). */
+  const publish = (topic: string, message: object) =>
+    new Promise<void>((resolve, reject) =>
+      broker.publish(
+        { cmd: "publish", topic, payload: Buffer.from(JSON.stringify(message)), qos: 1, dup: false, retain: false },
+        (error) => (error ? reject(error) : resolve()),
+      ),
+    );
+
   return {
     mqttPort,
     mqttTlsPort,
     get connectedClients() {
       return broker.connectedClients;
     },
-    publishCommand: (deviceId, command) =>
-      new Promise((resolve, reject) =>
-        broker.publish(
-          {
-            cmd: "publish",
-            topic: topics.command(deviceId),
-            payload: Buffer.from(JSON.stringify(command)),
-            qos: 1,
-            dup: false,
-            retain: false,
-          },
-          (error) => (error ? reject(error) : resolve()),
-        ),
-      ),
+    publishCommand: (deviceId, command) => publish(topics.command(deviceId), command),
+    publishOffer: (deviceId, offer) => publish(artifactTopics.offer(deviceId), offer),
     async close() {
       const closing = Promise.all([mqttServer && close(mqttServer), tlsServer && close(tlsServer)]);
       await new Promise<void>((resolve) => broker.close(() => resolve()));

@@ -8,9 +8,10 @@
 import type { CommandAck, DeviceCommand } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
-import { CloudError } from "../uplink/cloud-client.ts";
 import type { DiskQueue } from "../uplink/disk-queue.ts";
-import type { AckFromDevice, CommandChannel } from "./command-channel.ts";
+import type { AckFromDevice, CommandChannel, CommandForDevice } from "./command-channel.ts";
+import { DevicePoll } from "./device-poll.ts";
+import { DurableRelay } from "./durable-relay.ts";
 
 export interface CommandRelayOptions {
   channel: CommandChannel;
@@ -25,110 +26,74 @@ export interface CommandRelayOptions {
   retryMaxMs?: number;
 }
 
-const ACK_BATCH = 200;
-/** Devices connecting in a burst restart the long poll once, not once each. */
-const RESTART_DEBOUNCE_MS = 50;
-
 export class CommandRelay {
-  private readonly devices = new Set<string>();
-  private readonly acks: DiskQueue;
   private readonly stopping = new AbortController();
-  private round: AbortController | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private wakePoll: (() => void) | undefined;
-  private wakeAcks: (() => void) | undefined;
+  private readonly poll: DevicePoll<CommandForDevice>;
+  private readonly acks: DurableRelay<AckFromDevice>;
   private loops: Promise<void>[] = [];
-  private readonly waitSeconds: number;
-  private readonly retryMinMs: number;
-  private readonly retryMaxMs: number;
 
   constructor(private readonly options: CommandRelayOptions) {
-    this.acks = options.acks;
-    this.waitSeconds = options.waitSeconds ?? 25;
-    this.retryMinMs = options.retryMinMs ?? 1000;
-    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    const { channel, logger, metrics } = options;
+    const waitSeconds = options.waitSeconds ?? 25;
+    const retry = {
+      retryMinMs: options.retryMinMs ?? 1000,
+      retryMaxMs: options.retryMaxMs ?? 30_000,
+      stopping: this.stopping.signal,
+      logger,
+      metrics,
+    };
+    this.poll = new DevicePoll({
+      ...retry,
+      operation: "poll",
+      fetch: async (deviceIds, signal) => {
+        const { commands, invalid } = await channel.poll(deviceIds, waitSeconds, signal);
+        if (invalid > 0) logger.warn({ invalid }, "commands from the cloud failed validation and were skipped");
+        return commands;
+      },
+      deliver: (item) => this.deliver(item),
+    });
+    this.acks = new DurableRelay({
+      ...retry,
+      queue: options.acks,
+      send: (acks) => channel.sendAcks(acks),
+      decode: decodeAck,
+      what: "command acks",
+      relayedMetric: "kestrel_gateway_command_acks_relayed_total",
+      droppedMetric: "kestrel_gateway_command_acks_dropped_total",
+      operation: "ack",
+    });
   }
 
   start(): void {
-    this.loops = [this.pollLoop(), this.ackLoop()];
+    this.loops = [this.poll.run(), this.acks.run()];
   }
 
   /** The device subscribed to its command topic, so a command published now reaches it. */
   deviceReady(deviceId: string): void {
-    if (this.devices.has(deviceId)) return;
-    this.devices.add(deviceId);
-    // An idle loop's next poll names this device already; aborting it would waste what it claims.
-    if (this.wakePoll) {
-      this.wakePoll();
-      return;
-    }
-    // The poll in flight asks for the old set of devices; ask again with this one in it.
-    this.restartTimer ??= setTimeout(() => {
-      this.restartTimer = undefined;
-      this.round?.abort();
-    }, RESTART_DEBOUNCE_MS);
+    this.poll.deviceReady(deviceId);
   }
 
   deviceGone(deviceId: string): void {
-    this.devices.delete(deviceId);
+    this.poll.deviceGone(deviceId);
   }
 
   /** Resolves once the ack is on disk; rejects (QueueFullError) when the ack queue is full. */
-  async ack(deviceId: string, ack: CommandAck): Promise<void> {
-    const item: AckFromDevice = { deviceId, receivedAt: Date.now(), ack };
-    await this.acks.append(Buffer.from(JSON.stringify(item)));
-    this.wakeAcks?.();
+  ack(deviceId: string, ack: CommandAck): Promise<void> {
+    return this.acks.append({ deviceId, receivedAt: Date.now(), ack });
   }
 
   get pendingAcks(): number {
-    return this.acks.length;
+    return this.acks.pending;
   }
 
   /** Ends the long poll, then tries once more to hand pending acks to the cloud; the rest stay on disk. */
   async stop(): Promise<void> {
-    clearTimeout(this.restartTimer);
     this.stopping.abort();
-    this.round?.abort();
-    this.wakePoll?.();
-    this.wakeAcks?.();
     await Promise.all(this.loops);
-    await this.acks.close();
+    await this.options.acks.close();
   }
 
-  private get stopped(): boolean {
-    return this.stopping.signal.aborted;
-  }
-
-  private async pollLoop(): Promise<void> {
-    const { channel, logger, metrics } = this.options;
-    let failures = 0;
-    while (!this.stopped) {
-      if (this.devices.size === 0) {
-        await new Promise<void>((resolve) => {
-          this.wakePoll = resolve;
-        });
-        this.wakePoll = undefined;
-        continue;
-      }
-      const round = new AbortController();
-      this.round = round;
-      try {
-        const { commands, invalid } = await channel.poll([...this.devices], this.waitSeconds, round.signal);
-        failures = 0;
-        if (invalid > 0) logger.warn({ invalid }, "commands from the cloud failed validation and were skipped");
-        for (const { deviceId, command } of commands) await this.deliver(deviceId, command);
-      } catch (error) {
-        // Aborted on purpose: the device set changed, or the gateway is stopping.
-        if (round.signal.aborted) continue;
-        failures++;
-        metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "poll" });
-        logger.warn({ err: describe(error), failures }, "command poll failed");
-        await this.backoff(failures);
-      }
-    }
-  }
-
-  private async deliver(deviceId: string, command: DeviceCommand): Promise<void> {
+  private async deliver({ deviceId, command }: CommandForDevice): Promise<void> {
     const { logger, metrics } = this.options;
     if (command.expiresAt !== undefined && command.expiresAt <= Date.now()) {
       logger.info({ deviceId, commandId: command.id }, "expired command not delivered");
@@ -143,64 +108,6 @@ export class CommandRelay {
       metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "publish" });
       logger.warn({ deviceId, commandId: command.id, err: describe(error) }, "command not published");
     }
-  }
-
-  private async ackLoop(): Promise<void> {
-    const { channel, logger, metrics } = this.options;
-    let failures = 0;
-    for (;;) {
-      if (this.acks.length === 0) {
-        if (this.stopped) return;
-        await new Promise<void>((resolve) => {
-          this.wakeAcks = resolve;
-        });
-        this.wakeAcks = undefined;
-        continue;
-      }
-      const records = await this.acks.peek(ACK_BATCH);
-      const batch = records.flatMap((record) => decodeAck(record.payload) ?? []);
-      if (batch.length < records.length) {
-        metrics.inc("kestrel_gateway_command_acks_dropped_total", {}, records.length - batch.length);
-        logger.error({ count: records.length - batch.length }, "skipped ack records that do not decode");
-      }
-      try {
-        if (batch.length > 0) await channel.sendAcks(batch);
-        await this.acks.ack(records.length);
-        failures = 0;
-        metrics.inc("kestrel_gateway_command_acks_relayed_total", {}, batch.length);
-      } catch (error) {
-        failures++;
-        metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "ack" });
-        const retryable = !(error instanceof CloudError) || error.retryable;
-        if (!retryable) {
-          await this.acks.ack(records.length);
-          metrics.inc("kestrel_gateway_command_acks_dropped_total", {}, batch.length);
-          logger.error({ err: describe(error), count: batch.length }, "cloud refused command acks; dropped");
-        } else if (this.stopped) {
-          logger.error({ err: describe(error), count: this.acks.length }, "stopping with command acks not relayed");
-          return;
-        } else {
-          logger.warn({ err: describe(error), failures }, "command acks not relayed, will retry");
-          await this.backoff(failures);
-        }
-      }
-    }
-  }
-
-  /** Exponential backoff with full jitter, cut short by stop(). */
-  private backoff(failures: number): Promise<void> {
-    const ceiling = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** Math.min(failures - 1, 16));
-    const ms = this.retryMinMs / 2 + Math.random() * (ceiling - this.retryMinMs / 2);
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const signal = this.stopping.signal;
-      signal.addEventListener("abort", done, { once: true });
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-    });
   }
 }
 
