@@ -71,7 +71,11 @@ class TestDevice {
     assert.ok(first);
     if (first.status !== ChunkStatus.ok)
       return { status: first.status, data: Buffer.alloc(0), retryAfterMs: first.retryAfterMs };
-    headers.forEach((header, i) => assert.equal(header?.offset, offset + i * 4096, "chunks in order"));
+    assert.deepEqual(
+      headers.map((header) => header?.offset),
+      headers.map((_, i) => offset + i * 4096),
+      "chunks in order",
+    );
     return { status: 0, data: Buffer.concat(this.chunks.map((chunk) => chunk.subarray(20))), retryAfterMs: 0 };
   }
 
