@@ -141,13 +141,25 @@ export class Esp32ImageChecker {
     hashAppended: false,
   };
 
-  constructor(hash: Sha256) {
+  readonly #ignoreTrailing: boolean;
+
+  /**
+   * With ignoreTrailing, bytes after the image's end are not an error: reading an image out of a
+   * flash partition, whose erased rest follows it.
+   */
+  constructor(hash: Sha256, options: { ignoreTrailing?: boolean } = {}) {
     this.#hash = hash;
+    this.#ignoreTrailing = options.ignoreTrailing ?? false;
   }
 
-  /** Bytes accepted so far. */
+  /** Bytes of the image accepted so far. */
   get position(): number {
     return this.#position;
+  }
+
+  /** Whether the whole image (through its checksum and digest) has been seen. */
+  get complete(): boolean {
+    return this.#phase === "done";
   }
 
   write(bytes: Uint8Array): Parsed<never> | undefined {
@@ -250,6 +262,7 @@ export class Esp32ImageChecker {
         return take;
       }
       case "done":
+        if (this.#ignoreTrailing) return bytes.length - offset;
         return this.#stop("trailing_data", `bytes follow the end of the image at byte ${this.#position}`);
     }
   }

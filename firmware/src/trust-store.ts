@@ -1,0 +1,123 @@
+// The keys this device trusts to sign artifacts: provisioned at build time (config `otaKeys`), then
+// changed only by trust records signed by a key already trusted, applied once each in `seq` order
+// and kept in preference. Signatures are checked with Moddable's own crypto: SHA-256 by `crypt`'s
+// Digest, ECDSA P-256 by `ecdsa` over the `curve` secp256r1 parameters.
+
+import { ARTIFACT_LIMITS, hexToBytes, parseTrustRecord, type SignedText } from "@kestrel/wire/artifacts";
+import { Digest } from "crypt";
+import Curve from "curve";
+import ECDSA from "ecdsa";
+import ECPoint from "ecp";
+import { describeError, log } from "kestrel/log";
+import Preference from "preference";
+
+const PREFERENCE_DOMAIN = "kestrel";
+const TRUST_KEY = "trust";
+/** Retired key ids remembered so a replayed old record cannot bring one back. */
+const RETIRED_MAX = 8;
+
+interface TrustedKey {
+  id: string;
+  /** Uncompressed point, hex. */
+  key: string;
+}
+
+interface StoredTrust {
+  seq: number;
+  keys: TrustedKey[];
+  retired: string[];
+}
+
+/** "keyId:04…,keyId:04…" as the build's config carries the organization's key. */
+function parseProvisioned(text: string): TrustedKey[] {
+  const keys: TrustedKey[] = [];
+  for (const entry of text.split(",")) {
+    const [id = "", key = ""] = entry.trim().split(":");
+    if (/^[0-9a-f]{16}$/.test(id) && /^04[0-9a-f]{128}$/.test(key)) keys.push({ id, key });
+    else if (entry.trim() !== "") log("error", "otaKeys entry ignored: not keyId:04<x><y> in hex", {}, "ota");
+  }
+  return keys.slice(0, ARTIFACT_LIMITS.trustKeys);
+}
+
+export default class TrustStore {
+  #trust: StoredTrust;
+  #curve: Curve | undefined;
+
+  constructor(provisioned: string) {
+    this.#trust = this.#load() ?? { seq: 0, keys: parseProvisioned(provisioned), retired: [] };
+  }
+
+  get keyIds(): string[] {
+    return this.#trust.keys.map((key) => key.id);
+  }
+
+  has(keyId: string): boolean {
+    return this.#trust.keys.some((key) => key.id === keyId);
+  }
+
+  /** True when keyId is trusted and signed exactly this text. */
+  verify(signed: SignedText, keyId: string): boolean {
+    const trusted = this.#trust.keys.find((key) => key.id === keyId);
+    const signature = hexToBytes(signed.sig);
+    if (!trusted || signature?.length !== 64) return false;
+    try {
+      this.#curve ??= new Curve("secp256r1");
+      const point = new ECPoint(BigInt(`0x${trusted.key.slice(2, 66)}`), BigInt(`0x${trusted.key.slice(66)}`));
+      const digest = new Digest("SHA256");
+      digest.write(signed.text);
+      return new ECDSA(point, this.#curve, false).verify(digest.close(), signature.buffer as ArrayBuffer);
+    } catch (error) {
+      log("warn", "signature check failed", { error: describeError(error) }, "ota");
+      return false;
+    }
+  }
+
+  /**
+   * Applies the records not applied yet, in seq order, each only if a key trusted at that point
+   * signed it. Returns how many were refused (a bad or foreign record changes nothing).
+   */
+  apply(records: readonly SignedText[]): number {
+    let refused = 0;
+    let changed = false;
+    for (const signed of records) {
+      const record = parseTrustRecord(signed.text);
+      if (!record.ok) {
+        refused++;
+        continue;
+      }
+      const { seq, add, retire, keyId } = record.value;
+      if (seq <= this.#trust.seq) continue;
+      if (seq !== this.#trust.seq + 1 || !this.verify(signed, keyId)) {
+        refused++;
+        log("warn", "trust record refused", { seq, signer: keyId, expected: this.#trust.seq + 1 }, "ota");
+        continue;
+      }
+      const retired = [...this.#trust.retired, ...retire].slice(-RETIRED_MAX);
+      const keys = this.#trust.keys
+        .filter((key) => !retire.includes(key.id))
+        .concat(add.filter((key) => !retired.includes(key.keyId)).map((key) => ({ id: key.keyId, key: key.publicKey })))
+        .slice(-ARTIFACT_LIMITS.trustKeys);
+      this.#trust = { seq, keys, retired };
+      changed = true;
+      log("info", "trust record applied", { seq, added: add.length, retired: retire.join(" ") }, "ota");
+    }
+    if (changed) this.#save();
+    return refused;
+  }
+
+  #load(): StoredTrust | undefined {
+    try {
+      const saved = Preference.get(PREFERENCE_DOMAIN, TRUST_KEY);
+      if (typeof saved !== "string") return undefined;
+      const trust = JSON.parse(saved) as StoredTrust;
+      return Number.isInteger(trust.seq) && Array.isArray(trust.keys) ? trust : undefined;
+    } catch (error) {
+      log("error", "saved trust unreadable, using the provisioned keys", { error: describeError(error) }, "ota");
+      return undefined;
+    }
+  }
+
+  #save(): void {
+    Preference.set(PREFERENCE_DOMAIN, TRUST_KEY, JSON.stringify(this.#trust));
+  }
+}
