@@ -28,7 +28,10 @@ export interface CloudConfig {
   artifactMaxBytes: number;
   /** How often the campaign runner soaks and advances stages (OTA_TICK_MS). */
   otaTickMs: number;
-  /** An artifact offer with no report from its device for this long is made again (OTA_OFFER_LEASE_MS). */
+  /**
+   * An artifact offer with no report from its device for this long is made again (OTA_OFFER_LEASE_MS):
+   * an offer lost on the way (a gateway that dropped its poll, a device offline) costs at most this.
+   */
   otaOfferLeaseMs: number;
 }
 
@@ -123,6 +126,6 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     secretsKey: secretsKey(env),
     artifactMaxBytes: integer(env, "ARTIFACT_MAX_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     otaTickMs: integer(env, "OTA_TICK_MS", 2000, 50, 600_000),
-    otaOfferLeaseMs: integer(env, "OTA_OFFER_LEASE_MS", 600_000, 1000, 86_400_000),
+    otaOfferLeaseMs: integer(env, "OTA_OFFER_LEASE_MS", 60_000, 1000, 86_400_000),
   };
 }

@@ -31,7 +31,7 @@ describe("OTA end to end with a fleet of 20", () => {
 
   before(async () => {
     system = await cloudBehindGateway("ota-e2e", FLEET, {
-      cloud: { OTA_TICK_MS: "200", OTA_OFFER_LEASE_MS: "60000" },
+      cloud: { OTA_TICK_MS: "200", OTA_OFFER_LEASE_MS: "10000" },
     });
     operator = await OtaOperator.signIn(system.cloud.url, system.cloud.credentials.admin);
     const { key } = await operator.createSigningKey();

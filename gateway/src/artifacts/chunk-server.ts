@@ -28,6 +28,8 @@ export interface ChunkServerOptions {
 /** How long a device told `busy` or `unavailable` waits before asking again. */
 const BUSY_RETRY_MS = 2000;
 const UNAVAILABLE_RETRY_MS = 1000;
+/** How long a request for an artifact not cached yet waits for the cache to fill before the answer is "later". */
+const COLD_WAIT_MS = 1500;
 
 export class ChunkServer {
   /** Devices downloading now, by id: the artifact and when they last asked. */
@@ -51,18 +53,17 @@ export class ChunkServer {
       metrics.inc("kestrel_gateway_artifact_refusals_total", { status: String(status) });
       return [message];
     };
-    const current = this.downloads.get(deviceId);
-    if (!current && this.downloads.size >= this.options.maxDownloads)
+    if (!this.downloads.has(deviceId) && this.downloads.size >= this.options.maxDownloads)
       return refusal(ChunkStatus.busy, BUSY_RETRY_MS + Math.floor(Math.random() * BUSY_RETRY_MS));
-    if (!cache.isReady(sha256)) {
+    // The place is taken before any wait, so devices arriving together cannot all slip past the limit.
+    this.downloads.set(deviceId, { sha256, lastAt: now });
+    if (!cache.isReady(sha256) && !(await this.fetchedSoon(sha256))) {
       if (cache.lastFailure(sha256)?.retryable === false) return refusal(ChunkStatus.notFound);
-      // Answer at once and fetch meanwhile: the device asks again shortly.
-      cache.prefetch(sha256);
+      // Still coming from the cloud: the device asks again shortly, the fetch goes on meanwhile.
       return refusal(ChunkStatus.unavailable, UNAVAILABLE_RETRY_MS);
     }
     const artifact = await cache.get(sha256);
     if (offset >= artifact.size) return refusal(ChunkStatus.badRange, 0, artifact.size);
-    this.downloads.set(deviceId, { sha256, lastAt: now });
     const bytes = await cache.read(artifact, offset, Math.min(length, artifact.size - offset));
     const messages: Buffer[] = [];
     for (let at = 0; at < bytes.length; at += ARTIFACT_LIMITS.chunkBytes) {
@@ -84,6 +85,26 @@ export class ChunkServer {
     if (offset + bytes.length >= artifact.size) this.downloads.delete(deviceId);
     metrics.set("kestrel_gateway_artifact_downloads_active", this.downloads.size);
     return messages;
+  }
+
+  /**
+   * Starts (or joins) the cache fill and waits for it a moment: a small artifact or a fast cloud is
+   * there before the device would have asked again. Only this device's packets wait meanwhile.
+   */
+  private async fetchedSoon(sha256: string): Promise<boolean> {
+    const { cache } = this.options;
+    if (cache.lastFailure(sha256)) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), COLD_WAIT_MS);
+    });
+    const fetched = cache.get(sha256).then(
+      () => true,
+      () => false,
+    );
+    const ready = await Promise.race([fetched, gaveUp]);
+    clearTimeout(timer);
+    return ready;
   }
 
   /** The device left: its place is free at once. */

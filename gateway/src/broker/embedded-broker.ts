@@ -148,7 +148,12 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     intake.accept(deviceId, packet.topic, packet.payload).then(
       (accepted) => {
         if (client && accepted?.telemetryAck) publishToDevice(client, accepted.telemetryAck, countAck);
-        if (client) for (const reply of accepted?.replies ?? []) publishToDevice(client, reply);
+        if (client && accepted?.replies) {
+          // Chunks go out at once: with Nagle each window's later chunks wait for the device's
+          // delayed ACK of the first (~40 ms a window). Telemetry keeps Nagle, which batches its acks.
+          (client.conn as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
+          for (const reply of accepted.replies) publishToDevice(client, reply);
+        }
         done(null);
       },
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
