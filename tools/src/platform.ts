@@ -6,7 +6,15 @@
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
+import {
+  bootstrap,
+  buildApp,
+  connectDb,
+  loadConfig,
+  SecretBox,
+  SigningService,
+  startEmbeddedFerretDb,
+} from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
 import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
@@ -124,6 +132,12 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       await writeFile(credentialsPath, JSON.stringify(credentials, null, 2), { mode: 0o600 });
     }
 
+    // The organization's first signing key is built into the devices, as a real build would carry it.
+    const otaKeys = await new SigningService(
+      store.db,
+      await SecretBox.open(config.secretsKey, config.dataDir),
+    ).provisioningKey(credentials.tenantId, ADMIN_EMAIL);
+
     const app = await buildApp({ db: store.db, logger: logger.child({ service: "cloud" }), config });
     await app.listen({ port: config.port, host: config.host });
     stops.push(() => app.close());
@@ -172,7 +186,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
           stateDir: join(dataDir, "devices", device.deviceId),
           sampleIntervalMs: options.sampleIntervalMs,
           samplesPerBatch: options.samplesPerBatch,
-          settings: options.deviceSettings,
+          settings: { otaKeys, ...options.deviceSettings },
           seed: index + 1,
           logger: logger.child({ service: "device", deviceId: device.deviceId }),
         }),

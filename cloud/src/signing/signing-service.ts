@@ -206,6 +206,22 @@ export class SigningService {
     return signed;
   }
 
+  /**
+   * What devices are built with (config otaKeys, "keyId:04…"): the organization's first key, made
+   * now if it has none. Devices provisioned with it follow every rotation since through the records.
+   */
+  async provisioningKey(tenantId: string, actor: string): Promise<string> {
+    let genesis = (await this.chain(tenantId))[0];
+    if (!genesis) {
+      await this.createKey(tenantId, actor);
+      genesis = (await this.chain(tenantId))[0];
+    }
+    const keyId = genesis?.add[0] as string;
+    const doc = await this.keyDoc(tenantId, keyId);
+    if (!doc) throw new Error(`signing key ${keyId} of ${tenantId} is missing`);
+    return `${doc.keyId}:${doc.publicKey}`;
+  }
+
   /** The active key's id; 409 when the organization has none yet. */
   async activeKeyId(tenantId: string): Promise<string> {
     const active = fold(await this.chain(tenantId)).active;
