@@ -44,7 +44,6 @@ import {
 import { markDeliberateReset } from "kestrel/reset";
 import TrustStore from "kestrel/trust-store";
 import Preference from "preference";
-import System from "system";
 import Timer from "timer";
 
 export interface OtaSettings {
@@ -63,6 +62,11 @@ export interface UpdaterHost {
   publish(topic: string, payload: string): boolean;
   /** Why the running image does not look healthy (no gateway, no samples); undefined when it does. */
   healthProblem(): string | undefined;
+  /**
+   * Restarts the chip (into the new image). The app does it: Moddable's `system` module defines a
+   * global rather than exports, and how the app reaches it is the app's business.
+   */
+  restart(): void;
 }
 
 type Stage = "waiting" | "downloading" | "rebooting";
@@ -444,10 +448,10 @@ export default class ArtifactUpdater {
       throw new Refusal("flash_error", `writing the partition failed: ${describeError(error)}`);
     }
     (this.#digest as Digest).write(
-      message.buffer.slice(
+      (message.buffer as ArrayBuffer).slice(
         message.byteOffset + CHUNK_HEADER_BYTES,
         message.byteOffset + message.byteLength,
-      ) as ArrayBuffer,
+      ),
     );
     this.#written += data.length;
     this.#armStall();
@@ -486,7 +490,7 @@ export default class ArtifactUpdater {
     log("warn", "update installed, restarting into it", { version: job.version }, "ota");
     Timer.set(() => {
       markDeliberateReset("ota");
-      System.restart();
+      this.#host.restart();
     }, REBOOT_DELAY_MS);
   }
 

@@ -38,7 +38,8 @@ export default class FirmwareInstaller {
    * begin(), in order from 0); returns those bytes, for the digest.
    */
   rewrite(offset: number, length: number): ArrayBuffer {
-    const bytes = this.#nextPartition().read(offset, length);
+    // Without useHostBuffer, read() copies into an ArrayBuffer.
+    const bytes = this.#nextPartition().read(offset, length) as ArrayBuffer;
     this.write(bytes);
     return bytes;
   }

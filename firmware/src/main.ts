@@ -206,7 +206,12 @@ class Device {
     this.#batcher = this.#batcherFor(this.#sensors);
     this.#buffer = openBuffer(settings.flashPartition);
     this.#updater = new ArtifactUpdater(
-      { deviceId: settings.deviceId, publish: this.#publishArtifact, healthProblem: this.#healthProblem },
+      {
+        deviceId: settings.deviceId,
+        publish: this.#publishArtifact,
+        healthProblem: this.#healthProblem,
+        restart: () => System.restart(),
+      },
       ota,
     );
   }
