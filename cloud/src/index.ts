@@ -2,6 +2,7 @@
 // end-to-end tests in tools/ use to run the cloud in-process.
 
 export { type BuildAppOptions, buildApp } from "./app.ts";
+export { nodeSha256 } from "./artifacts/validators.ts";
 export { SecretBox } from "./auth/secret-box.ts";
 export type { CommandStatus } from "./commands/command-store.ts";
 export type { CommandList, CommandView } from "./commands/command-view.ts";

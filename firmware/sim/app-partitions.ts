@@ -14,10 +14,10 @@
 // sequence. Partitions and otadata are files in the device's state directory, written through, so a
 // power cut keeps exactly what reached them.
 
-import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type AppDescription, Esp32ImageChecker, readEsp32Identity, type Sha256 } from "@kestrel/wire/esp32-image";
+import { type AppDescription, Esp32ImageChecker, readEsp32Identity } from "@kestrel/wire/esp32-image";
+import { nodeSha256 } from "./crypto.ts";
 import { FLASH_SECTOR_BYTES } from "./flash.ts";
 
 /** ota_0 and ota_1 in esp32/partitions.csv. */
@@ -45,16 +45,6 @@ export interface BootedImage {
   slot: 0 | 1;
   app: AppDescription;
   state: OtaImageState;
-}
-
-function nodeSha256(): Sha256 {
-  const hash = createHash("sha256");
-  return {
-    update: (bytes) => {
-      hash.update(bytes);
-    },
-    digest: () => new Uint8Array(hash.digest()),
-  };
 }
 
 export class AppPartitions {

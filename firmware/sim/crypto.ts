@@ -3,7 +3,19 @@
 // (node:crypto only verifies over the message, so the curve arithmetic is done here with BigInt).
 
 import { createHash, type Hash } from "node:crypto";
+import type { Sha256 } from "@kestrel/wire/esp32-image";
 import type { HostPort } from "./xs-machine.ts";
+
+/** node:crypto's SHA-256 as the ESP32 image module takes a hash (checking and building images). */
+export function nodeSha256(): Sha256 {
+  const hash = createHash("sha256");
+  return {
+    update: (bytes) => {
+      hash.update(bytes);
+    },
+    digest: () => new Uint8Array(hash.digest()),
+  };
+}
 
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
 const A = P - 3n;

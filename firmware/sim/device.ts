@@ -3,14 +3,14 @@
 // path to an MQTT broker. A restart (the firmware's System.restart) replaces the XS machine and keeps
 // the flash, as a chip reset does.
 
-import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import { parseSensorList } from "../src/sensor-config.ts";
 import { AppPartitions, type BootedImage, OTA_IMAGE_STATES, type OtaImageState } from "./app-partitions.ts";
 import { Bmp280Model } from "./bmp280-model.ts";
 import { RealTimeClock, type SimClock } from "./clock.ts";
-import { CryptoPort } from "./crypto.ts";
+import { CryptoPort, nodeSha256 } from "./crypto.ts";
 import { busTarget, FaultSet, type PowerLossOptions } from "./faults.ts";
 import { loadFirmwareImage } from "./firmware-image.ts";
 import { FLASH_SECTOR_BYTES, FlashPartition } from "./flash.ts";
@@ -165,15 +165,6 @@ const DEFAULT_FLASH_BYTES = 128 * 1024;
 /** The version the factory-flashed image carries when the options name none: the firmware package's. */
 const FACTORY_VERSION = "0.1.0";
 
-function nodeSha256() {
-  const hash = createHash("sha256");
-  return {
-    update: (bytes: Uint8Array) => {
-      hash.update(bytes);
-    },
-    digest: () => new Uint8Array(hash.digest()),
-  };
-}
 const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
 
 /** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */

@@ -33,14 +33,7 @@ import {
 import { Digest } from "crypt";
 import FirmwareInstaller from "kestrel/firmware-installer";
 import { describeError, log } from "kestrel/log";
-import {
-  ImageState,
-  lastInvalidVersion,
-  markValid,
-  rollback,
-  runningState,
-  runningVersion,
-} from "kestrel/ota-rollback";
+import { lastInvalidVersion, markValid, rollback, runningState, runningVersion } from "kestrel/ota-rollback";
 import { markDeliberateReset } from "kestrel/reset";
 import TrustStore from "kestrel/trust-store";
 import Preference from "preference";
@@ -86,6 +79,8 @@ interface Job {
   from: string;
 }
 
+/** esp_ota_img_states_t: a new image boots pending verification until confirmed. */
+const PENDING_VERIFY = 1;
 const PREFERENCE_DOMAIN = "kestrel";
 const JOB_KEY = "otajob";
 /** The health check's verdict, written by the new image before it rolls back, read by the old one. */
@@ -187,7 +182,7 @@ export default class ArtifactUpdater {
    */
   afterBoot(resetReason: string): void {
     const job = this.#job;
-    if (runningState() === ImageState.pendingVerify) {
+    if (runningState() === PENDING_VERIFY) {
       log("info", "new image pending verification: health check", { version: this.#version }, "ota");
       this.#healthTimer = Timer.set(this.#onHealthCheck, this.#settings.healthWindowMs);
       return;
@@ -246,7 +241,7 @@ export default class ArtifactUpdater {
     }
     const offer = parsed.value;
     const current = this.#job;
-    if (runningState() === ImageState.pendingVerify) {
+    if (runningState() === PENDING_VERIFY) {
       log("info", "artifact offer ignored while this image is being verified", { campaign: offer.campaign }, "ota");
       return;
     }

@@ -2,16 +2,6 @@
 // calls Moddable's `ota` module lacks (esp32/ota-rollback/ota-rollback.c), bound with XS's `native`
 // as src/pulse-capture-esp32.ts is. The simulator maps sim/xs/ota-rollback in its place.
 
-/** esp_ota_img_states_t */
-export const ImageState = Object.freeze({
-  new: 0,
-  pendingVerify: 1,
-  valid: 2,
-  invalid: 3,
-  aborted: 4,
-  undefined: 0xffffffff,
-});
-
 const self = Object.freeze({});
 
 /** esp_app_get_description()->version of the running image. */
@@ -19,7 +9,7 @@ export function runningVersion(): string {
   return native("xs_kestrel_ota_running_version").call(self) as string;
 }
 
-/** esp_ota_get_state_partition of the running partition. */
+/** esp_ota_get_state_partition of the running partition (esp_ota_img_states_t). */
 export function runningState(): number {
   return native("xs_kestrel_ota_running_state").call(self) as number;
 }

@@ -19,23 +19,15 @@ import {
 } from "@kestrel/wire/artifacts";
 import { buildEsp32Image, type Esp32ImageSpec, readEsp32Identity } from "@kestrel/wire/esp32-image";
 import { connectAsync, type MqttClient } from "mqtt";
+import { nodeSha256 } from "../sim/crypto.ts";
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
 export function image(spec: Partial<Esp32ImageSpec> & { version: string }): Buffer {
-  const hash = () => {
-    const h = createHash("sha256");
-    return {
-      update: (bytes: Uint8Array) => {
-        h.update(bytes);
-      },
-      digest: () => new Uint8Array(h.digest()),
-    };
-  };
   return Buffer.from(
-    buildEsp32Image({ chip: "esp32", projectName: "kestrel", size: 64 * 1024, seed: 1, ...spec }, hash),
+    buildEsp32Image({ chip: "esp32", projectName: "kestrel", size: 64 * 1024, seed: 1, ...spec }, nodeSha256),
   );
 }
 

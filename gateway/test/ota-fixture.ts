@@ -3,6 +3,7 @@
 // by the gateway's artifact tests, the end-to-end OTA tests and the OTA benchmark.
 
 import { createHash } from "node:crypto";
+import { nodeSha256 } from "@kestrel/cloud";
 import { buildEsp32Image, type Esp32ImageSpec } from "@kestrel/wire/esp32-image";
 
 export function sha256Of(bytes: Uint8Array): string {
@@ -11,16 +12,7 @@ export function sha256Of(bytes: Uint8Array): string {
 
 /** A well-formed ESP32 application image (see @kestrel/wire/esp32-image). */
 export function firmwareImage(spec: Partial<Esp32ImageSpec> & { version: string }): Buffer {
-  const hash = () => {
-    const h = createHash("sha256");
-    return {
-      update: (bytes: Uint8Array) => {
-        h.update(bytes);
-      },
-      digest: () => new Uint8Array(h.digest()),
-    };
-  };
-  return Buffer.from(buildEsp32Image({ chip: "esp32", projectName: "kestrel", ...spec }, hash));
+  return Buffer.from(buildEsp32Image({ chip: "esp32", projectName: "kestrel", ...spec }, nodeSha256));
 }
 
 export interface UploadedArtifact {

@@ -1,14 +1,15 @@
 // Commands to devices: operators queue them and follow their status; gateways
 // long-poll for the commands of their connected devices and report the devices' acks.
 
-import { type CommandName, isDeviceId, LIMITS, validateCommandAck } from "@kestrel/wire";
+import { type CommandName, isDeviceId, validateCommandAck } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
-import { longPoll } from "../http/long-poll.ts";
+import { longPoll, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
+import { applyRelayed, type RelayedItem, relayedItemsSchema, relayResultSchema } from "../http/relayed.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { CommandBell } from "./command-bell.ts";
 import { type CommandDoc, CommandStore, effectiveStatus, MAX_COMMANDS_LISTED } from "./command-store.ts";
@@ -30,10 +31,7 @@ export interface CommandsOptions {
   recheckMs?: number;
 }
 
-export const MAX_WAIT_SECONDS = 25;
-const MAX_POLL_DEVICES = 10_000;
 const MAX_ACKS = 500;
-const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
 
 function toCommandView(doc: CommandDoc, now: number): CommandView {
   const status = effectiveStatus(doc, now);
@@ -59,14 +57,8 @@ interface CommandParams extends DeviceIdParams {
   commandId: string;
 }
 
-interface PollBody {
-  devices: string[];
-  wait?: number;
-  max?: number;
-}
-
 interface AckBody {
-  acks: Array<{ deviceId: string; receivedAt: number; ack: unknown }>;
+  acks: Array<RelayedItem & { ack: unknown }>;
 }
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
@@ -178,17 +170,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { gateway: true },
         schema: {
-          body: {
-            type: "object",
-            additionalProperties: false,
-            required: ["devices"],
-            properties: {
-              devices: { type: "array", maxItems: MAX_POLL_DEVICES, items: DEVICE_ID },
-              wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
-              max: { type: "integer", minimum: 1, maximum: 100 },
-            },
-            examples: [{ devices: ["sim-001", "sim-002"], wait: 0, max: 50 }],
-          },
+          body: pollBodySchema(100),
           response: {
             200: {
               description: "Commands claimed for the gateway's connected devices (empty when the wait ran out).",
@@ -253,79 +235,24 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { gateway: true },
         schema: {
-          body: {
-            type: "object",
-            additionalProperties: false,
-            required: ["acks"],
-            properties: {
-              acks: {
-                type: "array",
-                maxItems: MAX_ACKS,
-                items: {
-                  type: "object",
-                  additionalProperties: false,
-                  required: ["deviceId", "receivedAt", "ack"],
-                  properties: {
-                    deviceId: DEVICE_ID,
-                    receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
-                    // Checked per item by the wire contract's validator.
-                    ack: { type: "object" },
-                  },
-                },
-              },
-            },
-            examples: [
-              {
-                acks: [
-                  { deviceId: "sim-001", receivedAt: 1_767_225_600_000, ack: { v: 1, id: "c1b2c3d4", status: "done" } },
-                ],
-              },
-            ],
-          },
+          body: relayedItemsSchema("acks", "ack", MAX_ACKS, { v: 1, id: "c1b2c3d4", status: "done" }),
           response: {
-            200: {
-              description: "How many acks were applied, ignored as stale, or rejected.",
-              type: "object",
-              additionalProperties: false,
-              required: ["applied", "ignored", "rejected"],
-              properties: {
-                applied: { type: "integer" },
-                ignored: { type: "integer" },
-                rejected: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    additionalProperties: false,
-                    required: ["index", "code", "message"],
-                    properties: { index: { type: "integer" }, code: { type: "string" }, message: { type: "string" } },
-                  },
-                },
-              },
-            },
+            200: relayResultSchema("How many acks were applied, ignored as stale, or rejected."),
             ...problemResponses(400, 401),
           },
         },
       },
       async (request) => {
         const tenantId = orgOf(request);
-        let applied = 0;
-        let ignored = 0;
-        const rejected: Array<{ index: number; code: string; message: string }> = [];
-        for (const [index, item] of request.body.acks.entries()) {
-          const parsed = validateCommandAck(item.ack);
-          if (!isDeviceId(item.deviceId)) {
-            rejected.push({ index, code: "invalid_device_id", message: "not a valid device id" });
-          } else if (!parsed.ok) {
-            rejected.push({ index, ...parsed.error });
-          } else if (await commands.applyAck(tenantId, item.deviceId, parsed.value, item.receivedAt)) {
-            applied++;
-          } else {
-            // An ack repeated by a retry, or for a command this tenant never sent: nothing to change.
-            ignored++;
-          }
-        }
-        if (rejected.length > 0) request.log.warn({ tenantId, rejected }, `${rejected.length} command acks rejected`);
-        return { applied, ignored, rejected };
+        // An ack repeated by a retry, or for a command this tenant never sent, changes nothing: ignored.
+        const result = await applyRelayed(
+          request.body.acks,
+          (item) => validateCommandAck(item.ack),
+          (item, ack) => commands.applyAck(tenantId, item.deviceId, ack, item.receivedAt),
+        );
+        if (result.rejected.length > 0)
+          request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);
+        return result;
       },
     );
   });

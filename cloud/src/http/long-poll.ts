@@ -2,6 +2,7 @@
 // (or re-check every recheckMs for work queued through another replica) until the wait runs out,
 // the gateway gives up, or the server shuts down.
 
+import { LIMITS } from "@kestrel/wire";
 import type { FastifyReply } from "fastify";
 import type { CommandBell } from "../commands/command-bell.ts";
 
@@ -28,4 +29,32 @@ export async function longPoll<T>(options: {
     }
     await bell.wait(tenantId, Math.min(remaining, options.recheckMs), gone.signal);
   }
+}
+
+export const MAX_WAIT_SECONDS = 25;
+const MAX_POLL_DEVICES = 10_000;
+
+/** A gateway poll's body: the devices it can deliver to now, how long to wait, how many items at most. */
+export function pollBodySchema(maxItems: number) {
+  return {
+    type: "object",
+    additionalProperties: false,
+    required: ["devices"],
+    properties: {
+      devices: {
+        type: "array",
+        maxItems: MAX_POLL_DEVICES,
+        items: { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength },
+      },
+      wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
+      max: { type: "integer", minimum: 1, maximum: maxItems },
+    },
+    examples: [{ devices: ["sim-001", "sim-002"], wait: 0, max: 50 }],
+  } as const;
+}
+
+export interface PollBody {
+  devices: string[];
+  wait?: number;
+  max?: number;
 }

@@ -1,5 +1,6 @@
 // The campaigns API's shapes: JSON schemas and their TypeScript twins.
 
+import { ARTIFACT_STATUSES } from "@kestrel/wire/artifacts";
 import type { CampaignStatus, CampaignTarget } from "./campaign-store.ts";
 import type { DeviceRolloutStatus, Stage, Thresholds } from "./rollout.ts";
 
@@ -51,17 +52,7 @@ export interface CampaignDeviceView {
   updatedAt: number;
 }
 
-const ROLLOUT_STATUSES = [
-  "pending",
-  "notified",
-  "downloading",
-  "verifying",
-  "installed",
-  "rebooting",
-  "confirmed",
-  "failed",
-  "rolled-back",
-] as const;
+const ROLLOUT_STATUSES: readonly DeviceRolloutStatus[] = ["pending", ...ARTIFACT_STATUSES];
 
 const COUNTS = {
   type: "object",

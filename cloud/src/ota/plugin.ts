@@ -10,8 +10,9 @@ import { ArtifactRegistry } from "../artifacts/artifact-registry.ts";
 import { actorOf, orgOf, principalOf } from "../auth/access.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import { CommandBell } from "../commands/command-bell.ts";
-import { longPoll } from "../http/long-poll.ts";
+import { longPoll, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { problemResponses } from "../http/problem.ts";
+import { applyRelayed, type RelayedItem, relayedItemsSchema, relayResultSchema } from "../http/relayed.ts";
 import { SlotLease } from "../retention/lease.ts";
 import {
   type CampaignDeviceView,
@@ -40,8 +41,6 @@ export interface OtaOptions {
   recheckMs?: number;
 }
 
-const MAX_WAIT_SECONDS = 25;
-const MAX_POLL_DEVICES = 10_000;
 const MAX_REPORTS = 500;
 const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
 /** Lease slot of the rollout runner: one replica advances stages at a time. */
@@ -313,23 +312,13 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
     );
   }
 
-  app.post<{ Body: { devices: string[]; wait?: number; max?: number } }>(
+  app.post<{ Body: PollBody }>(
     "/api/gateway/v1/artifacts/offers/poll",
     {
       config: { gateway: true },
       schema: {
         summary: "A gateway long-polls for artifact offers to its connected devices",
-        body: {
-          type: "object",
-          additionalProperties: false,
-          required: ["devices"],
-          properties: {
-            devices: { type: "array", maxItems: MAX_POLL_DEVICES, items: DEVICE_ID },
-            wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
-            max: { type: "integer", minimum: 1, maximum: 200 },
-          },
-          examples: [{ devices: ["sim-001", "sim-002"], wait: 0, max: 50 }],
-        },
+        body: pollBodySchema(200),
         response: {
           200: {
             description: "Offers to publish on d/{deviceId}/artifact (empty when the wait ran out).",
@@ -370,91 +359,39 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
     },
   );
 
-  app.post<{ Body: { reports: Array<{ deviceId: string; receivedAt: number; report: unknown }> } }>(
+  app.post<{ Body: { reports: Array<RelayedItem & { report: unknown }> } }>(
     "/api/gateway/v1/artifacts/reports",
     {
       config: { gateway: true },
       schema: {
         summary: "A gateway relays its devices' artifact status reports",
-        body: {
-          type: "object",
-          additionalProperties: false,
-          required: ["reports"],
-          properties: {
-            reports: {
-              type: "array",
-              maxItems: MAX_REPORTS,
-              items: {
-                type: "object",
-                additionalProperties: false,
-                required: ["deviceId", "receivedAt", "report"],
-                properties: {
-                  deviceId: DEVICE_ID,
-                  receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
-                  // Checked per item by the wire contract's validator.
-                  report: { type: "object" },
-                },
-              },
-            },
-          },
-          examples: [
-            {
-              reports: [
-                {
-                  deviceId: "sim-001",
-                  receivedAt: 1_767_225_600_000,
-                  report: {
-                    v: 1,
-                    campaign: "cmp_Zt3k9Qm2Lp8xW4vN",
-                    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                    status: "downloading",
-                    bytes: 65_536,
-                    total: 1_572_864,
-                  },
-                },
-              ],
-            },
-          ],
-        },
+        body: relayedItemsSchema("reports", "report", MAX_REPORTS, {
+          v: 1,
+          campaign: "cmp_Zt3k9Qm2Lp8xW4vN",
+          sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+          status: "downloading",
+          bytes: 65_536,
+          total: 1_572_864,
+        }),
         response: {
-          200: {
-            description: "How many reports were applied, ignored (stale, unknown, final) or rejected.",
-            type: "object",
-            additionalProperties: false,
-            required: ["applied", "ignored", "rejected"],
-            properties: {
-              applied: { type: "integer" },
-              ignored: { type: "integer" },
-              rejected: {
-                type: "array",
-                items: {
-                  type: "object",
-                  additionalProperties: false,
-                  required: ["index", "code", "message"],
-                  properties: { index: { type: "integer" }, code: { type: "string" }, message: { type: "string" } },
-                },
-              },
-            },
-          },
+          200: relayResultSchema("How many reports were applied, ignored (stale, unknown, final) or rejected."),
           ...problemResponses(400, 401),
         },
       },
     },
     async (request) => {
       const tenantId = orgOf(request);
-      let applied = 0;
-      let ignored = 0;
-      const rejected: Array<{ index: number; code: string; message: string }> = [];
-      for (const [index, item] of request.body.reports.entries()) {
-        const parsed = validateArtifactStatusReport(item.report);
-        if (!isDeviceId(item.deviceId))
-          rejected.push({ index, code: "invalid_device_id", message: "not a valid device id" });
-        else if (!parsed.ok) rejected.push({ index, ...parsed.error });
-        else if (await campaigns.report(tenantId, item.deviceId, parsed.value, item.receivedAt)) applied++;
-        else ignored++;
-      }
-      if (rejected.length > 0) request.log.warn({ tenantId, rejected }, `${rejected.length} artifact reports rejected`);
-      return { applied, ignored, rejected };
+      const result = await applyRelayed(
+        request.body.reports,
+        (item) => validateArtifactStatusReport(item.report),
+        (item, report) => campaigns.report(tenantId, item.deviceId, report, item.receivedAt),
+      );
+      if (result.rejected.length > 0)
+        request.log.warn(
+          { tenantId, rejected: result.rejected },
+          `${result.rejected.length} artifact reports rejected`,
+        );
+      return result;
     },
   );
 }

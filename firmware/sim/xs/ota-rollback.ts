@@ -4,22 +4,12 @@
 
 import host from "kestrel-sim:host";
 
-/** esp_ota_img_states_t */
-export const ImageState = Object.freeze({
-  new: 0,
-  pendingVerify: 1,
-  valid: 2,
-  invalid: 3,
-  aborted: 4,
-  undefined: 0xffffffff,
-});
-
 /** esp_app_get_description()->version of the running image. */
 export function runningVersion(): string {
   return host.call("image.version") as string;
 }
 
-/** esp_ota_get_state_partition of the running partition. */
+/** esp_ota_get_state_partition of the running partition (esp_ota_img_states_t). */
 export function runningState(): number {
   return host.call("image.state") as number;
 }

@@ -2,22 +2,15 @@
 // offers): it names the devices listening now, delivers what comes back, and asks again. A device
 // that starts listening while a poll is in flight restarts it (debounced), so the cloud sees it.
 
-import type { Logger } from "pino";
-import type { GatewayMetrics } from "../metrics.ts";
-import { backoffDelay, sleep } from "./backoff.ts";
+import { backoffDelay, type RetryLoopOptions, sleep } from "./backoff.ts";
 
-export interface DevicePollOptions<T> {
+export interface DevicePollOptions<T> extends RetryLoopOptions {
   /** One long poll for these devices; resolves with what the cloud handed out. */
   fetch(deviceIds: string[], signal: AbortSignal): Promise<T[]>;
   /** Hands one item to its device; failures are the deliverer's to log (the cloud offers it again). */
   deliver(item: T): Promise<void>;
   /** Names the poll in logs and in kestrel_gateway_downlink_failures_total{operation}. */
   operation: string;
-  logger: Logger;
-  metrics: GatewayMetrics;
-  retryMinMs: number;
-  retryMaxMs: number;
-  stopping: AbortSignal;
 }
 
 /** Devices connecting in a burst restart the long poll once, not once each. */

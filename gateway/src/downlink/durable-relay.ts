@@ -3,13 +3,11 @@
 // with retries while the cloud is away, and dropped only once the cloud took it (or refused it for
 // good), so a gateway restart loses none.
 
-import type { Logger } from "pino";
-import type { GatewayMetrics } from "../metrics.ts";
 import { CloudError } from "../uplink/cloud-client.ts";
 import type { DiskQueue } from "../uplink/disk-queue.ts";
-import { backoffDelay, sleep } from "./backoff.ts";
+import { backoffDelay, type RetryLoopOptions, sleep } from "./backoff.ts";
 
-export interface DurableRelayOptions<T> {
+export interface DurableRelayOptions<T> extends RetryLoopOptions {
   queue: DiskQueue;
   send(items: T[]): Promise<void>;
   /** Undefined for a record that does not decode (counted as dropped). */
@@ -21,11 +19,6 @@ export interface DurableRelayOptions<T> {
   droppedMetric: string;
   /** kestrel_gateway_downlink_failures_total{operation} of a failed delivery. */
   operation: string;
-  logger: Logger;
-  metrics: GatewayMetrics;
-  retryMinMs: number;
-  retryMaxMs: number;
-  stopping: AbortSignal;
 }
 
 const BATCH = 200;
