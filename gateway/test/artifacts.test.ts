@@ -15,6 +15,7 @@ import { ArtifactCache, ArtifactUnavailable } from "../src/artifacts/artifact-ca
 import { loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { GatewayMetrics } from "../src/metrics.ts";
+import { startMosquitto } from "./mosquitto-broker.ts";
 import { firmwareImage, OtaOperator, sha256Of, type UploadedArtifact } from "./ota-fixture.ts";
 import { RealCloud, tempDir } from "./real-cloud.ts";
 import { until } from "./until.ts";
@@ -55,7 +56,14 @@ class TestDevice {
     length: number,
   ): Promise<{ status: number; data: Buffer; retryAfterMs: number }> {
     this.chunks.length = 0;
-    await this.client.publishAsync(artifactTopics.get(this.deviceId), JSON.stringify({ v: 1, sha256, offset, length }));
+    // QoS 1, as the firmware asks (a bridge only takes QoS 1 messages through its acknowledged path).
+    await this.client.publishAsync(
+      artifactTopics.get(this.deviceId),
+      JSON.stringify({ v: 1, sha256, offset, length }),
+      {
+        qos: 1,
+      },
+    );
     // Done when the last chunk reaches the end asked for (or the artifact's end), or at a refusal.
     const complete = () => {
       const last = this.chunks.at(-1);
@@ -285,5 +293,42 @@ describe("artifact cache", () => {
     await cache.get(three);
     assert.equal(cache.isReady(two), false, "the least recently used went");
     assert.ok(cache.isReady(one) && cache.isReady(three));
+  });
+});
+
+describe("artifacts through an external broker (bridge mode)", () => {
+  test("a device on Mosquitto asks for chunks and gets them, the gateway answering through its bridge client", async () => {
+    const dataDir = await tempDir("gateway-artifacts-bridge");
+    const mosquitto = await startMosquitto(dataDir);
+    const cloud = await RealCloud.start(["br-ota"]);
+    const gateway = await startGateway(
+      loadGatewayConfig({
+        EXTERNAL_BROKER_URL: `mqtt://127.0.0.1:${mosquitto.port}`,
+        EXTERNAL_BROKER_CLIENT_ID: "kestrel-gateway-ota",
+        GATEWAY_HTTP_PORT: "0",
+        CLOUD_URL: cloud.url,
+        GATEWAY_KEY: cloud.credentials.gatewayKey,
+        GATEWAY_DATA_DIR: join(dataDir, "gateway"),
+      }),
+      silent,
+    );
+    try {
+      const operator = await OtaOperator.signIn(cloud.url, cloud.credentials.admin);
+      const bytes = firmwareImage({ version: "1.0.0", size: 30_000, seed: 41 });
+      const artifact = await operator.upload(bytes);
+      // Mosquitto allows anonymous clients here; its ACLs stand in for the gateway's in production.
+      const device = await TestDevice.connect(mosquitto.port, "br-ota", "");
+      try {
+        const downloaded = await device.download(artifact.sha256, artifact.size);
+        assert.ok(downloaded.equals(bytes));
+        assert.equal(gateway.metrics.value("kestrel_gateway_artifact_upstream_bytes_total"), bytes.length);
+      } finally {
+        await device.client.endAsync(true);
+      }
+    } finally {
+      await gateway.stop();
+      await cloud.stop();
+      await mosquitto.stop();
+    }
   });
 });
