@@ -13,6 +13,7 @@ import {
   topics,
   WIRE_VERSION,
 } from "@kestrel/wire";
+import Instrumentation from "instrumentation";
 import CommandHandler, { type CommandOutcome } from "kestrel/commands";
 import Faults from "kestrel/faults";
 import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
@@ -35,6 +36,7 @@ import TelemetryBatcher, { batchBoot, batchLastSeq, samplesPerBatchFor } from "k
 import Watchdog from "kestrel/watchdog";
 import config from "mc/config";
 import Client from "mqtt";
+import Net from "net";
 import Preference from "preference";
 import SecureSocket from "securesocket";
 // Sets the global System (restart); the module has no exports.
@@ -150,7 +152,12 @@ class Device {
   readonly #commands: CommandHandler;
   readonly #commandTopic: string;
   readonly #ackTopic: string;
-  readonly #bootTicks = Time.ticks;
+  /** Milliseconds the chip has run, and the ticks they were counted up to (see #uptime). */
+  #ranMs = Time.ticks;
+  #ranTicks = Time.ticks;
+  /** Instrumentation slots of the XS heap; undefined in builds without instrumentation (plain release). */
+  readonly #slotHeap = Instrumentation.map("XS Slot Heap Used");
+  readonly #chunkHeap = Instrumentation.map("XS Chunk Heap Used");
   readonly #telemetryTopic: string;
   readonly #telemetryAckTopic: string;
   readonly #stateTopic: string;
@@ -213,6 +220,8 @@ class Device {
       () => this.#online || this.#client !== undefined || this.#reconnectTimer !== undefined,
     );
     Timer.set(this.#onCleanRun, this.#settings.safeModeWindowMs);
+    // Also keeps uptime counting while offline: Time.ticks wraps after 49.7 days on hardware.
+    Timer.repeat(this.#onStateTimer, this.#settings.stateIntervalMs);
     if (!this.#safeMode) this.#startSampling();
     this.#connect();
   }
@@ -407,9 +416,32 @@ class Device {
     return { status: "done", result: saved };
   }
 
+  /** Seconds since the chip started: Time.ticks counts from there, added up delta by delta across wraps. */
   #uptime(): number {
-    return Math.floor(Time.delta(this.#bootTicks) / 1000);
+    const ticks = Time.ticks;
+    this.#ranMs += Time.delta(this.#ranTicks, ticks);
+    this.#ranTicks = ticks;
+    return Math.floor(this.#ranMs / 1000);
   }
+
+  /** Bytes of the XS heap in use (slots and chunks), from the SDK's Instrumentation; undefined without it. */
+  #heap(): number | undefined {
+    const slots = this.#slotHeap === undefined ? undefined : Instrumentation.get(this.#slotHeap);
+    if (slots === undefined) return undefined;
+    const chunks = this.#chunkHeap === undefined ? undefined : Instrumentation.get(this.#chunkHeap);
+    return slots + (chunks ?? 0);
+  }
+
+  /** The Wi-Fi signal of the access point the station is associated with (dBm); undefined when it is not. */
+  #rssi(): number | undefined {
+    const rssi: unknown = Net.get("RSSI");
+    return typeof rssi === "number" && Number.isInteger(rssi) && rssi < 0 && rssi >= -127 ? rssi : undefined;
+  }
+
+  readonly #onStateTimer = (): void => {
+    if (this.#online) this.#publishState();
+    else this.#uptime();
+  };
 
   /** Logs once when a reading leaves the configured band and once when it is back. */
   #checkThresholds(temperature: number): void {
@@ -562,6 +594,10 @@ class Device {
       mode: this.#safeMode ? "safe" : "normal",
       dropped: this.#dropped(),
     };
+    const heap = this.#heap();
+    if (heap !== undefined) state.heap = heap;
+    const rssi = this.#rssi();
+    if (rssi !== undefined) state.rssi = rssi;
     try {
       this.#client?.publish(this.#stateTopic, JSON.stringify(state), STATE_PUBLISH);
     } catch (error) {
