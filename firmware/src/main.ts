@@ -36,6 +36,7 @@ import TelemetryBatcher, { batchBoot, batchLastSeq, samplesPerBatchFor } from "k
 import Watchdog from "kestrel/watchdog";
 import config from "mc/config";
 import Client from "mqtt";
+// biome-ignore lint/style/useNodejsImportProtocol: Moddable's net module (modules/network/net), not Node's.
 import Net from "net";
 import Preference from "preference";
 import SecureSocket from "securesocket";
