@@ -5,13 +5,16 @@
 // resources. Fails on a type error, an import xsl cannot resolve, an xsl warning for one of our
 // modules (state a preloaded module would keep in RAM copies), or a module compiled into the image
 // that nothing imports. A fixture with an import the SDK refuses must fail to link on every board.
+// Then the SDK's own TLS + MQTT client, built for the SDK's Linux simulator (mcsim, under Xvfb),
+// connects to the real gateway with a token and with a client certificate (--no-interop skips it).
 // Needs MODDABLE set to an SDK checkout whose tools are built (firmware/README.md).
-//   MODDABLE=<sdk> npm run check:moddable -w firmware [-- --board esp32/esp32s3]
+//   MODDABLE=<sdk> npm run check:moddable -w firmware [-- --board esp32/esp32s3] [--no-interop]
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { runInterop } from "./moddable/interop.ts";
 import {
   notPreloadedImports,
   ourDeviceModules,
@@ -129,7 +132,9 @@ function checkBoard(sdk: Sdk, board: string, root: string): BoardResult {
   return result;
 }
 
-const { values } = parseArgs({ options: { board: { type: "string", multiple: true } } });
+const { values } = parseArgs({
+  options: { board: { type: "string", multiple: true }, "no-interop": { type: "boolean", default: false } },
+});
 const boards = values.board ?? [...BOARDS];
 const sdk = openSdk();
 const root = mkdtempSync(join(tmpdir(), "kestrel-moddable-"));
@@ -143,6 +148,14 @@ try {
     if (result.problems.length > 0) failed++;
   }
   process.stdout.write(`${boards.length - failed} of ${boards.length} boards pass the device check\n`);
+  if (!values["no-interop"]) {
+    process.stdout.write("== interop: the SDK's TLS + MQTT client (mcsim, lin) against the gateway and cloud\n");
+    const interop = await runInterop(sdk, join(root, "interop"));
+    for (const line of interop.trace) process.stdout.write(`  ${line}\n`);
+    for (const line of interop.problems) process.stdout.write(`  FAIL ${line}\n`);
+    if (!interop.ok) failed++;
+    else process.stdout.write("  interop passes: token and client certificate\n");
+  }
   process.exitCode = failed === 0 ? 0 : 1;
 } finally {
   rmSync(root, { recursive: true, force: true });
