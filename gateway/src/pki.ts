@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 
 /**
  * The certificate's key: EC P-256, or RSA 2048. Moddable's TLS client (the devices) can sign with an
@@ -73,6 +73,14 @@ email_in_dn = no
 [any_name]
 commonName = supplied
 `;
+
+/** The gateway's MQTT_TLS_CERT and MQTT_TLS_KEY for these server certificates: lists separated like PATH, paired. */
+export function tlsListenerEnv(servers: readonly IssuedCertificate[]): { MQTT_TLS_CERT: string; MQTT_TLS_KEY: string } {
+  return {
+    MQTT_TLS_CERT: servers.map((server) => server.chainPath).join(delimiter),
+    MQTT_TLS_KEY: servers.map((server) => server.keyPath).join(delimiter),
+  };
+}
 
 export class CertificateAuthority {
   readonly certificatePath: string;
@@ -186,6 +194,14 @@ export class CertificateAuthority {
     const issued = this.issued(commonName);
     if (!issued) throw new Error(`openssl did not write ${base}.pem`);
     return issued;
+  }
+
+  /** An ECDSA and an RSA server certificate for hosts (`<commonName>` and `<commonName>-rsa`), served side by side. */
+  issueServerPair(commonName: string, hosts: readonly string[], validity?: Validity): IssuedCertificate[] {
+    return [
+      this.issue(commonName, { kind: "server", hosts, key: "ec" }, validity),
+      this.issue(`${commonName}-rsa`, { kind: "server", hosts, key: "rsa" }, validity),
+    ];
   }
 
   private issued(commonName: string): IssuedCertificate | undefined {

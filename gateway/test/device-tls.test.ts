@@ -15,7 +15,7 @@ import { DEVICE_TLS } from "@kestrel/wire/device-tls";
 import { pino } from "pino";
 import { ConfigError, loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
-import { CertificateAuthority, type IssuedCertificate } from "../src/pki.ts";
+import { CertificateAuthority, type IssuedCertificate, tlsListenerEnv } from "../src/pki.ts";
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 
 const run = promisify(execFile);
@@ -68,18 +68,13 @@ describe("gateway TLS against Moddable's ClientHello", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "kestrel-device-tls-"));
     ca = CertificateAuthority.create(join(dir, "ca"), "kestrel-ca", 2);
-    const hosts = ["127.0.0.1"];
-    servers = [
-      ca.issue("gateway", { kind: "server", hosts, key: "ec" }),
-      ca.issue("gateway-rsa", { kind: "server", hosts, key: "rsa" }),
-    ];
+    servers = ca.issueServerPair("gateway", ["127.0.0.1"]);
     cloud = await startCloudPeer({ "dev-a": "token-a" });
     gateway = await startGateway(
       loadGatewayConfig({
         MQTT_PORT: "off",
         MQTT_TLS_PORT: "0",
-        MQTT_TLS_CERT: servers.map((server) => server.chainPath).join(delimiter),
-        MQTT_TLS_KEY: servers.map((server) => server.keyPath).join(delimiter),
+        ...tlsListenerEnv(servers),
         MQTT_TLS_CLIENT_CA: ca.certificatePath,
         GATEWAY_HTTP_PORT: "0",
         GATEWAY_DATA_DIR: join(dir, "gateway"),

@@ -5,11 +5,11 @@
 // browser tests.
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
-import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
+import { CertificateAuthority, type IssuedCertificate, tlsListenerEnv } from "@kestrel/gateway/pki";
 import type { Logger } from "pino";
 
 export interface PlatformOptions {
@@ -143,8 +143,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
         ...process.env,
         MQTT_PORT: options.mqttPort === undefined ? "off" : String(options.mqttPort),
         MQTT_TLS_PORT: String(options.mqttTlsPort ?? 0),
-        MQTT_TLS_CERT: pki.servers.map((server) => server.chainPath).join(delimiter),
-        MQTT_TLS_KEY: pki.servers.map((server) => server.keyPath).join(delimiter),
+        ...tlsListenerEnv(pki.servers),
         MQTT_TLS_CLIENT_CA: pki.ca.certificatePath,
         GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
         CLOUD_URL: cloudUrl,

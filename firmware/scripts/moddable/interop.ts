@@ -8,9 +8,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
-import { CertificateAuthority } from "@kestrel/gateway/pki";
+import { CertificateAuthority, tlsListenerEnv } from "@kestrel/gateway/pki";
 import { pino } from "pino";
 import { RealCloud } from "../../../gateway/test/real-cloud.ts";
 import { FIRMWARE_DIR, run, type Sdk } from "./sdk.ts";
@@ -70,11 +70,7 @@ export async function runInterop(sdk: Sdk, dir: string): Promise<InteropResult> 
   const appDir = join(dir, "app");
   mkdirSync(appDir, { recursive: true });
   const ca = CertificateAuthority.create(join(dir, "pki"), "kestrel interop CA", 2);
-  const hosts = ["127.0.0.1"];
-  const servers = [
-    ca.issue("gateway", { kind: "server", hosts, key: "ec" }),
-    ca.issue("gateway-rsa", { kind: "server", hosts, key: "rsa" }),
-  ];
+  const servers = ca.issueServerPair("gateway", ["127.0.0.1"]);
   const device = ca.issue(CERT_DEVICE, { kind: "client" });
   const ecDevice = ca.issue(EC_CERT_DEVICE, { kind: "client", key: "ec" });
   writeFileSync(join(appDir, "mqtt-ca.der"), der(ca.certificate, "certificate"));
@@ -96,8 +92,7 @@ export async function runInterop(sdk: Sdk, dir: string): Promise<InteropResult> 
       loadGatewayConfig({
         MQTT_PORT: "off",
         MQTT_TLS_PORT: "0",
-        MQTT_TLS_CERT: servers.map((server) => server.chainPath).join(delimiter),
-        MQTT_TLS_KEY: servers.map((server) => server.keyPath).join(delimiter),
+        ...tlsListenerEnv(servers),
         MQTT_TLS_CLIENT_CA: ca.certificatePath,
         GATEWAY_HTTP_PORT: "0",
         GATEWAY_DATA_DIR: join(dir, "gateway"),

@@ -55,7 +55,8 @@ export function configure(sdk: Sdk, manifest: string, board: string, outDir: str
   const result = run(sdk, "mcconfig", ["-p", board, "-o", outDir, manifest], outDir);
   if (result.status !== 0) throw new Error(`mcconfig -p ${board} failed:\n${result.output}`);
   const name = manifest.split("/").at(-2) ?? "";
-  const tmpDir = join(outDir, "tmp", board.split("/")[0] ?? board, "release", name);
+  // mcconfig writes tmp/<platform>/<subplatform>/release/<name> (tmp/esp32/release/<name> without one).
+  const tmpDir = join(outDir, "tmp", ...board.split("/"), "release", name);
   const makefile = join(tmpDir, "makefile");
   if (!existsSync(makefile)) throw new Error(`mcconfig wrote no makefile at ${makefile}`);
   return { board, tmpDir, makefile };
