@@ -147,7 +147,7 @@ export function readSettings(config: Readonly<Record<string, unknown>>): DeviceS
     watchdogTimeoutMs: integer(config, "watchdogTimeoutMs", 1_000, 3_600_000),
     safeModeAfterResets: integer(config, "safeModeAfterResets", 2, 100),
     safeModeWindowMs: integer(config, "safeModeWindowMs", 10_000, 86_400_000),
-    stateIntervalMs: integer(config, "stateIntervalMs", 1_000, 86_400_000),
+    stateIntervalMs: integerOr(config, "stateIntervalMs", 60_000, 1_000, 86_400_000),
   };
 }
 
