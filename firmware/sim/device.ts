@@ -65,6 +65,8 @@ export interface SimDeviceOptions {
    * what the firmware is configured with when omitted (a set-config `sensors` can then differ).
    */
   board?: string;
+  /** The signal of the access point the board's Wi-Fi station is associated with, dBm; -58 unless given. */
+  wifiRssi?: number;
   /** The version of the image flashed at the factory into ota_0 (its esp_app_desc_t); 0.1.0 unless given. */
   firmwareVersion?: string;
   /** Size of each of the two OTA app partitions (`<deviceId>.ota_0.bin`, `.ota_1.bin`); as partitions.csv unless given. */
@@ -166,6 +168,9 @@ const DEFAULT_FLASH_BYTES = 128 * 1024;
 const FACTORY_VERSION = "0.1.0";
 
 const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
+/** An XS slot is 16 bytes on the ESP32 (32-bit XS), 32 on this 64-bit host: the heap is reported as the chip would. */
+const ESP32_SLOT_BYTES = 16;
+const DEFAULT_WIFI_RSSI = -58;
 
 /** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */
 const RESET_CAUSES = Object.freeze({
@@ -396,6 +401,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       });
     return restarting;
   };
+  const wifiRssi = options.wifiRssi ?? DEFAULT_WIFI_RSSI;
   const system = {
     handle(op: string): unknown {
       if (op === "resetReason") return resetCause;
@@ -545,6 +551,20 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     gpio,
     system,
     faults,
+    instrumentation: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown instrumentation operation ${op}`);
+        // The engine meters slots (as of the last crank); xsnap does not meter the chunk heap.
+        const slots = machine?.meters().heapSlots;
+        return args.name === "XS Slot Heap Used" && slots !== undefined ? slots * ESP32_SLOT_BYTES : undefined;
+      },
+    },
+    net: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown net operation ${op}`);
+        return args.what === "RSSI" ? wifiRssi : undefined;
+      },
+    },
   };
   /** The bootloader picks an image; a crashing one panics before the firmware runs. */
   const boot = async (): Promise<void> => {

@@ -32,7 +32,8 @@ import {
 } from "@kestrel/wire/artifacts";
 import { Digest } from "crypt";
 import FirmwareInstaller from "kestrel/firmware-installer";
-import { describeError, log } from "kestrel/log";
+import type Log from "kestrel/log";
+import { describeError } from "kestrel/log";
 import { lastInvalidVersion, markValid, rollback, runningState, runningVersion } from "kestrel/ota-rollback";
 import { markDeliberateReset } from "kestrel/reset";
 import TrustStore from "kestrel/trust-store";
@@ -51,6 +52,7 @@ export interface OtaSettings {
 
 export interface UpdaterHost {
   deviceId: string;
+  log: Log;
   /** Publishes at QoS 1 while connected; false when it could not. */
   publish(topic: string, payload: string): boolean;
   /** Why the running image does not look healthy (no gateway, no samples); undefined when it does. */
@@ -126,6 +128,7 @@ class Refusal extends Error {
 
 export default class ArtifactUpdater {
   readonly #host: UpdaterHost;
+  readonly #log: Log;
   readonly #settings: OtaSettings;
   readonly #trust: TrustStore;
   readonly #installer = new FirmwareInstaller();
@@ -152,8 +155,9 @@ export default class ArtifactUpdater {
 
   constructor(host: UpdaterHost, settings: OtaSettings) {
     this.#host = host;
+    this.#log = host.log;
     this.#settings = settings;
-    this.#trust = new TrustStore(settings.keys);
+    this.#trust = new TrustStore(settings.keys, host.log);
     this.#offerTopic = artifactTopics.offer(host.deviceId);
     this.#chunkTopic = artifactTopics.chunk(host.deviceId);
     this.#statusTopic = artifactTopics.status(host.deviceId);
@@ -183,7 +187,7 @@ export default class ArtifactUpdater {
   afterBoot(resetReason: string): void {
     const job = this.#job;
     if (runningState() === PENDING_VERIFY) {
-      log("info", "new image pending verification: health check", { version: this.#version }, "ota");
+      this.#log.write("info", "new image pending verification: health check", { version: this.#version }, "ota");
       this.#healthTimer = Timer.set(this.#onHealthCheck, this.#settings.healthWindowMs);
       return;
     }
@@ -196,7 +200,7 @@ export default class ArtifactUpdater {
     const failure = this.#takeFailure();
     const code: ArtifactFailure = failure ? "health_check" : "boot_failed";
     const reason = failure ?? `version ${job.version} reset before it was confirmed (reset: ${resetReason})`;
-    log(
+    this.#log.write(
       "error",
       "update rolled back",
       { version: job.version, running: this.#version, code, reason, invalid: lastInvalidVersion() },
@@ -227,7 +231,7 @@ export default class ArtifactUpdater {
       else this.#onChunk(new Uint8Array(data));
     } catch (error) {
       if (error instanceof Refusal) this.#fail(error.code, error.message);
-      else log("error", "artifact message failed", { error: describeError(error) }, "ota");
+      else this.#log.write("error", "artifact message failed", { error: describeError(error) }, "ota");
     }
   }
 
@@ -236,13 +240,18 @@ export default class ArtifactUpdater {
   #onOffer(text: string): void {
     const parsed = parseArtifactOffer(text);
     if (!parsed.ok) {
-      log("warn", "artifact offer ignored", { error: parsed.error.message }, "ota");
+      this.#log.write("warn", "artifact offer ignored", { error: parsed.error.message }, "ota");
       return;
     }
     const offer = parsed.value;
     const current = this.#job;
     if (runningState() === PENDING_VERIFY) {
-      log("info", "artifact offer ignored while this image is being verified", { campaign: offer.campaign }, "ota");
+      this.#log.write(
+        "info",
+        "artifact offer ignored while this image is being verified",
+        { campaign: offer.campaign },
+        "ota",
+      );
       return;
     }
     const manifest = this.#verifiedManifest(offer);
@@ -273,7 +282,12 @@ export default class ArtifactUpdater {
     };
     this.#saveJob();
     const delay = Math.floor(Math.random() * offer.windowS * 1000);
-    log("info", "update offered", { campaign: offer.campaign, version: manifest.version, startInMs: delay }, "ota");
+    this.#log.write(
+      "info",
+      "update offered",
+      { campaign: offer.campaign, version: manifest.version, startInMs: delay },
+      "ota",
+    );
     this.#report("notified", {});
     this.#startTimer = Timer.set(this.#onStart, delay);
   }
@@ -287,7 +301,7 @@ export default class ArtifactUpdater {
       throw new Refusal(code, reason);
     };
     const refused = this.#trust.apply(offer.trust);
-    if (refused > 0) log("warn", "trust records refused", { refused }, "ota");
+    if (refused > 0) this.#log.write("warn", "trust records refused", { refused }, "ota");
     const parsed = parseArtifactManifest(offer.manifest.text);
     if (!parsed.ok) return refuse("bad_signature", `manifest unreadable: ${parsed.error.message}`);
     const manifest = parsed.value;
@@ -354,7 +368,7 @@ export default class ArtifactUpdater {
     this.#written = 0;
     this.#armStall();
     if (job.offset > 0) {
-      log("info", "resuming the download", { offset: job.offset, size: job.size }, "ota");
+      this.#log.write("info", "resuming the download", { offset: job.offset, size: job.size }, "ota");
       this.#rewriteEnd = job.offset;
       this.#rewriting = true;
       Timer.set(this.#onRewrite, 0);
@@ -482,9 +496,9 @@ export default class ArtifactUpdater {
     this.#saveJob();
     this.#report("installed", {});
     this.#report("rebooting", {});
-    log("warn", "update installed, restarting into it", { version: job.version }, "ota");
+    this.#log.write("warn", "update installed, restarting into it", { version: job.version }, "ota");
     Timer.set(() => {
-      markDeliberateReset("ota");
+      markDeliberateReset("ota", this.#log);
       this.#host.restart();
     }, REBOOT_DELAY_MS);
   }
@@ -518,13 +532,18 @@ export default class ArtifactUpdater {
     const problem = this.#host.healthProblem();
     if (problem === undefined) {
       markValid();
-      log("info", "new image confirmed", { version: this.#version }, "ota");
+      this.#log.write("info", "new image confirmed", { version: this.#version }, "ota");
       if (this.#job) this.#finish("confirmed", {});
       return;
     }
-    log("error", "new image failed its health check, rolling back", { version: this.#version, problem }, "ota");
+    this.#log.write(
+      "error",
+      "new image failed its health check, rolling back",
+      { version: this.#version, problem },
+      "ota",
+    );
     Preference.set(PREFERENCE_DOMAIN, FAILURE_KEY, problem);
-    markDeliberateReset("ota");
+    markDeliberateReset("ota", this.#log);
     rollback();
   };
 
@@ -564,7 +583,7 @@ export default class ArtifactUpdater {
 
   /** The job failed for good: reported, the partition write given up, the old image keeps running. */
   #fail(code: ArtifactFailure, reason: string): void {
-    log("error", "update failed", { code, reason }, "ota");
+    this.#log.write("error", "update failed", { code, reason }, "ota");
     this.#finish("failed", { code, reason });
   }
 
@@ -584,12 +603,12 @@ export default class ArtifactUpdater {
     this.#rewriting = false;
     this.#installer.cancel();
     this.#digest = undefined;
-    if (this.#job) log("info", "update job ended", { campaign: this.#job.campaign, why }, "ota");
+    if (this.#job) this.#log.write("info", "update job ended", { campaign: this.#job.campaign, why }, "ota");
     this.#job = undefined;
     try {
       Preference.delete(PREFERENCE_DOMAIN, JOB_KEY);
     } catch (error) {
-      log("warn", "update job not cleared", { error: describeError(error) }, "ota");
+      this.#log.write("warn", "update job not cleared", { error: describeError(error) }, "ota");
     }
   }
 
@@ -598,7 +617,7 @@ export default class ArtifactUpdater {
       const saved = Preference.get(PREFERENCE_DOMAIN, JOB_KEY);
       return typeof saved === "string" ? (JSON.parse(saved) as Job) : undefined;
     } catch (error) {
-      log("error", "saved update job unreadable, dropped", { error: describeError(error) }, "ota");
+      this.#log.write("error", "saved update job unreadable, dropped", { error: describeError(error) }, "ota");
       return undefined;
     }
   }

@@ -8,7 +8,8 @@ import { Digest } from "crypt";
 import Curve from "curve";
 import ECDSA from "ecdsa";
 import ECPoint from "ecp";
-import { describeError, log } from "kestrel/log";
+import type Log from "kestrel/log";
+import { describeError } from "kestrel/log";
 import Preference from "preference";
 
 const PREFERENCE_DOMAIN = "kestrel";
@@ -29,22 +30,24 @@ interface StoredTrust {
 }
 
 /** "keyId:04…,keyId:04…" as the build's config carries the organization's key. */
-function parseProvisioned(text: string): TrustedKey[] {
+function parseProvisioned(text: string, log: Log): TrustedKey[] {
   const keys: TrustedKey[] = [];
   for (const entry of text.split(",")) {
     const [id = "", key = ""] = entry.trim().split(":");
     if (/^[0-9a-f]{16}$/.test(id) && /^04[0-9a-f]{128}$/.test(key)) keys.push({ id, key });
-    else if (entry.trim() !== "") log("error", "otaKeys entry ignored: not keyId:04<x><y> in hex", {}, "ota");
+    else if (entry.trim() !== "") log.write("error", "otaKeys entry ignored: not keyId:04<x><y> in hex", {}, "ota");
   }
   return keys.slice(0, ARTIFACT_LIMITS.trustKeys);
 }
 
 export default class TrustStore {
+  readonly #log: Log;
   #trust: StoredTrust;
   #curve: Curve | undefined;
 
-  constructor(provisioned: string) {
-    this.#trust = this.#load() ?? { seq: 0, keys: parseProvisioned(provisioned), retired: [] };
+  constructor(provisioned: string, log: Log) {
+    this.#log = log;
+    this.#trust = this.#load() ?? { seq: 0, keys: parseProvisioned(provisioned, log), retired: [] };
   }
 
   get keyIds(): string[] {
@@ -67,7 +70,7 @@ export default class TrustStore {
       digest.write(signed.text);
       return new ECDSA(point, this.#curve, false).verify(digest.close(), signature.buffer as ArrayBuffer);
     } catch (error) {
-      log("warn", "signature check failed", { error: describeError(error) }, "ota");
+      this.#log.write("warn", "signature check failed", { error: describeError(error) }, "ota");
       return false;
     }
   }
@@ -89,7 +92,7 @@ export default class TrustStore {
       if (seq <= this.#trust.seq) continue;
       if (seq !== this.#trust.seq + 1 || !this.verify(signed, keyId)) {
         refused++;
-        log("warn", "trust record refused", { seq, signer: keyId, expected: this.#trust.seq + 1 }, "ota");
+        this.#log.write("warn", "trust record refused", { seq, signer: keyId, expected: this.#trust.seq + 1 }, "ota");
         continue;
       }
       const retired = [...this.#trust.retired, ...retire].slice(-RETIRED_MAX);
@@ -99,7 +102,7 @@ export default class TrustStore {
         .slice(-ARTIFACT_LIMITS.trustKeys);
       this.#trust = { seq, keys, retired };
       changed = true;
-      log("info", "trust record applied", { seq, added: add.length, retired: retire.join(" ") }, "ota");
+      this.#log.write("info", "trust record applied", { seq, added: add.length, retired: retire.join(" ") }, "ota");
     }
     if (changed) this.#save();
     return refused;
@@ -112,7 +115,12 @@ export default class TrustStore {
       const trust = JSON.parse(saved) as StoredTrust;
       return Number.isInteger(trust.seq) && Array.isArray(trust.keys) ? trust : undefined;
     } catch (error) {
-      log("error", "saved trust unreadable, using the provisioned keys", { error: describeError(error) }, "ota");
+      this.#log.write(
+        "error",
+        "saved trust unreadable, using the provisioned keys",
+        { error: describeError(error) },
+        "ota",
+      );
       return undefined;
     }
   }
