@@ -17,6 +17,9 @@ test("defaults run on a laptop", () => {
     exportFileTtlDays: 7,
     webhookAllowedNetworks: [],
     secretsKey: undefined,
+    artifactMaxBytes: 16 * 1024 * 1024,
+    otaTickMs: 2000,
+    otaOfferLeaseMs: 60_000,
   });
 });
 
@@ -33,6 +36,9 @@ test("values from the environment are used", () => {
     EXPORT_FILE_TTL_DAYS: "30",
     WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
     SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
+    ARTIFACT_MAX_BYTES: "4194304",
+    OTA_TICK_MS: "500",
+    OTA_OFFER_LEASE_MS: "30000",
   });
   assert.equal(config.port, 0);
   assert.equal(config.host, "0.0.0.0");
@@ -45,6 +51,9 @@ test("values from the environment are used", () => {
   assert.equal(config.exportFileTtlDays, 30);
   assert.deepEqual(config.webhookAllowedNetworks, ["127.0.0.0/8", "fd00::/8"]);
   assert.deepEqual(config.secretsKey, Buffer.alloc(32, 7));
+  assert.equal(config.artifactMaxBytes, 4_194_304);
+  assert.equal(config.otaTickMs, 500);
+  assert.equal(config.otaOfferLeaseMs, 30_000);
 });
 
 test("bad values are refused with a message naming the variable", () => {
@@ -60,6 +69,9 @@ test("bad values are refused with a message naming the variable", () => {
     [{ WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1" }, /WEBHOOK_ALLOWED_NETWORKS must be comma-separated CIDR/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
+    [{ ARTIFACT_MAX_BYTES: "12" }, /ARTIFACT_MAX_BYTES must be an integer between 1024/],
+    [{ OTA_TICK_MS: "soon" }, /OTA_TICK_MS/],
+    [{ OTA_OFFER_LEASE_MS: "0" }, /OTA_OFFER_LEASE_MS must be an integer between 1000/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),
