@@ -75,7 +75,8 @@ const BOOTSTRAP = `(() => {
   };
   const runtime = new Compartment({
     __options__: true,
-    globals: { issueCommand, TextEncoder, TextDecoder },
+    // kestrelNatives: our native modules' C functions, in the worker tools/scripts/kestrel-worker.sh builds.
+    globals: { issueCommand, TextEncoder, TextDecoder, kestrelNatives: globalThis.kestrelNatives },
     resolveHook: (specifier) => specifier,
     loadNowHook: load,
   });

@@ -22,4 +22,4 @@ interface ArrayBufferConstructor {
 declare function Native(name: string): new () => object;
 
 /** XS `Native` API: the host function of this name (xsc only accepts a string literal). */
-declare function native(name: string): (this: object, ...args: unknown[]) => unknown;
+declare function native(name: string): (this: unknown, ...args: unknown[]) => unknown;
