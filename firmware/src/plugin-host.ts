@@ -36,7 +36,8 @@ export class PluginError extends Error {
   /** A failure of the engine (a trap, the budget, a refused module) with its code. */
   static from(error: unknown, refusedCode: PluginError["code"] = "refused"): PluginError {
     if (error instanceof PluginError) return error;
-    const message = error instanceof Error ? error.message : String(error);
+    // XS prefixes an error a host function throws with the function's name ("@xs_…: ").
+    const message = (error instanceof Error ? error.message : String(error)).replace(/^@\w+: /, "");
     if (message === BUDGET_TRAP) return new PluginError("budget", message);
     if (message.startsWith("[trap]")) return new PluginError("trap", message);
     return new PluginError(refusedCode, message);

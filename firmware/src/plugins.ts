@@ -7,6 +7,7 @@
 // previous version of every plugin), their index in preference, so all of it survives reboots.
 
 import {
+  isPluginName,
   PLUGIN_LIMITS,
   type PluginConfig,
   type PluginManifest,
@@ -76,6 +77,16 @@ function hex(buffer: ArrayBuffer): string {
   let text = "";
   for (let i = 0; i < bytes.length; i++) text += (bytes[i] as number).toString(16).padStart(2, "0");
   return text;
+}
+
+/** The plugin a package names, read leniently, so a refusal is reported under it even when the package is invalid. */
+function nameIn(payload: string): string | undefined {
+  try {
+    const name: unknown = JSON.parse(JSON.parse(payload).manifest).name;
+    return isPluginName(name) ? name : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** "keyId:base64,keyId:base64" (manifest config pluginKeys): the public keys plugins may be signed with. */
@@ -190,10 +201,10 @@ export default class Plugins {
   /** A package from d/{id}/plugin: verified, loaded and started, then stored; or refused with the reason. */
   install(payload: string): PluginOutcome {
     const parsed = parsePluginPackage(payload);
-    if (!parsed.ok) return this.#refuse(undefined, parsed.error.message);
+    if (!parsed.ok) return this.#refuse(nameIn(payload), parsed.error.message);
     const pkg = parsed.value;
     const manifest = parsePluginManifest(pkg.manifest);
-    if (!manifest.ok) return this.#refuse(undefined, manifest.error.message);
+    if (!manifest.ok) return this.#refuse(nameIn(payload), manifest.error.message);
     const { name, version } = manifest.value;
     const existing = this.#find(name);
     const bytes = this.#verify(pkg.manifest, pkg.signature, pkg.wasm, manifest.value);

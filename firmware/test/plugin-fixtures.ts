@@ -20,6 +20,7 @@ export const EXAMPLE_METRICS: Readonly<Record<string, string[]>> = Object.freeze
   dewpoint: ["dew_point"],
   threshold: ["alarm"],
   "out-of-bounds": ["leak"],
+  "init-trap": ["temperature_avg"],
 });
 
 export const KEY_ID = "test-key";
