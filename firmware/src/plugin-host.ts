@@ -22,7 +22,7 @@ export const PLUGIN_RUN_LIMITS = Object.freeze({
   logBurst: 5,
 });
 
-const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+const LOG_LEVELS: readonly LogLevel[] = Object.freeze(["debug", "info", "warn", "error"]);
 
 /** Why a plugin was refused or stopped: a stable code and the engine's message. */
 export class PluginError extends Error {

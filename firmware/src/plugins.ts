@@ -417,7 +417,8 @@ export default class Plugins {
 
   /** The stored bytes, checked against the hash recorded at install (flash can rot). */
   #readSlot(entry: StoredVersion): ArrayBuffer {
-    const bytes = this.#flash.read(entry.slot * this.#slotBytes, entry.size);
+    // An ArrayBuffer unless read asks for a mapped HostBuffer, which it does not here.
+    const bytes = this.#flash.read(entry.slot * this.#slotBytes, entry.size) as ArrayBuffer;
     if (hex(sha256(bytes)) !== entry.sha256)
       throw new PluginError("refused", "stored module does not match its sha256");
     return bytes;
