@@ -1,5 +1,6 @@
 // Builds the plugins from their AssemblyScript sources with the pinned `assemblyscript` compiler:
-// the three examples (assembly/examples) and the faulty ones the tests need (assembly/faulty), into
+// the three examples (assembly/examples), the faulty ones the tests need (assembly/faulty) and the
+// benchmark kernels (assembly/bench), into
 // build/plugins/<name>.wasm. Part of `npm run build -w firmware`.
 
 import { mkdirSync, readdirSync, statSync } from "node:fs";
@@ -38,7 +39,7 @@ async function compile(source: string, output: string): Promise<void> {
   if (result.error) throw new Error(`${source}: ${result.stderr.toString()}`);
 }
 
-const folders = ["examples", "faulty"];
+const folders = ["examples", "faulty", "bench"];
 mkdirSync(PLUGIN_BUILD_DIR, { recursive: true });
 for (const folder of folders) {
   const dir = join("plugins", "assembly", folder);
