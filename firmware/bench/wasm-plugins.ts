@@ -36,6 +36,13 @@ import host from "kestrel-sim:host";
 import WasmInstance from "kestrel/wasm-instance";
 import PluginRuntime from "kestrel/plugin-host";
 
+const spin = new PluginRuntime(
+  { name: "spin", version: "1", metrics: [], config: {} },
+  new Uint8Array(${JSON.stringify(Array.from(bytesOf("spin")))}).buffer,
+  [],
+  { calls: 0, errors: 0, fuel: 0 },
+);
+const sample = { names: [], values: new Float64Array(0), now: 0, row: new Float64Array(0), offset: 0 };
 const kernels = new Uint8Array(${JSON.stringify(Array.from(bytesOf("kernels")))}).buffer;
 const examples = ${JSON.stringify(Object.fromEntries(Object.keys(EXAMPLES).map((name) => [name, Array.from(bytesOf(name))])))};
 const metrics = ${JSON.stringify(EXAMPLES)};
@@ -65,6 +72,13 @@ const variants = {
   wasm: (n) => { for (let i = 0; i < n; i++) instance.call("empty", FUEL); return n; },
   import: (n) => instance.call("host_calls", FUEL, n),
   crcWasm: (n) => { let c = 0; for (let i = 0; i < n; i++) c = instance.call("crc32", FUEL) >>> 0; return c; },
+  runaway: (n) => {
+    let stopped = 0;
+    for (let i = 0; i < n; i++) {
+      try { spin.run(sample); } catch (error) { if (error.code === "budget") stopped++; }
+    }
+    return stopped;
+  },
   crcJs: (n) => { let c = 0; for (let i = 0; i < n; i++) c = crcJs(buffer); return c; },
   load: () => {
     for (const [name, bytes] of Object.entries(examples)) {
@@ -177,6 +191,10 @@ try {
   if (wasm3 !== expected || xs !== expected || v8 !== expected)
     throw new Error(`CRC-32 mismatch: wasm3 ${wasm3}, XS ${xs}, V8 ${v8}, zlib ${expected}`);
 
+  // A plugin that never returns, stopped by its budget (PLUGIN_RUN_LIMITS.sampleFuel).
+  const runaway = await xsPerCall(run, "runaway", 10);
+  if (run.results.get("runaway") !== 10) throw new Error("the runaway plugin was not stopped by its budget");
+
   // Memory per loaded plugin.
   const before = await run.machine.collect();
   await crank(run, "load", 0);
@@ -187,14 +205,19 @@ try {
 
   const us = (ns: number): string => (ns / 1000).toFixed(2);
   const rows = [
-    ["XS → JS function call (baseline)", `${us(xsJs)} µs`, "1.0x"],
-    ["XS → wasm3 empty export", `${us(xsWasm)} µs`, `${(xsWasm / xsJs).toFixed(1)}x`],
-    ["wasm3 → host import (JS), per call", `${us(xsImport)} µs`, `${(xsImport / xsJs).toFixed(1)}x`],
-    ["V8: JS → wasm empty export", `${us(v8Wasm)} µs`, ""],
-    ["V8: wasm → JS import, per call", `${us(v8Import)} µs`, ""],
+    ["XS → JS function call (baseline)", `${xsJs.toFixed(0)} ns`, "1.0x"],
+    ["XS → wasm3 empty export", `${xsWasm.toFixed(0)} ns`, `${(xsWasm / xsJs).toFixed(1)}x`],
+    ["wasm3 → host import (JS), per call", `${xsImport.toFixed(0)} ns`, `${(xsImport / xsJs).toFixed(1)}x`],
+    ["V8: JS → wasm empty export", `${v8Wasm.toFixed(1)} ns`, ""],
+    ["V8: wasm → JS import, per call", `${v8Import.toFixed(1)} ns`, ""],
     ["CRC-32 of 4 KiB, V8 (baseline)", `${us(crcV8)} µs`, "1.0x"],
     ["CRC-32 of 4 KiB, wasm3 in XS (metered)", `${us(crcWasm)} µs`, `${(crcWasm / crcV8).toFixed(1)}x`],
     ["CRC-32 of 4 KiB, JavaScript in XS", `${us(crcXs)} µs`, `${(crcXs / crcV8).toFixed(1)}x`],
+    [
+      "infinite loop stopped by its budget",
+      `${(runaway / 1e6).toFixed(2)} ms`,
+      "one on_sample call spending its whole budget",
+    ],
     [
       "XS heap per loaded plugin",
       `${slotsPerPlugin.toFixed(0)} slots`,

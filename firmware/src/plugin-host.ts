@@ -17,7 +17,7 @@ export const PLUGIN_RUN_LIMITS = Object.freeze({
    * One on_sample call: loop iterations plus calls. Between two counts wasm3 runs at most one
    * function body's straight-line code (a module is at most 16 KiB), so this bounds the call's time.
    */
-  sampleFuel: 100_000,
+  sampleFuel: 50_000,
   /** Log lines a plugin may write in a burst; one more is allowed per sample. */
   logBurst: 5,
 });

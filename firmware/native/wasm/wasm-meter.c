@@ -1,9 +1,12 @@
 /*
  * The module rewrite behind the execution budget (see wasm-meter.h). Only the type, function and
  * code sections change: one `[] -> []` type and one empty function are appended (so no existing
- * index moves), and `call <meter>` follows every `loop` header. Branches name labels, not byte
- * offsets, so inserting instructions keeps every branch target. The import section is read to find
- * the meter's function index and to refuse imports other than functions.
+ * index moves), and `call <meter>` follows every `loop` header and every METER_SPAN instructions of
+ * straight-line code. A call with no parameters or results leaves the operand stack as it was, so
+ * it is valid between any two instructions; branches name labels, not byte offsets, so inserting
+ * instructions keeps every branch target. Each unit of budget then covers at most METER_SPAN
+ * instructions (plus what one bulk memory instruction or host call does), which bounds a call's
+ * time. The import section is read to find the meter's index and to refuse non-function imports.
  */
 
 #include "wasm-meter.h"
@@ -14,6 +17,8 @@
 #include <string.h>
 
 enum {
+	/* Instructions between two meter calls at most, outside loops' headers. */
+	METER_SPAN = 32,
 	SECTION_TYPE = 1,
 	SECTION_IMPORT = 2,
 	SECTION_FUNCTION = 3,
@@ -189,7 +194,7 @@ static void skip_immediates(Reader *r, uint8_t op)
 	}
 }
 
-/* Copies one function body, with `call meter` after every loop header. */
+/* Copies one function body, with `call meter` after every loop header and every METER_SPAN instructions. */
 static void meter_body(Reader *r, Writer *out, uint32_t meter)
 {
 	uint32_t size = read_u32(r);
@@ -207,14 +212,17 @@ static void meter_body(Reader *r, Writer *out, uint32_t meter)
 		skip(&body, 1);
 	}
 	write_bytes(&copy, start, body.p - start);
+	int since = 0;
 	while (body.p < body.end && !body.error) {
 		start = body.p;
 		uint8_t op = read_byte(&body);
 		skip_immediates(&body, op);
 		write_bytes(&copy, start, body.p - start);
-		if (op == OP_LOOP) {
+		/* Never after the body's last instruction (its final end). */
+		if ((op == OP_LOOP || ++since >= METER_SPAN) && body.p < body.end) {
 			write_byte(&copy, OP_CALL);
 			write_u32(&copy, meter);
+			since = 0;
 		}
 	}
 	if (body.error)
