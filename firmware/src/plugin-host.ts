@@ -14,8 +14,8 @@ export const PLUGIN_RUN_LIMITS = Object.freeze({
   /** Start function and init(): name lookups and set-up. */
   initFuel: 200_000,
   /**
-   * One on_sample call: loop iterations plus calls. Between two counts wasm3 runs at most one
-   * function body's straight-line code (a module is at most 16 KiB), so this bounds the call's time.
+   * One on_sample call, in units of a loop iteration, a call or at most 32 straight-line instructions
+   * (native/wasm/wasm-meter.c): at most ~1.6 million instructions, which bounds the call's time.
    */
   sampleFuel: 50_000,
   /** Log lines a plugin may write in a burst; one more is allowed per sample. */

@@ -1,8 +1,9 @@
 /*
  * Execution budget for wasm3, which has no fuel counter of its own: before a module is parsed, every
- * loop header gets a call to an added empty function. wasm3 calls m3_Yield() on every function call
- * (op Call and CallIndirect), so every loop iteration and every call passes through m3_Yield, which
- * the binding defines to spend one unit of the call's budget and trap when none is left.
+ * loop header and every 32 instructions of straight-line code get a call to an added empty function.
+ * wasm3 calls m3_Yield() on every function call (op Call and CallIndirect), so every loop iteration,
+ * every call and every 32 instructions pass through m3_Yield, which the binding defines to spend one
+ * unit of the call's budget and trap when none is left.
  */
 
 #ifndef KESTREL_WASM_METER_H
