@@ -639,8 +639,8 @@ class Device {
       mode: this.#safeMode ? "safe" : "normal",
       dropped: this.#dropped(),
     };
-    const plugins = this.#plugins?.statuses();
-    if (plugins && plugins.length > 0) state.plugins = plugins;
+    // Reported even when empty, so the cloud learns that the last plugin was removed.
+    if (this.#plugins) state.plugins = this.#plugins.statuses();
     try {
       this.#client?.publish(this.#stateTopic, JSON.stringify(state), STATE_PUBLISH);
     } catch (error) {
