@@ -390,17 +390,7 @@ export interface IngestResult {
 }
 
 /** Commands a device understands (payload of `d/{id}/cmd`). */
-export type CommandName =
-  | "reboot"
-  | "set-config"
-  | "ping"
-  | "identify"
-  | "plugin-enable"
-  | "plugin-disable"
-  | "plugin-remove"
-  | "plugin-config";
-
-const COMMAND_NAMES: readonly string[] = Object.freeze([
+export const COMMAND_NAMES = Object.freeze([
   "reboot",
   "set-config",
   "ping",
@@ -409,7 +399,10 @@ const COMMAND_NAMES: readonly string[] = Object.freeze([
   "plugin-disable",
   "plugin-remove",
   "plugin-config",
-]);
+] as const);
+
+export type CommandName = (typeof COMMAND_NAMES)[number];
+
 const COMMAND_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
@@ -455,7 +448,7 @@ export function validateDeviceCommand(raw: unknown): Parsed<DeviceCommand> {
   if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `command v must be ${WIRE_VERSION}`);
   if (typeof raw.id !== "string" || !COMMAND_ID.test(raw.id))
     return fail("invalid_command", "id must be 1..64 characters of A-Z a-z 0-9 _ -");
-  if (typeof raw.name !== "string" || !COMMAND_NAMES.includes(raw.name))
+  if (typeof raw.name !== "string" || !(COMMAND_NAMES as readonly string[]).includes(raw.name))
     return fail("unknown_command", `name must be one of ${COMMAND_NAMES.join(", ")}`);
   const command: DeviceCommand = { v: WIRE_VERSION, id: raw.id, name: raw.name as CommandName };
   if (raw.params !== undefined) {

@@ -1,7 +1,7 @@
 // A command as the API shows it: JSON schemas and their TypeScript twins. Only
-// type imports, so the dashboard can import the types too.
+// type imports and the wire's constants, so the dashboard can import the types too.
 
-import type { CommandName } from "@kestrel/wire";
+import { COMMAND_NAMES, type CommandName } from "@kestrel/wire";
 import type { CommandStatus } from "./command-store.ts";
 
 export type CommandValue = string | number | boolean;
@@ -31,16 +31,6 @@ export interface NewCommand {
   ttlSeconds?: number;
 }
 
-export const COMMAND_NAMES = [
-  "reboot",
-  "set-config",
-  "ping",
-  "identify",
-  "plugin-enable",
-  "plugin-disable",
-  "plugin-remove",
-  "plugin-config",
-] as const;
 export const COMMAND_STATUSES = ["queued", "sent", "delivered", "done", "failed", "expired"] as const;
 export const DEFAULT_TTL_SECONDS = 3600;
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
