@@ -21,6 +21,7 @@ export const EXAMPLE_METRICS: Readonly<Record<string, string[]>> = Object.freeze
   threshold: ["alarm"],
   "out-of-bounds": ["leak"],
   "init-trap": ["temperature_avg"],
+  recursion: ["depth"],
 });
 
 export const KEY_ID = "test-key";

@@ -116,7 +116,7 @@ test("the example plugins give in the simulator (wasm3 in XS) what the same .was
   }
 });
 
-test("a plugin that loops forever or reads out of bounds is stopped within its budget and disabled with the reason; the device keeps sampling", async (t) => {
+test("a plugin that loops forever, reads out of bounds or recurses without end is stopped and disabled with the reason; the device keeps sampling", async (t) => {
   const deviceId = "plug-faults";
   const device = await bootDevice(deviceId, t);
   let since = broker.published.length;
@@ -131,7 +131,13 @@ test("a plugin that loops forever or reads out of bounds is stopped within its b
   const outOfBounds = await pluginState(broker, deviceId, "outofbounds", (s) => s.state === "failed", since);
   assert.match(outOfBounds.reason ?? "", /^trap: \[trap\] out of bounds memory access/);
 
-  // Sampling and publishing go on, and neither plugin ever ran again nor made the device reset.
+  // Recursing without end: stopped by the wasm3 value stack or the C stack guard, whichever is reached first.
+  since = broker.published.length;
+  await deliver(broker, deviceId, signedPackage("recursion"));
+  const recursion = await pluginState(broker, deviceId, "recursion", (s) => s.state === "failed", since);
+  assert.match(recursion.reason ?? "", /^trap: \[trap\] (stack overflow|native stack exhausted)/);
+
+  // Sampling and publishing go on, and no stopped plugin ever ran again nor made the device reset.
   const count = samplesOf(deviceId).length;
   await waitUntil(() => samplesOf(deviceId).length >= count + 10, "ten more samples");
   const later = samplesOf(deviceId).slice(count);

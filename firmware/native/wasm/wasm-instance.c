@@ -26,6 +26,21 @@
 #define WASM_ERROR_LENGTH 160
 
 static const char WASM_BUDGET_TRAP[] = "[trap] execution budget exhausted";
+static const char WASM_NATIVE_STACK_TRAP[] = "[trap] native stack exhausted";
+
+/*
+ * wasm3 nests C calls for wasm calls, and its value-stack check does not bound the C stack: a deep
+ * recursion could overflow the XS task's stack (10 to 15 KiB on the ESP32) before it traps. The C
+ * stack a metered call may use below its entry, checked on every wasm call (frames on this 64-bit
+ * host are about twice the Xtensa ones).
+ */
+#ifndef KESTREL_WASM_NATIVE_STACK_BYTES
+#if defined(ESP32)
+#define KESTREL_WASM_NATIVE_STACK_BYTES (4 * 1024)
+#else
+#define KESTREL_WASM_NATIVE_STACK_BYTES (8 * 1024)
+#endif
+#endif
 
 typedef struct WasmInstanceRecord WasmInstanceRecord, *WasmInstance;
 
@@ -51,12 +66,16 @@ struct WasmInstanceRecord {
 /* The budget of the call in progress; one call runs at a time (XS is single-threaded). */
 static int32_t gWasmFuel;
 static bool gWasmMetered;
+/* Where the C stack stood when the metered call began (stacks grow down on both targets). */
+static uintptr_t gWasmStackBase;
 
 /* wasm3 calls this on every function call; the meter puts a call at every loop header. */
 M3Result m3_Yield(void)
 {
 	if (!gWasmMetered)
 		return m3Err_none;
+	if (gWasmStackBase - (uintptr_t)__builtin_frame_address(0) > KESTREL_WASM_NATIVE_STACK_BYTES)
+		return WASM_NATIVE_STACK_TRAP;
 	if (gWasmFuel <= 0)
 		return WASM_BUDGET_TRAP;
 	gWasmFuel--;
@@ -90,6 +109,7 @@ static M3Result wasm_metered(WasmInstance wi, xsSlot *functions, int32_t fuel, I
 	wi->functions = functions;
 	wi->error[0] = 0;
 	gWasmFuel = fuel;
+	gWasmStackBase = (uintptr_t)__builtin_frame_address(0);
 	gWasmMetered = true;
 	M3Result result = function ? m3_Call(function, argc, argv) : m3_RunStart(wi->runtime->modules);
 	gWasmMetered = false;
