@@ -183,6 +183,11 @@ test("an unknown import, an oversized module, an unknown key and a tampered sign
     await refusal("rogue", signedPackage("unknown-import", { name: "rogue" })),
     "refused: unknown import env.system",
   );
+  const garbage = signedPackage("smoothing", {
+    name: "garbage",
+    bytes: new Uint8Array(Buffer.from("not wasm at all")),
+  });
+  assert.equal(await refusal("garbage", garbage), "refused: not a WebAssembly 1.0 module");
 
   const big = signedPackage("smoothing", { name: "big", bytes: padded(pluginBytes("smoothing"), 20_000) });
   assert.match(await refusal("big", big), /exceeds 16384 bytes/);
