@@ -23,6 +23,8 @@ import PluginRuntime, { type PluginCounters, PluginError, type PluginSample } fr
 import Preference from "preference";
 
 const PREFERENCE_DOMAIN = "kplugins";
+/** What DeviceState.plugins may hold (the wire's limit): installed plugins first, then the latest refusals. */
+const REPORTED_STATUSES = PLUGIN_LIMITS.perDevice * 2;
 const PREFERENCE_KEY = "index";
 const P256_PUBLIC_KEY_BYTES = 65;
 const SIGNATURE_BYTES = 64;
@@ -191,10 +193,11 @@ export default class Plugins {
 
   statuses(): PluginStatus[] {
     const statuses = this.#index.map((entry) => this.#status(entry));
-    // A package refused before it was ever installed is reported under its name until the next one.
-    for (const [name, reason] of this.#reasons)
-      if (!this.#find(name))
-        statuses.push({ name, version: "0", state: "failed", reason, calls: 0, errors: 0, fuel: 0 });
+    // Packages refused before they were ever installed, under their names, the newest that fit the state's list.
+    const refused = Array.from(this.#reasons).filter(([name]) => !this.#find(name));
+    const room = REPORTED_STATUSES - statuses.length;
+    for (const [name, reason] of refused.slice(Math.max(0, refused.length - room)))
+      statuses.push({ name, version: "0", state: "failed", reason, calls: 0, errors: 0, fuel: 0 });
     return statuses;
   }
 
@@ -214,9 +217,10 @@ export default class Plugins {
     const config = pkg.config ?? existing?.config ?? {};
     const spec = { name, version, metrics: manifest.value.metrics, config };
     // It must start before it replaces anything: an upgrade that traps leaves the running version alone.
+    const counters = existing ? this.#countersOf(name) : { calls: 0, errors: 0, fuel: 0 };
     let runtime: PluginRuntime;
     try {
-      runtime = new PluginRuntime(spec, bytes, this.#sensorNames, this.#countersOf(name));
+      runtime = new PluginRuntime(spec, bytes, this.#sensorNames, counters);
     } catch (error) {
       const failure = PluginError.from(error);
       const reason = existing
@@ -248,6 +252,7 @@ export default class Plugins {
     this.#stop(name);
     this.#index = existing ? this.#index.map((item) => (item === existing ? entry : item)) : [...this.#index, entry];
     this.#reasons.delete(name);
+    this.#counters.set(name, counters);
     this.#saveIndex();
     if (enabled) this.#running.set(name, runtime);
     else runtime.close();
@@ -339,7 +344,13 @@ export default class Plugins {
   #refuse(name: string | undefined, reason: string): PluginOutcome {
     log("error", "plugin refused", { plugin: name ?? "", reason }, "plugin");
     if (name !== undefined) {
+      // Newest last, and only as many as can be reported.
+      this.#reasons.delete(name);
       this.#reasons.set(name, reason);
+      for (const oldest of this.#reasons.keys()) {
+        if (this.#reasons.size <= REPORTED_STATUSES) break;
+        this.#reasons.delete(oldest);
+      }
       this.#changed();
     }
     return { ok: false, reason };
