@@ -169,7 +169,7 @@ function padded(bytes: Uint8Array, size: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(Buffer.concat([bytes, Buffer.from([0, ...leb(body.length)]), body]));
 }
 
-test("an unknown import, an oversized module, an unknown key and a tampered signature, manifest or module are refused before anything is stored", async (t) => {
+test("an unknown import, bytes that are not WebAssembly, an oversized module, an unsigned package, an unknown key and a tampered signature, manifest or module are refused before anything is stored", async (t) => {
   const deviceId = "plug-refused";
   const device = await bootDevice(deviceId, t);
   const refusal = async (name: string, pkg: object | string): Promise<string> => {
@@ -196,6 +196,9 @@ test("an unknown import, an oversized module, an unknown key and a tampered sign
   const unknownKey = { ...stranger, manifest: stranger.manifest.replace('"keyId":"test-key"', '"keyId":"other-key"') };
   assert.equal(await refusal("stranger", unknownKey), "unknown signing key other-key");
 
+  const unsigned = { ...signedPackage("smoothing", { name: "unsigned" }), signature: "" };
+  assert.equal(await refusal("unsigned", unsigned), "signature must be base64 of 64 bytes");
+
   const forged = signedPackage("smoothing", { name: "forged" });
   const otherSignature = signedPackage("dewpoint", { name: "forged" }).signature;
   assert.match(await refusal("forged", { ...forged, signature: otherSignature }), /signature does not verify/);
@@ -212,6 +215,11 @@ test("an unknown import, an oversized module, an unknown key and a tampered sign
     "module does not match the manifest's sha256",
   );
 
+  // Nothing was installed: every plugin the device reports is a refusal (version "0"), the newest first to stay.
+  const last = broker.published.filter((message) => message.topic === topics.state(deviceId)).at(-1);
+  const reported = (JSON.parse(last?.payload ?? "{}") as { plugins?: PluginStatus[] }).plugins ?? [];
+  assert.ok(reported.length > 0 && reported.every((plugin) => plugin.version === "0" && plugin.state === "failed"));
+  assert.equal(reported.at(-1)?.name, "swapped");
   const count = samplesOf(deviceId).length;
   await waitUntil(() => samplesOf(deviceId).length >= count + 5, "five more samples");
   assert.ok(samplesOf(deviceId).every((sample) => Object.keys(sample.m).every((metric) => !metric.includes("__"))));
