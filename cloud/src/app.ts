@@ -14,7 +14,8 @@ import { exportsPlugin } from "./exports/plugin.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { inputHygienePlugin } from "./http/hygiene.ts";
-import { problemDetailsPlugin } from "./http/problem.ts";
+import { problemDetailsPlugin, problemServerOptions } from "./http/problem.ts";
+import { securityHeadersPlugin } from "./http/security-headers.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
@@ -44,8 +45,10 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     bodyLimit: 64 * 1024,
     // Unknown properties are refused rather than silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    ...problemServerOptions,
   });
   await app.register(problemDetailsPlugin);
+  await app.register(securityHeadersPlugin);
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });
