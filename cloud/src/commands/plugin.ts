@@ -9,6 +9,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { countPattern } from "../http/text-schema.ts";
 import { CommandBell } from "./command-bell.ts";
 import { type CommandDoc, CommandStore, effectiveStatus, MAX_COMMANDS_LISTED } from "./command-store.ts";
 import {
@@ -119,7 +120,13 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
           querystring: {
             type: "object",
             additionalProperties: false,
-            properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+            properties: {
+              limit: {
+                type: "string",
+                pattern: countPattern(MAX_COMMANDS_LISTED),
+                description: `1..${MAX_COMMANDS_LISTED}, default 20.`,
+              },
+            },
             examples: [{ limit: "20" }],
           },
           response: {
@@ -133,8 +140,6 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const { deviceId } = request.params;
         await requireDevice(tenantId, deviceId);
         const limit = Number(request.query.limit ?? 20);
-        if (limit < 1 || limit > MAX_COMMANDS_LISTED)
-          throw new Problem(400, "invalid_request", `limit must be 1..${MAX_COMMANDS_LISTED}`);
         const now = Date.now();
         return { items: (await commands.list(tenantId, deviceId, limit)).map((doc) => toCommandView(doc, now)) };
       },

@@ -222,7 +222,6 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
     async (request) => {
       const { scheduleId, cursor } = request.query;
       const limit = Number(request.query.limit ?? DEFAULT_RUN_PAGE);
-      if (limit < 1 || limit > 200) throw new Problem(400, "invalid_request", "limit must be 1..200");
       const page = await runs.list(orgOf(request), {
         limit,
         ...(scheduleId !== undefined && { scheduleId }),

@@ -1,5 +1,7 @@
 // The scheduled exports API's shapes: JSON schemas and their TypeScript twins. No runtime
-// imports, so the dashboard can import the types too.
+// imports but the import-free text-schema.ts, so the dashboard can import the types too.
+
+import { countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
 
 export type ExportDestination = { type: "webhook"; url: string } | { type: "download" };
 export type RunStatus = "running" | "succeeded" | "failed";
@@ -105,7 +107,7 @@ const DESTINATION = {
 } as const;
 
 const bodyProperties = {
-  name: { type: "string", minLength: 1, maxLength: 100 },
+  name: { type: "string", minLength: 1, maxLength: 100, pattern: DISPLAY_NAME_PATTERN },
   cron: { type: "string", minLength: 9, maxLength: 100, description: "Five fields, UTC, e.g. `0 * * * *`" },
   devices: DEVICES,
   metrics: METRICS,
@@ -227,7 +229,7 @@ export const runListQuerySchema = {
   additionalProperties: false,
   properties: {
     scheduleId: ID,
-    limit: { type: "string", pattern: "^[0-9]{1,3}$", description: "1..200, default 50" },
+    limit: { type: "string", pattern: countPattern(200), description: "1..200, default 50" },
     cursor: { type: "string", maxLength: 200 },
   },
   examples: [{ scheduleId: "5d2c0f6b8e1a4c3d9f7e6a1b", limit: "20" }],

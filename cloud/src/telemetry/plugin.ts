@@ -9,6 +9,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { countPattern } from "../http/text-schema.ts";
 import {
   autoResolution,
   COUNT_WITH_MINUTES_MS,
@@ -139,7 +140,11 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
           additionalProperties: false,
           properties: {
             deviceIds: { type: "string", maxLength: LATEST_DEVICES_MAX * (LIMITS.deviceIdLength + 1) },
-            limit: { type: "string", pattern: "^[0-9]{1,4}$" },
+            limit: {
+              type: "string",
+              pattern: countPattern(LATEST_DEVICES_MAX),
+              description: `1..${LATEST_DEVICES_MAX}.`,
+            },
           },
           examples: [{ deviceIds: "sim-001,sim-002" }, { limit: "100" }],
         },

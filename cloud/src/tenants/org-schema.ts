@@ -31,7 +31,13 @@ export interface AddedMember extends MemberView {
 const ROLE = { type: "string", enum: ["admin", "user", "viewer"] } as const;
 /** At most ten years; the retention job deletes by day. */
 const DAYS = { type: "integer", minimum: 1, maximum: 3650 } as const;
-export const EMAIL = { type: "string", minLength: 3, maxLength: 254, pattern: "^[^\\s@/]+@[^\\s@/]+$" } as const;
+// No spaces, slashes or control characters (NUL included) on either side of the one @.
+export const EMAIL = {
+  type: "string",
+  minLength: 3,
+  maxLength: 254,
+  pattern: "^[^\\s@/\\u0000-\\u001f\\u007f]+@[^\\s@/\\u0000-\\u001f\\u007f]+$",
+} as const;
 
 export const retentionSchema = {
   type: "object",
