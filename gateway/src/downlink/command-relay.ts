@@ -180,9 +180,8 @@ export class CommandRelay {
       this.report(deviceId, command.id, "connection_lost");
       return;
     }
-    let unacked = this.unacked.get(deviceId);
-    if (!unacked) this.unacked.set(deviceId, (unacked = new Set()));
-    unacked.add(command.id);
+    const unacked = this.unacked.get(deviceId) ?? new Set<string>();
+    this.unacked.set(deviceId, unacked.add(command.id));
     this.report(deviceId, command.id, "published");
   }
 
