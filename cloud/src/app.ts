@@ -15,6 +15,7 @@ import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { inputHygienePlugin } from "./http/hygiene.ts";
 import { problemDetailsPlugin, problemServerOptions } from "./http/problem.ts";
+import { rateLimitPlugin } from "./http/rate-limit.ts";
 import { securityHeadersPlugin } from "./http/security-headers.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
@@ -46,9 +47,11 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     // Unknown properties are refused rather than silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     ...problemServerOptions,
+    trustProxy: config.trustProxy,
   });
   await app.register(problemDetailsPlugin);
   await app.register(securityHeadersPlugin);
+  await app.register(rateLimitPlugin, config.rateLimits);
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });
