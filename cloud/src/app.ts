@@ -24,6 +24,7 @@ import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
+import { invitationPlugin } from "./tenants/invitation-plugin.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
 
 /** The API's version in the OpenAPI document. */
@@ -58,6 +59,7 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(accessPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(orgPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(invitationPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(keysPlugin, { db });
   await app.register(healthPlugin, { db });
   await app.register(telemetryReadBarrierPlugin, { db });

@@ -160,7 +160,14 @@ test("a user of two organizations switches between them and sees each one's devi
     });
     const globexAdmin = new CloudApi(platform.cloudUrl);
     await globexAdmin.login(globex.admin.email, globex.admin.password);
-    await globexAdmin.request("POST", "/api/org/members", { email: platform.credentials.admin.email, role: "viewer" });
+    const invitation = (await globexAdmin.request("POST", "/api/org/members", {
+      email: platform.credentials.admin.email,
+      role: "viewer",
+    })) as { invitationId: string };
+    // Membership is an invitation its user accepts.
+    const invitee = new CloudApi(platform.cloudUrl);
+    await invitee.login(platform.credentials.admin.email, platform.credentials.admin.password);
+    await invitee.request("POST", `/api/auth/invitations/${invitation.invitationId}/accept`);
   } finally {
     await database.close();
   }

@@ -11,6 +11,7 @@ import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { InvitationStore } from "../tenants/invitation-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
 
@@ -28,6 +29,7 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
+      InvitationStore.createIndexes,
       SessionStore.createIndexes,
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
