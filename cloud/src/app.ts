@@ -72,6 +72,8 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     secrets: await SecretBox.open(config.secretsKey, config.dataDir),
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     fileTtlDays: config.exportFileTtlDays,
+    allowedLatenessMs: config.exportAllowedLatenessSeconds * 1000,
+    maxWaitMs: config.exportMaxWaitSeconds * 1000,
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });

@@ -20,6 +20,10 @@ export interface CloudConfig {
   exportScheduler: boolean;
   /** Days a scheduled export's stored file is kept (EXPORT_FILE_TTL_DAYS). */
   exportFileTtlDays: number;
+  /** Seconds after a tick that device samples may still arrive, beyond what gateways report (EXPORT_ALLOWED_LATENESS). */
+  exportAllowedLatenessSeconds: number;
+  /** The longest a scheduled export waits for its organization's gateways (EXPORT_MAX_WAIT, seconds). */
+  exportMaxWaitSeconds: number;
   /** Private networks (CIDR) webhooks may reach anyway (WEBHOOK_ALLOWED_NETWORKS, comma-separated). */
   webhookAllowedNetworks: string[];
   /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
@@ -144,6 +148,8 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     dashboardDir: directory(env, "DASHBOARD_DIR", join(REPO_ROOT, "cloud", "dashboard", "dist")),
     exportScheduler: onOff(env, "EXPORT_SCHEDULER", true),
     exportFileTtlDays: integer(env, "EXPORT_FILE_TTL_DAYS", 7, 1, 3650),
+    exportAllowedLatenessSeconds: integer(env, "EXPORT_ALLOWED_LATENESS", 15, 0, 3600),
+    exportMaxWaitSeconds: integer(env, "EXPORT_MAX_WAIT", 300, 0, 3600),
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
     trustProxy: trustProxy(env),

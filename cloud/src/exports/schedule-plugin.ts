@@ -44,6 +44,8 @@ export interface SchedulesOptions {
   webhookAllowedNetworks: readonly string[];
   /** Days a stored file is kept. */
   fileTtlDays: number;
+  allowedLatenessMs: number;
+  maxWaitMs: number;
 }
 
 const DEFAULT_RUN_PAGE = 50;
@@ -97,6 +99,8 @@ function toRunView(doc: RunDoc, now: number): RunView {
     tick: doc.tick.getTime(),
     // Runs recorded before retries existed have no attempt number.
     attempt: doc.attempt ?? 1,
+    // Runs recorded before the allowed lateness existed did not wait for anything.
+    dataComplete: doc.dataComplete ?? false,
     from: doc.from.getTime(),
     to: doc.to.getTime(),
     status: doc.status,
@@ -124,6 +128,8 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
       secrets: options.secrets,
       egress,
       fileTtlMs: options.fileTtlDays * 86_400_000,
+      allowedLatenessMs: options.allowedLatenessMs,
+      maxWaitMs: options.maxWaitMs,
     });
     app.addHook("onReady", async () => scheduler.start());
     app.addHook("onClose", () => scheduler.stop());

@@ -1,7 +1,7 @@
 // The scheduled exports API's shapes: JSON schemas and their TypeScript twins. No runtime
 // imports but the import-free text-schema.ts, so the dashboard can import the types too.
 
-import { countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
+import { countPattern, ONE_LINE_PATTERN } from "../http/text-schema.ts";
 
 export type ExportDestination = { type: "webhook"; url: string } | { type: "download" };
 export type RunStatus = "running" | "succeeded" | "failed";
@@ -37,6 +37,8 @@ export interface RunView {
   tick: number;
   /** 1, or more when earlier attempts of this tick were lost with their replica. */
   attempt: number;
+  /** False when the run started because the maximum wait ran out, not because every gateway had caught up. */
+  dataComplete: boolean;
   from: number;
   to: number;
   status: RunStatus;
@@ -107,7 +109,7 @@ const DESTINATION = {
 } as const;
 
 const bodyProperties = {
-  name: { type: "string", minLength: 1, maxLength: 100, pattern: DISPLAY_NAME_PATTERN },
+  name: { type: "string", minLength: 1, maxLength: 100, pattern: ONE_LINE_PATTERN },
   cron: { type: "string", minLength: 9, maxLength: 100, description: "Five fields, UTC, e.g. `0 * * * *`" },
   devices: DEVICES,
   metrics: METRICS,
@@ -191,6 +193,7 @@ export const runViewSchema = {
     "scheduleId",
     "tick",
     "attempt",
+    "dataComplete",
     "from",
     "to",
     "status",
@@ -209,6 +212,7 @@ export const runViewSchema = {
     scheduleId: { type: "string" },
     tick: { type: "integer" },
     attempt: { type: "integer", minimum: 1 },
+    dataComplete: { type: "boolean" },
     from: { type: "integer" },
     to: { type: "integer" },
     status: { type: "string", enum: ["running", "succeeded", "failed"] },

@@ -8,6 +8,9 @@
 export const DISPLAY_NAME_PATTERN =
   "^[^\\s\\u0000-\\u001f\\u007f](?:[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f])?$";
 
+/** Free text of one line: anything but control characters (NUL included). */
+export const ONE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$";
+
 /** Digits of `n` as a regular expression for the non-negative integers 0..n with that many digits, by prefix. */
 function upTo(digits: string): string {
   if (digits.length === 0) return "";

@@ -2,7 +2,7 @@
 // import-free text-schema.ts, so the dashboard can import the types too.
 
 import type { Scope } from "../auth/permissions.ts";
-import { DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
+import { ONE_LINE_PATTERN } from "../http/text-schema.ts";
 
 export interface KeyView {
   keyId: string;
@@ -71,7 +71,7 @@ export const createKeyBodySchema = {
   additionalProperties: false,
   required: ["name", "scopes"],
   properties: {
-    name: { type: "string", minLength: 1, maxLength: 100, pattern: DISPLAY_NAME_PATTERN },
+    name: { type: "string", minLength: 1, maxLength: 100, pattern: ONE_LINE_PATTERN },
     scopes: { type: "array", minItems: 1, maxItems: 4, uniqueItems: true, items: SCOPE },
     expiresAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
   },

@@ -8,6 +8,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import { ExportRunStore } from "../exports/run-store.ts";
 import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
@@ -33,6 +34,7 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       SessionStore.createIndexes,
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
+      UplinkProgressStore.createIndexes,
       KeyStore.createIndexes,
       TelemetryStore.createIndexes,
       LogStore.createIndexes,
