@@ -107,6 +107,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:write" },
         schema: {
+          summary: "Queue a command for a device",
           params: deviceIdParams,
           body: newCommandSchema,
           response: {
@@ -136,6 +137,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "A device's latest commands, newest first",
           params: deviceIdParams,
           querystring: {
             type: "object",
@@ -170,6 +172,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "One command with its status history",
           params: {
             type: "object",
             additionalProperties: false,
@@ -202,6 +205,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { gateway: true },
         schema: {
+          summary: "Long-poll for commands to the gateway's connected devices",
           body: {
             type: "object",
             additionalProperties: false,
@@ -290,6 +294,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { gateway: true },
         schema: {
+          summary: "Relay devices' command acks and the gateway's delivery reports",
           body: {
             type: "object",
             additionalProperties: false,

@@ -75,6 +75,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
     {
       config: { gateway: true },
       schema: {
+        summary: "Check a device's MQTT credentials",
         body: {
           type: "object",
           additionalProperties: false,
@@ -111,6 +112,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
       config: { gateway: true },
       bodyLimit: INGEST_BODY_LIMIT,
       schema: {
+        summary: "Deliver devices' telemetry, states and logs (idempotent)",
         body: {
           type: "object",
           additionalProperties: false,

@@ -62,6 +62,7 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
     {
       config: { permission: "telemetry:read" },
       schema: {
+        summary: "A device's telemetry history, raw or downsampled",
         params: deviceIdParams,
         querystring: {
           type: "object",
@@ -135,6 +136,7 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
     {
       config: { permission: "telemetry:read" },
       schema: {
+        summary: "The latest value of every metric, per device",
         querystring: {
           type: "object",
           additionalProperties: false,
