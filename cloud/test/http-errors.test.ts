@@ -103,6 +103,12 @@ describe("errors from every layer, methods and security headers", () => {
       assert.equal(response.headers["content-type"], PROBLEM);
       assert.equal(response.json().code, "method_not_allowed");
     }
+    // A method Fastify reads a body for, sent without Content-Type: still about the path, not the body.
+    const query = parseRaw(
+      await rawRequest(port, "QUERY /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert.equal(query.status, 405);
+    assert.equal(query.headers.allow, "GET, HEAD");
     const missing = await cloud.app.inject({ method: "PUT", url: "/api/nothing-here" });
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.headers.allow, undefined);

@@ -204,6 +204,8 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       "/api/gateway/v1/commands/poll",
       {
         config: { gateway: true },
+        // Up to 10,000 device ids of up to 64 characters: more than the API's default 64 KiB.
+        bodyLimit: 1024 * 1024,
         schema: {
           summary: "Long-poll for commands to the gateway's connected devices",
           body: {
@@ -292,7 +294,9 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     gateway.post<{ Body: AckBody }>(
       "/api/gateway/v1/command-acks",
       {
-        config: { gateway: true },
+        config: { gateway: true, wireChecked: true },
+        // 500 acks, each a small object checked by the wire validator.
+        bodyLimit: 1024 * 1024,
         schema: {
           summary: "Relay devices' command acks and the gateway's delivery reports",
           body: {

@@ -2,7 +2,7 @@
 // imports and the import-free text-schema.ts, so the dashboard can import the types too.
 
 import type { DeviceMode, ResetReason } from "@kestrel/wire";
-import { countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
+import { CURSOR_PATTERN, countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
 
 export interface LatestSample {
   ts: number;
@@ -245,7 +245,7 @@ export const deviceListQuerySchema = {
       pattern: countPattern(DEVICE_LIMITS.pageSize),
       description: `1..${DEVICE_LIMITS.pageSize}, default 50.`,
     },
-    cursor: { type: "string", minLength: 1, maxLength: 512, description: "nextCursor of the page before." },
+    cursor: { type: "string", pattern: CURSOR_PATTERN, description: "nextCursor of the page before." },
   },
   examples: [
     { q: "press", online: "true", sort: "name", limit: "20" },

@@ -18,7 +18,7 @@ import {
   type CreatedScheduleView,
   type CreateScheduleBody,
   createdScheduleSchema,
-  createScheduleBodySchema,
+  createScheduleBodySchemaFor,
   type RunListQuery,
   type RunView,
   runIdParamsSchema,
@@ -148,7 +148,7 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
       config: { permission: "exports:write" },
       schema: {
         summary: "Schedule an export (cron, UTC) to a webhook or to stored files",
-        body: createScheduleBodySchema,
+        body: createScheduleBodySchemaFor(options.webhookAllowedNetworks.length > 0),
         response: {
           201: createdScheduleSchema,
           ...problemResponses(400, 401, 403, 404, 409),

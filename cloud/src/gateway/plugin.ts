@@ -109,7 +109,7 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
   app.post<{ Body: IngestRequest }>(
     "/api/gateway/v1/ingest",
     {
-      config: { gateway: true },
+      config: { gateway: true, wireChecked: true },
       bodyLimit: INGEST_BODY_LIMIT,
       schema: {
         summary: "Deliver devices' telemetry, states and logs (idempotent)",

@@ -160,6 +160,9 @@ async function problemDetails(app: FastifyInstance): Promise<void> {
     METHODS.filter((method) => paths.find(method, url.split("?")[0] ?? url) !== null);
 
   app.setErrorHandler<FastifyError | Problem>((error, request, reply) => {
+    // Failed on the way to the not-found handler (a method Fastify reads a body for, sent without
+    // one): what matters is that no route takes it.
+    if (request.is404 && !(error instanceof Problem)) return notFound(request, reply);
     const { status, code, detail } = toProblem(error);
     if (status >= 500) request.log.error({ err: error }, "request failed");
     else request.log.info({ code, status }, detail);
@@ -167,7 +170,7 @@ async function problemDetails(app: FastifyInstance): Promise<void> {
     return sendProblem(reply, status, code, detail);
   });
 
-  app.setNotFoundHandler((request, reply) => {
+  function notFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
     const path = request.url.split("?")[0];
     const allowed = allowedMethods(request.url);
     if (allowed.length > 0) {
@@ -175,7 +178,9 @@ async function problemDetails(app: FastifyInstance): Promise<void> {
       return sendProblem(reply, 405, "method_not_allowed", `${request.method} is not allowed on ${path}`);
     }
     return sendProblem(reply, 404, "not_found", `no route for ${request.method} ${path}`);
-  });
+  }
+
+  app.setNotFoundHandler(notFound);
 }
 
 export const problemDetailsPlugin = fp(problemDetails, { name: "problem-details" });
