@@ -1,7 +1,7 @@
 // Telemetry history of one device for charts and partners: raw samples or
 // downsampled series over a time window, scoped to the caller's tenant.
 
-import { isDeviceId, LIMITS } from "@kestrel/wire";
+import { isDeviceId } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
