@@ -80,4 +80,18 @@ describe("login throttling and request limits", () => {
     const other = await cloud.app.inject({ method: "GET", url: "/api/auth/me", headers: bearer(session) });
     assert.equal(other.statusCode, 200);
   });
+
+  test("invented tokens buy no budget: they count against the client's address", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const response = await cloud.app.inject({
+        method: "GET",
+        url: "/api/devices",
+        headers: { ...bearer(`invented-${i}`), "x-forwarded-for": "192.0.2.150" },
+      });
+      statuses.push(response.statusCode);
+    }
+    assert.ok(statuses.includes(401));
+    assert.ok(statuses.includes(429), "the client's limit applies");
+  });
 });
