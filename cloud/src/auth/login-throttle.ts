@@ -7,6 +7,7 @@
 // the whole API's per-address request limit (http/rate-limit.ts) bounds guessing across accounts.
 
 import type { Collection, Db } from "mongodb";
+import { Problem } from "../http/problem.ts";
 import { secretHash } from "./secrets.ts";
 
 interface AttemptDoc {
@@ -41,6 +42,16 @@ export class LoginThrottle {
     if (!doc || this.forgotten(doc)) return 0;
     const remaining = doc.lastFailureAt + delayAfter(doc.failures) - this.now();
     return remaining > 0 ? Math.ceil(remaining / 1000) : 0;
+  }
+
+  /** Refuses with 429 `login_throttled` and Retry-After while this client must wait for this account. */
+  async assertMayTry(email: string, client: string): Promise<void> {
+    const retryAfter = await this.retryAfter(email, client);
+    if (retryAfter > 0) {
+      throw new Problem(429, "login_throttled", `too many failed attempts; try again in ${retryAfter} s`, {
+        "retry-after": String(retryAfter),
+      });
+    }
   }
 
   async recordFailure(email: string, client: string): Promise<void> {

@@ -86,12 +86,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     },
     async (request): Promise<LoginAnswer> => {
       const email = normalizeEmail(request.body.email);
-      const retryAfter = await throttle.retryAfter(email, request.ip);
-      if (retryAfter > 0) {
-        throw new Problem(429, "login_throttled", `too many failed logins; try again in ${retryAfter} s`, {
-          "retry-after": String(retryAfter),
-        });
-      }
+      await throttle.assertMayTry(email, request.ip);
       const user = await users.findByEmail(email);
       const valid = await verifyPassword(request.body.password, user?.passwordHash ?? (await decoyHash()));
       if (!user || !valid) {

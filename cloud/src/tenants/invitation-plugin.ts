@@ -52,15 +52,6 @@ export async function invitationPlugin(app: FastifyInstance, options: Invitation
     await invitations.remove(invitation._id);
   }
 
-  async function throttled(email: string, client: string): Promise<void> {
-    const retryAfter = await throttle.retryAfter(email, client);
-    if (retryAfter > 0) {
-      throw new Problem(429, "login_throttled", `too many failed attempts; try again in ${retryAfter} s`, {
-        "retry-after": String(retryAfter),
-      });
-    }
-  }
-
   app.get(
     "/api/auth/invitations",
     {
@@ -164,14 +155,14 @@ export async function invitationPlugin(app: FastifyInstance, options: Invitation
       },
     },
     async (request) => {
-      await throttled(UNKNOWN_TOKEN, request.ip);
+      await throttle.assertMayTry(UNKNOWN_TOKEN, request.ip);
       const invitation = await invitations.byToken(request.body.token);
       if (!invitation) {
         await throttle.recordFailure(UNKNOWN_TOKEN, request.ip);
         throw invitationNotFound();
       }
       const { email } = invitation;
-      await throttled(email, request.ip);
+      await throttle.assertMayTry(email, request.ip);
       const user = await users.findByEmail(email);
       if (user) {
         if (!(await verifyPassword(request.body.password, user.passwordHash))) {
