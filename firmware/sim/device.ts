@@ -62,6 +62,8 @@ export interface SimDeviceOptions {
    * what the firmware is configured with when omitted (a set-config `sensors` can then differ).
    */
   board?: string;
+  /** The signal of the access point the board's Wi-Fi station is associated with, dBm; -58 unless given. */
+  wifiRssi?: number;
 }
 
 export interface SimDevice {
@@ -126,6 +128,9 @@ export interface SimFaults {
 
 const DEFAULT_FLASH_BYTES = 128 * 1024;
 const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
+/** An XS slot is 16 bytes on the ESP32 (32-bit XS), 32 on this 64-bit host: the heap is reported as the chip would. */
+const ESP32_SLOT_BYTES = 16;
+const DEFAULT_WIFI_RSSI = -58;
 
 /** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */
 const RESET_CAUSES = Object.freeze({
@@ -355,6 +360,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       });
     return restarting;
   };
+  const wifiRssi = options.wifiRssi ?? DEFAULT_WIFI_RSSI;
   const system = {
     handle(op: string): unknown {
       if (op === "resetReason") return resetCause;
@@ -417,6 +423,20 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     gpio,
     system,
     faults,
+    instrumentation: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown instrumentation operation ${op}`);
+        // The engine meters slots (as of the last crank); xsnap does not meter the chunk heap.
+        const slots = machine?.meters().heapSlots;
+        return args.name === "XS Slot Heap Used" && slots !== undefined ? slots * ESP32_SLOT_BYTES : undefined;
+      },
+    },
+    net: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown net operation ${op}`);
+        return args.what === "RSSI" ? wifiRssi : undefined;
+      },
+    },
   };
   const boot = async (): Promise<XsMachine> => {
     const next: XsMachine = new XsMachine({

@@ -44,6 +44,8 @@ export interface DeviceSettings {
   /** This many abnormal resets in a row, none followed by safeModeWindowMs of clean running: safe mode. */
   safeModeAfterResets: number;
   safeModeWindowMs: number;
+  /** The device state (uptime, heap, rssi, dropped) is published this often while connected, and at every connect. */
+  stateIntervalMs: number;
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -145,6 +147,7 @@ export function readSettings(config: Readonly<Record<string, unknown>>): DeviceS
     watchdogTimeoutMs: integer(config, "watchdogTimeoutMs", 1_000, 3_600_000),
     safeModeAfterResets: integer(config, "safeModeAfterResets", 2, 100),
     safeModeWindowMs: integer(config, "safeModeWindowMs", 10_000, 86_400_000),
+    stateIntervalMs: integerOr(config, "stateIntervalMs", 60_000, 1_000, 86_400_000),
   };
 }
 

@@ -85,6 +85,11 @@ command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
+# The device checks against a Moddable SDK (npm run check:moddable -w firmware, not part of make test):
+# only when MODDABLE names one. Its tools need GLib; its Linux simulator (mcsim) GTK 3, run under Xvfb.
+if [ -n "${MODDABLE:-}" ] && { ! pkg-config --exists glib-2.0 gtk+-3.0 2>/dev/null || ! command -v xvfb-run >/dev/null; }; then
+  debian_packages "the Moddable SDK checks" libglib2.0-dev pkg-config libgtk-3-dev xvfb xauth
+fi
 
 # --- schemathesis for the API fuzz test (cloud/test/api-fuzz.test.ts) --------
 # A project-local virtualenv, from a lock file pinned with hashes (pip-compile --generate-hashes).

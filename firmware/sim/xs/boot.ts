@@ -55,7 +55,18 @@ let touchedWorld = false;
  * Host calls answered by the board's own models, which follow the device's time: running ahead
  * through them changes nothing the outside could see. Any other call ends a run-ahead.
  */
-const LOCAL_PORTS = ["flash.", "preference.", "i2c.", "spi.", "pulse.", "gpio.", "faults.", "resource."];
+const LOCAL_PORTS = [
+  "flash.",
+  "preference.",
+  "i2c.",
+  "spi.",
+  "pulse.",
+  "gpio.",
+  "faults.",
+  "resource.",
+  "instrumentation.",
+  "net.",
+];
 const LOCAL_OPS = new Set(["trace", "report", "module.load", "system.resetReason"]);
 
 function isLocal(op: string): boolean {
