@@ -170,7 +170,7 @@ test("a user of two organizations switches between them and sees each one's devi
   const invitations = page.getByTestId("invitations");
   await invitations.waitFor({ timeout: 15_000 });
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-invitation.png") });
-  assert.match(await invitations.textContent(), /admin@globex\.test invites you to Globex as viewer/);
+  assert.match((await invitations.textContent()) ?? "", /admin@globex\.test invites you to Globex as viewer/);
   await page.getByTestId("invitation-accept").click();
   await invitations.waitFor({ state: "hidden", timeout: 15_000 });
 
