@@ -127,7 +127,7 @@ describe("campaigns", () => {
   async function report(deviceId: string, campaign: string, status: string, extra: object = {}, sha = artifact.sha256) {
     const response = await app.inject({
       method: "POST",
-      url: "/api/gateway/v1/artifacts/reports",
+      url: "/api/gateway/v1/artifact-reports",
       headers: bearer(acme.gatewayKey),
       payload: {
         reports: [{ deviceId, receivedAt: Date.now(), report: { v: 1, campaign, sha256: sha, status, ...extra } }],
@@ -312,7 +312,7 @@ describe("campaigns", () => {
     assert.deepEqual(wrongSha, { applied: 0, ignored: 1, rejected: [] });
     const stale = await app.inject({
       method: "POST",
-      url: "/api/gateway/v1/artifacts/reports",
+      url: "/api/gateway/v1/artifact-reports",
       headers: bearer(acme.gatewayKey),
       payload: {
         reports: [

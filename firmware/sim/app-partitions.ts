@@ -21,7 +21,7 @@ import { nodeSha256 } from "./crypto.ts";
 import { FLASH_SECTOR_BYTES } from "./flash.ts";
 
 /** ota_0 and ota_1 in esp32/partitions.csv. */
-export const APP_PARTITION_BYTES = 0x1c0000;
+export const APP_PARTITION_BYTES = 0x1b0000;
 
 export type OtaImageState = "new" | "pending-verify" | "valid" | "invalid" | "aborted" | "undefined";
 

@@ -1,6 +1,5 @@
-// The host side of the simulated crypto modules (`crypt` Digest, `ecdsa`): digests with node:crypto,
-// and ECDSA verification on P-256 from a digest, as Moddable's `ecdsa` verify(H, sig) takes it
-// (node:crypto only verifies over the message, so the curve arithmetic is done here with BigInt).
+// The host side of the simulated `crypt` module's Digest: digests with node:crypto. (Signatures are
+// checked in the worker's C, `kestrel/artifact-signature`, as on the device.)
 
 import { createHash, type Hash } from "node:crypto";
 import type { Sha256 } from "@kestrel/wire/esp32-image";
@@ -15,74 +14,6 @@ export function nodeSha256(): Sha256 {
     },
     digest: () => new Uint8Array(hash.digest()),
   };
-}
-
-const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
-const A = P - 3n;
-const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-const G = {
-  x: 0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296n,
-  y: 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5n,
-};
-const B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
-
-type Point = { x: bigint; y: bigint } | null;
-
-function mod(a: bigint, m: bigint): bigint {
-  const r = a % m;
-  return r < 0n ? r + m : r;
-}
-
-function inverse(a: bigint, m: bigint): bigint {
-  let [oldR, r] = [mod(a, m), m];
-  let [oldS, s] = [1n, 0n];
-  while (r !== 0n) {
-    const q = oldR / r;
-    [oldR, r] = [r, oldR - q * r];
-    [oldS, s] = [s, oldS - q * s];
-  }
-  return mod(oldS, m);
-}
-
-function add(p: Point, q: Point): Point {
-  if (!p) return q;
-  if (!q) return p;
-  if (p.x === q.x && mod(p.y + q.y, P) === 0n) return null;
-  const slope =
-    p.x === q.x && p.y === q.y
-      ? mod((3n * p.x * p.x + A) * inverse(2n * p.y, P), P)
-      : mod((q.y - p.y) * inverse(q.x - p.x, P), P);
-  const x = mod(slope * slope - p.x - q.x, P);
-  return { x, y: mod(slope * (p.x - x) - p.y, P) };
-}
-
-function multiply(k: bigint, point: Point): Point {
-  let result: Point = null;
-  let addend = point;
-  for (let bits = k; bits > 0n; bits >>= 1n) {
-    if (bits & 1n) result = add(result, addend);
-    addend = add(addend, addend);
-  }
-  return result;
-}
-
-function onCurve(x: bigint, y: bigint): boolean {
-  return x < P && y < P && mod(y * y - (x * x * x + A * x + B), P) === 0n;
-}
-
-/** ECDSA P-256 verification of a digest (SEC 1 §4.1.4); key, digest and signature (r || s) in hex. */
-export function verifyP256Digest(key: { x: string; y: string }, digestHex: string, signatureHex: string): boolean {
-  const qx = BigInt(`0x${key.x}`);
-  const qy = BigInt(`0x${key.y}`);
-  if (!onCurve(qx, qy) || signatureHex.length !== 128) return false;
-  const r = BigInt(`0x${signatureHex.slice(0, 64)}`);
-  const s = BigInt(`0x${signatureHex.slice(64)}`);
-  if (r <= 0n || r >= N || s <= 0n || s >= N) return false;
-  // A 256-bit digest is used whole on a 256-bit curve.
-  const e = BigInt(`0x${digestHex.slice(0, 64) || "0"}`);
-  const w = inverse(s, N);
-  const point = add(multiply(mod(e * w, N), G), multiply(mod(r * w, N), { x: qx, y: qy }));
-  return point !== null && mod(point.x, N) === r;
 }
 
 const DIGESTS: Readonly<Record<string, string>> = Object.freeze({
@@ -100,7 +31,7 @@ function bytesOf(value: unknown): Buffer {
   throw new TypeError("data must be a string or bytes");
 }
 
-/** Host calls `crypto.*`: digest sessions by id, and ECDSA verification. */
+/** Host calls `crypto.*`: digest sessions by id. */
 export class CryptoPort implements HostPort {
   readonly #digests = new Map<number, { type: string; hash: Hash }>();
   #nextId = 1;
@@ -128,12 +59,6 @@ export class CryptoPort implements HostPort {
         digest.hash = createHash(digest.type);
         return undefined;
       }
-      case "ecdsa.verify":
-        return verifyP256Digest(
-          { x: String(args.x), y: String(args.y) },
-          Buffer.from(args.digest as number[]).toString("hex"),
-          Buffer.from(args.signature as number[]).toString("hex"),
-        );
       default:
         throw new Error(`unknown crypto operation ${op}`);
     }

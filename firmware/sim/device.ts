@@ -48,6 +48,8 @@ export interface SimDeviceOptions {
   flashBytes?: number;
   /** Size of the log ring's partition; 64 KiB (16 sectors) unless given. */
   logFlashBytes?: number;
+  /** Size of the plugins' partition (`<deviceId>.plugins.bin`); 128 KiB (eight 16 KiB slots) unless given. */
+  pluginFlashBytes?: number;
   sampleIntervalMs?: number;
   samplesPerBatch?: number;
   /** Manifest config entries to override, as `mcconfig name=value` would (e.g. watchdogTimeoutMs). */
@@ -171,6 +173,7 @@ const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
 /** An XS slot is 16 bytes on the ESP32 (32-bit XS), 32 on this 64-bit host: the heap is reported as the chip would. */
 const ESP32_SLOT_BYTES = 16;
 const DEFAULT_WIFI_RSSI = -58;
+const DEFAULT_PLUGIN_FLASH_BYTES = 128 * 1024;
 
 /** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */
 const RESET_CAUSES = Object.freeze({
@@ -430,6 +433,15 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     file: join(options.stateDir, `${options.deviceId}.log.bin`),
     byteLength: options.logFlashBytes ?? DEFAULT_LOG_FLASH_BYTES,
   });
+  const pluginFlash = new FlashPartition({
+    name: String(config.pluginPartition),
+    file: join(options.stateDir, `${options.deviceId}.plugins.bin`),
+    byteLength: options.pluginFlashBytes ?? DEFAULT_PLUGIN_FLASH_BYTES,
+  });
+  const partitions = [flash, logFlash, pluginFlash];
+  // The chip's data partitions by name; an unknown name fails as it does on a device.
+  const partitionOf = (args: Record<string, unknown>): FlashPartition =>
+    partitions.find((partition) => partition.name === args.partition) ?? flash;
   const apps = new AppPartitions({
     dir: options.stateDir,
     deviceId: options.deviceId,
@@ -443,9 +455,6 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   let running: BootedImage | undefined;
   const booted: RunningImage[] = [];
   const crypto = new CryptoPort();
-  // The chip's data partitions by name; an unknown name fails as it does on a device.
-  const partitionOf = (args: Record<string, unknown>): FlashPartition =>
-    args.partition === logFlash.name ? logFlash : flash;
   /** Moddable's flash module on the app partitions ("running", "nextota"), which its OTA resume reads back. */
   const appFlash = (op: string, args: Record<string, unknown>): unknown => {
     const slot = apps.slotOf(String(args.partition)) as 0 | 1;
@@ -597,8 +606,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       await next.start();
     } catch (error) {
       mqttBridge.powerOff();
-      flash.close();
-      logFlash.close();
+      for (const partition of partitions) partition.close();
       apps.close();
       throw error;
     }
@@ -664,8 +672,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       await restarting;
       await machine?.stop();
       mqttBridge.powerOff();
-      flash.close();
-      logFlash.close();
+      for (const partition of partitions) partition.close();
       apps.close();
     },
   };

@@ -22,6 +22,7 @@ import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
 import Log, { describeError } from "kestrel/log";
 import LogShipper from "kestrel/log-shipper";
 import { runningVersion } from "kestrel/ota-rollback";
+import Plugins, { parseTrustedKeys } from "kestrel/plugins";
 import PulseCapture from "kestrel/pulse-capture";
 import { type BootReport, forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
 import { parseSensorList, type SensorSpec } from "kestrel/sensor-config";
@@ -112,6 +113,23 @@ function openLogShipper(partition: string, log: Log): LogShipper | undefined {
   }
 }
 
+/** The plugin host, or undefined (no plugins run) when it has no partition or its keys are unusable. */
+function openPlugins(
+  settings: DeviceSettings,
+  sensorNames: readonly string[],
+  onChange: () => void,
+  log: Log,
+): Plugins | undefined {
+  if (settings.pluginPartition === "") return undefined;
+  try {
+    const trustedKeys = parseTrustedKeys(settings.pluginKeys);
+    return new Plugins({ partition: settings.pluginPartition, trustedKeys, sensorNames, onChange, log });
+  } catch (error) {
+    log.write("error", "plugins unavailable", { error: describeError(error) }, "plugin");
+    return undefined;
+  }
+}
+
 function loadRuntimeConfig(settings: DeviceSettings, log: Log): RuntimeConfig {
   const defaults: RuntimeConfig = { sampleIntervalMs: settings.sampleIntervalMs, logLevel: "info" };
   let saved: unknown;
@@ -167,6 +185,12 @@ class Device {
   readonly #offlineState = JSON.stringify(OFFLINE_STATE);
   #sensors: SensorSet;
   #batcher: TelemetryBatcher;
+  readonly #plugins: Plugins | undefined;
+  readonly #pluginTopic: string;
+  /** A sample's row when plugins run: the sensors' values, then the plugins' metrics. */
+  #row = new Float64Array(0);
+  /** A plugin was stopped while computing the last row: the columns change once it is batched. */
+  #pluginStopped = false;
   /** Undefined when the flash partition cannot be used: unsendable batches are then dropped. */
   readonly #buffer: FlashRing | undefined;
   /** Samples dropped without reaching the flash ring (no partition, or a write failed). */
@@ -215,6 +239,8 @@ class Device {
     this.#commands = new CommandHandler(this.#execute, this.#sendAck, log);
     this.#led = new StatusLed(settings.ledPin);
     this.#sensors = this.#sensorSet();
+    this.#pluginTopic = topics.plugin(settings.deviceId);
+    this.#plugins = openPlugins(settings, this.#sensors.names, this.#onPluginsChanged, log);
     this.#batcher = this.#batcherFor(this.#sensors);
     this.#buffer = openBuffer(settings.flashPartition, log);
     this.#updater = new ArtifactUpdater(
@@ -336,6 +362,7 @@ class Device {
       this.#client?.subscribe(this.#commandTopic);
       this.#client?.subscribe(this.#telemetryAckTopic);
       for (const topic of this.#updater.topics) this.#client?.subscribe(topic);
+      if (this.#plugins) this.#client?.subscribe(this.#pluginTopic);
     } catch (error) {
       this.#log.write("warn", "subscription failed", { error: describeError(error) });
       this.#connectionLost();
@@ -352,6 +379,7 @@ class Device {
     if (topic === this.#commandTopic) this.#commands.handle(data);
     else if (topic === this.#telemetryAckTopic) this.#onTelemetryAck(data);
     else if (this.#updater.handles(topic)) this.#updater.message(topic, data);
+    else if (topic === this.#pluginTopic) this.#plugins?.install(String.fromArrayBuffer(data));
   };
 
   /** For the updater: a status report or a chunk request, at QoS 1; false when it could not go. */
@@ -372,6 +400,13 @@ class Device {
     if (!this.#everConnected) return "no connection to the gateway since the update";
     if (!this.#safeMode && this.#sampleTicks === 0) return "the sampler never ran since the update";
     return undefined;
+  };
+
+  /** Plugins started, stopped or changed: their metrics get columns of their own, and the cloud hears of it. */
+  readonly #onPluginsChanged = (): void => {
+    // Called from the constructor too, before the batcher exists.
+    if (this.#batcher) this.#replaceBatcher();
+    if (this.#online) this.#publishState();
   };
 
   /** The gateway has these batches on disk: their records are released, and the window has room again. */
@@ -422,8 +457,36 @@ class Device {
         return this.#setConfig(command.params ?? {});
       case "reboot":
         return { status: "done", afterAck: this.#reboot };
+      case "plugin-enable":
+      case "plugin-disable":
+      case "plugin-remove":
+      case "plugin-config":
+        return this.#pluginCommand(command.name, command.params ?? {});
     }
   };
+
+  #pluginCommand(name: string, params: Readonly<Record<string, string | number | boolean>>): CommandOutcome {
+    const plugins = this.#plugins;
+    if (!plugins) return { status: "failed", reason: "plugins are not available on this device" };
+    const { name: plugin, ...config } = params;
+    if (typeof plugin !== "string") return { status: "failed", reason: "params.name must name the plugin" };
+    let outcome: ReturnType<Plugins["enable"]>;
+    if (name === "plugin-enable") outcome = plugins.enable(plugin);
+    else if (name === "plugin-disable") outcome = plugins.disable(plugin);
+    else if (name === "plugin-remove") outcome = plugins.remove(plugin);
+    else {
+      const numbers: Record<string, number> = {};
+      for (const key of Object.keys(config)) {
+        const value = config[key];
+        if (typeof value !== "number") return { status: "failed", reason: `config ${key} must be a number` };
+        numbers[key] = value;
+      }
+      outcome = plugins.configure(plugin, numbers);
+    }
+    if (!outcome.ok) return { status: "failed", reason: outcome.reason };
+    const { state, version } = outcome.status;
+    return { status: "done", result: { name: plugin, version, state } };
+  }
 
   readonly #reboot = (): void => {
     markDeliberateReset("command", this.#log);
@@ -523,8 +586,25 @@ class Device {
     }
     const temperature = sensors.values[sensors.names.indexOf("temperature")];
     if (temperature !== undefined && !Number.isNaN(temperature)) this.#checkThresholds(temperature);
-    const batch = this.#batcher.add(this.#seq++, now, sensors.values);
+    const row = this.#withPlugins(sensors, now);
+    const batch = this.#batcher.add(this.#seq++, now, row);
     if (batch !== undefined) this.#enqueue(batch);
+    if (this.#pluginStopped) {
+      this.#pluginStopped = false;
+      this.#onPluginsChanged();
+    }
+  }
+
+  /** The sample's row: the sensors' values, then what the running plugins computed from them. */
+  #withPlugins(sensors: SensorSet, now: number): Float64Array {
+    const plugins = this.#plugins;
+    if (!plugins || plugins.running === 0) return sensors.values;
+    const row = this.#row;
+    const width = sensors.names.length;
+    row.set(sensors.values.subarray(0, width));
+    row.fill(Number.NaN, width);
+    this.#pluginStopped = plugins.run(sensors.names, sensors.values, now, row, width);
+    return row;
   }
 
   /** The sensor list set at run time (set-config `sensors`), else the build's. */
@@ -536,13 +616,22 @@ class Device {
   }
 
   #batcherFor(sensors: SensorSet): TelemetryBatcher {
-    const perBatch = samplesPerBatchFor(sensors.names, this.#settings.samplesPerBatch);
+    const names = [...sensors.names, ...(this.#plugins?.metricNames ?? [])];
+    this.#row = new Float64Array(names.length);
+    const perBatch = samplesPerBatchFor(names, this.#settings.samplesPerBatch);
     if (perBatch < this.#settings.samplesPerBatch)
       this.#log.write("warn", "batch shortened to fit a flash sector", {
         samplesPerBatch: perBatch,
-        metrics: sensors.names.length,
+        metrics: names.length,
       });
-    return new TelemetryBatcher(this.#boot, perBatch, sensors.names);
+    return new TelemetryBatcher(this.#boot, perBatch, names);
+  }
+
+  /** New metric columns: the samples taken so far leave as a batch of their own. */
+  #replaceBatcher(): void {
+    const pending = this.#batcher.take();
+    if (pending !== undefined) this.#enqueue(pending);
+    this.#batcher = this.#batcherFor(this.#sensors);
   }
 
   /** Swaps the sensor set for a new list; the samples taken so far leave as a batch of their own. */
@@ -552,6 +641,7 @@ class Device {
     this.#sensors.close();
     this.#sensors = this.#sensorSet();
     this.#batcher = this.#batcherFor(this.#sensors);
+    this.#plugins?.setSensorNames(this.#sensors.names);
     this.#log.write("info", "sensors reconfigured", { metrics: this.#sensors.names.join(" ") });
   }
 
@@ -642,6 +732,8 @@ class Device {
     if (heap !== undefined) state.heap = heap;
     const rssi = this.#rssi();
     if (rssi !== undefined) state.rssi = rssi;
+    // Reported even when empty, so the cloud learns that the last plugin was removed.
+    if (this.#plugins) state.plugins = this.#plugins.statuses();
     try {
       this.#client?.publish(this.#stateTopic, JSON.stringify(state), STATE_PUBLISH);
     } catch (error) {

@@ -1,13 +1,10 @@
 // The keys this device trusts to sign artifacts: provisioned at build time (config `otaKeys`), then
 // changed only by trust records signed by a key already trusted, applied once each in `seq` order
-// and kept in preference. Signatures are checked with Moddable's own crypto: SHA-256 by `crypt`'s
-// Digest, ECDSA P-256 by `ecdsa` over the `curve` secp256r1 parameters.
+// and kept in preference. Signatures are checked by `kestrel/artifact-signature` (mbedTLS, the same
+// check the plugins' packages get).
 
 import { ARTIFACT_LIMITS, hexToBytes, parseTrustRecord, type SignedText } from "@kestrel/wire/artifacts";
-import { Digest } from "crypt";
-import Curve from "curve";
-import ECDSA from "ecdsa";
-import ECPoint from "ecp";
+import { sha256, verifyP256 } from "kestrel/artifact-signature";
 import type Log from "kestrel/log";
 import { describeError } from "kestrel/log";
 import Preference from "preference";
@@ -43,7 +40,6 @@ function parseProvisioned(text: string, log: Log): TrustedKey[] {
 export default class TrustStore {
   readonly #log: Log;
   #trust: StoredTrust;
-  #curve: Curve | undefined;
 
   constructor(provisioned: string, log: Log) {
     this.#log = log;
@@ -62,13 +58,14 @@ export default class TrustStore {
   verify(signed: SignedText, keyId: string): boolean {
     const trusted = this.#trust.keys.find((key) => key.id === keyId);
     const signature = hexToBytes(signed.sig);
-    if (!trusted || signature?.length !== 64) return false;
+    const key = trusted && hexToBytes(trusted.key);
+    if (!key || signature?.length !== 64) return false;
     try {
-      this.#curve ??= new Curve("secp256r1");
-      const point = new ECPoint(BigInt(`0x${trusted.key.slice(2, 66)}`), BigInt(`0x${trusted.key.slice(66)}`));
-      const digest = new Digest("SHA256");
-      digest.write(signed.text);
-      return new ECDSA(point, this.#curve, false).verify(digest.close(), signature.buffer as ArrayBuffer);
+      return verifyP256(
+        key.buffer as ArrayBuffer,
+        sha256(ArrayBuffer.fromString(signed.text)),
+        signature.buffer as ArrayBuffer,
+      );
     } catch (error) {
       this.#log.write("warn", "signature check failed", { error: describeError(error) }, "ota");
       return false;

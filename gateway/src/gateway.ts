@@ -22,6 +22,7 @@ import { close, listen } from "./servers.ts";
 import { CloudClient } from "./uplink/cloud-client.ts";
 import { DiskQueue } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
+import { gatewayIdOf, UplinkReporter } from "./uplink/uplink-report.ts";
 
 export interface Gateway {
   /** Undefined when the plain TCP listener is off. */
@@ -60,6 +61,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     intervalMs: config.forwardIntervalMs,
     maxBatches: config.forwardMaxBatches,
     concurrency: config.forwardConcurrency,
+  });
+  const reporter = new UplinkReporter({
+    cloud,
+    forwarder,
+    gatewayId: await gatewayIdOf(config.dataDir, config.gatewayId),
+    intervalMs: config.uplinkReportIntervalMs,
+    logger: logger.child({ component: "uplink-report" }),
+    metrics,
   });
   const commands = new CommandRelay({
     channel: new CommandChannel({
@@ -151,6 +160,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
 
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
   forwarder.start();
+  reporter.start();
   commands.start();
   artifacts.start();
   logger.info(
@@ -177,6 +187,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       await artifacts.stop();
       artifactCache.close();
       await forwarder.stop();
+      await reporter.stop();
       await close(httpServer);
       logger.info("gateway stopped");
     },

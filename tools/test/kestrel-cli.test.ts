@@ -54,7 +54,7 @@ describe("kestrel CLI", () => {
 
   /** What the gateway would relay for a device. */
   async function report(deviceId: string, campaign: string, sha256: string, status: string, extra = {}) {
-    const response = await fetch(`${cloud.url}/api/gateway/v1/artifacts/reports`, {
+    const response = await fetch(`${cloud.url}/api/gateway/v1/artifact-reports`, {
       method: "POST",
       headers: { authorization: `Bearer ${cloud.credentials.gatewayKey}`, "content-type": "application/json" },
       body: JSON.stringify({

@@ -1,7 +1,7 @@
 // Signed artifacts on the wire: the one pipeline that carries firmware images now, and WASM plugins
 // and TinyML models later. The cloud signs a manifest per artifact (ECDSA P-256 over SHA-256, raw
-// r||s, the form Moddable's `ecdsa` verifies), offers it to devices through their gateway, the device
-// fetches the bytes in chunks from the gateway's cache, verifies, installs and reports each step.
+// r||s, the form the device's mbedTLS check takes), offers it to devices through their gateway, the
+// device fetches the bytes in chunks from the gateway's cache, verifies, installs and reports each step.
 // Device-safe like the rest of the wire: no Node APIs; imported as `@kestrel/wire/artifacts`.
 
 import { fail, isObject, isUint, type Parsed, parseJson, WIRE_VERSION } from "@kestrel/wire";

@@ -1,6 +1,8 @@
 // The artifact registry API's shapes: JSON schemas and their TypeScript twins.
 
 import type { ArtifactKind, ArtifactTarget } from "@kestrel/wire/artifacts";
+import { countPattern, ONE_LINE_PATTERN } from "../http/text-schema.ts";
+import { MAX_ARTIFACTS_LISTED } from "./artifact-store.ts";
 
 export interface SignatureView {
   keyId: string;
@@ -99,7 +101,7 @@ export const uploadQuerySchema = {
     version: { type: "string", maxLength: 32, description: "Optional for firmware: the image states it." },
     chip: { type: "string", pattern: "^[a-z0-9_-]{1,32}$" },
     board: { type: "string", pattern: "^[a-z0-9_*-]{1,32}$" },
-    notes: { type: "string", maxLength: 2000 },
+    notes: { type: "string", maxLength: 2000, pattern: ONE_LINE_PATTERN },
   },
   examples: [{ kind: "firmware", name: "kestrel-fw", version: "1.2.0", chip: "esp32", board: "*", notes: "fixes" }],
 } as const;
@@ -110,7 +112,11 @@ export const listQuerySchema = {
   properties: {
     kind: KIND,
     name: { type: "string", maxLength: 64 },
-    limit: { type: "string", pattern: "^[0-9]{1,3}$" },
+    limit: {
+      type: "string",
+      pattern: countPattern(MAX_ARTIFACTS_LISTED),
+      description: `1..${MAX_ARTIFACTS_LISTED}, default 50.`,
+    },
   },
   examples: [{ kind: "firmware", name: "kestrel-fw", limit: "50" }],
 } as const;

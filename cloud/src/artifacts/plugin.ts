@@ -71,7 +71,7 @@ export async function artifactsPlugin(app: FastifyInstance, options: ArtifactsOp
     upload.post<{ Querystring: UploadQuery }>(
       "/api/artifacts",
       {
-        config: { permission: "artifacts:write" },
+        config: { permission: "artifacts:write", streamedBody: OCTET_STREAM },
         schema: {
           summary: "Upload an artifact (body: its bytes, application/octet-stream); its content is validated by kind",
           querystring: uploadQuerySchema,

@@ -1,18 +1,25 @@
 // Commands to devices: operators queue them and follow their status; gateways
 // long-poll for the commands of their connected devices and report the devices' acks.
 
-import { type CommandName, isDeviceId, validateCommandAck } from "@kestrel/wire";
+import { type CommandAck, type CommandName, isDeviceId, LIMITS, type Parsed, validateCommandAck } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
-import { longPoll, type PollBody, pollBodySchema } from "../http/long-poll.ts";
+import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
-import { applyRelayed, type RelayedItem, relayedItemsSchema, relayResultSchema } from "../http/relayed.ts";
+import { applyRelayed, RELAYED_BODY_LIMIT, relayResultSchema } from "../http/relayed.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { countPattern } from "../http/text-schema.ts";
 import { CommandBell } from "./command-bell.ts";
-import { type CommandDoc, CommandStore, effectiveStatus, MAX_COMMANDS_LISTED } from "./command-store.ts";
+import {
+  type CommandDoc,
+  CommandStore,
+  type DeliveryOutcome,
+  effectiveStatus,
+  MAX_COMMANDS_LISTED,
+} from "./command-store.ts";
 import {
   type CommandList,
   type CommandView,
@@ -32,6 +39,7 @@ export interface CommandsOptions {
 }
 
 const MAX_ACKS = 500;
+const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
 
 function toCommandView(doc: CommandDoc, now: number): CommandView {
   const status = effectiveStatus(doc, now);
@@ -49,6 +57,14 @@ function toCommandView(doc: CommandDoc, now: number): CommandView {
     expiresAt: doc.expiresAt.getTime(),
     reason: doc.reason ?? null,
     result: doc.result ?? null,
+    late: doc.late
+      ? {
+          status: doc.late.status,
+          at: doc.late.at.getTime(),
+          reason: doc.late.reason ?? null,
+          result: doc.late.result ?? null,
+        }
+      : null,
     history,
   };
 }
@@ -57,9 +73,20 @@ interface CommandParams extends DeviceIdParams {
   commandId: string;
 }
 
+/** A device's ack, or what the gateway did with a command it was handed. */
+type RelayItem = { deviceId: string; receivedAt: number } & (
+  | { ack: unknown; delivery?: undefined }
+  | { delivery: { id: string; outcome: DeliveryOutcome } }
+);
+
 interface AckBody {
-  acks: Array<RelayedItem & { ack: unknown }>;
+  acks: RelayItem[];
 }
+
+/** A relayed item once checked: a delivery report, or a valid ack. */
+type Relayed =
+  | { delivery: { id: string; outcome: DeliveryOutcome }; ack?: undefined }
+  | { ack: CommandAck; delivery?: undefined };
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
@@ -79,6 +106,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:write" },
         schema: {
+          summary: "Queue a command for a device",
           params: deviceIdParams,
           body: newCommandSchema,
           response: {
@@ -108,11 +136,18 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "A device's latest commands, newest first",
           params: deviceIdParams,
           querystring: {
             type: "object",
             additionalProperties: false,
-            properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+            properties: {
+              limit: {
+                type: "string",
+                pattern: countPattern(MAX_COMMANDS_LISTED),
+                description: `1..${MAX_COMMANDS_LISTED}, default 20.`,
+              },
+            },
             examples: [{ limit: "20" }],
           },
           response: {
@@ -126,8 +161,6 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const { deviceId } = request.params;
         await requireDevice(tenantId, deviceId);
         const limit = Number(request.query.limit ?? 20);
-        if (limit < 1 || limit > MAX_COMMANDS_LISTED)
-          throw new Problem(400, "invalid_request", `limit must be 1..${MAX_COMMANDS_LISTED}`);
         const now = Date.now();
         return { items: (await commands.list(tenantId, deviceId, limit)).map((doc) => toCommandView(doc, now)) };
       },
@@ -138,6 +171,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "One command with its status history",
           params: {
             type: "object",
             additionalProperties: false,
@@ -169,7 +203,9 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       "/api/gateway/v1/commands/poll",
       {
         config: { gateway: true },
+        bodyLimit: POLL_BODY_LIMIT,
         schema: {
+          summary: "Long-poll for commands to the gateway's connected devices",
           body: pollBodySchema(100),
           response: {
             200: {
@@ -216,7 +252,6 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const tenantId = orgOf(request);
         const connected = new Set(request.body.devices.filter(isDeviceId));
         const max = request.body.max ?? 50;
-        // Anything claimed for a gateway that gave up meanwhile is offered again after its lease.
         const claimed = await longPoll({
           tenantId,
           waitSeconds: request.body.wait ?? 0,
@@ -224,6 +259,14 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
           bell,
           reply,
           take: () => (connected.size === 0 ? Promise.resolve([]) : commands.claim(tenantId, connected, max)),
+          // Nobody will read this answer: hand the commands back now rather than when their lease runs out.
+          release: async (claimed) => {
+            const at = new Date();
+            for (const { deviceId, command } of claimed) {
+              await commands.recordDelivery(tenantId, deviceId, command.id, "not_connected", at);
+            }
+            request.log.info({ tenantId, count: claimed.length }, "poll aborted: claimed commands released");
+          },
         });
         if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
         return { commands: claimed };
@@ -233,9 +276,55 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     gateway.post<{ Body: AckBody }>(
       "/api/gateway/v1/command-acks",
       {
-        config: { gateway: true },
+        config: { gateway: true, wireChecked: true },
+        bodyLimit: RELAYED_BODY_LIMIT,
         schema: {
-          body: relayedItemsSchema("acks", "ack", MAX_ACKS, { v: 1, id: "c1b2c3d4", status: "done" }),
+          summary: "Relay devices' command acks and the gateway's delivery reports",
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["acks"],
+            properties: {
+              acks: {
+                type: "array",
+                maxItems: MAX_ACKS,
+                items: {
+                  type: "object",
+                  additionalProperties: false,
+                  required: ["deviceId", "receivedAt"],
+                  // Either a device's ack, or the gateway's report of what it did with a command.
+                  oneOf: [{ required: ["ack"] }, { required: ["delivery"] }],
+                  properties: {
+                    deviceId: DEVICE_ID,
+                    receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
+                    // Checked per item by the wire contract's validator.
+                    ack: { type: "object" },
+                    delivery: {
+                      type: "object",
+                      additionalProperties: false,
+                      required: ["id", "outcome"],
+                      properties: {
+                        id: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+                        outcome: { type: "string", enum: ["published", "not_connected", "connection_lost"] },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+            examples: [
+              {
+                acks: [
+                  {
+                    deviceId: "sim-001",
+                    receivedAt: 1_767_225_600_000,
+                    delivery: { id: "c1b2c3d4", outcome: "published" },
+                  },
+                  { deviceId: "sim-001", receivedAt: 1_767_225_600_120, ack: { v: 1, id: "c1b2c3d4", status: "done" } },
+                ],
+              },
+            ],
+          },
           response: {
             200: relayResultSchema("How many acks were applied, ignored as stale, or rejected."),
             ...problemResponses(400, 401),
@@ -244,11 +333,25 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       },
       async (request) => {
         const tenantId = orgOf(request);
-        // An ack repeated by a retry, or for a command this tenant never sent, changes nothing: ignored.
+        // An ack repeated by a retry, a report for a command already settled, or either for a command
+        // this tenant never sent, changes nothing: ignored.
         const result = await applyRelayed(
           request.body.acks,
-          (item) => validateCommandAck(item.ack),
-          (item, ack) => commands.applyAck(tenantId, item.deviceId, ack, item.receivedAt),
+          (item): Parsed<Relayed> => {
+            if (item.delivery) return { ok: true, value: { delivery: item.delivery } };
+            const parsed = validateCommandAck(item.ack);
+            return parsed.ok ? { ok: true, value: { ack: parsed.value } } : parsed;
+          },
+          (item, relayed) =>
+            relayed.delivery
+              ? commands.recordDelivery(
+                  tenantId,
+                  item.deviceId,
+                  relayed.delivery.id,
+                  relayed.delivery.outcome,
+                  new Date(item.receivedAt),
+                )
+              : commands.applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
         );
         if (result.rejected.length > 0)
           request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);

@@ -13,6 +13,8 @@ export async function longPoll<T>(options: {
   bell: CommandBell;
   reply: FastifyReply;
   take: () => Promise<T[]>;
+  /** Work taken for a gateway that gave up meanwhile; without this it waits for its lease to run out. */
+  release?: (taken: T[]) => Promise<void>;
 }): Promise<T[]> {
   const { tenantId, bell, reply } = options;
   const deadline = Date.now() + options.waitSeconds * 1000;
@@ -21,6 +23,11 @@ export async function longPoll<T>(options: {
   reply.raw.once("close", () => gone.abort());
   for (;;) {
     const taken = await options.take();
+    if (gone.signal.aborted && taken.length > 0 && options.release) {
+      // Nobody will read this answer.
+      await options.release(taken);
+      return [];
+    }
     const remaining = deadline - Date.now();
     if (taken.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
       // The server stopped closing idle connections before this answer: close this one with it.
@@ -33,6 +40,8 @@ export async function longPoll<T>(options: {
 
 export const MAX_WAIT_SECONDS = 25;
 const MAX_POLL_DEVICES = 10_000;
+/** Up to 10,000 device ids of up to 64 characters: more than the API's default 64 KiB. */
+export const POLL_BODY_LIMIT = 1024 * 1024;
 
 /** A gateway poll's body: the devices it can deliver to now, how long to wait, how many items at most. */
 export function pollBodySchema(maxItems: number) {

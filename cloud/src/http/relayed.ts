@@ -4,6 +4,9 @@
 
 import { isDeviceId, LIMITS, type Parsed } from "@kestrel/wire";
 
+/** Up to 500 items, each a small object checked by the wire validator: more than the API's default 64 KiB. */
+export const RELAYED_BODY_LIMIT = 1024 * 1024;
+
 export interface RelayedItem {
   deviceId: string;
   receivedAt: number;

@@ -1,6 +1,7 @@
 // The campaigns API's shapes: JSON schemas and their TypeScript twins.
 
 import { ARTIFACT_STATUSES } from "@kestrel/wire/artifacts";
+import { DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
 import type { CampaignStatus, CampaignTarget } from "./campaign-store.ts";
 import type { DeviceRolloutStatus, Stage, Thresholds } from "./rollout.ts";
 
@@ -96,7 +97,7 @@ export const newCampaignSchema = {
   additionalProperties: false,
   required: ["name", "artifactId", "target"],
   properties: {
-    name: { type: "string", minLength: 1, maxLength: 100 },
+    name: { type: "string", minLength: 1, maxLength: 100, pattern: DISPLAY_NAME_PATTERN },
     artifactId: { type: "string", pattern: "^art_[A-Za-z0-9_-]{22}$" },
     target: targetSchema,
     stages: { type: "array", minItems: 1, maxItems: 10, items: stageSchema },

@@ -10,10 +10,18 @@ import { ArtifactRegistry } from "../artifacts/artifact-registry.ts";
 import { actorOf, orgOf, principalOf } from "../auth/access.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import { CommandBell } from "../commands/command-bell.ts";
-import { longPoll, type PollBody, pollBodySchema } from "../http/long-poll.ts";
+import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { problemResponses } from "../http/problem.ts";
-import { applyRelayed, type RelayedItem, relayedItemsSchema, relayResultSchema } from "../http/relayed.ts";
+import {
+  applyRelayed,
+  RELAYED_BODY_LIMIT,
+  type RelayedItem,
+  relayedItemsSchema,
+  relayResultSchema,
+} from "../http/relayed.ts";
+import { countPattern } from "../http/text-schema.ts";
 import { SlotLease } from "../retention/lease.ts";
+import { MAX_HISTORY_LISTED } from "./campaign-history.ts";
 import {
   type CampaignDeviceView,
   type CampaignView,
@@ -26,7 +34,7 @@ import {
   type StageState,
 } from "./campaign-schema.ts";
 import { type CampaignRequest, CampaignService } from "./campaign-service.ts";
-import type { CampaignDeviceDoc, CampaignDoc } from "./campaign-store.ts";
+import { type CampaignDeviceDoc, type CampaignDoc, MAX_CAMPAIGNS_LISTED } from "./campaign-store.ts";
 import type { DeviceRolloutStatus } from "./rollout.ts";
 
 export interface OtaOptions {
@@ -175,7 +183,13 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
         querystring: {
           type: "object",
           additionalProperties: false,
-          properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+          properties: {
+            limit: {
+              type: "string",
+              pattern: countPattern(MAX_CAMPAIGNS_LISTED),
+              description: `1..${MAX_CAMPAIGNS_LISTED}, default 20.`,
+            },
+          },
           examples: [{ limit: "20" }],
         },
         response: {
@@ -255,7 +269,14 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
         querystring: {
           type: "object",
           additionalProperties: false,
-          properties: { deviceId: DEVICE_ID, limit: { type: "string", pattern: "^[0-9]{1,4}$" } },
+          properties: {
+            deviceId: DEVICE_ID,
+            limit: {
+              type: "string",
+              pattern: countPattern(MAX_HISTORY_LISTED),
+              description: `1..${MAX_HISTORY_LISTED}, default ${MAX_HISTORY_LISTED}.`,
+            },
+          },
           examples: [{ deviceId: "sim-001", limit: "100" }],
         },
         response: { 200: historySchema, ...problemResponses(400, 401, 403, 404) },
@@ -316,6 +337,7 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
     "/api/gateway/v1/artifacts/offers/poll",
     {
       config: { gateway: true },
+      bodyLimit: POLL_BODY_LIMIT,
       schema: {
         summary: "A gateway long-polls for artifact offers to its connected devices",
         body: pollBodySchema(200),
@@ -360,9 +382,10 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
   );
 
   app.post<{ Body: { reports: Array<RelayedItem & { report: unknown }> } }>(
-    "/api/gateway/v1/artifacts/reports",
+    "/api/gateway/v1/artifact-reports",
     {
-      config: { gateway: true },
+      config: { gateway: true, wireChecked: true },
+      bodyLimit: RELAYED_BODY_LIMIT,
       schema: {
         summary: "A gateway relays its devices' artifact status reports",
         body: relayedItemsSchema("reports", "report", MAX_REPORTS, {

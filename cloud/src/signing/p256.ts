@@ -1,4 +1,4 @@
-// ECDSA on P-256 with SHA-256, in the forms the device verifies with Moddable's `ecdsa` module:
+// ECDSA on P-256 with SHA-256, in the forms the device verifies (kestrel/artifact-signature, mbedTLS):
 // public keys as the uncompressed point (04 || x || y) in hex, signatures as raw r || s in hex.
 
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";

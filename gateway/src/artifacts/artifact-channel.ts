@@ -55,7 +55,7 @@ export class ArtifactChannel {
   async sendReports(reports: ReportFromDevice[]): Promise<void> {
     await postGatewayApi(
       this.options,
-      "/api/gateway/v1/artifacts/reports",
+      "/api/gateway/v1/artifact-reports",
       { reports },
       AbortSignal.timeout(this.options.timeoutMs),
     );

@@ -11,11 +11,15 @@ export function mayPublish(deviceId: string, topic: string): boolean {
   return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
 }
 
-/** Devices subscribe to their command, telemetry-ack, artifact offer and chunk topics only, without wildcards. */
+/**
+ * Devices subscribe to their command, telemetry-ack, plugin-package, artifact offer and chunk topics
+ * only, without wildcards.
+ */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
   return (
     topicFilter === topics.command(deviceId) ||
     topicFilter === topics.telemetryAck(deviceId) ||
+    topicFilter === topics.plugin(deviceId) ||
     topicFilter === artifactTopics.offer(deviceId) ||
     topicFilter === artifactTopics.chunk(deviceId)
   );

@@ -46,8 +46,14 @@ export class DevicePoll<T> {
     }, RESTART_DEBOUNCE_MS);
   }
 
-  deviceGone(deviceId: string): void {
-    this.devices.delete(deviceId);
+  /** False when the device was not listening. */
+  deviceGone(deviceId: string): boolean {
+    return this.devices.delete(deviceId);
+  }
+
+  /** Whether the device listens now. */
+  has(deviceId: string): boolean {
+    return this.devices.has(deviceId);
   }
 
   async run(): Promise<void> {

@@ -57,8 +57,13 @@ export abstract class DownlinkRelay<Work, Answer> {
     this.poll.deviceReady(deviceId);
   }
 
-  deviceGone(deviceId: string): void {
-    this.poll.deviceGone(deviceId);
+  /** False when the device was not listening. */
+  deviceGone(deviceId: string): boolean {
+    return this.poll.deviceGone(deviceId);
+  }
+
+  protected isListening(deviceId: string): boolean {
+    return this.poll.has(deviceId);
   }
 
   /** Ends the long poll, then tries once more to hand pending answers to the cloud; the rest stay on disk. */
@@ -81,11 +86,18 @@ export abstract class DownlinkRelay<Work, Answer> {
   protected abstract deliver(work: Work): Promise<void>;
 }
 
-/** The JSON item a device's answer was stored as, if it has a device id and the named object. */
-export function decodeAnswer<T>(payload: Buffer, field: string): T | undefined {
+/**
+ * The JSON item a device's answer was stored as, if it has a device id, a receive time and one of
+ * the named objects.
+ */
+export function decodeAnswer<T>(payload: Buffer, ...fields: string[]): T | undefined {
   try {
     const item = JSON.parse(payload.toString("utf8")) as Record<string, unknown>;
-    return typeof item.deviceId === "string" && typeof item[field] === "object" ? (item as T) : undefined;
+    const valid =
+      typeof item.deviceId === "string" &&
+      typeof item.receivedAt === "number" &&
+      fields.some((field) => typeof item[field] === "object");
+    return valid ? (item as T) : undefined;
   } catch {
     return undefined;
   }

@@ -55,6 +55,15 @@ export class CloudClient {
     };
   }
 
+  /** How far the uplink has come (uplink-report.ts); answered 204. */
+  async reportUplink(
+    gatewayId: string,
+    uplink: { pending: number; oldestAt: number | null; at: number },
+  ): Promise<void> {
+    const response = await this.post("/api/gateway/v1/uplink-status", { gatewayId, uplink });
+    await this.expectOk(response);
+  }
+
   private async post(path: string, body: unknown): Promise<Response> {
     try {
       return await fetch(`${this.options.baseUrl}${path}`, {
