@@ -85,6 +85,8 @@ command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
+# ss counts the TCP segments the gateway sends in its latency test.
+command -v ss >/dev/null || debian_packages "the gateway latency test" iproute2
 
 # --- builds -----------------------------------------------------------------
 say "building the firmware (tsc) and the dashboard (esbuild)"

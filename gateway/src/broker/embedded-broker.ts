@@ -5,6 +5,7 @@ import { createServer as createNetServer } from "node:net";
 import { createServer as createTlsServer, TLSSocket } from "node:tls";
 import { type DeviceCommand, isDeviceId, parseTopic, topics } from "@kestrel/wire";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
+import mqttPacket from "mqtt-packet";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
@@ -116,15 +117,20 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
    * no topic matching across every subscription, which cost a third of the gateway's throughput. QoS 0:
    * a lost ack only delays the device, which resends and gets the next, cumulative one.
    */
-  const publishTelemetryAck = (client: Client, ack: OutgoingMessage) => {
-    if (!(client as Client & { subscriptions?: Record<string, unknown> }).subscriptions?.[ack.topic]) return;
-    client.publish(
-      { cmd: "publish", topic: ack.topic, payload: Buffer.from(ack.payload), qos: 0, dup: false, retain: false },
-      (error) => {
-        if (error) log.warn({ deviceId: client.id, err: error.message }, "telemetry ack not published");
-        else metrics.inc("kestrel_gateway_telemetry_acks_published_total");
-      },
+  const writeTelemetryAck = (client: Client, ack: OutgoingMessage) => {
+    const subscriptions = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions;
+    if (!subscriptions?.[ack.topic] || !client.connected || client.conn.destroyed) return;
+    client.conn.write(
+      mqttPacket.generate({
+        cmd: "publish",
+        topic: ack.topic,
+        payload: ack.payload,
+        qos: 0,
+        dup: false,
+        retain: false,
+      }),
     );
+    metrics.inc("kestrel_gateway_telemetry_acks_published_total");
   };
 
   broker.authorizePublish = (client: Client | null, packet: PublishPacket, done) => {
@@ -139,8 +145,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     // closes the connection without a PUBACK: the device keeps the message and retries later.
     intake.accept(deviceId, packet.topic, packet.payload).then(
       (accepted) => {
-        if (client && accepted?.telemetryAck) publishTelemetryAck(client, accepted.telemetryAck);
+        const ack = accepted?.telemetryAck;
+        if (!client || !ack) return done(null);
+        // aedes writes the PUBACK synchronously inside done: corked, it leaves with the ack in one
+        // segment, instead of a second small write for Nagle or the device's delayed ACK to hold.
+        client.conn.cork();
         done(null);
+        writeTelemetryAck(client, ack);
+        process.nextTick(() => client.conn.uncork());
       },
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
     );
@@ -172,10 +184,13 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     log.warn({ err: error.message }, "connection refused before CONNECT completed");
   });
 
-  const mqttServer = config.mqttPort === undefined ? undefined : createNetServer(broker.handle);
+  // Every device connection without Nagle's algorithm: each PUBACK is a small write the device waits
+  // for, and held behind an unacknowledged one it would wait for the device's delayed ACK (~40 ms).
+  const mqttServer = config.mqttPort === undefined ? undefined : createNetServer({ noDelay: true }, broker.handle);
   const tlsServer = config.tls
     ? createTlsServer(
         {
+          noDelay: true,
           cert: config.tls.certChain,
           key: config.tls.key,
           minVersion: "TLSv1.2",
