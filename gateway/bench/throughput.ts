@@ -1,6 +1,7 @@
 // Benchmark: QoS 1 publish throughput and publish→PUBACK latency of the gateway against two peer
 // brokers, Debian's Mosquitto (C) and mochi-mqtt (Go), each alone on the machine in turn, same run.
 //   npm run bench -w gateway     (CLIENTS=10,100,1000 SECONDS=10 BROKERS=mosquitto,mochi,gateway)
+//   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway run there (--cpu-prof)
 // The load comes from the compiled generator (tools/loadgen): one publish in flight per client,
 // every client subscribed to its telemetry-ack topic as the firmware is. Mosquitto is driven by one
 // and by two generator processes, and every run reports the CPU the broker and the generator used:
@@ -61,11 +62,16 @@ async function startMochi(): Promise<Broker> {
 }
 
 async function startGateway(run: number): Promise<Broker> {
-  const { port, child } = await startGatewayProcess({
-    CLOUD_URL: cloud.url,
-    GATEWAY_KEY: cloud.gatewayKey,
-    GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
-  });
+  const profile = process.env.GATEWAY_CPU_PROF;
+  const { port, child } = await startGatewayProcess(
+    {
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
+      GATEWAY_WORKERS: process.env.GATEWAY_WORKERS || "1",
+    },
+    profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [],
+  );
   return { port, child, stop: () => stopProcess(child) };
 }
 
@@ -102,6 +108,7 @@ function format({ broker, clients, generators, load, result }: Row): string {
     result.p50Ms.toFixed(1),
     result.p99Ms.toFixed(1),
     result.brokerCores.toFixed(2),
+    Math.round((result.brokerCores * result.seconds * 1e6) / result.acked).toString(),
     result.generatorCores.toFixed(2),
     result.telemetryAcks.toLocaleString("en"),
     load.toFixed(2),
@@ -115,9 +122,9 @@ process.stdout.write(
     .join(" ")}\n\n`,
 );
 process.stdout.write(
-  "| clients | broker | generators | msg/s | p50 ms | p99 ms | broker CPU (cores) | generator CPU (cores) | telemetry acks | load avg |\n",
+  "| clients | broker | generators | msg/s | p50 ms | p99 ms | broker CPU (cores) | broker CPU µs/msg | generator CPU (cores) | telemetry acks | load avg |\n",
 );
-process.stdout.write("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+process.stdout.write("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
 try {
   for (const clients of CLIENT_COUNTS) {
     if (BROKERS.includes("mosquitto")) {

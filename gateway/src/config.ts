@@ -21,6 +21,11 @@ export interface GatewayConfig {
   forwardConcurrency: number;
   /** Where the durable uplink queue lives. */
   dataDir: string;
+  /**
+   * Processes running the embedded broker on the same ports, each with its own queues and devices
+   * (GATEWAY_WORKERS): one Node process uses one core.
+   */
+  workers: number;
   queueMaxBytes: number;
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
@@ -93,6 +98,11 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const tls = tlsListener(env);
   const plainOff = env.MQTT_PORT === "off";
   if (plainOff && !tls) throw new ConfigError('MQTT_PORT may be "off" only when MQTT_TLS_PORT is set');
+  const workers = integer(env, "GATEWAY_WORKERS", 1, 1, 64);
+  const bridge = externalBroker(env);
+  if (workers > 1 && bridge) {
+    throw new ConfigError("GATEWAY_WORKERS applies to the embedded broker; with EXTERNAL_BROKER_URL it must be 1");
+  }
   return {
     mqttHost: env.MQTT_HOST || "127.0.0.1",
     mqttPort: plainOff ? undefined : integer(env, "MQTT_PORT", 1883, 0, 65535),
@@ -104,12 +114,13 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
     forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
+    workers,
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     tls,
-    externalBroker: externalBroker(env),
+    externalBroker: bridge,
   };
 }
 
