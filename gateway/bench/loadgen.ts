@@ -4,7 +4,7 @@
 
 import { execFile, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -30,14 +30,24 @@ export async function buildLoadTools(): Promise<LoadTools> {
   return tools;
 }
 
+/** One client of the generator: a device id, with its token when the broker authenticates devices. */
+export interface LoadDevice {
+  id: string;
+  token?: string;
+}
+
 export interface LoadOptions {
   port: number;
-  clients: number;
-  seconds: number;
+  devices: LoadDevice[];
+  /** Publish for this long, or `messages` per client when that is set. */
+  seconds?: number;
+  messages?: number;
+  /** QoS 1 publishes in flight per client (1 by default: each waits for the previous PUBACK). */
+  inflight?: number;
+  /** Samples per telemetry batch (1 by default). */
+  samplesPerMessage?: number;
   /** Generator processes sharing the clients. */
   generators: number;
-  /** Authenticate as the gateway's devices (username bench-<i>, password token-<i>). */
-  token: boolean;
   /** The broker's process, whose CPU (with its children's) is measured over the window. */
   brokerPid: number;
 }
@@ -65,21 +75,31 @@ interface GeneratorResult {
   cpuSeconds: number;
 }
 
-/** Connects the clients (split over the generator processes), then publishes from all of them for `seconds`. */
-export async function runLoad(loadgen: string, options: LoadOptions): Promise<LoadResult> {
+/** Connected generators, waiting for the start. */
+export interface Load {
+  /** Starts every generator's publishing at once and resolves with the result once all are done. */
+  run(): Promise<LoadResult>;
+  /** Ends the generators still running and removes their files. */
+  close(): Promise<void>;
+}
+
+/** Spawns the generator processes (the clients split among them) and resolves once every client is connected. */
+export async function startLoad(loadgen: string, options: LoadOptions): Promise<Load> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-loadgen-"));
-  try {
-    const share = Math.ceil(options.clients / options.generators);
-    const generators = Array.from({ length: options.generators }, (_, g) => {
-      const first = g * share;
-      const clients = Math.min(share, options.clients - first);
+  const share = Math.ceil(options.devices.length / options.generators);
+  const generators = await Promise.all(
+    Array.from({ length: options.generators }, async (_, g) => {
+      const devices = join(dir, `devices-${g}`);
+      const mine = options.devices.slice(g * share, (g + 1) * share);
+      await writeFile(devices, mine.map((device) => [device.id, device.token ?? ""].join(" ")).join("\n"));
       const latencies = join(dir, `latencies-${g}`);
       const args = [
         `-url=tcp://127.0.0.1:${options.port}`,
-        `-clients=${clients}`,
-        `-first=${first}`,
-        `-seconds=${options.seconds}`,
-        `-token=${options.token}`,
+        `-devices=${devices}`,
+        `-seconds=${options.seconds ?? 0}`,
+        `-messages=${options.messages ?? 0}`,
+        `-inflight=${options.inflight ?? 1}`,
+        `-samples=${options.samplesPerMessage ?? 1}`,
         `-latencies=${latencies}`,
       ];
       const child = spawn(loadgen, args, { stdio: ["pipe", "pipe", "inherit"] });
@@ -91,9 +111,22 @@ export async function runLoad(loadgen: string, options: LoadOptions): Promise<Lo
         return JSON.parse(line.value);
       };
       return { child, latencies, nextLine, exited };
-    });
-    try {
-      await Promise.all(generators.map((generator) => generator.nextLine("its clients were connected")));
+    }),
+  );
+  const close = async () => {
+    for (const generator of generators) if (generator.child.exitCode === null) generator.child.kill();
+    await Promise.all(generators.map((generator) => generator.exited));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(generators.map((generator) => generator.nextLine("its clients were connected")));
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return {
+    close,
+    async run() {
       const brokerBefore = processTreeCpuSeconds(options.brokerPid);
       for (const generator of generators) generator.child.stdin.write("go\n");
       const results = (await Promise.all(
@@ -115,12 +148,8 @@ export async function runLoad(loadgen: string, options: LoadOptions): Promise<Lo
         brokerCores: brokerCpu / seconds,
         generatorCores: sum("cpuSeconds") / seconds,
       };
-    } finally {
-      for (const generator of generators) if (generator.child.exitCode === null) generator.child.kill();
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+    },
+  };
 }
 
 /** Every generator's latencies (microseconds, uint32 little-endian), sorted. */

@@ -2,6 +2,7 @@
 // brokers, Debian's Mosquitto (C) and mochi-mqtt (Go), each alone on the machine in turn, same run.
 //   npm run bench -w gateway     (CLIENTS=10,100,1000 SECONDS=10 BROKERS=mosquitto,mochi,gateway)
 //   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway run there (--cpu-prof)
+//   GATEWAY_WORKERS=<n>          the gateway's processes (1 by default)
 // The load comes from the compiled generator (tools/loadgen): one publish in flight per client,
 // every client subscribed to its telemetry-ack topic as the firmware is. Mosquitto is driven by one
 // and by two generator processes, and every run reports the CPU the broker and the generator used:
@@ -17,7 +18,7 @@ import { startCloudPeer } from "../test/cloud-peer.ts";
 import { startMosquitto, stopProcess, waitForPort } from "../test/mosquitto-broker.ts";
 import { freePort } from "../test/real-cloud.ts";
 import { startGatewayProcess } from "./harness.ts";
-import { buildLoadTools, type LoadResult, runLoad } from "./loadgen.ts";
+import { buildLoadTools, type LoadResult, startLoad } from "./loadgen.ts";
 
 function list(name: string, fallback: string): string[] {
   return (process.env[name] || fallback).split(",").map((item) => item.trim());
@@ -62,16 +63,12 @@ async function startMochi(): Promise<Broker> {
 }
 
 async function startGateway(run: number): Promise<Broker> {
-  const profile = process.env.GATEWAY_CPU_PROF;
-  const { port, child } = await startGatewayProcess(
-    {
-      CLOUD_URL: cloud.url,
-      GATEWAY_KEY: cloud.gatewayKey,
-      GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
-      GATEWAY_WORKERS: process.env.GATEWAY_WORKERS || "1",
-    },
-    profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [],
-  );
+  const { port, child } = await startGatewayProcess({
+    CLOUD_URL: cloud.url,
+    GATEWAY_KEY: cloud.gatewayKey,
+    GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
+    GATEWAY_WORKERS: process.env.GATEWAY_WORKERS || "1",
+  });
   return { port, child, stop: () => stopProcess(child) };
 }
 
@@ -82,14 +79,16 @@ async function measure(broker: string, start: () => Promise<Broker>, clients: nu
   try {
     const load = loadavg()[0] ?? 0;
     if (started.child.pid === undefined) throw new Error(`${broker}: no process id`);
-    const result = await runLoad(tools.loadgen, {
+    const generator = await startLoad(tools.loadgen, {
       port: started.port,
-      clients,
+      devices: Array.from({ length: clients }, (_, i) =>
+        broker === "gateway" ? { id: `bench-${i}`, token: `token-${i}` } : { id: `bench-${i}` },
+      ),
       seconds: SECONDS,
       generators,
-      token: broker.startsWith("gateway"),
       brokerPid: started.child.pid,
     });
+    const result = await generator.run().finally(() => generator.close());
     if (result.errors > 0) throw new Error(`${broker}: ${result.errors} publishes failed`);
     const row = { broker, clients, generators, load, result };
     rows.push(row);

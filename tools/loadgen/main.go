@@ -1,13 +1,14 @@
-// Command kestrel-loadgen is the load generator of the gateway benchmarks (gateway/bench): MQTT
-// clients that publish one-sample telemetry batches at QoS 1, one publish in flight per client,
-// as a device does, each subscribed to its telemetry-ack topic as the firmware is. It is compiled
-// so that it can drive a C broker to that broker's limit, which a Node load generator cannot on
-// two cores; its own CPU use is reported with every result so that a run can show it was not the limit.
+// Command kestrel-loadgen is the load generator of the gateway and cloud ingest benchmarks: MQTT
+// clients that publish telemetry batches at QoS 1 with a window of publishes in flight (one, as a
+// device waiting for each PUBACK, by default), each subscribed to its telemetry-ack topic as the
+// firmware is. It is compiled so that it can drive a C broker to that broker's limit, which a Node
+// load generator cannot on two cores; its own CPU use is reported with every result so that a run
+// can show it was not the limit.
 //
 // It talks to its parent on stdin/stdout, one JSON object a line: once every client is connected
-// and subscribed it prints {"ready":N}; it then waits for a line on stdin and publishes for
-// -seconds; last it prints the result (Result below). Several processes can share one run: each
-// takes its own range of client ids (-first) and they all start on the parent's line.
+// and subscribed it prints {"ready":N}; it then waits for a line on stdin and publishes, for
+// -seconds or -messages per client; last it prints the result (Result below). Several processes
+// can share one run: each gets its own devices and they all start on the parent's line.
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,7 +32,7 @@ import (
 // Result is what one process measured over its publishing window.
 type Result struct {
 	Clients int `json:"clients"`
-	// Publishes the broker acknowledged (PUBACK) within the window, and those it failed.
+	// Publishes the broker acknowledged (PUBACK) within the window, and those that failed.
 	Acked  int64 `json:"acked"`
 	Errors int64 `json:"errors"`
 	// Telemetry acks received on the clients' ack topics.
@@ -42,22 +44,30 @@ type Result struct {
 
 type options struct {
 	url          string
-	clients      int
-	first        int
+	devices      string
 	seconds      float64
-	token        bool
+	messages     int
+	inflight     int
+	samples      int
 	acks         bool
 	connectBatch int
 	latencies    string
 }
 
+// device is one client: its id, and its token (the MQTT password, username = id) when it has one.
+type device struct {
+	id    string
+	token string
+}
+
 func main() {
 	var opts options
 	flag.StringVar(&opts.url, "url", "tcp://127.0.0.1:1883", "broker URL")
-	flag.IntVar(&opts.clients, "clients", 100, "clients in this process")
-	flag.IntVar(&opts.first, "first", 0, "number of this process's first client (ids bench-<first>...)")
-	flag.Float64Var(&opts.seconds, "seconds", 10, "length of the publishing window")
-	flag.BoolVar(&opts.token, "token", false, "authenticate as the gateway's devices: username bench-<i>, password token-<i>")
+	flag.StringVar(&opts.devices, "devices", "", `file of the clients, one a line: "<device id>" or "<device id> <token>"`)
+	flag.Float64Var(&opts.seconds, "seconds", 10, "length of the publishing window (when -messages is 0)")
+	flag.IntVar(&opts.messages, "messages", 0, "publish this many messages per client, then stop (instead of -seconds)")
+	flag.IntVar(&opts.inflight, "inflight", 1, "QoS 1 publishes in flight per client")
+	flag.IntVar(&opts.samples, "samples", 1, "samples per telemetry batch")
 	flag.BoolVar(&opts.acks, "acks", true, "subscribe each client to d/<id>/telemetry/ack, as the firmware does")
 	flag.IntVar(&opts.connectBatch, "connect-batch", 50, "clients connecting at once")
 	flag.StringVar(&opts.latencies, "latencies", "", "file to write every publish's latency to (PUBLISH to PUBACK, "+
@@ -69,9 +79,37 @@ func main() {
 	}
 }
 
+func readDevices(path string) ([]device, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var devices []device
+	for _, line := range strings.Split(string(text), "\n") {
+		fields := strings.Fields(line)
+		switch len(fields) {
+		case 0:
+		case 1:
+			devices = append(devices, device{id: fields[0]})
+		case 2:
+			devices = append(devices, device{id: fields[0], token: fields[1]})
+		default:
+			return nil, fmt.Errorf("%s: %q is not <device id> [<token>]", path, line)
+		}
+	}
+	return devices, nil
+}
+
 func run(opts options) error {
+	if opts.inflight < 1 || opts.samples < 1 || opts.messages < 0 {
+		return fmt.Errorf("-inflight and -samples must be at least 1, -messages at least 0")
+	}
+	devices, err := readDevices(opts.devices)
+	if err != nil {
+		return err
+	}
 	var telemetryAcks atomic.Int64
-	clients, err := connectAll(opts, func(mqtt.Client, mqtt.Message) { telemetryAcks.Add(1) })
+	clients, err := connectAll(opts, devices, func(mqtt.Client, mqtt.Message) { telemetryAcks.Add(1) })
 	if err != nil {
 		return err
 	}
@@ -95,14 +133,16 @@ func run(opts options) error {
 	cpuBefore := cpuSeconds()
 	acksBefore := telemetryAcks.Load()
 	started := time.Now()
-	timer := time.AfterFunc(time.Duration(opts.seconds*float64(time.Second)), func() { running.Store(false) })
-	defer timer.Stop()
+	if opts.messages == 0 {
+		timer := time.AfterFunc(time.Duration(opts.seconds*float64(time.Second)), func() { running.Store(false) })
+		defer timer.Stop()
+	}
 	var wg sync.WaitGroup
 	for i, client := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			latencies[i] = publishLoop(client, opts.first+i, &running, &acked, &failed)
+			latencies[i] = publishLoop(client, devices[i].id, opts, &running, &acked, &failed)
 		}()
 	}
 	wg.Wait()
@@ -124,45 +164,35 @@ func run(opts options) error {
 	})
 }
 
-func writeLatencies(path string, latencies [][]time.Duration) error {
-	var b []byte
-	for _, client := range latencies {
-		for _, latency := range client {
-			b = binary.LittleEndian.AppendUint32(b, uint32(min(latency.Microseconds(), math.MaxUint32)))
-		}
-	}
-	return os.WriteFile(path, b, 0o644)
-}
-
 // connectAll connects the clients connectBatch at a time (a burst of thousands of CONNECTs at once
 // measures the broker's accept queue, not its steady state) and subscribes each to its ack topic.
-func connectAll(opts options, onAck mqtt.MessageHandler) ([]mqtt.Client, error) {
-	clients := make([]mqtt.Client, opts.clients)
-	for from := 0; from < opts.clients; from += opts.connectBatch {
-		to := min(from+opts.connectBatch, opts.clients)
+func connectAll(opts options, devices []device, onAck mqtt.MessageHandler) ([]mqtt.Client, error) {
+	clients := make([]mqtt.Client, len(devices))
+	for from := 0; from < len(devices); from += opts.connectBatch {
+		to := min(from+opts.connectBatch, len(devices))
 		errs := make(chan error, to-from)
 		for i := from; i < to; i++ {
 			go func() {
-				id := "bench-" + strconv.Itoa(opts.first+i)
+				d := devices[i]
 				o := mqtt.NewClientOptions().
 					AddBroker(opts.url).
-					SetClientID(id).
+					SetClientID(d.id).
 					SetCleanSession(true).
 					SetAutoReconnect(false).
 					SetConnectRetry(false).
 					SetKeepAlive(60 * time.Second).
 					SetConnectTimeout(30 * time.Second)
-				if opts.token {
-					o.SetUsername(id).SetPassword("token-" + strconv.Itoa(opts.first+i))
+				if d.token != "" {
+					o.SetUsername(d.id).SetPassword(d.token)
 				}
 				client := mqtt.NewClient(o)
 				if err := wait(client.Connect()); err != nil {
-					errs <- fmt.Errorf("%s: connect: %w", id, err)
+					errs <- fmt.Errorf("%s: connect: %w", d.id, err)
 					return
 				}
 				if opts.acks {
-					if err := wait(client.Subscribe("d/"+id+"/telemetry/ack", 0, onAck)); err != nil {
-						errs <- fmt.Errorf("%s: subscribe: %w", id, err)
+					if err := wait(client.Subscribe("d/"+d.id+"/telemetry/ack", 0, onAck)); err != nil {
+						errs <- fmt.Errorf("%s: subscribe: %w", d.id, err)
 						return
 					}
 				}
@@ -179,31 +209,59 @@ func connectAll(opts options, onAck mqtt.MessageHandler) ([]mqtt.Client, error) 
 	return clients, nil
 }
 
-// publishLoop publishes QoS 1 one-sample batches, each after the previous one's PUBACK, while running.
-func publishLoop(client mqtt.Client, n int, running *atomic.Bool, acked, failed *atomic.Int64) []time.Duration {
-	topic := "d/bench-" + strconv.Itoa(n) + "/telemetry"
+// publishLoop publishes QoS 1 batches with up to opts.inflight awaiting their PUBACK, while running
+// and, with -messages, until that many are sent; it returns once every one sent is answered.
+func publishLoop(client mqtt.Client, id string, opts options, running *atomic.Bool, acked, failed *atomic.Int64) []time.Duration {
+	topic := "d/" + id + "/telemetry"
+	window := make(chan struct{}, opts.inflight)
+	var mu sync.Mutex
+	var answered sync.WaitGroup
+	// A failed publish ends this client's run (its connection is gone), not the others'.
+	var broken atomic.Bool
 	latencies := make([]time.Duration, 0, 1024)
-	payload := make([]byte, 0, 128)
-	for seq := 0; running.Load(); seq++ {
-		payload = telemetry(payload[:0], seq)
+	for n := 0; running.Load() && !broken.Load() && (opts.messages == 0 || n < opts.messages); n++ {
+		window <- struct{}{}
 		started := time.Now()
-		if err := wait(client.Publish(topic, 1, false, payload)); err != nil {
-			failed.Add(1)
-			return latencies
-		}
-		latencies = append(latencies, time.Since(started))
-		acked.Add(1)
+		token := client.Publish(topic, 1, false, telemetry(n*opts.samples, opts.samples))
+		answered.Add(1)
+		go func() {
+			defer answered.Done()
+			err := wait(token)
+			latency := time.Since(started)
+			if err != nil {
+				failed.Add(1)
+				broken.Store(true)
+			} else {
+				acked.Add(1)
+				mu.Lock()
+				latencies = append(latencies, latency)
+				mu.Unlock()
+			}
+			<-window
+		}()
 	}
+	answered.Wait()
 	return latencies
 }
 
-// telemetry appends a one-sample TelemetryBatch as the firmware sends it (wire/src: boot, seq, ts, m).
-func telemetry(b []byte, seq int) []byte {
-	b = append(b, `{"v":1,"boot":1,"samples":[{"seq":`...)
-	b = strconv.AppendInt(b, int64(seq), 10)
-	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, 1_764_000_000_000+int64(seq), 10)
-	return append(b, `,"m":{"temperature":21.5}}]}`...)
+// T0 is the first sample's time; samples are 1 s apart, as a device sampling at 1 Hz.
+const t0 = 1_764_000_000_000
+
+// telemetry is a TelemetryBatch as the firmware sends it (wire/src: boot, seq, ts, m).
+func telemetry(first, count int) []byte {
+	b := make([]byte, 0, 48+72*count)
+	b = append(b, `{"v":1,"boot":1,"samples":[`...)
+	for seq := first; seq < first+count; seq++ {
+		if seq > first {
+			b = append(b, ',')
+		}
+		b = append(b, `{"seq":`...)
+		b = strconv.AppendInt(b, int64(seq), 10)
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, t0+int64(seq)*1000, 10)
+		b = append(b, `,"m":{"temperature":21.5}}`...)
+	}
+	return append(b, `]}`...)
 }
 
 // A broker that stops answering fails the run instead of hanging it.
@@ -214,6 +272,16 @@ func wait(token mqtt.Token) error {
 		return fmt.Errorf("no answer within %s", answerTimeout)
 	}
 	return token.Error()
+}
+
+func writeLatencies(path string, latencies [][]time.Duration) error {
+	var b []byte
+	for _, client := range latencies {
+		for _, latency := range client {
+			b = binary.LittleEndian.AppendUint32(b, uint32(min(latency.Microseconds(), math.MaxUint32)))
+		}
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func cpuSeconds() float64 {
