@@ -187,6 +187,8 @@ export async function startGatewayCore(
     },
     async renderMetrics() {
       metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await oldestAgeMs()) / 1000);
+      // Read here rather than kept up to date on every message.
+      metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
       metrics.set("kestrel_gateway_queue_bytes", queues.uplink.bytes);
       const memory = process.memoryUsage();
       metrics.set("process_resident_memory_bytes", memory.rss);

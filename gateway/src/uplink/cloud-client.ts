@@ -3,7 +3,7 @@
 
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { IngestRejection, IngestRequest, IngestResult } from "@kestrel/wire";
+import type { IngestRejection, IngestResult } from "@kestrel/wire";
 
 export type DeviceAuthResult = { ok: true; tenantId: string } | { ok: false; reason: "denied" };
 
@@ -60,7 +60,8 @@ export class CloudClient {
     return { ok: true, tenantId: body.tenantId };
   }
 
-  async ingest(request: IngestRequest): Promise<IngestResult> {
+  /** `request` is an IngestRequest's JSON, which the forwarder puts together from its queue records. */
+  async ingest(request: Buffer): Promise<IngestResult> {
     const response = await this.post("/api/gateway/v1/ingest", request);
     const body = this.expectOk(response);
     if (!isObject(body) || typeof body.accepted !== "number") {
@@ -72,9 +73,9 @@ export class CloudClient {
     };
   }
 
-  private async post(path: string, body: unknown): Promise<CloudResponse> {
+  private async post(path: string, body: Buffer | object): Promise<CloudResponse> {
     const url = `${this.options.baseUrl}${path}`;
-    const payload = JSON.stringify(body);
+    const payload = Buffer.isBuffer(body) ? body : JSON.stringify(body);
     try {
       return await new Promise<CloudResponse>((resolve, reject) => {
         const request = (url.startsWith("https:") ? httpsRequest : httpRequest)(
