@@ -1,8 +1,8 @@
 // Benchmark: QoS 1 publish throughput and publish→PUBACK latency of the gateway against two peer
 // brokers, Debian's Mosquitto (C) and mochi-mqtt (Go), each alone on the machine in turn, same run.
 //   npm run bench -w gateway     (CLIENTS=10,100,1000 SECONDS=10 BROKERS=mosquitto,mochi,gateway)
-//   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway run there (--cpu-prof)
-//   GATEWAY_WORKERS=<n>          the gateway's processes (1 by default)
+//   GATEWAY_WORKERS=1,2          the gateway is measured with each of these process counts
+//   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway process there (--cpu-prof)
 // The load comes from the compiled generator (tools/loadgen): one publish in flight per client,
 // every client subscribed to its telemetry-ack topic as the firmware is. Mosquitto is driven by one
 // and by two generator processes, and every run reports the CPU the broker and the generator used:
@@ -27,8 +27,9 @@ function list(name: string, fallback: string): string[] {
 const CLIENT_COUNTS = list("CLIENTS", "10,100,1000").map(Number);
 const SECONDS = Number(process.env.SECONDS || 10);
 const BROKERS = list("BROKERS", "mosquitto,mochi,gateway");
-if (CLIENT_COUNTS.some((n) => !Number.isInteger(n) || n < 1) || !(SECONDS > 0)) {
-  throw new Error("CLIENTS must be a comma-separated list of positive integers and SECONDS a positive number");
+const GATEWAY_WORKERS = list("GATEWAY_WORKERS", "1,2").map(Number);
+if ([...CLIENT_COUNTS, ...GATEWAY_WORKERS].some((n) => !Number.isInteger(n) || n < 1) || !(SECONDS > 0)) {
+  throw new Error("CLIENTS and GATEWAY_WORKERS must be lists of positive integers, SECONDS a positive number");
 }
 const unknown = BROKERS.filter((broker) => !["mosquitto", "mochi", "gateway"].includes(broker));
 if (unknown.length > 0) throw new Error(`BROKERS may name mosquitto, mochi and gateway, not ${unknown.join(", ")}`);
@@ -62,12 +63,12 @@ async function startMochi(): Promise<Broker> {
   return { port, child, stop: () => stopProcess(child) };
 }
 
-async function startGateway(run: number): Promise<Broker> {
+async function startGateway(run: number, workers: number): Promise<Broker> {
   const { port, child } = await startGatewayProcess({
     CLOUD_URL: cloud.url,
     GATEWAY_KEY: cloud.gatewayKey,
     GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
-    GATEWAY_WORKERS: process.env.GATEWAY_WORKERS || "1",
+    GATEWAY_WORKERS: String(workers),
   });
   return { port, child, stop: () => stopProcess(child) };
 }
@@ -82,7 +83,7 @@ async function measure(broker: string, start: () => Promise<Broker>, clients: nu
     const generator = await startLoad(tools.loadgen, {
       port: started.port,
       devices: Array.from({ length: clients }, (_, i) =>
-        broker === "gateway" ? { id: `bench-${i}`, token: `token-${i}` } : { id: `bench-${i}` },
+        broker.startsWith("gateway") ? { id: `bench-${i}`, token: `token-${i}` } : { id: `bench-${i}` },
       ),
       seconds: SECONDS,
       generators,
@@ -130,7 +131,10 @@ try {
       for (const generators of [1, 2]) await measure("mosquitto", () => startMosquitto(dir), clients, generators);
     }
     if (BROKERS.includes("mochi")) await measure("mochi-mqtt", startMochi, clients, 1);
-    if (BROKERS.includes("gateway")) await measure("gateway", () => startGateway(runs++), clients, 1);
+    for (const workers of BROKERS.includes("gateway") ? GATEWAY_WORKERS : []) {
+      const name = workers === 1 ? "gateway (1 process)" : `gateway (${workers} workers)`;
+      await measure(name, () => startGateway(runs++, workers), clients, 1);
+    }
   }
 } finally {
   await cloud.close();
@@ -143,7 +147,7 @@ for (const clients of CLIENT_COUNTS) {
     Math.max(0, ...rows.filter((r) => r.broker === broker && r.clients === clients).map((r) => r.result.rate));
   const mosquitto = best("mosquitto");
   if (mosquitto === 0) continue;
-  for (const broker of ["gateway", "mochi-mqtt"]) {
+  for (const broker of [...new Set(rows.map((row) => row.broker))].filter((broker) => broker !== "mosquitto")) {
     const rate = best(broker);
     if (rate > 0) {
       process.stdout.write(
