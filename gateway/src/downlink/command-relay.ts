@@ -76,7 +76,7 @@ export class CommandRelay {
   /** Resolves once the ack is on disk; rejects (QueueFullError) when the ack queue is full. */
   async ack(deviceId: string, ack: CommandAck): Promise<void> {
     const item: AckFromDevice = { deviceId, receivedAt: Date.now(), ack };
-    await this.acks.append(Buffer.from(JSON.stringify(item)));
+    await this.acks.append(JSON.stringify(item));
     this.wakeAcks?.();
   }
 

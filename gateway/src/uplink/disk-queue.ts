@@ -68,7 +68,9 @@ interface SegmentReader {
 }
 
 interface PendingAppend {
-  frame: Buffer;
+  payload: Buffer | string;
+  /** The payload's length in bytes (UTF-8 for a string). */
+  length: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -77,11 +79,19 @@ function segmentName(segment: number): string {
   return `${String(segment).padStart(20, "0")}${SEGMENT_SUFFIX}`;
 }
 
+/** Frames a payload of `length` bytes at `at` in `into`; answers where the frame ends. */
+function writeFrame(into: Buffer, at: number, payload: Buffer | string, length: number): number {
+  const start = at + HEADER_BYTES;
+  if (typeof payload === "string") into.write(payload, start);
+  else payload.copy(into, start);
+  into.writeUInt32BE(length, at);
+  into.writeUInt32BE(crc32(into.subarray(start, start + length)), at + 4);
+  return start + length;
+}
+
 export function frameRecord(payload: Buffer): Buffer {
   const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
-  frame.writeUInt32BE(crc32(payload), 4);
-  payload.copy(frame, HEADER_BYTES);
+  writeFrame(frame, 0, payload, payload.length);
   return frame;
 }
 
@@ -151,19 +161,23 @@ export class DiskQueue {
     return total + this.pendingBytes;
   }
 
-  /** Resolves once the payload is on disk (a synchronous write); rejects with QueueFullError when over maxBytes. */
-  append(payload: Buffer): Promise<void> {
+  /**
+   * Resolves once the payload (a string is stored as UTF-8) is on disk (a synchronous write); rejects
+   * with QueueFullError when over maxBytes. It is copied into the group's one buffer only when that is written.
+   */
+  append(payload: Buffer | string): Promise<void> {
     if (this.closed) return Promise.reject(new Error("queue is closed"));
-    if (payload.length > MAX_RECORD_BYTES) return Promise.reject(new Error("record too large"));
-    const frame = frameRecord(payload);
-    if (this.bytes + frame.length > this.options.maxBytes) {
+    const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+    if (length > MAX_RECORD_BYTES) return Promise.reject(new Error("record too large"));
+    const frameBytes = HEADER_BYTES + length;
+    if (this.bytes + frameBytes > this.options.maxBytes) {
       return Promise.reject(
         new QueueFullError(`uplink queue holds ${this.bytes} bytes, limit ${this.options.maxBytes}`),
       );
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ frame, resolve, reject });
-      this.pendingBytes += frame.length;
+      this.pending.push({ payload, length, resolve, reject });
+      this.pendingBytes += frameBytes;
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
@@ -292,12 +306,14 @@ export class DiskQueue {
     }
     const handle = this.handle;
     if (!handle) throw new Error("queue is not open");
-    const data = Buffer.concat(group.map((append) => append.frame));
+    const data = Buffer.allocUnsafe(group.reduce((bytes, append) => bytes + HEADER_BYTES + append.length, 0));
+    let at = 0;
+    for (const append of group) at = writeFrame(data, at, append.payload, append.length);
     await handle.write(data, 0, data.length);
     let end = this.segmentSizes.get(this.segment) ?? 0;
     for (const append of group) {
-      this.records.push({ segment: this.segment, start: end, length: append.frame.length - HEADER_BYTES });
-      end += append.frame.length;
+      this.records.push({ segment: this.segment, start: end, length: append.length });
+      end += HEADER_BYTES + append.length;
     }
     this.segmentSizes.set(this.segment, end);
   }

@@ -17,9 +17,9 @@ import type { DiskQueue, QueuedRecord } from "./disk-queue.ts";
 type ItemKind = "telemetry" | "state" | "log";
 
 /**
- * One queued item as stored on disk: a kind byte (KIND_CODES), when the gateway accepted it (epoch ms,
- * float64 BE) and the item's JSON exactly as it goes in an ingest request's array for that kind, so
- * that a request is the records' bytes put together, with nothing parsed or serialised again.
+ * One queued item as stored on disk, as text: a kind digit (KIND_CODES), when the gateway accepted it
+ * (epoch ms), a space, and the item's JSON exactly as it goes in an ingest request's array for that
+ * kind, so that a request is the records' bytes put together, nothing parsed or serialised again.
  * Records of earlier versions are one JSON object ({ kind, deviceId, at, batch | state }), read too.
  */
 interface QueuedItem {
@@ -29,23 +29,19 @@ interface QueuedItem {
 }
 
 const KIND_CODES: Record<ItemKind, number> = { telemetry: 1, state: 2, log: 3 };
-const KINDS = new Map(Object.entries(KIND_CODES).map(([kind, code]) => [code, kind as ItemKind]));
-const HEADER_BYTES = 9;
+const KINDS = new Map(Object.entries(KIND_CODES).map(([kind, code]) => [0x30 + code, kind as ItemKind]));
+const SPACE = 0x20;
 const LEGACY_RECORD = 0x7b; // "{"
 
-function encode(kind: ItemKind, at: number, item: object): Buffer {
-  const json = JSON.stringify(item);
-  const record = Buffer.allocUnsafe(HEADER_BYTES + Buffer.byteLength(json));
-  record[0] = KIND_CODES[kind];
-  record.writeDoubleBE(at, 1);
-  record.write(json, HEADER_BYTES);
-  return record;
+function encode(kind: ItemKind, at: number, item: object): string {
+  return `${KIND_CODES[kind]}${at} ${JSON.stringify(item)}`;
 }
 
 function decode(payload: Buffer): QueuedItem | undefined {
   const kind = KINDS.get(payload[0] ?? 0);
-  if (kind && payload.length > HEADER_BYTES) {
-    return { kind, at: payload.readDoubleBE(1), json: payload.subarray(HEADER_BYTES) };
+  const space = payload.indexOf(SPACE);
+  if (kind && space > 1) {
+    return { kind, at: Number(payload.toString("latin1", 1, space)), json: payload.subarray(space + 1) };
   }
   if (payload[0] !== LEGACY_RECORD) return undefined;
   try {
@@ -189,7 +185,7 @@ export class UplinkForwarder {
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
-  private async push(record: Buffer): Promise<void> {
+  private async push(record: string): Promise<void> {
     await this.queue.append(record);
     // A full request's worth waiting goes at once rather than at the next tick.
     if (!this.stopped && this.failures === 0) this.send(false);
