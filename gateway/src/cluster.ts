@@ -130,18 +130,24 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
   for (let index = 0; index < config.workers; index++) fork(index, 0);
   await ready;
 
-  const ask = async (kind: "health" | "metrics") =>
-    (
-      await Promise.all(
-        slots.filter((slot) => slot.ready).map((slot) => slot.questions.ask(send(slot), (id) => ({ kind, id }))),
-      )
-    ).filter((answer): answer is Extract<ClusterMessage, { kind: "answer" }> => answer?.kind === "answer");
+  /** Every ready worker's answer, by worker index; a worker that does not answer is left out. */
+  const ask = async (kind: "health" | "metrics") => {
+    const ready = slots.filter((slot) => slot.ready);
+    const answers = await Promise.all(ready.map((slot) => slot.questions.ask(send(slot), (id) => ({ kind, id }))));
+    const byWorker = new Map<number, Extract<ClusterMessage, { kind: "answer" }>>();
+    answers.forEach((answer, i) => {
+      const slot = ready[i];
+      if (slot && answer?.kind === "answer") byWorker.set(slot.index, answer);
+    });
+    if (byWorker.size === 0) throw new Error("no gateway worker answered");
+    return byWorker;
+  };
 
   const http = await serveHealth(
     config,
     {
       async health() {
-        const answers = (await ask("health")).flatMap((answer) => (answer.health ? [answer.health] : []));
+        const answers = [...(await ask("health")).values()].flatMap((answer) => answer.health ?? []);
         return {
           status: "ok",
           clients: answers.reduce((total, health) => total + health.clients, 0),
@@ -152,7 +158,7 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
       },
       async renderMetrics() {
         const answers = await ask("metrics");
-        return mergeWorkerMetrics(answers.map((answer) => answer.metrics ?? ""));
+        return mergeWorkerMetrics(new Map([...answers].map(([worker, answer]) => [worker, answer.metrics ?? ""])));
       },
     },
     logger.child({ component: "http" }),
@@ -223,12 +229,12 @@ export async function startGatewayWorker(config: GatewayConfig, logger: Logger):
 }
 
 /**
- * The workers' Prometheus texts as one: every sample gets a `worker` label (0, 1, …) so that each
+ * The workers' Prometheus texts (by worker index) as one: every sample gets a `worker` label so that each
  * worker's series stays distinct; sum() or max() over it gives the gateway's figure.
  */
-export function mergeWorkerMetrics(texts: string[]): string {
+export function mergeWorkerMetrics(texts: Map<number, string>): string {
   const families = new Map<string, { header: string[]; samples: string[] }>();
-  for (const [worker, text] of texts.entries()) {
+  for (const [worker, text] of texts) {
     let family: { header: string[]; samples: string[] } | undefined;
     for (const line of text.split("\n")) {
       const comment = /^# (HELP|TYPE) (\S+)/.exec(line);

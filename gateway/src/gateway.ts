@@ -9,7 +9,12 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { startBridge } from "./bridge/external-broker.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
-import { type DeviceBroker, type DeviceClaims, startEmbeddedBroker } from "./broker/embedded-broker.ts";
+import {
+  type DeviceBroker,
+  type DeviceClaims,
+  type EmbeddedBroker,
+  startEmbeddedBroker,
+} from "./broker/embedded-broker.ts";
 import type { GatewayConfig } from "./config.ts";
 import { CommandChannel } from "./downlink/command-channel.ts";
 import { CommandRelay } from "./downlink/command-relay.ts";
@@ -91,7 +96,9 @@ export async function startGatewayCore(
   worker?: WorkerRole,
 ): Promise<GatewayCore> {
   const metrics = new GatewayMetrics();
+  // Without a worker role this process is the whole gateway, whatever GATEWAY_WORKERS says.
   const index = worker?.index ?? 0;
+  const processes = worker ? config.workers : 1;
   const cloud = new CloudClient({
     baseUrl: config.cloudUrl,
     gatewayKey: config.gatewayKey,
@@ -125,7 +132,7 @@ export async function startGatewayCore(
 
   // Their own metrics: the gauges of this process's queue stay this queue's.
   const orphans = await Promise.all(
-    (await orphanedQueueDirs(config.dataDir, index, config.workers)).map(async (dir) => {
+    (await orphanedQueueDirs(config.dataDir, index, processes)).map(async (dir) => {
       const orphanLogger = logger.child({ component: "orphaned-queue", dir });
       const orphanMetrics = new GatewayMetrics();
       const orphan = await openQueues(dir, config, orphanLogger);
@@ -143,26 +150,23 @@ export async function startGatewayCore(
 
   const log = logger.child({ component: "broker" });
   const intake = new DeviceMessageIntake({ forwarder, commands, metrics, logger: log });
-  const embedded = config.externalBroker
-    ? undefined
-    : await startEmbeddedBroker({
-        config,
-        authenticator: new DeviceAuthenticator(cloud, config.authCacheTtlMs),
-        intake,
-        commands,
-        metrics,
-        logger: log,
-        claims: worker?.claims,
-      });
-  const broker: DeviceBroker =
-    embedded ??
-    (await startBridge({
-      config: config.externalBroker as NonNullable<GatewayConfig["externalBroker"]>,
+  // The embedded broker, kept apart from the interface both share for what only it can do (takeovers).
+  let embedded: EmbeddedBroker | undefined;
+  let broker: DeviceBroker;
+  if (config.externalBroker) {
+    broker = await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log });
+  } else {
+    embedded = await startEmbeddedBroker({
+      config,
+      authenticator: new DeviceAuthenticator(cloud, config.authCacheTtlMs),
       intake,
       commands,
       metrics,
       logger: log,
-    }));
+      claims: worker?.claims,
+    });
+    broker = embedded;
+  }
 
   forwarder.start();
   commands.start();

@@ -151,7 +151,12 @@ test("merged metrics keep each worker's samples apart under a worker label, one 
   const worker = (n: number) =>
     `# HELP a_total things\n# TYPE a_total counter\na_total{kind="x"} ${n}\n# HELP b gauge\n# TYPE b gauge\nb ${n * 10}\n`;
   assert.equal(
-    mergeWorkerMetrics([worker(1), worker(2)]),
+    mergeWorkerMetrics(
+      new Map([
+        [0, worker(1)],
+        [1, worker(2)],
+      ]),
+    ),
     [
       "# HELP a_total things",
       "# TYPE a_total counter",
