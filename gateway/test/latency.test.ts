@@ -88,46 +88,47 @@ describe("publish latency at 10 devices", () => {
     open.length = 0;
   }
 
+  /** The median time of `round` over ROUNDS rounds on each of the ten devices, all at once. */
+  async function medianRound(
+    transport: "tcp" | "tls",
+    round: (client: MqttClient, device: number, seq: number) => Promise<unknown>,
+  ): Promise<string | undefined> {
+    const clients = await devices(transport);
+    const latencies: number[] = [];
+    await Promise.all(
+      clients.map(async (client, i) => {
+        for (let seq = 0; seq < ROUNDS; seq++) {
+          const started = performance.now();
+          await round(client, i, seq);
+          latencies.push(performance.now() - started);
+        }
+      }),
+    );
+    await close(clients);
+    const p50 = median(latencies);
+    return p50 < BOUND_MS ? undefined : `median ${p50.toFixed(1)} ms over ${latencies.length} rounds`;
+  }
+
   for (const transport of ["tcp", "tls"] as const) {
     test(`${transport}: one publish in flight a device, the median PUBLISH→PUBACK stays under ${BOUND_MS} ms`, async () => {
-      const clients = await devices(transport);
-      const latencies: number[] = [];
-      await Promise.all(
-        clients.map(async (client, i) => {
-          for (let seq = 0; seq < ROUNDS; seq++) {
-            const started = performance.now();
-            await client.publishAsync(`d/lat-${i}/telemetry`, telemetry(seq), { qos: 1 });
-            latencies.push(performance.now() - started);
-          }
-        }),
+      const slow = await medianRound(transport, (client, i, seq) =>
+        client.publishAsync(`d/lat-${i}/telemetry`, telemetry(seq), { qos: 1 }),
       );
-      await close(clients);
-      const p50 = median(latencies);
-      assert.ok(p50 < BOUND_MS, `median ${p50.toFixed(1)} ms over ${latencies.length} publishes`);
+      assert.equal(slow, undefined);
     });
 
     test(`${transport}: a command ack and a batch published together, both acknowledged within ${BOUND_MS} ms (median)`, async () => {
       // They go to two disk queues, durable at two different moments: the gateway answers with two
       // writes while the device, waiting for both PUBACKs, sends nothing. The second write is the one Nagle holds.
-      const clients = await devices(transport);
-      const latencies: number[] = [];
-      await Promise.all(
-        clients.map(async (client, i) => {
-          for (let seq = 0; seq < ROUNDS; seq++) {
-            const started = performance.now();
-            await Promise.all([
-              client.publishAsync(`d/lat-${i}/cmd/ack`, JSON.stringify({ v: 1, id: `c-${seq}`, status: "done" }), {
-                qos: 1,
-              }),
-              client.publishAsync(`d/lat-${i}/telemetry`, telemetry(seq), { qos: 1 }),
-            ]);
-            latencies.push(performance.now() - started);
-          }
-        }),
+      const slow = await medianRound(transport, (client, i, seq) =>
+        Promise.all([
+          client.publishAsync(`d/lat-${i}/cmd/ack`, JSON.stringify({ v: 1, id: `c-${seq}`, status: "done" }), {
+            qos: 1,
+          }),
+          client.publishAsync(`d/lat-${i}/telemetry`, telemetry(seq), { qos: 1 }),
+        ]),
       );
-      await close(clients);
-      const p50 = median(latencies);
-      assert.ok(p50 < BOUND_MS, `median ${p50.toFixed(1)} ms over ${latencies.length} pairs`);
+      assert.equal(slow, undefined);
     });
   }
 
