@@ -6,7 +6,6 @@ import { Readable } from "node:stream";
 import type { Db } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
-import { selectMetrics } from "../telemetry/history.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { type ExportBatch, type ExportFormat, type ExportTally, encodeExport } from "./export-format.ts";
 
@@ -58,15 +57,15 @@ export class TelemetryExport {
 
   /** The encoded export; `tally` counts what was written once the stream has ended. */
   stream(tenantId: string, scope: ExportScope, tally: ExportTally): Readable {
-    const chunks = encodeExport(scope.format, this.batches(tenantId, scope), tally);
+    const metrics = scope.metrics && [...scope.metrics];
+    const chunks = encodeExport(scope.format, this.batches(tenantId, scope), tally, metrics);
     return Readable.from(chunks, { objectMode: false, highWaterMark: 64 * 1024 });
   }
 
   private async *batches(tenantId: string, scope: ExportScope): AsyncGenerator<ExportBatch> {
-    const metrics = scope.metrics && [...scope.metrics];
     for await (const deviceId of this.deviceIds(tenantId, scope.devices)) {
-      for await (const hour of this.telemetry.iterateHours(tenantId, deviceId, scope.from, scope.to)) {
-        yield { deviceId, samples: selectMetrics(hour, metrics) };
+      for await (const samples of this.telemetry.iterateHours(tenantId, deviceId, scope.from, scope.to)) {
+        yield { deviceId, samples };
       }
     }
   }
