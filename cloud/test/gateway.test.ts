@@ -254,6 +254,7 @@ describe("gateway API", () => {
         heap: 20480,
         rssi: -60,
         dropped: null,
+        plugins: [],
         latest: { ts: T0 + 61_000, m: { temperature: 20.1, pressure: 100_001 } },
       });
 

@@ -1,8 +1,9 @@
 // The gateway's configuration, read once from the environment and validated,
 // with defaults that run on a laptop next to a local cloud.
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { delimiter, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const DEFAULT_DATA_DIR = fileURLToPath(new URL("../../.data/gateway", import.meta.url));
@@ -47,11 +48,19 @@ export interface ExternalBrokerConfig {
   ca: string | undefined;
 }
 
-export interface TlsListenerConfig {
-  port: number;
+export interface TlsCertificate {
   /** PEM: the server certificate followed by its chain (devices' securesocket needs the full chain). */
   certChain: string;
   key: string;
+}
+
+export interface TlsListenerConfig {
+  port: number;
+  /**
+   * One or more certificates, e.g. an ECDSA and an RSA one: TLS picks the one the client's suites
+   * allow (Moddable's client offers ECDHE-ECDSA, ECDHE-RSA and DHE-RSA suites).
+   */
+  certificates: TlsCertificate[];
   /** PEM CA that signs device client certificates; set to allow mutual TLS. */
   clientCa: string | undefined;
 }
@@ -124,8 +133,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   };
 }
 
-function pemFile(env: Env, name: string): string {
-  const path = env[name];
+function pemFile(name: string, path: string | undefined): string {
   if (!path) throw new ConfigError(`${name} must name a PEM file when MQTT_TLS_PORT is set`);
   let text: string;
   try {
@@ -137,13 +145,39 @@ function pemFile(env: Env, name: string): string {
   return text;
 }
 
+/** MQTT_TLS_CERT and MQTT_TLS_KEY list PEM files separated like PATH, paired in order; each key must be its certificate's. */
+function certificatePairs(env: Env): TlsCertificate[] {
+  const certs = (env.MQTT_TLS_CERT ?? "").split(delimiter).filter(Boolean);
+  const keys = (env.MQTT_TLS_KEY ?? "").split(delimiter).filter(Boolean);
+  if (certs.length !== keys.length)
+    throw new ConfigError(
+      `MQTT_TLS_CERT names ${certs.length} certificate file(s) and MQTT_TLS_KEY ${keys.length} key file(s): list them in pairs, separated by "${delimiter}"`,
+    );
+  if (certs.length === 0) return [pemPair(undefined, undefined)];
+  return certs.map((cert, index) => pemPair(cert, keys[index]));
+}
+
+function pemPair(certPath: string | undefined, keyPath: string | undefined): TlsCertificate {
+  const certChain = pemFile("MQTT_TLS_CERT", certPath);
+  const key = pemFile("MQTT_TLS_KEY", keyPath);
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(certChain).checkPrivateKey(createPrivateKey(key));
+  } catch (error) {
+    throw new ConfigError(
+      `MQTT_TLS_CERT/MQTT_TLS_KEY: ${certPath} or ${keyPath} is unreadable: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  if (!matches) throw new ConfigError(`MQTT_TLS_KEY: ${keyPath} is not the key of ${certPath}`);
+  return { certChain, key };
+}
+
 function tlsListener(env: Env): TlsListenerConfig | undefined {
   if (env.MQTT_TLS_PORT === undefined || env.MQTT_TLS_PORT === "") return undefined;
   return {
     port: integer(env, "MQTT_TLS_PORT", 8883, 0, 65535),
-    certChain: pemFile(env, "MQTT_TLS_CERT"),
-    key: pemFile(env, "MQTT_TLS_KEY"),
-    clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile(env, "MQTT_TLS_CLIENT_CA") : undefined,
+    certificates: certificatePairs(env),
+    clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile("MQTT_TLS_CLIENT_CA", env.MQTT_TLS_CLIENT_CA) : undefined,
   };
 }
 
@@ -164,6 +198,6 @@ function externalBroker(env: Env): ExternalBrokerConfig | undefined {
     clientId: env.EXTERNAL_BROKER_CLIENT_ID || "kestrel-gateway",
     username: env.EXTERNAL_BROKER_USERNAME || undefined,
     password: env.EXTERNAL_BROKER_PASSWORD || undefined,
-    ca: env.EXTERNAL_BROKER_CA ? pemFile(env, "EXTERNAL_BROKER_CA") : undefined,
+    ca: env.EXTERNAL_BROKER_CA ? pemFile("EXTERNAL_BROKER_CA", env.EXTERNAL_BROKER_CA) : undefined,
   };
 }

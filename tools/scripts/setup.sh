@@ -53,6 +53,8 @@ fi
 
 # --- the XS engine for the firmware simulator ---------------------------------
 bash tools/scripts/xs-engine.sh
+# The wasm3 sources (PyPI) for the plugin host; the worker with it linked in is built below.
+bash tools/scripts/wasm3.sh
 
 # --- FerretDB (embedded MongoDB-compatible store) ---------------------------
 fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/*.go | sha256sum | cut -d' ' -f1)"
@@ -87,6 +89,17 @@ if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # ss counts the TCP segments the gateway sends in its latency test.
 command -v ss >/dev/null || debian_packages "the gateway latency test" iproute2
+# The device checks against a Moddable SDK (npm run check:moddable -w firmware, not part of make test):
+# only when MODDABLE names one. Its tools need GLib; its Linux simulator (mcsim) GTK 3, run under Xvfb.
+if [ -n "${MODDABLE:-}" ] && { ! pkg-config --exists glib-2.0 gtk+-3.0 2>/dev/null || ! command -v xvfb-run >/dev/null; }; then
+  debian_packages "the Moddable SDK checks" libglib2.0-dev pkg-config libgtk-3-dev xvfb xauth
+fi
+
+# mbedTLS (SHA-256, ECDSA P-256) for the artifact signature check the simulator's worker links in.
+[ -f /usr/include/mbedtls/ecdsa.h ] || debian_packages "the simulator's artifact signature check" libmbedtls-dev
+
+# --- the simulator's XS worker with our native modules (wasm3 plugin host, signatures) ---
+bash tools/scripts/kestrel-worker.sh
 
 # --- builds -----------------------------------------------------------------
 say "building the firmware (tsc) and the dashboard (esbuild)"

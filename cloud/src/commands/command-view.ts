@@ -1,7 +1,7 @@
 // A command as the API shows it: JSON schemas and their TypeScript twins. Only
-// type imports, so the dashboard can import the types too.
+// type imports and the wire's constants, so the dashboard can import the types too.
 
-import type { CommandName } from "@kestrel/wire";
+import { COMMAND_NAMES, type CommandName } from "@kestrel/wire";
 import type { CommandStatus } from "./command-store.ts";
 
 export type CommandValue = string | number | boolean;
@@ -31,7 +31,6 @@ export interface NewCommand {
   ttlSeconds?: number;
 }
 
-export const COMMAND_NAMES = ["reboot", "set-config", "ping", "identify"] as const;
 export const COMMAND_STATUSES = ["queued", "sent", "delivered", "done", "failed", "expired"] as const;
 export const DEFAULT_TTL_SECONDS = 3600;
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
@@ -52,7 +51,11 @@ export const newCommandSchema = {
     params: flatRecord,
     ttlSeconds: { type: "integer", minimum: 1, maximum: MAX_TTL_SECONDS },
   },
-  examples: [{ name: "ping" }, { name: "set-config", params: { interval: 30 }, ttlSeconds: 300 }],
+  examples: [
+    { name: "ping" },
+    { name: "set-config", params: { interval: 30 }, ttlSeconds: 300 },
+    { name: "plugin-config", params: { name: "smoothing", window: 8 } },
+  ],
 } as const;
 
 export const commandViewSchema = {

@@ -3,7 +3,7 @@
 // lookup a point read, the only filter FerretDB v1 pushes down to SQLite; the
 // search indexes below serve MongoDB (FerretDB answers the same queries by scan).
 
-import type { DeviceMode, DeviceState, ResetReason } from "@kestrel/wire";
+import type { DeviceMode, DeviceState, PluginStatus, ResetReason } from "@kestrel/wire";
 import { type Collection, type Db, type Filter, MongoServerError, type Sort } from "mongodb";
 import { secretMatches } from "../auth/secrets.ts";
 import { type DeviceSearch, searchFilter, searchSort } from "./device-query.ts";
@@ -37,6 +37,8 @@ export interface DeviceDoc {
   heap?: number;
   rssi?: number;
   dropped?: number;
+  /** The plugins the device reported last, with their own counters and errors. */
+  plugins?: PluginStatus[];
   latest?: LatestSample;
 }
 
@@ -229,6 +231,7 @@ export class DeviceStore {
     if (state.heap !== undefined) update.heap = state.heap;
     if (state.rssi !== undefined) update.rssi = state.rssi;
     if (state.dropped !== undefined) update.dropped = state.dropped;
+    if (state.plugins !== undefined) update.plugins = state.plugins;
     await this.devices.updateOne(
       { _id: deviceDocId(tenantId, deviceId), stateAt: { $not: { $gt: receivedAt } } },
       { $set: update, $max: { lastSeen: new Date(receivedAt) } },

@@ -1,7 +1,7 @@
 // The devices API's shapes: JSON schemas and their TypeScript twins. Only type
 // imports, so the dashboard can import the types too.
 
-import type { DeviceMode, ResetReason } from "@kestrel/wire";
+import type { DeviceMode, PluginStatus, ResetReason } from "@kestrel/wire";
 
 export interface LatestSample {
   ts: number;
@@ -31,6 +31,8 @@ export interface DeviceView {
   rssi: number | null;
   /** Samples the device's offline buffer dropped since it booted. */
   dropped: number | null;
+  /** The WebAssembly plugins the device last reported: state, failure reason, calls, errors, budget used. */
+  plugins: PluginStatus[];
   latest: LatestSample | null;
 }
 
@@ -143,6 +145,7 @@ export const deviceViewSchema = {
     "heap",
     "rssi",
     "dropped",
+    "plugins",
     "latest",
   ],
   properties: {
@@ -162,6 +165,25 @@ export const deviceViewSchema = {
     heap: nullable("integer"),
     rssi: nullable("integer"),
     dropped: nullable("integer"),
+    plugins: {
+      type: "array",
+      description: "The WebAssembly plugins the device last reported (docs/protocol.md, Plugins).",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name", "version", "state", "calls", "errors", "fuel"],
+        properties: {
+          name: { type: "string" },
+          version: { type: "string" },
+          state: { type: "string", enum: ["enabled", "disabled", "failed"] },
+          reason: { type: "string", description: "Why it was refused or stopped (a trap, its execution budget)." },
+          previous: { type: "string", description: "The version kept to roll back to." },
+          calls: { type: "integer", description: "on_sample calls since the device booted." },
+          errors: { type: "integer", description: "Calls that trapped or ran out of budget." },
+          fuel: { type: "integer", description: "The most execution budget one call used." },
+        },
+      },
+    },
     latest: {
       type: ["object", "null"],
       additionalProperties: false,

@@ -16,7 +16,11 @@ export function isDeviceUplink(topic: string): boolean {
   return kind !== undefined && DEVICE_PUBLISHES.has(kind);
 }
 
-/** Devices subscribe to their command and telemetry-ack topics only, without wildcards. */
+/** Devices subscribe to their command, telemetry-ack and plugin-package topics only, without wildcards. */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
-  return topicFilter === topics.command(deviceId) || topicFilter === topics.telemetryAck(deviceId);
+  return (
+    topicFilter === topics.command(deviceId) ||
+    topicFilter === topics.telemetryAck(deviceId) ||
+    topicFilter === topics.plugin(deviceId)
+  );
 }
