@@ -1,7 +1,7 @@
 // Reads a V8 CPU profile (.cpuprofile, from --cpu-prof: GATEWAY_CPU_PROF=<dir> on the benchmarks)
 // and writes what docs/benchmarks.md shows of it: a top-down table (inclusive share of the busy time
 // by stage of a message's way through the gateway, and self time by component) and a flame graph (SVG).
-//   npx tsx gateway/bench/profile-report.ts <file.cpuprofile> [out.svg]
+//   npx tsx gateway/bench/profile-report.ts <file.cpuprofile> [out.svg]     (TITLE=<the graph's title>)
 
 import { readFileSync, writeFileSync } from "node:fs";
 
@@ -172,6 +172,7 @@ export function flameGraph(root: Frame, title: string): string {
   draw(root, 0, 0);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height + ROW}" font-family="monospace" font-size="11">`,
+    `<title>${xmlText(title)}</title>`,
     `<text x="4" y="12">${xmlText(title)} (hover a frame for its name, component and share)</text>`,
     ...rects,
     "</svg>",
@@ -184,5 +185,5 @@ if (import.meta.main) {
   if (!file) throw new Error("usage: profile-report.ts <file.cpuprofile> [out.svg]");
   const root = callTree(JSON.parse(readFileSync(file, "utf8")) as Profile);
   process.stdout.write(`${topDownTable(root)}\n`);
-  if (svg) writeFileSync(svg, flameGraph(root, `gateway CPU profile: ${file.split("/").at(-1)}`));
+  if (svg) writeFileSync(svg, flameGraph(root, process.env.TITLE || `gateway CPU profile: ${file.split("/").at(-1)}`));
 }
