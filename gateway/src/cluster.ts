@@ -80,9 +80,12 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
   const slots: WorkerSlot[] = [];
   let stopping = false;
   const ports = { mqttPort: undefined as number | undefined, mqttTlsPort: undefined as number | undefined };
+  let started = false;
   let allReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => {
+  let startFailed: (error: Error) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
     allReady = resolve;
+    startFailed = reject;
   });
 
   const send = (slot: WorkerSlot) => (message: ClusterMessage) => slot.worker.send(message);
@@ -116,6 +119,13 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
       slot.ready = false;
       slot.questions.abandon();
       if (stopping) return;
+      if (!started) {
+        // A worker that cannot start (a port in use, an unreadable queue) will not the next time either.
+        stopping = true;
+        for (const other of slots) if (!other.worker.isDead()) other.worker.process.kill("SIGTERM");
+        startFailed(new Error(`gateway worker ${index} exited during start-up (code ${code}, signal ${signal})`));
+        return;
+      }
       // Its devices reconnect to the other workers meanwhile; its queue waits on disk for the restart.
       const lived = Date.now() - startedAt;
       const next = lived > RESTART_MAX_MS ? 0 : failures + 1;
@@ -129,6 +139,7 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
 
   for (let index = 0; index < config.workers; index++) fork(index, 0);
   await ready;
+  started = true;
 
   /** Every ready worker's answer, by worker index; a worker that does not answer is left out. */
   const ask = async (kind: "health" | "metrics") => {
