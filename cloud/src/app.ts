@@ -14,7 +14,9 @@ import { exportsPlugin } from "./exports/plugin.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { inputHygienePlugin } from "./http/hygiene.ts";
-import { problemDetailsPlugin } from "./http/problem.ts";
+import { problemDetailsPlugin, problemServerOptions } from "./http/problem.ts";
+import { rateLimitPlugin } from "./http/rate-limit.ts";
+import { securityHeadersPlugin } from "./http/security-headers.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
@@ -22,6 +24,7 @@ import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
+import { invitationPlugin } from "./tenants/invitation-plugin.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
 
 /** The API's version in the OpenAPI document. */
@@ -44,14 +47,19 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     bodyLimit: 64 * 1024,
     // Unknown properties are refused rather than silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    ...problemServerOptions,
+    trustProxy: config.trustProxy,
   });
   await app.register(problemDetailsPlugin);
+  await app.register(securityHeadersPlugin);
+  await app.register(rateLimitPlugin, config.rateLimits);
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });
   await app.register(accessPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(orgPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(invitationPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(keysPlugin, { db });
   await app.register(healthPlugin, { db });
   await app.register(telemetryReadBarrierPlugin, { db });
@@ -64,6 +72,8 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     secrets: await SecretBox.open(config.secretsKey, config.dataDir),
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     fileTtlDays: config.exportFileTtlDays,
+    allowedLatenessMs: config.exportAllowedLatenessSeconds * 1000,
+    maxWaitMs: config.exportMaxWaitSeconds * 1000,
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });

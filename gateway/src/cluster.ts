@@ -9,7 +9,10 @@ import type { Logger } from "pino";
 import type { GatewayConfig } from "./config.ts";
 import { type GatewayCore, startGatewayCore } from "./gateway.ts";
 import { type GatewayHealth, serveHealth } from "./health-server.ts";
+import { GatewayMetrics } from "./metrics.ts";
 import { close } from "./servers.ts";
+import { CloudClient } from "./uplink/cloud-client.ts";
+import { gatewayIdOf, UplinkReporter } from "./uplink/uplink-report.ts";
 
 /** Messages between the primary and a worker; `id` pairs a question with its answer. */
 type ClusterMessage =
@@ -154,22 +157,56 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
     return byWorker;
   };
 
+  const health = async (): Promise<GatewayHealth> => {
+    const answers = [...(await ask("health")).values()].flatMap((answer) => answer.health ?? []);
+    return {
+      status: "ok",
+      clients: answers.reduce((total, health) => total + health.clients, 0),
+      queued: answers.reduce((total, health) => total + health.queued, 0),
+      oldestQueuedAgeMs: Math.max(0, ...answers.map((health) => health.oldestQueuedAgeMs)),
+      workers: answers.length,
+    };
+  };
+
+  // The gateway reports its uplink to the cloud as one gateway, whatever its processes: every worker's
+  // queues together. The reporter reads the oldest item's age, then the depth; one round of questions
+  // answers both. Without an answer it repeats the last one, never a queue emptier than it knew.
+  const primaryMetrics = new GatewayMetrics();
+  const uplink = { pending: 0, oldestAgeMs: 0 };
+  const reporter = new UplinkReporter({
+    cloud: new CloudClient({
+      baseUrl: config.cloudUrl,
+      gatewayKey: config.gatewayKey,
+      timeoutMs: config.cloudTimeoutMs,
+    }),
+    forwarder: {
+      get depth() {
+        return uplink.pending;
+      },
+      async oldestAgeMs() {
+        const now = await health().catch(() => undefined);
+        if (now) Object.assign(uplink, { pending: now.queued, oldestAgeMs: now.oldestQueuedAgeMs });
+        return uplink.oldestAgeMs;
+      },
+    },
+    gatewayId: await gatewayIdOf(config.dataDir, config.gatewayId),
+    intervalMs: config.uplinkReportIntervalMs,
+    logger: logger.child({ component: "uplink-report" }),
+    metrics: primaryMetrics,
+  });
+  reporter.start();
+
   const http = await serveHealth(
     config,
     {
-      async health() {
-        const answers = [...(await ask("health")).values()].flatMap((answer) => answer.health ?? []);
-        return {
-          status: "ok",
-          clients: answers.reduce((total, health) => total + health.clients, 0),
-          queued: answers.reduce((total, health) => total + health.queued, 0),
-          oldestQueuedAgeMs: Math.max(0, ...answers.map((health) => health.oldestQueuedAgeMs)),
-          workers: answers.length,
-        };
-      },
+      health,
       async renderMetrics() {
         const answers = await ask("metrics");
-        return mergeWorkerMetrics(new Map([...answers].map(([worker, answer]) => [worker, answer.metrics ?? ""])));
+        const texts = new Map<number | "primary", string>(
+          [...answers].map(([worker, answer]) => [worker, answer.metrics ?? ""]),
+        );
+        texts.set("primary", primaryMetrics.render());
+        return mergeWorkerMetrics(texts);
       },
     },
     logger.child({ component: "http" }),
@@ -199,6 +236,7 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
           await exited;
         }),
       );
+      await reporter.stop();
       await close(http.server);
       logger.info("gateway stopped");
     },
@@ -240,10 +278,10 @@ export async function startGatewayWorker(config: GatewayConfig, logger: Logger):
 }
 
 /**
- * The workers' Prometheus texts (by worker index) as one: every sample gets a `worker` label so that each
+ * The workers' Prometheus texts (by worker index, and the primary's) as one: every sample gets a `worker` label so that each
  * worker's series stays distinct; sum() or max() over it gives the gateway's figure.
  */
-export function mergeWorkerMetrics(texts: Map<number, string>): string {
+export function mergeWorkerMetrics(texts: Map<number | "primary", string>): string {
   const families = new Map<string, { header: string[]; samples: string[] }>();
   for (const [worker, text] of texts) {
     let family: { header: string[]; samples: string[] } | undefined;

@@ -27,6 +27,10 @@ export interface GatewayConfig {
    * (GATEWAY_WORKERS): one Node process uses one core.
    */
   workers: number;
+  /** How the gateway names itself to the cloud (GATEWAY_ID); unset: an id kept in dataDir. */
+  gatewayId: string | undefined;
+  /** How often the uplink's progress is reported to the cloud (UPLINK_REPORT_INTERVAL_MS). */
+  uplinkReportIntervalMs: number;
   queueMaxBytes: number;
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
@@ -95,6 +99,13 @@ function url(env: Env, name: string, fallback: string): string {
   return raw.replace(/\/+$/, "");
 }
 
+function gatewayId(env: Env): string | undefined {
+  const raw = env.GATEWAY_ID;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(raw)) throw new ConfigError("GATEWAY_ID must be 1..64 of A-Z a-z 0-9 _ -");
+  return raw;
+}
+
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
@@ -124,6 +135,8 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
     workers,
+    gatewayId: gatewayId(env),
+    uplinkReportIntervalMs: integer(env, "UPLINK_REPORT_INTERVAL_MS", 5000, 100, 600_000),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),

@@ -25,6 +25,7 @@ import { close } from "./servers.ts";
 import { CloudClient } from "./uplink/cloud-client.ts";
 import { DiskQueue } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
+import { gatewayIdOf, UplinkReporter } from "./uplink/uplink-report.ts";
 
 export interface Gateway {
   /** Undefined when the plain TCP listener is off. */
@@ -168,17 +169,36 @@ export async function startGatewayCore(
     broker = embedded;
   }
 
+  // What the uplink holds: this process's queue and the orphaned ones it drains.
+  const uplink = {
+    get depth() {
+      return orphans.reduce((total, orphan) => total + orphan.forwarder.depth, forwarder.depth);
+    },
+    oldestAgeMs: async (now = Date.now()) =>
+      Math.max(
+        await forwarder.oldestAgeMs(now),
+        ...(await Promise.all(orphans.map((orphan) => orphan.forwarder.oldestAgeMs(now)))),
+      ),
+  };
+  // A worker's queues are one part of the gateway's: the primary reports them all under one id (cluster.ts).
+  const reporter = worker
+    ? undefined
+    : new UplinkReporter({
+        cloud,
+        forwarder: uplink,
+        gatewayId: await gatewayIdOf(config.dataDir, config.gatewayId),
+        intervalMs: config.uplinkReportIntervalMs,
+        logger: logger.child({ component: "uplink-report" }),
+        metrics,
+      });
+
   forwarder.start();
+  reporter?.start();
   commands.start();
   for (const orphan of orphans) {
     orphan.forwarder.start();
     orphan.relay.start();
   }
-  const oldestAgeMs = async () =>
-    Math.max(
-      await forwarder.oldestAgeMs(),
-      ...(await Promise.all(orphans.map((orphan) => orphan.forwarder.oldestAgeMs()))),
-    );
 
   return {
     mqttPort: broker.mqttPort,
@@ -186,11 +206,11 @@ export async function startGatewayCore(
     metrics,
     forwarder,
     async health() {
-      const queued = orphans.reduce((total, orphan) => total + orphan.forwarder.depth, forwarder.depth);
-      return { status: "ok", clients: broker.connectedClients, queued, oldestQueuedAgeMs: await oldestAgeMs() };
+      const oldestQueuedAgeMs = await uplink.oldestAgeMs();
+      return { status: "ok", clients: broker.connectedClients, queued: uplink.depth, oldestQueuedAgeMs };
     },
     async renderMetrics() {
-      metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await oldestAgeMs()) / 1000);
+      metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await uplink.oldestAgeMs()) / 1000);
       // Read here rather than kept up to date on every message.
       metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
       metrics.set("kestrel_gateway_queue_bytes", queues.uplink.bytes);
@@ -206,6 +226,7 @@ export async function startGatewayCore(
       await commands.stop();
       await forwarder.stop();
       await Promise.all(orphans.map(async (orphan) => Promise.all([orphan.relay.stop(), orphan.forwarder.stop()])));
+      await reporter?.stop();
     },
   };
 }

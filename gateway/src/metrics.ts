@@ -52,6 +52,11 @@ export class GatewayMetrics {
     this.define("kestrel_gateway_command_acks_relayed_total", "counter", "device command acks delivered to the cloud");
     this.define("kestrel_gateway_command_acks_dropped_total", "counter", "device command acks given up on");
     this.define("kestrel_gateway_downlink_failures_total", "counter", "failed command polls, publishes and ack relays");
+    this.define(
+      "kestrel_gateway_uplink_reports_failed_total",
+      "counter",
+      "reports of the uplink's progress the cloud did not take",
+    );
     this.define("kestrel_gateway_connected_clients", "gauge", "MQTT clients connected now");
     this.define("kestrel_gateway_queue_depth", "gauge", "items waiting to be delivered to the cloud");
     this.define("kestrel_gateway_queue_bytes", "gauge", "bytes of the on-disk uplink queue");

@@ -44,6 +44,7 @@ describe("a gateway of two worker processes", () => {
       CLOUD_URL: cloud.url,
       GATEWAY_KEY: cloud.gatewayKey,
       FORWARD_INTERVAL_MS: "20",
+      UPLINK_REPORT_INTERVAL_MS: "100",
     });
     await gateway.start();
   };
@@ -127,6 +128,29 @@ describe("a gateway of two worker processes", () => {
     assert.ok(offline.receivedAt <= online.receivedAt, "the will was received before the new connection's state");
     assert.equal(second.connected, true);
     await second.endAsync();
+  });
+
+  test("the cloud hears one gateway's uplink, both workers' queues together", async () => {
+    const devices = await Promise.all(["wk-0", "wk-1", "wk-2", "wk-3"].map((id) => connect(id)));
+    cloud.failIngestWith = 503;
+    await Promise.all(
+      devices.map((client, i) => client.publishAsync(`d/wk-${i}/telemetry`, batch(200 + i), { qos: 1 })),
+    );
+    // Two devices on each worker: only the sum of the two queues makes four, and it holds while the cloud refuses.
+    const first = await until(() => {
+      const at = cloud.uplinkReports.findIndex((r) => r.uplink.pending === 4);
+      return at >= 0 ? at : undefined;
+    }, "a report of the four batches queued");
+    await until(() => cloud.uplinkReports.length >= first + 6, "five more reports");
+    const since = cloud.uplinkReports.slice(first, first + 6);
+    assert.deepEqual(
+      since.map((r) => r.uplink.pending),
+      [4, 4, 4, 4, 4, 4],
+    );
+    assert.equal(new Set(cloud.uplinkReports.map((r) => r.gatewayId)).size, 1, "reported under one gateway id");
+    cloud.failIngestWith = undefined;
+    await until(() => cloud.uplinkReports.at(-1)?.uplink.pending === 0, "a report of the queues emptied", 15_000);
+    await Promise.all(devices.map((client) => client.endAsync()));
   });
 
   test("with fewer workers after a restart, what the others had queued is still delivered", async () => {

@@ -31,6 +31,8 @@ export interface PlatformOptions {
   deviceSettings?: Readonly<Record<string, string | number>>;
   /** Reuse credentials saved by an earlier run in dataDir (the local runner); tests start fresh. */
   reuseCredentials?: boolean;
+  /** The gateway's queues and id; default `<dataDir>/gateway`. */
+  gatewayDataDir?: string;
 }
 
 export interface Credentials {
@@ -48,6 +50,8 @@ export interface Platform {
   mqttPlainUrl: string | undefined;
   tls: { ca: string; caPath: string };
   credentials: Credentials;
+  /** Where the credentials were saved (mode 0600). */
+  credentialsPath: string;
   gateway: Gateway;
   devices: SimDevice[];
   /** Stops the devices only, leaving the pipeline running so it can drain. */
@@ -148,7 +152,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
         GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
         CLOUD_URL: cloudUrl,
         GATEWAY_KEY: credentials.gatewayKey,
-        GATEWAY_DATA_DIR: join(dataDir, "gateway"),
+        GATEWAY_DATA_DIR: options.gatewayDataDir ?? join(dataDir, "gateway"),
       }),
       logger.child({ service: "gateway" }),
     );
@@ -185,6 +189,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       mqttPlainUrl,
       tls: { ca: pki.ca.certificate, caPath: pki.ca.certificatePath },
       credentials,
+      credentialsPath,
       gateway,
       devices: [...devices],
       stopDevices,

@@ -18,7 +18,17 @@ export interface CommandView {
   expiresAt: number;
   reason: string | null;
   result: Record<string, CommandValue> | null;
+  /** The device's final ack when it arrived after the command had expired; the status stays `expired`. */
+  late: LateOutcomeView | null;
   history: Array<{ status: CommandStatus; at: number }>;
+}
+
+export interface LateOutcomeView {
+  status: "done" | "failed";
+  /** Epoch ms: when the gateway received the ack. */
+  at: number;
+  reason: string | null;
+  result: Record<string, CommandValue> | null;
 }
 
 export interface CommandList {
@@ -53,7 +63,7 @@ export const newCommandSchema = {
   },
   examples: [
     { name: "ping" },
-    { name: "set-config", params: { interval: 30 }, ttlSeconds: 300 },
+    { name: "set-config", params: { sample_interval_ms: 30_000 }, ttlSeconds: 300 },
     { name: "plugin-config", params: { name: "smoothing", window: 8 } },
   ],
 } as const;
@@ -72,6 +82,7 @@ export const commandViewSchema = {
     "expiresAt",
     "reason",
     "result",
+    "late",
     "history",
   ],
   properties: {
@@ -85,6 +96,19 @@ export const commandViewSchema = {
     expiresAt: { type: "integer" },
     reason: { type: ["string", "null"] },
     result: { ...flatRecord, type: ["object", "null"] },
+    late: {
+      description:
+        "The device's done or failed ack that arrived after the command had expired (the status stays expired).",
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["status", "at", "reason", "result"],
+      properties: {
+        status: { type: "string", enum: ["done", "failed"] },
+        at: { type: "integer" },
+        reason: { type: ["string", "null"] },
+        result: { ...flatRecord, type: ["object", "null"] },
+      },
+    },
     history: {
       type: "array",
       items: {

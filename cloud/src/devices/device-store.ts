@@ -208,7 +208,6 @@ export class DeviceStore {
     return device !== null && secretMatches(token, device.tokenHash);
   }
 
-  /** Moves lastSeen forward and replaces `latest` when this sample is newer. */
   /**
    * Moves lastSeen forward and, given a sample newer than the device's latest (the caller, the one
    * writer of telemetry, knows), sets it. One update by `_id`: FerretDB looks only that up by index.
@@ -220,7 +219,11 @@ export class DeviceStore {
     );
   }
 
-  /** Applies a reported state unless a later one (by gateway receive time) was applied already. */
+  /**
+   * Applies a reported state unless a later one (by gateway receive time) was applied already. A state
+   * the device sent (online) moves lastSeen to its receive time, never past now; the last will
+   * (`online: false`) does not: the broker sent it once it noticed the device was gone.
+   */
   async recordState(tenantId: string, deviceId: string, state: DeviceState, receivedAt: number): Promise<void> {
     const update: Partial<DeviceDoc> = { online: state.online, stateAt: receivedAt };
     if (state.fw !== undefined) update.fw = state.fw;
@@ -234,7 +237,9 @@ export class DeviceStore {
     if (state.plugins !== undefined) update.plugins = state.plugins;
     await this.devices.updateOne(
       { _id: deviceDocId(tenantId, deviceId), stateAt: { $not: { $gt: receivedAt } } },
-      { $set: update, $max: { lastSeen: new Date(receivedAt) } },
+      state.online
+        ? { $set: update, $max: { lastSeen: new Date(Math.min(receivedAt, Date.now())) } }
+        : { $set: update },
     );
   }
 }

@@ -1,7 +1,8 @@
 // The devices API's shapes: JSON schemas and their TypeScript twins. Only type
-// imports, so the dashboard can import the types too.
+// imports and the import-free text-schema.ts, so the dashboard can import the types too.
 
 import type { DeviceMode, PluginStatus, ResetReason } from "@kestrel/wire";
+import { CURSOR_PATTERN, countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
 
 export interface LatestSample {
   ts: number;
@@ -98,8 +99,8 @@ export const DEVICE_LIMITS = Object.freeze({
 
 // Tags and groups are stored lower-case: the API lower-cases what it is given.
 const LABEL_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$";
-// Nothing is trimmed silently: a name with surrounding spaces is refused.
-const NAME_PATTERN = "^\\S(.*\\S)?$";
+// Nothing is trimmed silently: a name with surrounding spaces (or control characters) is refused.
+const NAME_PATTERN = DISPLAY_NAME_PATTERN;
 // No `$` and no `.`: metadata keys become MongoDB field names.
 export const METADATA_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$";
 
@@ -261,8 +262,12 @@ export const deviceListQuerySchema = {
     lastSeenAfter: epochMs("Epoch ms: last seen after it."),
     sort: { type: "string", enum: DEVICE_SORTS },
     order: { type: "string", enum: ["asc", "desc"] },
-    limit: { type: "string", pattern: "^[0-9]{1,3}$", description: `1..${DEVICE_LIMITS.pageSize}, default 50.` },
-    cursor: { type: "string", minLength: 1, maxLength: 512, description: "nextCursor of the page before." },
+    limit: {
+      type: "string",
+      pattern: countPattern(DEVICE_LIMITS.pageSize),
+      description: `1..${DEVICE_LIMITS.pageSize}, default 50.`,
+    },
+    cursor: { type: "string", pattern: CURSOR_PATTERN, description: "nextCursor of the page before." },
   },
   examples: [
     { q: "press", online: "true", sort: "name", limit: "20" },

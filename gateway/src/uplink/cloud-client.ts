@@ -73,6 +73,15 @@ export class CloudClient {
     };
   }
 
+  /** How far the uplink has come (uplink-report.ts); answered 204. */
+  async reportUplink(
+    gatewayId: string,
+    uplink: { pending: number; oldestAt: number | null; at: number },
+  ): Promise<void> {
+    const response = await this.post("/api/gateway/v1/uplink-status", { gatewayId, uplink });
+    this.expectOk(response);
+  }
+
   private async post(path: string, body: Buffer | object): Promise<CloudResponse> {
     const url = `${this.options.baseUrl}${path}`;
     const payload = Buffer.isBuffer(body) ? body : JSON.stringify(body);
