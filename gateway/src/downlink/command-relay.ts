@@ -93,7 +93,7 @@ export class CommandRelay {
   }
 
   private async enqueue(item: RelayRecord): Promise<void> {
-    await this.acks.append(Buffer.from(JSON.stringify(item)));
+    await this.acks.append(JSON.stringify(item));
     this.wakeAcks?.();
   }
 
