@@ -22,6 +22,11 @@ export interface GatewayConfig {
   forwardConcurrency: number;
   /** Where the durable uplink queue lives. */
   dataDir: string;
+  /**
+   * Processes running the embedded broker on the same ports, each with its own queues and devices
+   * (GATEWAY_WORKERS): one Node process uses one core.
+   */
+  workers: number;
   /** How the gateway names itself to the cloud (GATEWAY_ID); unset: an id kept in dataDir. */
   gatewayId: string | undefined;
   /** How often the uplink's progress is reported to the cloud (UPLINK_REPORT_INTERVAL_MS). */
@@ -124,6 +129,11 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const tls = tlsListener(env);
   const plainOff = env.MQTT_PORT === "off";
   if (plainOff && !tls) throw new ConfigError('MQTT_PORT may be "off" only when MQTT_TLS_PORT is set');
+  const workers = integer(env, "GATEWAY_WORKERS", 1, 1, 64);
+  const bridge = externalBroker(env);
+  if (workers > 1 && bridge) {
+    throw new ConfigError("GATEWAY_WORKERS applies to the embedded broker; with EXTERNAL_BROKER_URL it must be 1");
+  }
   return {
     mqttHost: env.MQTT_HOST || "127.0.0.1",
     mqttPort: plainOff ? undefined : integer(env, "MQTT_PORT", 1883, 0, 65535),
@@ -135,6 +145,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
     forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
+    workers,
     gatewayId: gatewayId(env),
     uplinkReportIntervalMs: integer(env, "UPLINK_REPORT_INTERVAL_MS", 5000, 100, 600_000),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
@@ -142,7 +153,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     tls,
-    externalBroker: externalBroker(env),
+    externalBroker: bridge,
     artifacts: {
       cacheMaxBytes: integer(env, "ARTIFACT_CACHE_MAX_BYTES", 2 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
       maxDownloads: integer(env, "ARTIFACT_MAX_DOWNLOADS", 8, 1, 10_000),

@@ -1,7 +1,10 @@
 // Command-line entry: configuration from the environment, JSON logs to stdout,
-// clean shutdown on SIGINT/SIGTERM.
+// clean shutdown on SIGINT/SIGTERM. With GATEWAY_WORKERS > 1 this process is the
+// primary of a cluster and the same entry runs in every worker (cluster.ts).
 
+import cluster from "node:cluster";
 import { pino } from "pino";
+import { startGatewayCluster, startGatewayWorker } from "./cluster.ts";
 import { ConfigError, loadGatewayConfig } from "./config.ts";
 import { startGateway } from "./gateway.ts";
 
@@ -17,7 +20,11 @@ try {
 }
 
 const logger = pino({ level: config.logLevel, base: { service: "gateway" } });
-const gateway = await startGateway(config, logger);
+const gateway = cluster.isWorker
+  ? await startGatewayWorker(config, logger)
+  : config.workers > 1
+    ? await startGatewayCluster(config, logger)
+    : await startGateway(config, logger);
 
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

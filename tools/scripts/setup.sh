@@ -87,6 +87,8 @@ command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
+# ss counts the TCP segments the gateway sends in its latency test.
+command -v ss >/dev/null || debian_packages "the gateway latency test" iproute2
 # The device checks against a Moddable SDK (npm run check:moddable -w firmware, not part of make test):
 # only when MODDABLE names one. Its tools need GLib; its Linux simulator (mcsim) GTK 3, run under Xvfb.
 if [ -n "${MODDABLE:-}" ] && { ! pkg-config --exists glib-2.0 gtk+-3.0 2>/dev/null || ! command -v xvfb-run >/dev/null; }; then

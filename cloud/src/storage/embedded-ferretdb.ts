@@ -21,6 +21,8 @@ export interface EmbeddedFerretDbOptions {
 
 export interface EmbeddedFerretDb {
   uri: string;
+  /** Its process, for benchmarks that read its CPU time. */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
   });
   return {
     uri,
+    pid: child.pid,
     stop: () => {
       stopping = true;
       return stop();

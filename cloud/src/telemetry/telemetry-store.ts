@@ -465,16 +465,22 @@ export class TelemetryStore {
   }
 
   /**
-   * Raw samples of one device with from <= ts < to, ordered by ts, boot, seq, yielded one at a
-   * time: memory holds one hourly bucket, however long the range (exports stream from this).
+   * Raw samples of one device with from <= ts < to, ordered by ts, boot, seq, an hourly bucket at a
+   * time: memory holds one bucket, however long the range (exports stream from this).
    * The caller must already know the device belongs to the tenant.
    */
-  async *iterate(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample> {
+  async *iterateHours(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample[]> {
     await this.settle();
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) {
-      const doc = await this.buckets.findOne({ _id: key(tenantId, deviceId, hour) }, { projection: { s: 1 } });
-      if (doc) yield* bucketSamples(doc, from, to);
+      // Read in a call of its own: the bucket document is not kept alive by this generator while it waits.
+      const samples = await this.hourSamples(key(tenantId, deviceId, hour), from, to);
+      if (samples.length > 0) yield samples;
     }
+  }
+
+  private async hourSamples(id: string, from: number, to: number): Promise<HistorySample[]> {
+    const doc = await this.buckets.findOne({ _id: id }, { projection: { s: 1 } });
+    return doc ? bucketSamples(doc, from, to) : [];
   }
 
   /** Samples with from <= ts < to, ordered by ts, boot, seq. */

@@ -32,7 +32,7 @@ export class DurableRelay<T> {
 
   /** Resolves once the item is on disk; rejects (QueueFullError) when its queue is full. */
   async append(item: T): Promise<void> {
-    await this.options.queue.append(Buffer.from(JSON.stringify(item)));
+    await this.options.queue.append(JSON.stringify(item));
     this.wake?.();
   }
 
