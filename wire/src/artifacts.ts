@@ -117,19 +117,23 @@ export function targetMatches(target: ArtifactTarget, chip: string, board: strin
   return target.chip === chip && (target.board === "*" || target.board === board);
 }
 
-/**
- * What the cloud signs for an artifact; the device installs nothing that does not match it. `keyId`
- * names the organization key that signed it, `issued` is when (epoch ms).
- */
-export interface ArtifactManifest {
-  v: 1;
-  artifact: string;
+/** What an artifact is: its kind, name and version, what it runs on, and its bytes' size and digest. */
+export interface ArtifactIdentity {
   kind: ArtifactKind;
   name: string;
   version: string;
   target: ArtifactTarget;
   size: number;
   sha256: string;
+}
+
+/**
+ * What the cloud signs for an artifact; the device installs nothing that does not match it. `keyId`
+ * names the organization key that signed it, `issued` is when (epoch ms).
+ */
+export interface ArtifactManifest extends ArtifactIdentity {
+  v: 1;
+  artifact: string;
   keyId: string;
   issued: number;
 }

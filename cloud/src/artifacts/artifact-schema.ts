@@ -1,8 +1,8 @@
 // The artifact registry API's shapes: JSON schemas and their TypeScript twins.
 
-import type { ArtifactKind, ArtifactTarget } from "@kestrel/wire/artifacts";
-import { countPattern, ONE_LINE_PATTERN } from "../http/text-schema.ts";
-import { MAX_ARTIFACTS_LISTED } from "./artifact-store.ts";
+import type { ArtifactKind } from "@kestrel/wire/artifacts";
+import { limitParameter, ONE_LINE_PATTERN } from "../http/text-schema.ts";
+import { type ArtifactRecord, MAX_ARTIFACTS_LISTED } from "./artifact-store.ts";
 
 export interface SignatureView {
   keyId: string;
@@ -10,17 +10,7 @@ export interface SignatureView {
   signedBy: string;
 }
 
-export interface ArtifactView {
-  artifactId: string;
-  kind: ArtifactKind;
-  name: string;
-  version: string;
-  target: ArtifactTarget;
-  size: number;
-  sha256: string;
-  notes: string;
-  details: Record<string, string>;
-  createdBy: string;
+export interface ArtifactView extends ArtifactRecord {
   createdAt: number;
   signatures: SignatureView[];
 }
@@ -112,11 +102,7 @@ export const listQuerySchema = {
   properties: {
     kind: KIND,
     name: { type: "string", maxLength: 64 },
-    limit: {
-      type: "string",
-      pattern: countPattern(MAX_ARTIFACTS_LISTED),
-      description: `1..${MAX_ARTIFACTS_LISTED}, default 50.`,
-    },
+    limit: limitParameter(MAX_ARTIFACTS_LISTED, 50),
   },
   examples: [{ kind: "firmware", name: "kestrel-fw", limit: "50" }],
 } as const;

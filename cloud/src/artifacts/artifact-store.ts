@@ -3,7 +3,7 @@
 // (organization, kind, name, version) is unique: a version, once uploaded, never changes.
 
 import { randomBytes } from "node:crypto";
-import type { ArtifactKind, ArtifactManifest, ArtifactTarget, SignedText } from "@kestrel/wire/artifacts";
+import type { ArtifactIdentity, ArtifactKind, ArtifactManifest, SignedText } from "@kestrel/wire/artifacts";
 import { type Collection, type Db, MongoServerError } from "mongodb";
 
 export interface ArtifactSignature extends SignedText {
@@ -12,21 +12,19 @@ export interface ArtifactSignature extends SignedText {
   signedBy: string;
 }
 
-export interface ArtifactDoc {
-  _id: string;
-  tenantId: string;
+/** An artifact as the registry describes it, stored or answered. */
+export interface ArtifactRecord extends ArtifactIdentity {
   artifactId: string;
-  kind: ArtifactKind;
-  name: string;
-  version: string;
-  target: ArtifactTarget;
-  size: number;
-  sha256: string;
   notes: string;
   /** What the content says beyond the declared fields (e.g. the image's project name). */
   details: Record<string, string>;
-  blob: string;
   createdBy: string;
+}
+
+export interface ArtifactDoc extends ArtifactRecord {
+  _id: string;
+  tenantId: string;
+  blob: string;
   createdAt: Date;
   signatures: ArtifactSignature[];
 }

@@ -11,7 +11,7 @@ import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../htt
 import { Problem, problemResponses } from "../http/problem.ts";
 import { applyRelayed, RELAYED_BODY_LIMIT, relayResultSchema } from "../http/relayed.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
-import { countPattern } from "../http/text-schema.ts";
+import { limitParameter } from "../http/text-schema.ts";
 import { CommandBell } from "./command-bell.ts";
 import {
   type CommandDoc,
@@ -142,11 +142,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             type: "object",
             additionalProperties: false,
             properties: {
-              limit: {
-                type: "string",
-                pattern: countPattern(MAX_COMMANDS_LISTED),
-                description: `1..${MAX_COMMANDS_LISTED}, default 20.`,
-              },
+              limit: limitParameter(MAX_COMMANDS_LISTED, 20),
             },
             examples: [{ limit: "20" }],
           },

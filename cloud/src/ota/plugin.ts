@@ -19,7 +19,7 @@ import {
   relayedItemsSchema,
   relayResultSchema,
 } from "../http/relayed.ts";
-import { countPattern } from "../http/text-schema.ts";
+import { limitParameter } from "../http/text-schema.ts";
 import { SlotLease } from "../retention/lease.ts";
 import { MAX_HISTORY_LISTED } from "./campaign-history.ts";
 import {
@@ -184,11 +184,7 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
           type: "object",
           additionalProperties: false,
           properties: {
-            limit: {
-              type: "string",
-              pattern: countPattern(MAX_CAMPAIGNS_LISTED),
-              description: `1..${MAX_CAMPAIGNS_LISTED}, default 20.`,
-            },
+            limit: limitParameter(MAX_CAMPAIGNS_LISTED, 20),
           },
           examples: [{ limit: "20" }],
         },
@@ -271,11 +267,7 @@ export async function otaPlugin(app: FastifyInstance, options: OtaOptions): Prom
           additionalProperties: false,
           properties: {
             deviceId: DEVICE_ID,
-            limit: {
-              type: "string",
-              pattern: countPattern(MAX_HISTORY_LISTED),
-              description: `1..${MAX_HISTORY_LISTED}, default ${MAX_HISTORY_LISTED}.`,
-            },
+            limit: limitParameter(MAX_HISTORY_LISTED, MAX_HISTORY_LISTED),
           },
           examples: [{ deviceId: "sim-001", limit: "100" }],
         },
