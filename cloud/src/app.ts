@@ -18,11 +18,13 @@ import { problemDetailsPlugin } from "./http/problem.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
+import { cloudMetricsPlugin } from "./metrics/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
+import { webhooksPlugin } from "./webhooks/plugin.ts";
 
 /** The API's version in the OpenAPI document. */
 const API_VERSION = "0.1.0";
@@ -46,6 +48,7 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
   await app.register(problemDetailsPlugin);
+  await app.register(cloudMetricsPlugin, { db, token: config.metricsToken });
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });
@@ -58,16 +61,24 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(devicesPlugin, { db });
   await app.register(telemetryPlugin, { db });
   await app.register(retentionPlugin, { db });
+  const secrets = await SecretBox.open(config.secretsKey, config.dataDir);
   await app.register(exportsPlugin, {
     db,
     scheduler: config.exportScheduler,
-    secrets: await SecretBox.open(config.secretsKey, config.dataDir),
+    secrets,
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     fileTtlDays: config.exportFileTtlDays,
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
   await app.register(commandsPlugin, { db });
+  await app.register(webhooksPlugin, {
+    db,
+    secrets,
+    webhookAllowedNetworks: config.webhookAllowedNetworks,
+    metrics: app.metrics,
+    dispatcher: config.webhookDispatcher,
+  });
   await app.register(dashboardPlugin, { dir: config.dashboardDir });
   return app;
 }

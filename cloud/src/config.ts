@@ -24,6 +24,14 @@ export interface CloudConfig {
   webhookAllowedNetworks: string[];
   /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
   secretsKey: Buffer | undefined;
+  /** Whether this replica delivers partner webhooks (WEBHOOK_DISPATCHER=on|off; one replica at a time does). */
+  webhookDispatcher: boolean;
+  /** Bearer token scrapers of /metrics must present (METRICS_TOKEN); unset: /metrics is open. */
+  metricsToken: string | undefined;
+  /** Sentry DSN (SENTRY_DSN): errors are reported there when set, by the cloud and the dashboard. */
+  sentryDsn: string | undefined;
+  /** Sentry environment tag (SENTRY_ENVIRONMENT). */
+  sentryEnvironment: string;
 }
 
 export class ConfigError extends Error {
@@ -80,6 +88,30 @@ function secretsKey(env: Env): Buffer | undefined {
   return key;
 }
 
+function secretToken(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError(`${name} must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -`);
+  }
+  return raw;
+}
+
+function sentryDsn(env: Env): string | undefined {
+  const raw = env.SENTRY_DSN;
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  if (!/^https?:$/.test(url.protocol) || url.username === "" || !/^\/.*\d+$/.test(url.pathname)) {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  return raw;
+}
+
 function mongoUri(env: Env): string | undefined {
   const raw = env.MONGODB_URI;
   if (raw === undefined || raw === "") return undefined;
@@ -115,5 +147,9 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     exportFileTtlDays: integer(env, "EXPORT_FILE_TTL_DAYS", 7, 1, 3650),
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
+    webhookDispatcher: onOff(env, "WEBHOOK_DISPATCHER", true),
+    metricsToken: secretToken(env, "METRICS_TOKEN"),
+    sentryDsn: sentryDsn(env),
+    sentryEnvironment: env.SENTRY_ENVIRONMENT || "production",
   };
 }

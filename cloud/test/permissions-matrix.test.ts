@@ -23,6 +23,7 @@ import { REPO_ROOT } from "../src/config.ts";
 import { ExportRunStore, runId } from "../src/exports/run-store.ts";
 import { KeyStore } from "../src/keys/key-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
+import { type DeliveryDoc, deliveryId } from "../src/webhooks/delivery-store.ts";
 import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
 type Caller = { kind: "role"; role: Role } | { kind: "key"; scope: Scope; secret: string } | { kind: "gateway" };
@@ -136,6 +137,33 @@ describe("permission matrix over every /api route", () => {
     otherOrgIds.set("commandId", command.json<{ id: string }>().id);
     otherOrgIds.set("email", globex.admin.email);
     otherOrgIds.set("keyId", globexKey.doc.keyId);
+    const endpoint = await cloud.app.inject({
+      method: "POST",
+      url: "/api/webhooks/endpoints",
+      headers: bearer(globexAdmin),
+      payload: { url: "https://partner.example.com/globex", events: ["command.done"] },
+    });
+    assert.equal(endpoint.statusCode, 201, endpoint.body);
+    const endpointId = endpoint.json<{ endpointId: string }>().endpointId;
+    const delivery = deliveryId(endpointId, "evt_globex");
+    // A finished delivery, straight into the log: nothing is queued to an address outside this machine.
+    await cloud.db.collection<DeliveryDoc>("webhook_deliveries").insertOne({
+      _id: delivery,
+      tenantId: globex.tenantId,
+      endpointId,
+      eventId: "evt_globex",
+      eventType: "command.done",
+      body: "{}",
+      createdAt: Date.now(),
+      status: "succeeded",
+      attempts: [],
+      nextAttemptAt: null,
+      succeededAt: Date.now(),
+      deadAt: null,
+      deadReason: null,
+    });
+    otherOrgIds.set("endpointId", endpointId);
+    otherOrgIds.set("deliveryId", delivery);
   });
   after(() => cloud?.close());
 

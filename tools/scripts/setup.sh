@@ -85,6 +85,8 @@ command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
+# promtool checks both /metrics outputs and the rules in manifests/observability/ (tests).
+command -v promtool >/dev/null || debian_packages "the metrics and alerting-rule tests" prometheus
 
 # --- builds -----------------------------------------------------------------
 say "building the firmware (tsc) and the dashboard (esbuild)"

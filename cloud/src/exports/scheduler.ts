@@ -10,6 +10,8 @@ import { pipeline } from "node:stream/promises";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
 import type { SecretBox } from "../auth/secret-box.ts";
+import { WebhookEgress } from "../webhooks/egress.ts";
+import { WebhookPoster } from "../webhooks/http-post.ts";
 import { latestTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
@@ -18,7 +20,6 @@ import type { ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduleStore } from "./schedule-store.ts";
 import { type ExportScope, exportFileName, TelemetryExport } from "./telemetry-export.ts";
 import { WebhookSender } from "./webhook-delivery.ts";
-import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulerOptions {
   /** Opens the schedules' sealed signing secrets. */
@@ -107,9 +108,8 @@ export class ExportScheduler {
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.fileTtlMs = options.fileTtlMs ?? DEFAULT_FILE_TTL_MS;
     this.webhooks = new WebhookSender(
-      options.egress ?? new WebhookEgress(),
+      new WebhookPoster(options.egress ?? new WebhookEgress(), options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS),
       options.spoolDir ?? tmpdir(),
-      options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS,
       this.now,
     );
   }

@@ -13,6 +13,8 @@ import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
+import { DeliveryStore } from "../webhooks/delivery-store.ts";
+import { EndpointStore } from "../webhooks/endpoint-store.ts";
 
 export interface Database {
   client: MongoClient;
@@ -21,7 +23,12 @@ export interface Database {
 }
 
 export async function connectDb(uri: string, dbName: string): Promise<Database> {
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000, appName: "kestrel-cloud" });
+  // Command monitoring feeds the MongoDB latency histogram of /metrics.
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 10_000,
+    appName: "kestrel-cloud",
+    monitorCommands: true,
+  });
   await client.connect();
   try {
     const db = client.db(dbName);
@@ -37,6 +44,8 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       CommandStore.createIndexes,
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
+      EndpointStore.createIndexes,
+      DeliveryStore.createIndexes,
     ]) {
       await createIndexes(db);
     }
