@@ -3,6 +3,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
+import { alertsPlugin } from "./alerts/plugin.ts";
 import { accessPlugin } from "./auth/access.ts";
 import { authPlugin } from "./auth/plugin.ts";
 import { SecretBox } from "./auth/secret-box.ts";
@@ -11,6 +12,7 @@ import type { CloudConfig } from "./config.ts";
 import { dashboardPlugin } from "./dashboard/plugin.ts";
 import { devicesPlugin } from "./devices/plugin.ts";
 import { exportsPlugin } from "./exports/plugin.ts";
+import { gatewayStatusPlugin } from "./gateway/gateway-status.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { inputHygienePlugin } from "./http/hygiene.ts";
@@ -71,7 +73,13 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
+  await app.register(gatewayStatusPlugin, { db });
   await app.register(commandsPlugin, { db });
+  await app.register(alertsPlugin, {
+    db,
+    metrics: app.metrics,
+    engine: { sweepMs: config.alertSweepSeconds * 1000 },
+  });
   await app.register(webhooksPlugin, {
     db,
     secrets,

@@ -32,6 +32,8 @@ export interface CloudConfig {
   sentryDsn: string | undefined;
   /** Sentry environment tag (SENTRY_ENVIRONMENT). */
   sentryEnvironment: string;
+  /** How often the alert engine checks offline devices, reset windows and system metrics (ALERT_SWEEP_SECONDS). */
+  alertSweepSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -151,5 +153,6 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     metricsToken: secretToken(env, "METRICS_TOKEN"),
     sentryDsn: sentryDsn(env),
     sentryEnvironment: env.SENTRY_ENVIRONMENT || "production",
+    alertSweepSeconds: integer(env, "ALERT_SWEEP_SECONDS", 5, 1, 3600),
   };
 }

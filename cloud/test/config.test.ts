@@ -17,6 +17,11 @@ test("defaults run on a laptop", () => {
     exportFileTtlDays: 7,
     webhookAllowedNetworks: [],
     secretsKey: undefined,
+    webhookDispatcher: true,
+    metricsToken: undefined,
+    sentryDsn: undefined,
+    sentryEnvironment: "production",
+    alertSweepSeconds: 5,
   });
 });
 
@@ -33,7 +38,17 @@ test("values from the environment are used", () => {
     EXPORT_FILE_TTL_DAYS: "30",
     WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
     SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
+    WEBHOOK_DISPATCHER: "off",
+    METRICS_TOKEN: "scrape-token-0123456789",
+    SENTRY_DSN: "https://public@sentry.example.com/42",
+    SENTRY_ENVIRONMENT: "staging",
+    ALERT_SWEEP_SECONDS: "2",
   });
+  assert.equal(config.webhookDispatcher, false);
+  assert.equal(config.metricsToken, "scrape-token-0123456789");
+  assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
+  assert.equal(config.sentryEnvironment, "staging");
+  assert.equal(config.alertSweepSeconds, 2);
   assert.equal(config.port, 0);
   assert.equal(config.host, "0.0.0.0");
   assert.equal(config.mongoUri, "mongodb+srv://cluster.example.net/");
@@ -60,6 +75,11 @@ test("bad values are refused with a message naming the variable", () => {
     [{ WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1" }, /WEBHOOK_ALLOWED_NETWORKS must be comma-separated CIDR/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
+    [{ WEBHOOK_DISPATCHER: "1" }, /WEBHOOK_DISPATCHER must be on or off/],
+    [{ METRICS_TOKEN: "short" }, /METRICS_TOKEN must be 16..256 characters/],
+    [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
+    [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
+    [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

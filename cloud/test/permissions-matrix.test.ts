@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import type { LightMyRequestResponse } from "fastify";
+import { type AlertDoc, alertId } from "../src/alerts/alert-store.ts";
 import type { ApiRoute } from "../src/auth/access.ts";
 import { permissionTable } from "../src/auth/permission-table.ts";
 import {
@@ -163,6 +164,41 @@ describe("permission matrix over every /api route", () => {
       deadReason: null,
     });
     otherOrgIds.set("endpointId", endpointId);
+    const alertRule = await cloud.app.inject({
+      method: "POST",
+      url: "/api/alerts/rules",
+      headers: bearer(globexAdmin),
+      payload: { name: "Globex", condition: { kind: "safe_mode" } },
+    });
+    assert.equal(alertRule.statusCode, 201, alertRule.body);
+    const ruleId = alertRule.json<{ ruleId: string }>().ruleId;
+    const alert = alertId(ruleId, "gx-1", 1);
+    await cloud.db.collection<AlertDoc>("alerts").insertOne({
+      _id: alert,
+      tenantId: globex.tenantId,
+      ruleId,
+      ruleName: "Globex",
+      kind: "safe_mode",
+      severity: "warning",
+      subject: "gx-1",
+      deviceId: "gx-1",
+      metric: null,
+      silenced: false,
+      firedAt: Date.now(),
+      value: 1,
+      resolvedAt: null,
+      resolvedValue: null,
+    });
+    const silence = await cloud.app.inject({
+      method: "POST",
+      url: "/api/alerts/silences",
+      headers: bearer(globexAdmin),
+      payload: { deviceId: "gx-1", endsAt: Date.now() + 3_600_000 },
+    });
+    assert.equal(silence.statusCode, 201, silence.body);
+    otherOrgIds.set("ruleId", ruleId);
+    otherOrgIds.set("alertId", alert);
+    otherOrgIds.set("silenceId", silence.json<{ silenceId: string }>().silenceId);
     otherOrgIds.set("deliveryId", delivery);
   });
   after(() => cloud?.close());

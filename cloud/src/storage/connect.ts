@@ -2,6 +2,8 @@
 // exist before the app serves a request.
 
 import { type Db, MongoClient } from "mongodb";
+import { AlertStore } from "../alerts/alert-store.ts";
+import { RuleStore } from "../alerts/rule-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
@@ -45,6 +47,8 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
       EndpointStore.createIndexes,
+      RuleStore.createIndexes,
+      AlertStore.createIndexes,
       DeliveryStore.createIndexes,
     ]) {
       await createIndexes(db);

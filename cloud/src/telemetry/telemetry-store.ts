@@ -90,6 +90,8 @@ type JournalItems = Array<{ deviceId: string; boot: number; samples: TelemetryBa
 interface JournalDoc {
   _id: ObjectId;
   tenantId: string;
+  /** When it was journalled, epoch ms (the ObjectId's own time has whole seconds; absent on older documents). */
+  at?: number;
   /** JSON of JournalItems, packed like the buckets' samples (documents from before that were arrays). */
   items: string | JournalItems;
 }
@@ -165,6 +167,18 @@ function key(...parts: Array<string | number>): string {
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
 
+/** What one apply pass applied: every sample of its journal documents (repeats included), per device. */
+export interface AppliedPass {
+  /** When each applied journal document was written, epoch ms. */
+  journalledAt: number[];
+  devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
+}
+
+/** Called after each pass has stored its samples, before its journal documents are deleted. */
+export type ApplyObserver = (pass: AppliedPass) => Promise<void>;
+
+const observers = new WeakMap<Db, Set<ApplyObserver>>();
+
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
   private readonly journal: Collection<JournalDoc>;
@@ -182,6 +196,17 @@ export class TelemetryStore {
     this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
   }
 
+  /**
+   * Calls `observer` after every pass that applies journalled telemetry in this process (alert
+   * evaluation, metrics): streaming, under the apply lease. Answers the unsubscribe.
+   */
+  static observe(db: Db, observer: ApplyObserver): () => void {
+    const set = observers.get(db) ?? new Set();
+    observers.set(db, set);
+    set.add(observer);
+    return () => set.delete(observer);
+  }
+
   static async createIndexes(db: Db): Promise<void> {
     // For retention; reads and writes go by _id.
     await db.collection<BucketDoc>("telemetry_buckets").createIndex({ tenantId: 1, deviceId: 1, hour: 1 });
@@ -197,6 +222,7 @@ export class TelemetryStore {
     await this.journal.insertOne({
       _id: new ObjectId(),
       tenantId,
+      at: Date.now(),
       items: JSON.stringify(
         batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
       ),
@@ -246,11 +272,15 @@ export class TelemetryStore {
     const incoming = new Map<string, IncomingBucket>();
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
+    const applied = new Map<string, AppliedPass["devices"][number]>();
     for (const { tenantId, items } of docs) {
       for (const { deviceId, boot, samples } of typeof items === "string"
         ? (JSON.parse(items) as JournalItems)
         : items) {
         const deviceKey = key(tenantId, deviceId);
+        const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
+        applied.set(deviceKey, observed);
+        for (const { ts, m } of samples) observed.samples.push({ ts, m });
         const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
         latest.set(deviceKey, values);
         for (const { seq, ts, m } of samples) {
@@ -295,6 +325,11 @@ export class TelemetryStore {
         ),
       ),
     );
+    const pass: AppliedPass = {
+      journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
+      devices: [...applied.values()],
+    };
+    for (const observer of observers.get(this.db) ?? []) await observer(pass);
   }
 
   /**
