@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { SecretBox } from "../src/auth/secret-box.ts";
 import { EventPublisher } from "../src/events/event-publisher.ts";
+import { ExportScheduler } from "../src/exports/scheduler.ts";
 import { CloudMetrics } from "../src/metrics/cloud-metrics.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
 import { type DispatcherOptions, WebhookDispatcher } from "../src/webhooks/dispatcher.ts";
@@ -274,5 +275,49 @@ describe("partner webhooks", () => {
     await replica.drain();
     assert.equal(deliveriesTo("/fixed").length, 1);
     for (const { endpointId } of [watcher, broken]) await api("DELETE", `/api/webhooks/endpoints/${endpointId}`);
+  });
+
+  test("capabilities publish their events: a command's final ack, a finished scheduled export", async () => {
+    const created = await endpoint("/domain", ["command.done", "command.failed", "export.ready"]);
+    const command = await api("POST", "/api/devices/dev-1/commands", { name: "ping" });
+    assert.equal(command.statusCode, 202, command.body);
+    const commandId = command.json().id as string;
+    const acks = {
+      acks: [
+        {
+          deviceId: "dev-1",
+          receivedAt: Date.now(),
+          ack: { v: 1, id: commandId, status: "done", result: { uptime: 7 } },
+        },
+      ],
+    };
+    for (let i = 0; i < 2; i++) {
+      const relayed = await api("POST", "/api/gateway/v1/command-acks", acks, acme.gatewayKey);
+      assert.equal(relayed.statusCode, 200, relayed.body);
+    }
+    const schedule = await api("POST", "/api/exports/schedules", {
+      name: "hourly",
+      cron: "* * * * *",
+      devices: ["dev-1"],
+      rangeSeconds: 60,
+      format: "csv",
+      destination: { type: "download" },
+    });
+    assert.equal(schedule.statusCode, 201, schedule.body);
+    const now = schedule.json().nextRunAt + 100;
+    const [run] = await new ExportScheduler(cloud.db, logger, { secrets, now: () => now }).poll();
+    assert.equal(run?.status, "succeeded", run?.error);
+    await dispatcher().drain();
+    const events = deliveriesTo("/domain").map((d) => JSON.parse(d.body));
+    assert.deepEqual(
+      events.map((event) => [event.type, event.data.commandId ?? event.data.runId]),
+      [
+        ["command.done", commandId],
+        ["export.ready", run?._id],
+      ],
+    );
+    assert.deepEqual(events[0].data.result, { uptime: 7 });
+    assert.equal(events[1].data.fileUrl, `/api/exports/runs/${run?._id}/file`);
+    await api("DELETE", `/api/webhooks/endpoints/${created.endpointId}`);
   });
 });

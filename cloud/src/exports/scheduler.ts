@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
 import type { SecretBox } from "../auth/secret-box.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { WebhookEgress } from "../webhooks/egress.ts";
 import { WebhookPoster } from "../webhooks/http-post.ts";
 import { latestTick } from "./cron.ts";
@@ -81,6 +82,7 @@ export class ExportScheduler {
   private readonly exporter: TelemetryExport;
   private readonly secrets: SecretBox;
   private readonly webhooks: WebhookSender;
+  private readonly events: EventPublisher;
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly leaseMs: number;
@@ -107,6 +109,7 @@ export class ExportScheduler {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.fileTtlMs = options.fileTtlMs ?? DEFAULT_FILE_TTL_MS;
+    this.events = new EventPublisher(db, this.now);
     this.webhooks = new WebhookSender(
       new WebhookPoster(options.egress ?? new WebhookEgress(), options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS),
       options.spoolDir ?? tmpdir(),
@@ -285,6 +288,16 @@ export class ExportScheduler {
       log.warn({ error: outcome.error }, "scheduled export failed");
     }
     await this.runs.finish(run._id, outcome, finishedAt);
+    if (outcome.status === "succeeded") {
+      await this.events.publish(run.tenantId, "export.ready", run._id, {
+        scheduleId: run.scheduleId,
+        runId: run._id,
+        destination: run.destination,
+        rows: outcome.rows,
+        fileUrl: chunks !== undefined ? `/api/exports/runs/${run._id}/file` : null,
+        at: finishedAt.getTime(),
+      });
+    }
     return { ...run, ...outcome, finishedAt };
   }
 
