@@ -2,6 +2,7 @@
 // with defaults that run on a laptop next to a local cloud.
 
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,6 +25,10 @@ export interface GatewayConfig {
   queueMaxBytes: number;
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
+  /** How the gateway names itself to the cloud in its status reports (GATEWAY_ID, default the host name). */
+  gatewayId: string;
+  /** How often it reports its queue to the cloud for system alert rules (GATEWAY_STATUS_INTERVAL_MS; 0: never). */
+  statusIntervalMs: number;
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
   tls: TlsListenerConfig | undefined;
@@ -107,10 +112,20 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
+    gatewayId: gatewayId(env),
+    statusIntervalMs: integer(env, "GATEWAY_STATUS_INTERVAL_MS", 10_000, 0, 3_600_000),
     logLevel,
     tls,
     externalBroker: externalBroker(env),
   };
+}
+
+function gatewayId(env: Env): string {
+  const id = env.GATEWAY_ID || hostname().slice(0, 64);
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(id)) {
+    throw new ConfigError("GATEWAY_ID must be 1..64 characters of A-Z a-z 0-9 _ . : -");
+  }
+  return id;
 }
 
 function pemFile(env: Env, name: string): string {

@@ -18,6 +18,7 @@ import { close, listen } from "./servers.ts";
 import { CloudClient } from "./uplink/cloud-client.ts";
 import { DiskQueue } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
+import { StatusReporter } from "./uplink/status-reporter.ts";
 
 export interface Gateway {
   /** Undefined when the plain TCP listener is off. */
@@ -91,11 +92,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     } else if (request.method === "GET" && request.url === "/metrics") {
       metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await forwarder.oldestAgeMs()) / 1000);
       metrics.set("kestrel_gateway_queue_bytes", queue.bytes);
-      const memory = process.memoryUsage();
-      metrics.set("process_resident_memory_bytes", memory.rss);
-      metrics.set("nodejs_heap_used_bytes", memory.heapUsed);
-      response.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-      response.end(metrics.render());
+      metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
+      metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
+      const text = await metrics.render();
+      response.writeHead(200, { "content-type": metrics.registry.contentType });
+      response.end(text);
     } else {
       response.writeHead(404, { "content-type": "application/problem+json" });
       response.end(JSON.stringify({ type: "about:blank", title: "Not Found", status: 404, code: "not_found" }));
@@ -110,8 +111,20 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
+  const status = new StatusReporter({
+    cloud,
+    metrics,
+    logger: logger.child({ component: "status" }),
+    intervalMs: config.statusIntervalMs,
+    read: async () => ({
+      gatewayId: config.gatewayId,
+      queue: { depth: forwarder.depth, bytes: queue.bytes, oldestAgeMs: await forwarder.oldestAgeMs() },
+      clients: broker.connectedClients,
+    }),
+  });
   forwarder.start();
   commands.start();
+  status.start();
   logger.info(
     {
       mqtt: broker.mqttPort,
@@ -129,6 +142,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     metrics,
     forwarder,
     async stop() {
+      await status.stop();
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();

@@ -17,6 +17,12 @@ export class CloudError extends Error {
   }
 }
 
+export interface GatewayStatusReport {
+  gatewayId: string;
+  queue: { depth: number; bytes: number; oldestAgeMs: number };
+  clients: number;
+}
+
 export interface CloudClientOptions {
   baseUrl: string;
   gatewayKey: string;
@@ -53,6 +59,12 @@ export class CloudClient {
       accepted: body.accepted,
       rejected: Array.isArray(body.rejected) ? (body.rejected as IngestRejection[]) : [],
     };
+  }
+
+  /** The gateway's own state, for the cloud's system alert rules (queue depth and age). */
+  async reportStatus(status: GatewayStatusReport): Promise<void> {
+    const response = await this.post("/api/gateway/v1/status", status);
+    if (response.status !== 204) await this.expectOk(response);
   }
 
   private async post(path: string, body: unknown): Promise<Response> {
