@@ -1,5 +1,6 @@
 // Composes the cloud API from its capability plugins; holds no logic of its own.
 
+import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
@@ -21,12 +22,17 @@ import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
 import { cloudMetricsPlugin } from "./metrics/plugin.ts";
+import { ErrorTracker } from "./observability/error-tracking.ts";
+import { createLogger } from "./observability/logger.ts";
+import { observabilityPlugin } from "./observability/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
 import { webhooksPlugin } from "./webhooks/plugin.ts";
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The API's version in the OpenAPI document. */
 const API_VERSION = "0.1.0";
@@ -39,18 +45,31 @@ export interface BuildAppOptions {
 }
 
 export async function buildApp({ db, logger = false, config }: BuildAppOptions): Promise<FastifyInstance> {
-  const logging =
-    typeof logger === "boolean"
-      ? { logger: logger ? { level: config.logLevel } : false }
-      : { loggerInstance: logger as FastifyBaseLogger };
+  const instance = logger === true ? createLogger({ service: "cloud", level: config.logLevel }) : logger;
+  const logging = instance === false ? { logger: false } : { loggerInstance: instance as FastifyBaseLogger };
   const app = Fastify({
     ...logging,
+    // A well-formed request id from the load balancer is kept (and answered in X-Request-Id); else a new one.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     bodyLimit: 64 * 1024,
     // Unknown properties are refused rather than silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
   await app.register(problemDetailsPlugin);
-  await app.register(cloudMetricsPlugin, { db, token: config.metricsToken });
+  await app.register(cloudMetricsPlugin, { db, token: config.opsToken });
+  const tracker = ErrorTracker.create(config.sentryDsn, config.sentryEnvironment, API_VERSION);
+  await app.register(observabilityPlugin, {
+    tracker,
+    opsToken: config.opsToken,
+    dashboardSentry: config.sentryDsn ? { dsn: config.sentryDsn, environment: config.sentryEnvironment } : undefined,
+  });
+  app.addHook("onClose", async () => {
+    await tracker?.close();
+  });
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });

@@ -26,8 +26,11 @@ export interface CloudConfig {
   secretsKey: Buffer | undefined;
   /** Whether this replica delivers partner webhooks (WEBHOOK_DISPATCHER=on|off; one replica at a time does). */
   webhookDispatcher: boolean;
-  /** Bearer token scrapers of /metrics must present (METRICS_TOKEN); unset: /metrics is open. */
-  metricsToken: string | undefined;
+  /**
+   * The operations token (OPS_TOKEN): scrapers of /metrics must present it as a bearer token when
+   * set, and it is required to change the log level at run time (PUT /ops/log-level).
+   */
+  opsToken: string | undefined;
   /** Sentry DSN (SENTRY_DSN): errors are reported there when set, by the cloud and the dashboard. */
   sentryDsn: string | undefined;
   /** Sentry environment tag (SENTRY_ENVIRONMENT). */
@@ -150,7 +153,7 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
     webhookDispatcher: onOff(env, "WEBHOOK_DISPATCHER", true),
-    metricsToken: secretToken(env, "METRICS_TOKEN"),
+    opsToken: secretToken(env, "OPS_TOKEN"),
     sentryDsn: sentryDsn(env),
     sentryEnvironment: env.SENTRY_ENVIRONMENT || "production",
     alertSweepSeconds: integer(env, "ALERT_SWEEP_SECONDS", 5, 1, 3600),

@@ -18,7 +18,7 @@ test("defaults run on a laptop", () => {
     webhookAllowedNetworks: [],
     secretsKey: undefined,
     webhookDispatcher: true,
-    metricsToken: undefined,
+    opsToken: undefined,
     sentryDsn: undefined,
     sentryEnvironment: "production",
     alertSweepSeconds: 5,
@@ -39,13 +39,13 @@ test("values from the environment are used", () => {
     WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
     SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
     WEBHOOK_DISPATCHER: "off",
-    METRICS_TOKEN: "scrape-token-0123456789",
+    OPS_TOKEN: "scrape-token-0123456789",
     SENTRY_DSN: "https://public@sentry.example.com/42",
     SENTRY_ENVIRONMENT: "staging",
     ALERT_SWEEP_SECONDS: "2",
   });
   assert.equal(config.webhookDispatcher, false);
-  assert.equal(config.metricsToken, "scrape-token-0123456789");
+  assert.equal(config.opsToken, "scrape-token-0123456789");
   assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
   assert.equal(config.sentryEnvironment, "staging");
   assert.equal(config.alertSweepSeconds, 2);
@@ -76,7 +76,7 @@ test("bad values are refused with a message naming the variable", () => {
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
     [{ WEBHOOK_DISPATCHER: "1" }, /WEBHOOK_DISPATCHER must be on or off/],
-    [{ METRICS_TOKEN: "short" }, /METRICS_TOKEN must be 16..256 characters/],
+    [{ OPS_TOKEN: "short" }, /OPS_TOKEN must be 16..256 characters/],
     [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
     [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
     [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],

@@ -1,6 +1,6 @@
 // The cloud's /metrics through prom-client: HTTP latency by route pattern and status, ingest and
 // apply lag, journal depth, MongoDB command latency, alerts, webhooks, devices online, process
-// metrics; valid for `promtool check metrics`; and closed with METRICS_TOKEN.
+// metrics; valid for `promtool check metrics`; and closed with OPS_TOKEN.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -15,7 +15,7 @@ describe("cloud metrics", () => {
   let acme: Credentials;
 
   before(async () => {
-    cloud = await startTestCloud({ METRICS_TOKEN: TOKEN });
+    cloud = await startTestCloud({ OPS_TOKEN: TOKEN });
     acme = await bootstrapTenant(cloud.db, "Acme", ["dev-1"]);
   });
   after(() => cloud?.close());
@@ -74,7 +74,7 @@ describe("cloud metrics", () => {
     assert.equal(check.output.trim(), "", "no lint findings");
   });
 
-  test("with METRICS_TOKEN set, a scrape without it is refused", async () => {
+  test("with OPS_TOKEN set, a scrape without it is refused", async () => {
     assert.equal((await scrape()).statusCode, 401);
     assert.equal((await scrape("wrong-token-0123456789abcd")).statusCode, 401);
   });

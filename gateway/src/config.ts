@@ -29,6 +29,8 @@ export interface GatewayConfig {
   gatewayId: string;
   /** How often it reports its queue to the cloud for system alert rules (GATEWAY_STATUS_INTERVAL_MS; 0: never). */
   statusIntervalMs: number;
+  /** The operations token (OPS_TOKEN): required to change the log level at run time (PUT /log-level). */
+  opsToken: string | undefined;
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
   tls: TlsListenerConfig | undefined;
@@ -86,7 +88,7 @@ function url(env: Env, name: string, fallback: string): string {
   return raw.replace(/\/+$/, "");
 }
 
-const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const gatewayKey = env.GATEWAY_KEY ?? "";
@@ -114,10 +116,20 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     gatewayId: gatewayId(env),
     statusIntervalMs: integer(env, "GATEWAY_STATUS_INTERVAL_MS", 10_000, 0, 3_600_000),
+    opsToken: opsToken(env),
     logLevel,
     tls,
     externalBroker: externalBroker(env),
   };
+}
+
+function opsToken(env: Env): string | undefined {
+  const raw = env.OPS_TOKEN;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError("OPS_TOKEN must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -");
+  }
+  return raw;
 }
 
 function gatewayId(env: Env): string {

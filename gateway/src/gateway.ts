@@ -3,13 +3,14 @@
 // uplink to the cloud, the command relay, and a small HTTP server for health and
 // Prometheus metrics.
 
+import { timingSafeEqual } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startBridge } from "./bridge/external-broker.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
 import { type DeviceBroker, startEmbeddedBroker } from "./broker/embedded-broker.ts";
-import type { GatewayConfig } from "./config.ts";
+import { type GatewayConfig, LOG_LEVELS } from "./config.ts";
 import { CommandChannel } from "./downlink/command-channel.ts";
 import { CommandRelay } from "./downlink/command-relay.ts";
 import { DeviceMessageIntake } from "./intake.ts";
@@ -29,6 +30,53 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
   stop(): Promise<void>;
+}
+
+function answer(response: ServerResponse, status: number, body: object): void {
+  const problem = status >= 400;
+  response.writeHead(status, { "content-type": problem ? "application/problem+json" : "application/json" });
+  response.end(JSON.stringify(body));
+}
+
+/** GET or PUT {"level": "debug"} with `Authorization: Bearer <OPS_TOKEN>`: the log level, changed at run time. */
+async function serveLogLevel(
+  request: IncomingMessage,
+  response: ServerResponse,
+  logger: Logger,
+  opsToken: string | undefined,
+): Promise<void> {
+  const given = Buffer.from(request.headers.authorization ?? "");
+  const expected = Buffer.from(`Bearer ${opsToken}`);
+  if (opsToken === undefined || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    return answer(response, 401, { type: "about:blank", title: "Unauthorized", status: 401, code: "unauthenticated" });
+  }
+  if (request.method === "PUT") {
+    let body = "";
+    for await (const chunk of request) {
+      body += chunk;
+      if (body.length > 1024) break;
+    }
+    let level: unknown;
+    try {
+      level = (JSON.parse(body) as { level?: unknown }).level;
+    } catch {
+      level = undefined;
+    }
+    if (typeof level !== "string" || !LOG_LEVELS.includes(level)) {
+      const detail = `level must be one of ${LOG_LEVELS.join(", ")}`;
+      return answer(response, 400, {
+        type: "about:blank",
+        title: "Bad Request",
+        status: 400,
+        code: "invalid_request",
+        detail,
+      });
+    }
+    const from = logger.level;
+    logger.level = level;
+    logger.warn({ from, to: level }, "log level changed");
+  }
+  answer(response, 200, { level: logger.level });
 }
 
 /** Acks are small and few: this holds hundreds of thousands while the cloud is away. */
@@ -97,6 +145,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       const text = await metrics.render();
       response.writeHead(200, { "content-type": metrics.registry.contentType });
       response.end(text);
+    } else if (request.url === "/log-level" && (request.method === "GET" || request.method === "PUT")) {
+      await serveLogLevel(request, response, logger, config.opsToken);
     } else {
       response.writeHead(404, { "content-type": "application/problem+json" });
       response.end(JSON.stringify({ type: "about:blank", title: "Not Found", status: 404, code: "not_found" }));

@@ -16,7 +16,13 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, base: { service: "gateway" } });
+// Device tokens and the gateway key never reach a log line, whatever object carries them.
+const SECRET_FIELDS = ["password", "token", "gatewayKey", "authorization"];
+const logger = pino({
+  level: config.logLevel,
+  base: { service: "gateway" },
+  redact: { paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]), censor: "[redacted]" },
+});
 const gateway = await startGateway(config, logger);
 
 let stopping = false;

@@ -1,6 +1,6 @@
 // GET /metrics in the Prometheus text format (prom-client): HTTP latency by route and status, the
 // MongoDB driver's commands, and gauges read from the database when scraped (journal depth and
-// age, open alerts, webhook queue, devices online). With METRICS_TOKEN set, scrapes need it as a
+// age, open alerts, webhook queue, devices online). With OPS_TOKEN set, scrapes need it as a
 // bearer token. Other capabilities count into `app.metrics`.
 
 import { timingSafeEqual } from "node:crypto";
