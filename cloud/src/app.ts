@@ -106,6 +106,6 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     metrics: app.metrics,
     dispatcher: config.webhookDispatcher,
   });
-  await app.register(dashboardPlugin, { dir: config.dashboardDir });
+  await app.register(dashboardPlugin, { dir: config.dashboardDir, sentryDsn: config.sentryDsn });
   return app;
 }

@@ -165,10 +165,16 @@ describe("error tracking and request logs", () => {
     }
   });
 
-  test("the dashboard learns the DSN for its browser SDK", async () => {
+  test("the dashboard learns the DSN for its browser SDK, and its page may send there", async () => {
     const config = await cloud.app.inject({ method: "GET", url: "/dashboard-config.json" });
     assert.deepEqual(config.json(), {
       sentry: { dsn: `http://publickey@127.0.0.1:${sentry.port}/1`, environment: "production" },
     });
+    const page = await cloud.app.inject({ method: "GET", url: "/" });
+    assert.equal(page.statusCode, 200, "the dashboard is built (npm run build -w cloud)");
+    assert.match(
+      String(page.headers["content-security-policy"]),
+      new RegExp(`connect-src 'self' http://127\\.0\\.0\\.1:${sentry.port};`),
+    );
   });
 });
