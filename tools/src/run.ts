@@ -5,7 +5,7 @@ import { createLogger } from "@kestrel/cloud";
 import { startPlatform } from "./platform.ts";
 
 const root = join(import.meta.dirname, "..", "..");
-const logger = createLogger({ service: "platform", level: process.env.LOG_LEVEL || "warn" });
+const logger = createLogger({ level: process.env.LOG_LEVEL || "warn" });
 const deviceCount = Number(process.env.DEVICES || 3);
 if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 200) {
   process.stderr.write("DEVICES must be an integer between 1 and 200\n");

@@ -6,26 +6,37 @@ import { type DestinationStream, type Logger, pino, stdSerializers } from "pino"
 import { logRedactPaths, REDACTED, scrubText } from "./redaction.ts";
 
 export interface LoggerOptions {
-  service: string;
+  /** The `service` of every line; leave it out when children name theirs (the local platform). */
+  service?: string;
   level: string;
   /** Where lines go; stdout unless given (tests capture them). */
   destination?: DestinationStream;
 }
 
-interface SerializedRequest {
+/** What Fastify hands the `req` serializer: its request (only these fields are read). */
+interface LoggedRequest {
+  method?: string;
   url?: string;
-  [key: string]: unknown;
+  host?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
 }
 
 export function createLogger({ service, level, destination }: LoggerOptions): Logger {
   return pino(
     {
       level,
-      base: { service },
+      base: service ? { service } : {},
       redact: { paths: logRedactPaths(), censor: REDACTED },
       serializers: {
-        // Fastify's request serializer keeps the URL with its query string, which may carry a token.
-        req: (request: SerializedRequest) => ({ ...request, ...(request.url && { url: scrubText(request.url) }) }),
+        // Fastify's own fields, with the query string scrubbed (it may carry a token); never headers or body.
+        req: (request: LoggedRequest) => ({
+          method: request.method,
+          url: scrubText(request.url ?? ""),
+          host: request.host,
+          remoteAddress: request.ip,
+          remotePort: request.socket?.remotePort,
+        }),
         err: (error: Error) => {
           const serialized = stdSerializers.err(error);
           return {
