@@ -6,7 +6,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
-export const SLOW_MS = 1500;
+const SLOW_MS = 1500;
 
 export interface Delivery {
   path: string;

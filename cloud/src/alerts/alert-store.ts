@@ -8,26 +8,16 @@ import { createHash } from "node:crypto";
 import type { Collection, Db, Filter } from "mongodb";
 import { EventPublisher } from "../events/event-publisher.ts";
 import type { CloudMetrics } from "../metrics/cloud-metrics.ts";
-import type { AlertStatus, AlertView, ConditionKind, Severity } from "./alert-schema.ts";
+import type { AlertStatus, AlertView } from "./alert-schema.ts";
 import type { RuleDoc, RuleStore } from "./rule-store.ts";
 
 const DUPLICATE_KEY = 11000;
 
-export interface AlertDoc {
+/** An alert as its evaluator stores it: the view's fields but for what acknowledgements add. */
+export interface AlertDoc
+  extends Omit<AlertView, "alertId" | "status" | "acknowledgedAt" | "acknowledgedBy" | "history"> {
   _id: string;
   tenantId: string;
-  ruleId: string;
-  ruleName: string;
-  kind: ConditionKind;
-  severity: Severity;
-  subject: string;
-  deviceId: string | null;
-  metric: string | null;
-  silenced: boolean;
-  firedAt: number;
-  value: number | null;
-  resolvedAt: number | null;
-  resolvedValue: number | null;
 }
 
 interface AckDoc {

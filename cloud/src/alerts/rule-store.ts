@@ -4,22 +4,16 @@
 
 import { randomBytes } from "node:crypto";
 import type { Collection, Db } from "mongodb";
-import type { AlertCondition, RuleScope, Severity } from "./alert-schema.ts";
+import type { RuleView } from "./alert-schema.ts";
 
 /** Rules one organization may have. */
 export const MAX_RULES = 500;
 export const RULE_CACHE_MS = 2000;
 
-export interface RuleDoc {
+/** A rule as stored: its view's fields, under `_id`, in its organization. */
+export interface RuleDoc extends Omit<RuleView, "ruleId"> {
   _id: string;
   tenantId: string;
-  name: string;
-  severity: Severity;
-  enabled: boolean;
-  scope: RuleScope;
-  condition: AlertCondition;
-  createdAt: number;
-  updatedAt: number;
 }
 
 export interface SilenceDoc {
