@@ -30,6 +30,10 @@ const DEVICES = Number(process.env.BENCH_DEVICES ?? 50);
 const SAMPLES_PER_DEVICE = Number(process.env.BENCH_SAMPLES ?? 100);
 const RULES = 100;
 const CROSSINGS = Number(process.env.BENCH_CROSSINGS ?? 40);
+/** Interleaved runs with and without rules; the fastest of each is compared (a shared machine is noisy). */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Publishes a device may have waiting for their PUBACK: the load keeps its rate while the gateway is slow. */
+const IN_FLIGHT_PER_DEVICE = 100;
 /** The background load as a fraction of the ingest rate measured without rules (1: that rate). */
 const LOAD_FRACTION = Number(process.env.BENCH_LOAD_FRACTION ?? 1);
 /** A crossing whose webhook has not come by then counts as missed (the pipeline is behind). */
@@ -175,6 +179,7 @@ async function ingestRun(pipeline: Pipeline, boot: number): Promise<number> {
 }
 
 export async function alertsBenchmark(): Promise<void> {
+  const loadBefore = load();
   const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-alerts-"));
   const ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
   const arrivals: number[] = [];
@@ -205,7 +210,7 @@ export async function alertsBenchmark(): Promise<void> {
     await ingestRun(plain, 1);
     await ingestRun(ruled, 1);
     const seconds = { none: [] as number[], rules: [] as number[] };
-    for (let round = 0; round < 2; round++) {
+    for (let round = 0; round < ROUNDS; round++) {
       seconds.none.push(await ingestRun(plain, 2 + round));
       seconds.rules.push(await ingestRun(ruled, 2 + round));
     }
@@ -214,7 +219,8 @@ export async function alertsBenchmark(): Promise<void> {
     const none = rate(Math.min(...seconds.none));
     const rules = rate(Math.min(...seconds.rules));
     print(`alerts: ${DEVICES} devices x ${SAMPLES_PER_DEVICE} samples, QoS 1, end to end until applied, FerretDB`);
-    print(`  load average before: ${load()}`);
+    print(`  load average before: ${loadBefore}, after the ingest runs: ${load()}`);
+    print(`  fastest of ${ROUNDS} interleaved runs each:`);
     print(
       `  no rules:  ${none.toFixed(0)} samples/s (runs: ${seconds.none.map((s) => rate(s).toFixed(0)).join(", ")})`,
     );
@@ -222,7 +228,7 @@ export async function alertsBenchmark(): Promise<void> {
       `  ${RULES} rules: ${rules.toFixed(0)} samples/s (runs: ${seconds.rules.map((s) => rate(s).toFixed(0)).join(", ")}) = ${(rules / none).toFixed(2)}x (target >= 0.8x)`,
     );
 
-    // 2. Latency under the ingest rate measured without rules, spread evenly over the fleet.
+    // 2. Latency under the ingest rate measured without rules (the median run), spread evenly over the fleet.
     await api(ruled, "POST", "/api/webhooks/endpoints", { url: receiverUrl, events: ["alert.fired"] });
     await api(ruled, "POST", "/api/alerts/rules", {
       name: PROBE_RULE,
@@ -230,23 +236,32 @@ export async function alertsBenchmark(): Promise<void> {
       condition: { kind: "threshold", metric: "level", op: "above", high: 50, clearHigh: 40, forSeconds: 0 },
     });
     await new Promise((resolve) => setTimeout(resolve, 2500)); // The rule caches (2 s) see the new rule.
-    const target = none * LOAD_FRACTION;
+    const runs = seconds.none.map(rate).sort((x, y) => x - y);
+    const target = (runs[Math.floor(runs.length / 2)] ?? none) * LOAD_FRACTION;
     const perDeviceIntervalMs = (1000 * DEVICES) / target;
     const startedLoad = performance.now();
     const background = ruled.deviceIds.map(async (deviceId, d) => {
+      const inFlight = new Set<Promise<unknown>>();
       let seq = 0;
       while (!stopped) {
         const next = startedLoad + (seq + 1) * perDeviceIntervalMs + (d * perDeviceIntervalMs) / DEVICES;
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
         if (stopped) break;
-        await ruled.clients[d]?.publishAsync(
+        // On schedule, not after the previous PUBACK: a device does not slow down because the gateway does.
+        if (inFlight.size >= IN_FLIGHT_PER_DEVICE) await Promise.race(inFlight);
+        const publish = ruled.clients[d]?.publishAsync(
           topics.telemetry(deviceId),
           batch(9, seq, Date.now(), { temperature: 20 + (seq % 10), humidity: 40 }),
           { qos: 1 },
         );
+        if (publish) {
+          inFlight.add(publish);
+          void publish.finally(() => inFlight.delete(publish)).catch(() => undefined);
+        }
         seq++;
         sent++;
       }
+      await Promise.allSettled(inFlight);
     });
     backgroundDone = Promise.allSettled(background);
     const probe = ruled.clients[DEVICES] as MqttClient;
