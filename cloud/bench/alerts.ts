@@ -251,7 +251,9 @@ export async function alertsBenchmark(): Promise<void> {
         if (inFlight.size >= IN_FLIGHT_PER_DEVICE) await Promise.race(inFlight);
         const publish = ruled.clients[d]?.publishAsync(
           topics.telemetry(deviceId),
-          batch(9, seq, Date.now(), { temperature: 20 + (seq % 10), humidity: 40 }),
+          // Slowly varying, as a room's temperature: the 100 quiet rules stay quiet (a rate rule would fire on a
+          // sawtooth this fast, and the endpoint's queue would hold the probe's alert behind those).
+          batch(9, seq, Date.now(), { temperature: 20 + (seq % 10) / 100, humidity: 40 }),
           { qos: 1 },
         );
         if (publish) {
