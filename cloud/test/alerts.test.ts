@@ -306,6 +306,14 @@ describe("alerts", () => {
       const response = await api("POST", "/api/alerts/rules", { name: "bad", condition });
       assert.equal(response.statusCode, 400, JSON.stringify(condition));
     }
+    const rate = await rule({ name: "Rising", condition: { kind: "rate", metric: "temperature", perMinute: 2 } });
+    assert.deepEqual(rate.condition, {
+      kind: "rate",
+      metric: "temperature",
+      perMinute: 2,
+      direction: "either",
+      windowSeconds: 60,
+    });
     const mine = await rule({ name: "Mine", condition: { kind: "safe_mode" } });
     const other = await login(cloud.app, globex.admin.email);
     assert.equal((await api("GET", `/api/alerts/rules/${mine.ruleId}`, undefined, other)).statusCode, 404);

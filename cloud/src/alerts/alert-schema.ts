@@ -31,6 +31,12 @@ export type AlertCondition =
 
 export type ConditionKind = AlertCondition["kind"];
 
+/** A condition as a request may give it: a rate rule's direction and window have defaults. */
+export type AlertConditionInput =
+  | Exclude<AlertCondition, { kind: "rate" }>
+  | ({ kind: "rate"; metric: string } & Omit<RateCondition, "direction" | "windowSeconds"> &
+      Partial<Pick<RateCondition, "direction" | "windowSeconds">>);
+
 /** Kinds evaluated as telemetry samples are applied; the others by the alert engine. */
 export const SAMPLE_KINDS: readonly ConditionKind[] = ["threshold", "rate"];
 
@@ -39,7 +45,7 @@ export interface RuleBody {
   severity?: Severity;
   enabled?: boolean;
   scope?: RuleScope;
-  condition: AlertCondition;
+  condition: AlertConditionInput;
 }
 
 export interface RuleView {

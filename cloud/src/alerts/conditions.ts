@@ -34,7 +34,7 @@ export interface RuleState {
   status: RuleStatus;
   /** When the current status began (device time for sample rules). */
   since: number;
-  /** The latest time evaluated: anything at or before it is late and not evaluated. */
+  /** The latest time evaluated; a sample much older than it is late (the evaluator's tolerance). */
   lastTs: number;
   /** Alerts fired so far for this rule and subject: names the next alert. */
   episode: number;
@@ -91,7 +91,7 @@ function clears(c: LevelCondition, value: number): boolean {
  * levels, so a value hovering at the line neither resolves nor fires again.
  */
 export function stepLevel(c: LevelCondition, state: RuleState, value: number, at: number): Step {
-  const next = { ...state, lastTs: at };
+  const next = { ...state, lastTs: Math.max(state.lastTs, at) };
   if (state.status === "firing") {
     return clears(c, value)
       ? { state: { ...next, status: "ok", since: at, alertId: null }, transition: "resolved" }
@@ -134,6 +134,8 @@ export function stepRate(
   const points: Array<[number, number]> =
     kept.length >= RATE_POINTS ? [kept[0] as [number, number], ...kept.slice(-(RATE_POINTS - 2))] : kept;
   points.push([at, value]);
+  // A sample a little out of order takes its place in time.
+  points.sort((a, b) => a[0] - b[0]);
   const rate = rateOf(c, points);
   const level: LevelCondition = {
     op: "above",

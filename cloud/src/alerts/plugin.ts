@@ -11,6 +11,8 @@ import type { CloudMetrics } from "../metrics/cloud-metrics.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { AlertEngine, type AlertEngineOptions } from "./alert-engine.ts";
 import {
+  type AlertCondition,
+  type AlertConditionInput,
   type AlertListQuery,
   type AlertView,
   acknowledgeBodySchema,
@@ -71,6 +73,12 @@ function ruleProblem(rule: Pick<RuleDoc, "condition">): string | undefined {
     return "clearPerMinute must not be above perMinute";
   }
   return undefined;
+}
+
+/** The condition with its defaults filled in, as stored (a rate rule: either direction over a minute). */
+function withDefaults(condition: AlertConditionInput): AlertCondition {
+  if (condition.kind !== "rate") return condition;
+  return { ...condition, direction: condition.direction ?? "either", windowSeconds: condition.windowSeconds ?? 60 };
 }
 
 function toRuleView(doc: RuleDoc): RuleView {
@@ -146,7 +154,8 @@ export async function alertsPlugin(app: FastifyInstance, options: AlertsOptions)
     },
     async (request, reply): Promise<RuleView> => {
       const tenantId = principalOf(request).tenantId;
-      const problem = ruleProblem(request.body);
+      const condition = withDefaults(request.body.condition);
+      const problem = ruleProblem({ condition });
       if (problem) throw new Problem(400, "invalid_rule", problem);
       if ((await rules.count(tenantId)) >= MAX_RULES) {
         throw new Problem(409, "too_many_rules", `an organization has at most ${MAX_RULES} alert rules`);
@@ -158,7 +167,7 @@ export async function alertsPlugin(app: FastifyInstance, options: AlertsOptions)
         severity: request.body.severity ?? "warning",
         enabled: request.body.enabled ?? true,
         scope: request.body.scope ?? { type: "all" },
-        condition: request.body.condition,
+        condition,
         createdAt: now,
         updatedAt: now,
       });
@@ -213,7 +222,13 @@ export async function alertsPlugin(app: FastifyInstance, options: AlertsOptions)
     async (request): Promise<RuleView> => {
       const doc = await rules.find(principalOf(request).tenantId, request.params.ruleId);
       if (!doc) throw ruleNotFound(request.params.ruleId);
-      const changed: RuleDoc = { ...doc, ...request.body, updatedAt: Date.now() };
+      const { condition, ...fields } = request.body;
+      const changed: RuleDoc = {
+        ...doc,
+        ...fields,
+        ...(condition && { condition: withDefaults(condition) }),
+        updatedAt: Date.now(),
+      };
       const problem = ruleProblem(changed);
       if (problem) throw new Problem(400, "invalid_rule", problem);
       await rules.replace(changed);

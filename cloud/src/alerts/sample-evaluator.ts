@@ -1,9 +1,12 @@
 // Streaming evaluation of threshold and rate-of-change rules, called by the telemetry applier
-// after each pass has stored its samples (under the apply lease: one replica evaluates at a time).
-// Each device's samples are evaluated in device-time order; a sample at or before what a rule
-// already evaluated for the device is late and skipped, so late and replayed samples never fire
-// or resolve an alert again. State is written only when it changed; the alert and its event are
-// written before it, and both are idempotent, so a pass that is applied again changes nothing.
+// after each pass has stored its samples (under the apply lease: one replica evaluates at a time),
+// with the samples new to the store only: one sent or applied again is never evaluated twice.
+// Each device's samples are evaluated in device-time order. Samples arrive a little out of order
+// across passes (the gateway has several requests in flight), so one up to the rule's window (its
+// hold or rate window, at least REORDER_TOLERANCE_MS) older than the newest evaluated is still
+// evaluated; an older one is late: skipped and counted, so it never fires or resolves anything.
+// State is written when it changed; the alert and its event are written before it, and both are
+// idempotent, so a pass that is applied again changes nothing.
 
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
@@ -18,6 +21,8 @@ import { RuleStateStore, type RuleStatesDoc, stateDocId } from "./rule-state-sto
 import type { RuleDoc, RuleStore } from "./rule-store.ts";
 
 const DEVICES_AT_ONCE = 16;
+/** How far out of order a sample may arrive and still be evaluated (rules with longer windows allow more). */
+const REORDER_TOLERANCE_MS = 10_000;
 const LABELS_TTL_MS = 30_000;
 /**
  * An unchanged state is still written once its last evaluated time has moved on this much (device
@@ -26,6 +31,13 @@ const LABELS_TTL_MS = 30_000;
 const LAST_TS_PERSIST_MS = 10_000;
 
 type Labels = Pick<DeviceDoc, "tags" | "groups">;
+
+function toleranceOf(rule: RuleDoc): number {
+  const condition = rule.condition;
+  const windowSeconds =
+    condition.kind === "rate" ? condition.windowSeconds : condition.kind === "threshold" ? condition.forSeconds : 0;
+  return Math.max(REORDER_TOLERANCE_MS, windowSeconds * 1000);
+}
 
 function sameState(a: RuleState | undefined, b: RuleState): boolean {
   return (
@@ -81,7 +93,7 @@ export class SampleEvaluator {
               const metric = "metric" in rule.condition ? rule.condition.metric : "";
               const value = m[metric];
               if (value === undefined) continue;
-              if (ts <= state.lastTs) {
+              if (ts < state.lastTs - toleranceOf(rule)) {
                 late++;
                 continue;
               }

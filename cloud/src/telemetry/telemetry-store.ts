@@ -167,7 +167,7 @@ function key(...parts: Array<string | number>): string {
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
 
-/** What one apply pass applied: every sample of its journal documents (repeats included), per device. */
+/** What one apply pass stored: the samples new to the store (not those stored before), per device. */
 export interface AppliedPass {
   /** When each applied journal document was written, epoch ms. */
   journalledAt: number[];
@@ -272,15 +272,11 @@ export class TelemetryStore {
     const incoming = new Map<string, IncomingBucket>();
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
-    const applied = new Map<string, AppliedPass["devices"][number]>();
     for (const { tenantId, items } of docs) {
       for (const { deviceId, boot, samples } of typeof items === "string"
         ? (JSON.parse(items) as JournalItems)
         : items) {
         const deviceKey = key(tenantId, deviceId);
-        const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
-        applied.set(deviceKey, observed);
-        for (const { ts, m } of samples) observed.samples.push({ ts, m });
         const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
         latest.set(deviceKey, values);
         for (const { seq, ts, m } of samples) {
@@ -325,6 +321,15 @@ export class TelemetryStore {
         ),
       ),
     );
+    // What this pass stored anew (writeBuckets left only that in the incoming buckets): a sample sent or
+    // applied again is not shown twice.
+    const applied = new Map<string, AppliedPass["devices"][number]>();
+    for (const { tenantId, deviceId, s } of incoming.values()) {
+      const deviceKey = key(tenantId, deviceId);
+      const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
+      applied.set(deviceKey, observed);
+      observed.samples.push(...Object.values(s));
+    }
     const pass: AppliedPass = {
       journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
       devices: [...applied.values()],
@@ -335,7 +340,8 @@ export class TelemetryStore {
   /**
    * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
    * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
-   * incoming samples were stored already.
+   * incoming samples were stored already, and leaves in each incoming bucket only the samples it
+   * stored anew (what the apply observers are shown).
    */
   private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
     const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
@@ -343,18 +349,19 @@ export class TelemetryStore {
     const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
       const before = unpack(stored.get(_id)?.s);
-      let repeated = 0;
-      for (const sampleKey of Object.keys(s)) if (before[sampleKey]) repeated++;
-      if (repeated > 0) {
+      const repeated = Object.keys(s).filter((sampleKey) => before[sampleKey]);
+      if (repeated.length > 0) {
         const deviceKey = key(tenantId, deviceId);
-        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated);
+        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated.length);
       }
-      // Only a bucket that gains samples is written (and its rollups recomputed).
-      if (repeated === Object.keys(s).length) continue;
       const merged = { ...s, ...before };
+      for (const sampleKey of repeated) delete s[sampleKey];
+      // Only a bucket that gains samples is written (and its rollups recomputed).
+      if (Object.keys(s).length === 0) continue;
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
       buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r });
     }
+
     await this.replaceAll(this.buckets, buckets);
     const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
     await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);
