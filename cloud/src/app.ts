@@ -13,11 +13,12 @@ import type { CloudConfig } from "./config.ts";
 import { dashboardPlugin } from "./dashboard/plugin.ts";
 import { devicesPlugin } from "./devices/plugin.ts";
 import { exportsPlugin } from "./exports/plugin.ts";
-import { gatewayStatusPlugin } from "./gateway/gateway-status.ts";
 import { gatewayApiPlugin } from "./gateway/plugin.ts";
 import { healthPlugin } from "./health/plugin.ts";
 import { inputHygienePlugin } from "./http/hygiene.ts";
-import { problemDetailsPlugin } from "./http/problem.ts";
+import { problemDetailsPlugin, problemServerOptions } from "./http/problem.ts";
+import { rateLimitPlugin } from "./http/rate-limit.ts";
+import { securityHeadersPlugin } from "./http/security-headers.ts";
 import { unusedConnectionsPlugin } from "./http/unused-connections.ts";
 import { keysPlugin } from "./keys/plugin.ts";
 import { logsPlugin } from "./logs/plugin.ts";
@@ -29,6 +30,7 @@ import { openApiPlugin } from "./openapi/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
+import { invitationPlugin } from "./tenants/invitation-plugin.ts";
 import { orgPlugin } from "./tenants/org-plugin.ts";
 import { webhooksPlugin } from "./webhooks/plugin.ts";
 
@@ -58,6 +60,8 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     bodyLimit: 64 * 1024,
     // Unknown properties are refused rather than silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    ...problemServerOptions,
+    trustProxy: config.trustProxy,
   });
   await app.register(problemDetailsPlugin);
   await app.register(cloudMetricsPlugin, { db, token: config.opsToken });
@@ -70,12 +74,15 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   app.addHook("onClose", async () => {
     await tracker?.close();
   });
+  await app.register(securityHeadersPlugin);
+  await app.register(rateLimitPlugin, config.rateLimits);
   await app.register(unusedConnectionsPlugin);
   await app.register(inputHygienePlugin);
   await app.register(openApiPlugin, { version: API_VERSION });
   await app.register(accessPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(authPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(orgPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
+  await app.register(invitationPlugin, { db, sessionTtlSeconds: config.sessionTtlSeconds });
   await app.register(keysPlugin, { db });
   await app.register(healthPlugin, { db });
   await app.register(telemetryReadBarrierPlugin, { db });
@@ -89,10 +96,11 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     secrets,
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     fileTtlDays: config.exportFileTtlDays,
+    allowedLatenessMs: config.exportAllowedLatenessSeconds * 1000,
+    maxWaitMs: config.exportMaxWaitSeconds * 1000,
   });
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
-  await app.register(gatewayStatusPlugin, { db });
   await app.register(commandsPlugin, { db });
   await app.register(alertsPlugin, {
     db,

@@ -278,12 +278,12 @@ describe("alerts", () => {
         forSeconds: 0,
       },
     });
-    const report = (depth: number) =>
+    const report = (pending: number) =>
       cloud.app.inject({
         method: "POST",
-        url: "/api/gateway/v1/status",
+        url: "/api/gateway/v1/uplink-status",
         headers: bearer(acme.gatewayKey),
-        payload: { gatewayId: "site-1", queue: { depth, bytes: depth * 100, oldestAgeMs: depth * 10 }, clients: 2 },
+        payload: { gatewayId: "site-1", uplink: { pending, oldestAt: Date.now() - pending * 10, at: Date.now() } },
       });
     assert.equal((await report(500)).statusCode, 204);
     const fired = await until(() => notices(ofRule(backlog.ruleId))[0], "backlog fired");

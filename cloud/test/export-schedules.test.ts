@@ -36,9 +36,12 @@ describe("scheduled exports", () => {
   const secrets = new SecretBox(secretsKey);
   const loopback = new WebhookEgress(["127.0.0.0/8"]);
 
-  /** A scheduler as one replica runs it, on the test cloud's key and allow-list. */
+  /**
+   * A scheduler as one replica runs it, on the test cloud's key and allow-list. No allowed lateness
+   * unless a test asks for it, so a tick runs as soon as the clock passes it.
+   */
   const replica = (now: () => number, options: Partial<SchedulerOptions> = {}) =>
-    new ExportScheduler(cloud.db, logger, { secrets, egress: loopback, now, ...options });
+    new ExportScheduler(cloud.db, logger, { secrets, egress: loopback, now, allowedLatenessMs: 0, ...options });
 
   const api = (method: "GET" | "POST" | "DELETE", url: string, payload?: object, token = session) =>
     cloud.app.inject({ method, url, headers: bearer(token), ...(payload && { payload }) });
@@ -496,5 +499,92 @@ describe("scheduled exports", () => {
     assert.equal(after.fileUrl, null);
     assert.equal(await job.runOnce(), 0, "deleted once");
     assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+  });
+  describe("allowed lateness", () => {
+    const reportUplink = (gatewayId: string, uplink: { pending: number; oldestAt: number | null; at: number }) =>
+      cloud.app.inject({
+        method: "POST",
+        url: "/api/gateway/v1/uplink-status",
+        headers: bearer(acme.gatewayKey),
+        payload: { gatewayId, uplink },
+      });
+    after(() => cloud.db.collection("gateway_uplink_progress").deleteMany({}));
+
+    test("a sample stamped just before the tick that arrives after it is still in that tick's export", async () => {
+      const created = await schedule({ devices: ["dev-2"], format: "ndjson", destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      let now = tick + 3300;
+      const scheduler = replica(() => now, { allowedLatenessMs: 15_000 });
+      assert.deepEqual(await scheduler.poll(), [], "3.3 s after the tick the device side may still be sending");
+      // The sample of 389 ms before the tick arrives now, after the moment the old scheduler ran.
+      await new TelemetryStore(cloud.db).store(acme.tenantId, [
+        {
+          deviceId: "dev-2",
+          batch: { v: 1, boot: 1, samples: [{ seq: 0, ts: tick - 389, m: { temperature: 21.5 } }] },
+        },
+      ]);
+      now = tick + 15_000;
+      const [run] = await scheduler.poll();
+      assert.equal(run?.status, "succeeded");
+      const file = await api("GET", `/api/exports/runs/${run?._id}/file`);
+      assert.equal(file.statusCode, 200);
+      assert.deepEqual(
+        file.body
+          .trim()
+          .split("\n")
+          .map((line) => JSON.parse(line).ts),
+        [tick - 389],
+      );
+      const [view] = await runsOf(created.scheduleId);
+      assert.equal(view?.dataComplete, true);
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
+
+    test("a gateway's backlog holds the tick until delivered; the maximum wait bounds it", async () => {
+      const created = await schedule({ devices: ["dev-2"], destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      let now = tick + 20_000;
+      const scheduler = replica(() => now, { allowedLatenessMs: 5000, maxWaitMs: 120_000 });
+      const reported = await reportUplink("site-a", { pending: 40, oldestAt: tick - 10_000, at: now });
+      assert.equal(reported.statusCode, 204, reported.body);
+      assert.deepEqual(await scheduler.poll(), [], "site-a still holds samples from before the tick");
+      await reportUplink("site-a", { pending: 0, oldestAt: null, at: tick + 25_000 });
+      now = tick + 25_000;
+      const [run] = await scheduler.poll();
+      assert.equal(run?.tick.getTime(), tick);
+      assert.equal(run?.dataComplete, true);
+
+      // A gateway cut off from the cloud: its last report stays behind; the tick runs at the maximum wait.
+      const next = tick + MINUTE;
+      await reportUplink("site-b", { pending: 900, oldestAt: next - 30_000, at: next - 1000 });
+      now = next + 119_000;
+      assert.deepEqual(await scheduler.poll(), []);
+      now = next + 120_000;
+      const [late] = await scheduler.poll();
+      assert.equal(late?.tick.getTime(), next);
+      assert.equal(late?.dataComplete, false, "the run says its data may be incomplete");
+      await cloud.db.collection("gateway_uplink_progress").deleteMany({});
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
+
+    test("ticks held back by a backlog are all run, in order, once it is delivered", async () => {
+      const created = await schedule({ devices: ["dev-2"], destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      const scheduler = replica(() => now, { allowedLatenessMs: 0, maxWaitMs: 600_000 });
+      let now = tick + 1000;
+      await reportUplink("site-c", { pending: 0, oldestAt: null, at: now });
+      assert.equal((await scheduler.poll()).length, 1, "the first tick, before the backlog");
+      now = tick + 3 * MINUTE + 1000;
+      await reportUplink("site-c", { pending: 1, oldestAt: tick + 1000, at: now });
+      assert.deepEqual(await scheduler.poll(), []);
+      await reportUplink("site-c", { pending: 0, oldestAt: null, at: now });
+      const runs = await scheduler.poll();
+      assert.deepEqual(
+        runs.map((run) => run.tick.getTime()),
+        [tick + MINUTE, tick + 2 * MINUTE, tick + 3 * MINUTE],
+      );
+      await cloud.db.collection("gateway_uplink_progress").deleteMany({});
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
   });
 });

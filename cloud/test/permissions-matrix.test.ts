@@ -24,6 +24,8 @@ import { REPO_ROOT } from "../src/config.ts";
 import { ExportRunStore, runId } from "../src/exports/run-store.ts";
 import { KeyStore } from "../src/keys/key-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
+import { InvitationStore } from "../src/tenants/invitation-store.ts";
+import { memberIdOf } from "../src/tenants/membership-store.ts";
 import { type DeliveryDoc, deliveryId } from "../src/webhooks/delivery-store.ts";
 import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
@@ -136,7 +138,14 @@ describe("permission matrix over every /api route", () => {
     otherOrgIds.set("runId", run._id);
     otherOrgIds.set("deviceId", "gx-1");
     otherOrgIds.set("commandId", command.json<{ id: string }>().id);
-    otherOrgIds.set("email", globex.admin.email);
+    otherOrgIds.set("memberId", memberIdOf(globex.admin.email));
+    const invitation = await new InvitationStore(cloud.db).create(
+      globex.tenantId,
+      "invitee@globex.test",
+      "user",
+      "test",
+    );
+    otherOrgIds.set("invitationId", invitation.doc._id);
     otherOrgIds.set("keyId", globexKey.doc.keyId);
     const endpoint = await cloud.app.inject({
       method: "POST",

@@ -305,7 +305,7 @@ describe("partner webhooks", () => {
     });
     assert.equal(schedule.statusCode, 201, schedule.body);
     const now = schedule.json().nextRunAt + 100;
-    const [run] = await new ExportScheduler(cloud.db, logger, { secrets, now: () => now }).poll();
+    const [run] = await new ExportScheduler(cloud.db, logger, { secrets, now: () => now, allowedLatenessMs: 0 }).poll();
     assert.equal(run?.status, "succeeded", run?.error);
     await dispatcher().drain();
     const events = deliveriesTo("/domain").map((d) => JSON.parse(d.body));

@@ -19,7 +19,7 @@ import { close, listen } from "./servers.ts";
 import { CloudClient } from "./uplink/cloud-client.ts";
 import { DiskQueue } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
-import { StatusReporter } from "./uplink/status-reporter.ts";
+import { gatewayIdOf, UplinkReporter } from "./uplink/uplink-report.ts";
 
 export interface Gateway {
   /** Undefined when the plain TCP listener is off. */
@@ -105,6 +105,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     maxBatches: config.forwardMaxBatches,
     concurrency: config.forwardConcurrency,
   });
+  const reporter = new UplinkReporter({
+    cloud,
+    forwarder,
+    gatewayId: await gatewayIdOf(config.dataDir, config.gatewayId),
+    intervalMs: config.uplinkReportIntervalMs,
+    logger: logger.child({ component: "uplink-report" }),
+    metrics,
+  });
   const commands = new CommandRelay({
     channel: new CommandChannel({
       baseUrl: config.cloudUrl,
@@ -161,20 +169,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
-  const status = new StatusReporter({
-    cloud,
-    metrics,
-    logger: logger.child({ component: "status" }),
-    intervalMs: config.statusIntervalMs,
-    read: async () => ({
-      gatewayId: config.gatewayId,
-      queue: { depth: forwarder.depth, bytes: queue.bytes, oldestAgeMs: await forwarder.oldestAgeMs() },
-      clients: broker.connectedClients,
-    }),
-  });
   forwarder.start();
+  reporter.start();
   commands.start();
-  status.start();
   logger.info(
     {
       mqtt: broker.mqttPort,
@@ -192,11 +189,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     metrics,
     forwarder,
     async stop() {
-      await status.stop();
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
       await forwarder.stop();
+      await reporter.stop();
       await close(httpServer);
       logger.info("gateway stopped");
     },

@@ -30,7 +30,7 @@ const COUNTERS: Record<string, [help: string, labels: string[]]> = {
   kestrel_gateway_command_acks_relayed_total: ["device command acks delivered to the cloud", []],
   kestrel_gateway_command_acks_dropped_total: ["device command acks given up on", []],
   kestrel_gateway_downlink_failures_total: ["failed command polls, publishes and ack relays", ["operation"]],
-  kestrel_gateway_status_reports_total: ["status reports sent to the cloud, by outcome", ["outcome"]],
+  kestrel_gateway_uplink_reports_failed_total: ["reports of the uplink's progress the cloud did not take", []],
 };
 
 const GAUGES: Record<string, string> = {

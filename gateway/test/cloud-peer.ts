@@ -10,8 +10,6 @@ export interface CloudPeer {
   url: string;
   gatewayKey: string;
   ingests: IngestRequest[];
-  /** Status reports (POST /api/gateway/v1/status) as received. */
-  statuses: Array<Record<string, unknown>>;
   authCalls: number;
   /** While set, every request answers this status. */
   failWith: number | undefined;
@@ -24,7 +22,6 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
     url: "",
     gatewayKey,
     ingests: [],
-    statuses: [],
     authCalls: 0,
     failWith: undefined,
     close: () => new Promise((resolve) => server.close(() => resolve())),
@@ -56,11 +53,6 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
         peer.ingests.push(ingest);
         const accepted = ingest.telemetry.reduce((n, t) => n + t.batch.samples.length, 0);
         return answer(200, { accepted, rejected: [] });
-      }
-      if (request.url === "/api/gateway/v1/status") {
-        peer.statuses.push(json);
-        response.writeHead(204);
-        return response.end();
       }
       answer(404, { code: "not_found" });
     });

@@ -1,6 +1,6 @@
 // The gateway's /metrics through prom-client: the names the hand-written renderer had, the new
-// forward-latency histogram and process metrics, valid for `promtool check metrics`; and the
-// status reports the cloud's system alert rules read.
+// forward-latency histogram and process metrics, valid for `promtool check metrics`; and the log
+// level changed at run time with the operations token.
 
 import assert from "node:assert/strict";
 import { mkdtemp } from "node:fs/promises";
@@ -15,6 +15,8 @@ import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 import { promtoolCheckMetrics } from "./promtool.ts";
 import { until } from "./until.ts";
 
+const OPS_TOKEN = "ops-token-0123456789abcdef";
+
 describe("gateway metrics", () => {
   let cloud: CloudPeer;
   let gateway: Gateway;
@@ -28,8 +30,7 @@ describe("gateway metrics", () => {
         CLOUD_URL: cloud.url,
         GATEWAY_KEY: cloud.gatewayKey,
         FORWARD_INTERVAL_MS: "20",
-        GATEWAY_ID: "site-7",
-        GATEWAY_STATUS_INTERVAL_MS: "100",
+        OPS_TOKEN: OPS_TOKEN,
         GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-metrics-")),
       }),
       pino({ level: "silent" }),
@@ -78,11 +79,20 @@ describe("gateway metrics", () => {
     await device.endAsync();
   });
 
-  test("the gateway reports its queue and clients to the cloud", async () => {
-    const report = await until(() => cloud.statuses.at(-1), "a status report");
-    assert.equal(report.gatewayId, "site-7");
-    assert.deepEqual(Object.keys(report.queue as object).sort(), ["bytes", "depth", "oldestAgeMs"]);
-    assert.equal(typeof report.clients, "number");
-    assert.ok((await gateway.metrics.value("kestrel_gateway_status_reports_total", { outcome: "ok" })) >= 1);
+  test("the log level changes at run time, with the operations token only", async () => {
+    const url = `http://127.0.0.1:${gateway.httpPort}/log-level`;
+    const put = (level: string, token?: string) =>
+      fetch(url, {
+        method: "PUT",
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        body: JSON.stringify({ level }),
+      });
+    assert.equal((await put("debug")).status, 401);
+    assert.equal((await put("debug", "wrong-token-0123456789abcd")).status, 401);
+    assert.equal((await put("loud", OPS_TOKEN)).status, 400);
+    const changed = await put("debug", OPS_TOKEN);
+    assert.deepEqual(await changed.json(), { level: "debug" });
+    const read = await fetch(url, { headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+    assert.deepEqual(await read.json(), { level: "debug" });
   });
 });

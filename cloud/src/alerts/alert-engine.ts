@@ -10,7 +10,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Collection, Db } from "mongodb";
 import type { DeviceDoc } from "../devices/device-store.ts";
 import { EventPublisher } from "../events/event-publisher.ts";
-import { GatewayStatusStore } from "../gateway/gateway-status.ts";
+import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import type { CloudMetrics } from "../metrics/cloud-metrics.ts";
 import { PROCESS_HOLDER, SlotLease } from "../retention/lease.ts";
 import { AttemptStats } from "../webhooks/delivery-store.ts";
@@ -73,7 +73,7 @@ export class AlertEngine {
   private readonly systemStates: RuleStateStore<RuleStatesDoc>;
   private readonly devices: Collection<DeviceDoc>;
   private readonly telemetryJournal: Collection<{ tenantId: string; at?: number }>;
-  private readonly gateways: GatewayStatusStore;
+  private readonly gateways: UplinkProgressStore;
   private readonly attempts: AttemptStats;
   private readonly events: EventPublisher;
   private readonly lease: SlotLease;
@@ -97,7 +97,7 @@ export class AlertEngine {
     this.systemStates = new RuleStateStore(db, "alert_system_states");
     this.devices = db.collection<DeviceDoc>("devices");
     this.telemetryJournal = db.collection("telemetry_journal");
-    this.gateways = new GatewayStatusStore(db);
+    this.gateways = new UplinkProgressStore(db);
     this.attempts = new AttemptStats(db);
     this.events = new EventPublisher(db, this.now);
     this.lease = new SlotLease(db, "alert-engine", LEASE_SLOT_MS, options.holder ?? PROCESS_HOLDER, this.now);
@@ -322,10 +322,15 @@ export class AlertEngine {
     if (metric === "webhook_failure_rate") {
       return [["organization", (await this.attempts.failureRate(tenantId, now, WEBHOOK_RATE_WINDOW_MS)) ?? 0]];
     }
+    // From the gateways' uplink reports: items waiting, and (while any wait) since when the oldest has.
     const reports = await this.gateways.recent(tenantId, now - GATEWAY_REPORT_MAX_AGE_MS);
     return reports.map((report) => [
       `gateway:${report.gatewayId}`,
-      metric === "gateway_queue_depth" ? report.queue.depth : report.queue.oldestAgeMs / 1000,
+      metric === "gateway_queue_depth"
+        ? report.pending
+        : report.pending === 0
+          ? 0
+          : Math.max(0, (report.reportedAt.getTime() - report.completeUntil.getTime()) / 1000),
     ]);
   }
 }

@@ -41,9 +41,8 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
     root: options.dir,
     prefix: "/",
     setHeaders: (response) => {
+      // Replaces the API's deny-all policy (security-headers.ts) for the dashboard's own files.
       response.setHeader("content-security-policy", policy);
-      response.setHeader("x-content-type-options", "nosniff");
-      response.setHeader("referrer-policy", "no-referrer");
     },
   });
 }

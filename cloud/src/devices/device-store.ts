@@ -3,7 +3,7 @@
 // lookup a point read, the only filter FerretDB v1 pushes down to SQLite; the
 // search indexes below serve MongoDB (FerretDB answers the same queries by scan).
 
-import type { DeviceMode, DeviceState, ResetReason } from "@kestrel/wire";
+import type { DeviceMode, DeviceState, PluginStatus, ResetReason } from "@kestrel/wire";
 import { type Collection, type Db, type Filter, MongoServerError, type Sort } from "mongodb";
 import { secretMatches } from "../auth/secrets.ts";
 import { type DeviceSearch, searchFilter, searchSort } from "./device-query.ts";
@@ -37,6 +37,8 @@ export interface DeviceDoc {
   heap?: number;
   rssi?: number;
   dropped?: number;
+  /** The plugins the device reported last, with their own counters and errors. */
+  plugins?: PluginStatus[];
   latest?: LatestSample;
 }
 
@@ -206,7 +208,6 @@ export class DeviceStore {
     return device !== null && secretMatches(token, device.tokenHash);
   }
 
-  /** Moves lastSeen forward and replaces `latest` when this sample is newer. */
   /**
    * Moves lastSeen forward and, given a sample newer than the device's latest (the caller, the one
    * writer of telemetry, knows), sets it. One update by `_id`: FerretDB looks only that up by index.
@@ -218,7 +219,11 @@ export class DeviceStore {
     );
   }
 
-  /** Applies a reported state unless a later one (by gateway receive time) was applied already. */
+  /**
+   * Applies a reported state unless a later one (by gateway receive time) was applied already. A state
+   * the device sent (online) moves lastSeen to its receive time, never past now; the last will
+   * (`online: false`) does not: the broker sent it once it noticed the device was gone.
+   */
   async recordState(tenantId: string, deviceId: string, state: DeviceState, receivedAt: number): Promise<void> {
     const update: Partial<DeviceDoc> = { online: state.online, stateAt: receivedAt };
     if (state.fw !== undefined) update.fw = state.fw;
@@ -229,9 +234,12 @@ export class DeviceStore {
     if (state.heap !== undefined) update.heap = state.heap;
     if (state.rssi !== undefined) update.rssi = state.rssi;
     if (state.dropped !== undefined) update.dropped = state.dropped;
+    if (state.plugins !== undefined) update.plugins = state.plugins;
     await this.devices.updateOne(
       { _id: deviceDocId(tenantId, deviceId), stateAt: { $not: { $gt: receivedAt } } },
-      { $set: update, $max: { lastSeen: new Date(receivedAt) } },
+      state.online
+        ? { $set: update, $max: { lastSeen: new Date(Math.min(receivedAt, Date.now())) } }
+        : { $set: update },
     );
   }
 }

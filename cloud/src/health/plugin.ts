@@ -15,6 +15,7 @@ export async function healthPlugin(app: FastifyInstance, options: HealthOptions)
     {
       config: { public: true },
       schema: {
+        summary: "Whether the API and its database answer",
         response: {
           200: {
             description: "The API and its database answer.",

@@ -10,9 +10,11 @@ import { DeviceStore } from "../devices/device-store.ts";
 import { ExportRunStore } from "../exports/run-store.ts";
 import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { InvitationStore } from "../tenants/invitation-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
 import { DeliveryStore } from "../webhooks/delivery-store.ts";
@@ -37,9 +39,11 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
+      InvitationStore.createIndexes,
       SessionStore.createIndexes,
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
+      UplinkProgressStore.createIndexes,
       KeyStore.createIndexes,
       TelemetryStore.createIndexes,
       LogStore.createIndexes,

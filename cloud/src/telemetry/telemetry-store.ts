@@ -53,6 +53,8 @@ const JOURNAL_BATCH = 50;
 const APPLY_LEASE_MS = 30_000;
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
+/** How often a run waiting for another replica to apply the journal looks again. */
+const JOURNAL_RECHECK_MS = 250;
 
 interface StoredSample {
   ts: number;
@@ -240,6 +242,23 @@ export class TelemetryStore {
     const previous = applying.get(this.db) ?? Promise.resolve();
     if (!journalled.has(this.db)) return previous;
     return this.applyPending();
+  }
+
+  /**
+   * Applies the journal until it holds nothing written before `before`, by any replica: this
+   * process applies it when it can take the lease, else waits for the holder. False when that did
+   * not happen within timeoutMs.
+   */
+  async appliedBefore(before: Date, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    // ObjectIds hold whole seconds: everything written up to the end of `before`'s second.
+    const bound = ObjectId.createFromTime(Math.floor(before.getTime() / 1000) + 1);
+    for (;;) {
+      await this.applyPending();
+      if (!(await this.journal.findOne({ _id: { $lt: bound } }, { projection: { _id: 1 } }))) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, JOURNAL_RECHECK_MS));
+    }
   }
 
   /** Applies whatever the journal holds, from any replica (the periodic pass). */

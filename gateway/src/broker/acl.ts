@@ -10,7 +10,11 @@ export function mayPublish(deviceId: string, topic: string): boolean {
   return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
 }
 
-/** Devices subscribe to their command and telemetry-ack topics only, without wildcards. */
+/** Devices subscribe to their command, telemetry-ack and plugin-package topics only, without wildcards. */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
-  return topicFilter === topics.command(deviceId) || topicFilter === topics.telemetryAck(deviceId);
+  return (
+    topicFilter === topics.command(deviceId) ||
+    topicFilter === topics.telemetryAck(deviceId) ||
+    topicFilter === topics.plugin(deviceId)
+  );
 }

@@ -2,7 +2,7 @@
 // client certificate), topic ACLs, and every accepted publish handed to the intake before its PUBACK.
 
 import { createServer as createNetServer } from "node:net";
-import { createServer as createTlsServer, TLSSocket } from "node:tls";
+import { createServer as createTlsServer, DEFAULT_CIPHERS, TLSSocket } from "node:tls";
 import { type DeviceCommand, isDeviceId, parseTopic, topics } from "@kestrel/wire";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
 import type { Logger } from "pino";
@@ -176,9 +176,13 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const tlsServer = config.tls
     ? createTlsServer(
         {
-          cert: config.tls.certChain,
-          key: config.tls.key,
+          cert: config.tls.certificates.map((certificate) => certificate.certChain),
+          key: config.tls.certificates.map((certificate) => certificate.key),
           minVersion: "TLSv1.2",
+          // Devices speak TLS 1.2 with Moddable's suites (@kestrel/wire DEVICE_TLS): DHE-RSA needs DH
+          // parameters; RSA key exchange (no forward secrecy) is refused.
+          dhparam: "auto",
+          ciphers: `${DEFAULT_CIPHERS}:!kRSA`,
           // Asked for, not required: a device without a certificate authenticates with its token.
           requestCert: config.tls.clientCa !== undefined,
           rejectUnauthorized: false,

@@ -17,12 +17,6 @@ export class CloudError extends Error {
   }
 }
 
-export interface GatewayStatusReport {
-  gatewayId: string;
-  queue: { depth: number; bytes: number; oldestAgeMs: number };
-  clients: number;
-}
-
 export interface CloudClientOptions {
   baseUrl: string;
   gatewayKey: string;
@@ -61,10 +55,13 @@ export class CloudClient {
     };
   }
 
-  /** The gateway's own state, for the cloud's system alert rules (queue depth and age). */
-  async reportStatus(status: GatewayStatusReport): Promise<void> {
-    const response = await this.post("/api/gateway/v1/status", status);
-    if (response.status !== 204) await this.expectOk(response);
+  /** How far the uplink has come (uplink-report.ts); answered 204. */
+  async reportUplink(
+    gatewayId: string,
+    uplink: { pending: number; oldestAt: number | null; at: number },
+  ): Promise<void> {
+    const response = await this.post("/api/gateway/v1/uplink-status", { gatewayId, uplink });
+    await this.expectOk(response);
   }
 
   private async post(path: string, body: unknown): Promise<Response> {
