@@ -334,7 +334,7 @@ export const alertListQuerySchema = {
     status: { type: "string", enum: ["open", "firing", "acknowledged", "resolved"] },
     ruleId: ID,
     deviceId: ID,
-    limit: { type: "string", pattern: "^[0-9]{1,3}$" },
+    limit: { type: "string", pattern: "^(?:[1-9][0-9]?|1[0-9]{2}|200)$", description: "1..200" },
     cursor: { type: "string", maxLength: 200 },
   },
   examples: [{ status: "open", limit: "50" }],

@@ -174,7 +174,7 @@ export const deliveryListQuerySchema = {
   additionalProperties: false,
   properties: {
     status: { type: "string", enum: ["pending", "succeeded", "dead"] },
-    limit: { type: "string", pattern: "^[0-9]{1,3}$" },
+    limit: { type: "string", pattern: "^(?:[1-9][0-9]?|1[0-9]{2}|200)$", description: "1..200" },
     cursor: { type: "string", maxLength: 200 },
   },
   examples: [{ status: "dead", limit: "20" }],
