@@ -4,7 +4,7 @@
 
 import { randomBytes } from "node:crypto";
 import type { Collection, Db } from "mongodb";
-import type { RuleView } from "./alert-schema.ts";
+import type { RuleView, SilenceView } from "./alert-schema.ts";
 
 /** Rules one organization may have. */
 export const MAX_RULES = 500;
@@ -16,16 +16,10 @@ export interface RuleDoc extends Omit<RuleView, "ruleId"> {
   tenantId: string;
 }
 
-export interface SilenceDoc {
+/** A silence as stored: its view's fields but whether it is active now. */
+export interface SilenceDoc extends Omit<SilenceView, "silenceId" | "active"> {
   _id: string;
   tenantId: string;
-  ruleId: string | null;
-  deviceId: string | null;
-  startsAt: number;
-  endsAt: number;
-  comment: string;
-  createdBy: string;
-  createdAt: number;
 }
 
 interface Cached<T> {
