@@ -7,6 +7,7 @@ import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { applyRelayed, RELAYED_BODY_LIMIT, relayResultSchema } from "../http/relayed.ts";
@@ -90,6 +91,7 @@ type Relayed =
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
+  const events = new EventPublisher(options.db);
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
@@ -338,16 +340,32 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             const parsed = validateCommandAck(item.ack);
             return parsed.ok ? { ok: true, value: { ack: parsed.value } } : parsed;
           },
-          (item, relayed) =>
-            relayed.delivery
-              ? commands.recordDelivery(
-                  tenantId,
-                  item.deviceId,
-                  relayed.delivery.id,
-                  relayed.delivery.outcome,
-                  new Date(item.receivedAt),
-                )
-              : commands.applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
+          async (item, relayed) => {
+            if (relayed.delivery)
+              return commands.recordDelivery(
+                tenantId,
+                item.deviceId,
+                relayed.delivery.id,
+                relayed.delivery.outcome,
+                new Date(item.receivedAt),
+              );
+            if (!(await commands.applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt))) return false;
+            const finished =
+              relayed.ack.status === "accepted" ? null : await commands.find(tenantId, item.deviceId, relayed.ack.id);
+            if (finished && (finished.status === "done" || finished.status === "failed")) {
+              // Keyed by the command: a finished command never changes again, so this is its one event.
+              await events.publish(tenantId, `command.${finished.status}`, `${item.deviceId}|${finished.id}`, {
+                deviceId: item.deviceId,
+                commandId: finished.id,
+                name: finished.name,
+                status: finished.status,
+                reason: finished.reason ?? null,
+                result: finished.result ?? null,
+                at: item.receivedAt,
+              });
+            }
+            return true;
+          },
         );
         if (result.rejected.length > 0)
           request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);
