@@ -6,7 +6,6 @@ import { describe, test } from "node:test";
 import {
   isMetricName,
   LIMITS,
-  PLUGIN_LIMITS,
   parseCommandAck,
   parseDeviceCommand,
   parseDeviceState,
