@@ -4,6 +4,8 @@
 // on_sample(), and asking for no more linear memory than a plugin gets. Refused here, a module
 // never reaches a signature, let alone a device (which checks all of it again when it loads it).
 
+/// <reference path="./wasm-parser.d.ts" />
+
 import {
   isPluginMetricList,
   isPluginName,

@@ -44,6 +44,23 @@ const commandData = {
   },
 } as const;
 
+const pluginData = {
+  type: "object",
+  required: ["deviceId", "plugin", "version", "assignmentId", "campaignId", "status", "running", "at"],
+  properties: {
+    deviceId,
+    plugin: { type: "string", description: "The plugin's name." },
+    version: { type: "string", description: "The version delivered." },
+    assignmentId: { type: "string" },
+    campaignId: { type: "string" },
+    status: { type: "string", enum: ["confirmed", "failed", "rolled-back"] },
+    code: { type: ["string", "null"], description: "Why it failed or rolled back (artifact failure code)." },
+    reason: { type: ["string", "null"] },
+    running: { type: ["string", "null"], description: "The plugin version the device runs now, if any." },
+    at,
+  },
+} as const;
+
 export const EVENT_TYPES = {
   "alert.fired": { description: "An alert rule's condition held: an alert opened.", data: alertData },
   "alert.resolved": { description: "An open alert's condition cleared.", data: alertData },
@@ -54,6 +71,18 @@ export const EVENT_TYPES = {
   },
   "command.done": { description: "A device finished a command.", data: commandData },
   "command.failed": { description: "A device refused or failed a command.", data: commandData },
+  "plugin.installed": {
+    description: "A device installed and started a plugin version delivered to it (or runs it already).",
+    data: pluginData,
+  },
+  "plugin.failed": {
+    description: "A device refused a plugin version delivered to it (signature, module, start) or could not get it.",
+    data: pluginData,
+  },
+  "plugin.rolled_back": {
+    description: "A plugin upgrade failed to start on a device, which kept running the version before it.",
+    data: pluginData,
+  },
   "export.ready": {
     description: "A scheduled export finished: its file is stored, or it was delivered to its webhook.",
     data: {
