@@ -52,7 +52,9 @@ export class ArtifactRegistry {
 
   /** Stores the artifact if its content passes its kind's validator; otherwise throws and keeps nothing. */
   async upload(tenantId: string, request: UploadRequest, body: AsyncIterable<Uint8Array>): Promise<ArtifactDoc> {
-    const { kind, name, target, metrics } = request;
+    const { kind, name, target } = request;
+    // A plugin that emits nothing (it only logs) declares no metrics.
+    const metrics = kind === "plugin" ? (request.metrics ?? []) : request.metrics;
     const validator = VALIDATORS.get(kind);
     if (!validator) throw new Problem(422, "unsupported_kind", `artifacts of kind ${kind} cannot be uploaded yet`);
     const declared = { kind, name, version: request.version, target, metrics };

@@ -42,7 +42,7 @@ function declaredError(declared: DeclaredArtifact): WireError | undefined {
     };
   if (declared.version === undefined || !isSemver(declared.version))
     return { code: "invalid_version", message: "a plugin needs version=, a semantic version" };
-  if (!isPluginMetricList(declared.metrics))
+  if (!isPluginMetricList(declared.metrics ?? []))
     return {
       code: "invalid_metrics",
       message: `metrics= lists at most ${PLUGIN_LIMITS.metricsPerPlugin} distinct names of a-z 0-9 _ (no "__"), 1..${PLUGIN_LIMITS.metricNameLength} long`,

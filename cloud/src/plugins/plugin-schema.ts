@@ -104,7 +104,7 @@ const CONFIG = {
   type: "object",
   description: "Numbers by name, at most 16 (a name like a metric's, not `name`); the plugin reads them with config().",
   maxProperties: 16,
-  propertyNames: { pattern: "^[a-z][a-z0-9_]{0,31}$" },
+  propertyNames: { pattern: "^(?!name$)[a-z][a-z0-9_]{0,31}$" },
   additionalProperties: { type: "number" },
 } as const;
 
