@@ -11,6 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { PLUGIN_LIMITS } from "@kestrel/wire";
 import { parseArtifactManifest } from "@kestrel/wire/artifacts";
 import type { FastifyInstance } from "fastify";
+import { leb128 } from "../../firmware/plugins/wasm-sections.ts";
 import { checkPluginModule } from "../src/artifacts/plugin-validator.ts";
 import { bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
@@ -25,19 +26,9 @@ function built(name: string): Buffer {
 const I32 = 0x7f;
 const F64 = 0x7c;
 
-function leb(value: number): number[] {
-  const out: number[] = [];
-  do {
-    const byte = value & 0x7f;
-    value >>>= 7;
-    out.push(value ? byte | 0x80 : byte);
-  } while (value);
-  return out;
-}
-
-const text = (value: string): number[] => [...leb(value.length), ...Buffer.from(value)];
-const vector = (items: number[][]): number[] => [...leb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
+const text = (value: string): number[] => [...leb128(value.length), ...Buffer.from(value)];
+const vector = (items: number[][]): number[] => [...leb128(items.length), ...items.flat()];
+const section = (id: number, body: number[]): number[] => [id, ...leb128(body.length), ...body];
 
 interface ModuleSpec {
   /** Function types: [params, results]. */
@@ -65,15 +56,15 @@ function wasmModule(spec: ModuleSpec): Buffer {
   );
   if (spec.imports)
     bytes.push(
-      ...section(2, vector(spec.imports.map((i) => [...text(i.module), ...text(i.name), 0x00, ...leb(i.type)]))),
+      ...section(2, vector(spec.imports.map((i) => [...text(i.module), ...text(i.name), 0x00, ...leb128(i.type)]))),
     );
-  bytes.push(...section(3, vector(spec.functions.map((type) => leb(type)))));
-  if (spec.memoryPages !== undefined) bytes.push(...section(5, vector([[0x00, ...leb(spec.memoryPages)]])));
-  bytes.push(...section(7, vector(spec.exports.map((e) => [...text(e.name), 0x00, ...leb(e.function)]))));
+  bytes.push(...section(3, vector(spec.functions.map((type) => leb128(type)))));
+  if (spec.memoryPages !== undefined) bytes.push(...section(5, vector([[0x00, ...leb128(spec.memoryPages)]])));
+  bytes.push(...section(7, vector(spec.exports.map((e) => [...text(e.name), 0x00, ...leb128(e.function)]))));
   const bodies = spec.functions.map((type) => {
     const returnsI32 = spec.types[type]?.[1][0] === I32;
     const code = [0x00, ...(returnsI32 ? [0x41, 0x00] : []), 0x0b];
-    return [...leb(code.length), ...code];
+    return [...leb128(code.length), ...code];
   });
   bytes.push(...section(10, vector(bodies)));
   return Buffer.from(bytes);

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parseArtifactOffer } from "@kestrel/wire/artifacts";
 import type { FastifyInstance } from "fastify";
+import { withCustomSection } from "../../firmware/plugins/wasm-sections.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
 import { bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
@@ -138,7 +139,7 @@ describe("plugin assignments", () => {
     const campaign = await cloud.db.collection("campaigns").findOne({ campaignId });
     assert.deepEqual(campaign?.plugin, { name: "dewpoint", assignmentId, config: { fahrenheit: 1 }, enabled: false });
 
-    const v2 = await uploadSigned(cloud.app, token, "2.0.0", Buffer.concat([WASM, Buffer.from([0, 3, 2, 0x76, 0x32])]));
+    const v2 = await uploadSigned(cloud.app, token, "2.0.0", withCustomSection(WASM, "v2"));
     const upgraded = await call("POST", `/api/plugins/dewpoint/assignments/${assignmentId}/upgrade`, {
       version: "2.0.0",
     });

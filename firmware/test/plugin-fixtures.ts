@@ -11,8 +11,8 @@ import type { TestBroker } from "./broker.ts";
 
 export const PLUGIN_BUILD_DIR = join(import.meta.dirname, "..", "build", "plugins");
 
-export function pluginBytes(name: string): Buffer {
-  return readFileSync(join(PLUGIN_BUILD_DIR, `${name}.wasm`));
+export function pluginBytes(name: string): Buffer<ArrayBuffer> {
+  return Buffer.from(readFileSync(join(PLUGIN_BUILD_DIR, `${name}.wasm`)));
 }
 
 /** The metrics each example declares in its manifest. */

@@ -12,6 +12,7 @@ import { after, before, test } from "node:test";
 import { type CommandAck, PLUGIN_LIMITS, type PluginStatus, parseTelemetryBatch, topics } from "@kestrel/wire";
 import { artifactTopics } from "@kestrel/wire/artifacts";
 import { ReferencePlugin } from "../plugins/reference-host.ts";
+import { withCustomSection } from "../plugins/wasm-sections.ts";
 import { type SimDevice, startSimDevice } from "../sim/index.ts";
 import { type Delivered, firstArrivals } from "./arrivals.ts";
 import { ArtifactPeer, artifactOutcome, artifactReports, SigningKey, sha256Hex } from "./artifact-peer.ts";
@@ -177,21 +178,9 @@ test("a plugin that loops forever, reads out of bounds or recurses without end i
   assert.equal(again.calls, spin.calls, "a stopped plugin is not called again");
 });
 
-/** The same bytes with a custom section appended, so the module grows past size without changing its code. */
+/** The same code grown past `size` bytes by a custom section. */
 function padded(bytes: Uint8Array, size: number): Buffer {
-  const name = Buffer.from("padding");
-  const payload = size - bytes.byteLength - 8 - name.length;
-  const leb = (value: number): number[] => {
-    const out: number[] = [];
-    do {
-      const byte = value & 0x7f;
-      value >>>= 7;
-      out.push(value ? byte | 0x80 : byte);
-    } while (value);
-    return out;
-  };
-  const body = Buffer.concat([Buffer.from(leb(name.length)), name, Buffer.alloc(payload)]);
-  return Buffer.concat([bytes, Buffer.from([0, ...leb(body.length)]), body]);
+  return withCustomSection(bytes, "padding", size - bytes.byteLength);
 }
 
 test("an unknown import, bytes that are not WebAssembly, an oversized module, an unsigned offer, an unknown key and a tampered signature, manifest or module are refused before anything is stored", async (t) => {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import type { PluginStatus } from "@kestrel/wire";
 import { ReferencePlugin } from "../../firmware/plugins/reference-host.ts";
+import { withCustomSection } from "../../firmware/plugins/wasm-sections.ts";
 import { OtaOperator } from "../../gateway/test/ota-fixture.ts";
 import { CloudApi, cloudBehindGateway, silent, tempDir, until } from "./helpers.ts";
 
@@ -29,13 +30,6 @@ const METRIC = "dewpoint__dew_point";
 
 function built(name: string): Buffer {
   return readFileSync(join(PLUGINS, `${name}.wasm`));
-}
-
-/** The same code with a custom section appended: another artifact (SHA-256) that behaves the same. */
-function rebuilt(bytes: Buffer, mark: string): Buffer {
-  const name = Buffer.from(mark);
-  const body = Buffer.concat([Buffer.from([name.length]), name]);
-  return Buffer.concat([bytes, Buffer.from([0, body.length]), body]);
 }
 
 interface DeviceEntry {
@@ -204,7 +198,7 @@ describe("a plugin delivered from the cloud to a group of five devices", () => {
   });
 
   test("v2 replaces v1 everywhere, and the cloud shows it", async () => {
-    await operator.uploadPlugin(rebuilt(built("dewpoint"), "v2"), {
+    await operator.uploadPlugin(withCustomSection(built("dewpoint"), "v2"), {
       name: "dewpoint",
       version: "2.0.0",
       metrics: ["dew_point"],
@@ -260,7 +254,7 @@ describe("a plugin delivered from the cloud to a group of five devices", () => {
 
   test("an unsigned version is never delivered; a device that does not trust the key refuses the plugin", async () => {
     await operator.uploadPlugin(
-      rebuilt(built("dewpoint"), "v4"),
+      withCustomSection(built("dewpoint"), "v4"),
       { name: "dewpoint", version: "4.0.0", metrics: ["dew_point"] },
       false,
     );

@@ -2,6 +2,7 @@
 // schemas, so the dashboard may import the types.
 
 import type { PluginConfig, PluginStatus } from "@kestrel/wire";
+import { pluginStatusSchema } from "../devices/device-view.ts";
 import { targetSchema } from "../ota/campaign-schema.ts";
 import type { CampaignTarget } from "../ota/campaign-store.ts";
 
@@ -209,22 +210,6 @@ export const assignmentViewSchema = {
   },
 } as const;
 
-const pluginStatusSchema = {
-  type: ["object", "null"],
-  additionalProperties: false,
-  required: ["name", "version", "state", "calls", "errors", "fuel"],
-  properties: {
-    name: { type: "string" },
-    version: { type: "string" },
-    state: { type: "string", enum: ["enabled", "disabled", "failed"] },
-    reason: { type: "string" },
-    previous: { type: "string" },
-    calls: { type: "integer" },
-    errors: { type: "integer" },
-    fuel: { type: "integer" },
-  },
-} as const;
-
 export const pluginViewSchema = {
   type: "object",
   additionalProperties: false,
@@ -272,7 +257,7 @@ export const pluginViewSchema = {
               at: { type: "integer" },
             },
           },
-          installed: pluginStatusSchema,
+          installed: { ...pluginStatusSchema, type: ["object", "null"] },
           online: { type: "boolean" },
         },
       },
