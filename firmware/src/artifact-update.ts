@@ -98,7 +98,7 @@ interface Job {
 }
 
 /** What a plugin offer without settings installs: default config, running. */
-const PLUGIN_DEFAULTS: PluginSettings = Object.freeze({ config: {}, enabled: true });
+const PLUGIN_DEFAULTS: PluginSettings = Object.freeze({ config: Object.freeze({}), enabled: true });
 /** Offers waiting for the running job to end; more than this and the oldest is dropped (it comes again). */
 const DEFERRED_OFFERS = 4;
 

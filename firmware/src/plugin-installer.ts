@@ -14,7 +14,7 @@ export default class PluginInstaller {
   /** The largest module a storage slot holds. */
   readonly capacity: number = PLUGIN_LIMITS.moduleBytes;
   readonly #plugins: Plugins;
-  #buffer: Uint8Array | undefined;
+  #buffer: ArrayBuffer | undefined;
   #length = 0;
 
   constructor(plugins: Plugins) {
@@ -33,15 +33,16 @@ export default class PluginInstaller {
   }
 
   begin(): void {
-    this.#buffer = new Uint8Array(this.capacity);
+    this.#buffer = new ArrayBuffer(this.capacity);
     this.#length = 0;
   }
 
   write(bytes: Uint8Array): void {
     const buffer = this.#buffer;
     if (!buffer) throw new Error("installer not started");
-    if (this.#length + bytes.length > buffer.length) throw new RangeError(`a plugin is at most ${buffer.length} bytes`);
-    buffer.set(bytes, this.#length);
+    if (this.#length + bytes.length > buffer.byteLength)
+      throw new RangeError(`a plugin is at most ${buffer.byteLength} bytes`);
+    new Uint8Array(buffer).set(bytes, this.#length);
     this.#length += bytes.length;
   }
 
@@ -49,7 +50,7 @@ export default class PluginInstaller {
   complete(manifest: ArtifactManifest, settings: PluginSettings): InstallOutcome {
     const buffer = this.#buffer;
     if (!buffer) throw new Error("installer not started");
-    const bytes = buffer.buffer.slice(0, this.#length) as ArrayBuffer;
+    const bytes = buffer.slice(0, this.#length);
     this.cancel();
     const { name, version, sha256, metrics = [] } = manifest;
     return this.#plugins.install({ name, version, sha256, metrics }, bytes, settings);
