@@ -4,8 +4,17 @@
 // search indexes below serve MongoDB (FerretDB answers the same queries by scan).
 
 import type { DeviceMode, DeviceState, ResetReason } from "@kestrel/wire";
-import { type Collection, type Db, type Filter, MongoServerError, type Sort } from "mongodb";
+import {
+  type AnyBulkWriteOperation,
+  type Collection,
+  type Db,
+  type Filter,
+  MongoServerError,
+  type Sort,
+} from "mongodb";
 import { secretMatches } from "../auth/secrets.ts";
+import { boundedBulkWrite, boundedInsertMany } from "../storage/command-bounds.ts";
+import { pointReads } from "../storage/point-reads.ts";
 import { type DeviceSearch, searchFilter, searchSort } from "./device-query.ts";
 import type { DeviceChanges, LatestSample, MetadataValue } from "./device-view.ts";
 
@@ -42,6 +51,16 @@ export interface DeviceDoc {
 
 export const NEVER_SEEN = new Date(0);
 
+/** What one apply pass learnt of a device from its telemetry. */
+export interface TelemetrySeen {
+  tenantId: string;
+  deviceId: string;
+  /** The newest sample's time, never past the cloud's clock. */
+  seenAt: Date;
+  /** The newest sample, when it is newer than the device's latest. */
+  latest?: LatestSample;
+}
+
 export function deviceDocId(tenantId: string, deviceId: string): string {
   return `${tenantId}|${deviceId}`;
 }
@@ -68,7 +87,7 @@ const DUPLICATE_KEY = 11000;
 export class DeviceStore {
   private readonly devices: Collection<DeviceDoc>;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.devices = db.collection<DeviceDoc>("devices");
   }
 
@@ -143,7 +162,8 @@ export class DeviceStore {
     devices: Array<{ deviceId: string; changes: DeviceChanges; state?: Partial<DeviceDoc> }>,
     tokenHash: string,
   ): Promise<void> {
-    await this.devices.insertMany(
+    const writeErrors = await boundedInsertMany(
+      this.devices,
       devices.map(({ deviceId, changes, state }) => ({
         _id: deviceDocId(tenantId, deviceId),
         ...DeviceStore.newDoc(tenantId, deviceId),
@@ -151,8 +171,10 @@ export class DeviceStore {
         ...state,
         tokenHash,
       })),
-      { ordered: false },
     );
+    if (writeErrors.length > 0) {
+      throw new Error(`${writeErrors.length} devices not created, first: ${writeErrors[0]?.errmsg ?? "unknown"}`);
+    }
   }
 
   /** Applies the changes; null when there is no such device in the tenant. */
@@ -190,11 +212,8 @@ export class DeviceStore {
 
   /** Which of these device ids exist in the tenant (one point read each). */
   async existing(tenantId: string, deviceIds: Iterable<string>): Promise<Set<string>> {
-    const ids = [...new Set(deviceIds)];
-    const found = await Promise.all(
-      ids.map((deviceId) => this.devices.findOne({ _id: deviceDocId(tenantId, deviceId) }, { projection: { _id: 1 } })),
-    );
-    return new Set(ids.filter((_, i) => found[i] !== null));
+    const ids = [...new Set(deviceIds)].map((deviceId) => deviceDocId(tenantId, deviceId));
+    return new Set((await pointReads(this.devices, ids, { deviceId: 1 })).map((doc) => doc.deviceId));
   }
 
   /** True only for a device of this tenant whose token matches. */
@@ -206,32 +225,93 @@ export class DeviceStore {
     return device !== null && secretMatches(token, device.tokenHash);
   }
 
-  /** Moves lastSeen forward and replaces `latest` when this sample is newer. */
   /**
-   * Moves lastSeen forward and, given a sample newer than the device's latest (the caller, the one
-   * writer of telemetry, knows), sets it. One update by `_id`: FerretDB looks only that up by index.
+   * Moves each device's lastSeen forward and, given a sample newer than the device's latest (the
+   * caller, the one writer of telemetry, knows), sets it. Updates by `_id` only, the one filter
+   * FerretDB looks up by index, in bounded commands.
    */
-  async recordTelemetry(tenantId: string, deviceId: string, seenAt: Date, latest?: LatestSample): Promise<void> {
-    await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId) },
-      latest ? { $max: { lastSeen: seenAt }, $set: { latest } } : { $max: { lastSeen: seenAt } },
+  async recordTelemetry(seen: TelemetrySeen[]): Promise<void> {
+    await boundedBulkWrite(
+      this.devices,
+      seen.map(({ tenantId, deviceId, seenAt, latest }) => ({
+        updateOne: {
+          filter: { _id: deviceDocId(tenantId, deviceId) },
+          update: latest ? { $max: { lastSeen: seenAt }, $set: { latest } } : { $max: { lastSeen: seenAt } },
+        },
+      })),
     );
   }
 
-  /** Applies a reported state unless a later one (by gateway receive time) was applied already. */
-  async recordState(tenantId: string, deviceId: string, state: DeviceState, receivedAt: number): Promise<void> {
-    const update: Partial<DeviceDoc> = { online: state.online, stateAt: receivedAt };
-    if (state.fw !== undefined) update.fw = state.fw;
-    if (state.boot !== undefined) update.boot = state.boot;
-    if (state.reset !== undefined) update.reset = state.reset;
-    if (state.mode !== undefined) update.mode = state.mode;
-    if (state.uptime !== undefined) update.uptime = state.uptime;
-    if (state.heap !== undefined) update.heap = state.heap;
-    if (state.rssi !== undefined) update.rssi = state.rssi;
-    if (state.dropped !== undefined) update.dropped = state.dropped;
-    await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId), stateAt: { $not: { $gt: receivedAt } } },
-      { $set: update, $max: { lastSeen: new Date(receivedAt) } },
+  /**
+   * Applies reported states, each unless a later one (by gateway receive time) was applied already,
+   * as if one after the other in receive order. Point reads and updates by `_id` only (a filter on
+   * `stateAt` too would make FerretDB scan the collection for every state), in bounded commands;
+   * the check and the write are not atomic, so this process applies one batch at a time.
+   */
+  recordStates(tenantId: string, states: ReportedState[]): Promise<void> {
+    const previous = statesApplying.get(this.db) ?? Promise.resolve();
+    const next = previous.then(() => this.applyStates(tenantId, states));
+    statesApplying.set(
+      this.db,
+      next.catch(() => undefined),
     );
+    return next;
   }
+
+  private async applyStates(tenantId: string, states: ReportedState[]): Promise<void> {
+    const byDevice = new Map<string, ReportedState[]>();
+    for (const reported of states)
+      byDevice.set(reported.deviceId, [...(byDevice.get(reported.deviceId) ?? []), reported]);
+    const stored = new Map(
+      (
+        await pointReads(
+          this.devices,
+          [...byDevice.keys()].map((deviceId) => deviceDocId(tenantId, deviceId)),
+          { stateAt: 1 },
+        )
+      ).map((doc) => [doc._id, doc.stateAt ?? Number.NEGATIVE_INFINITY]),
+    );
+    const updates: AnyBulkWriteOperation<DeviceDoc>[] = [];
+    for (const [deviceId, reported] of byDevice) {
+      const _id = deviceDocId(tenantId, deviceId);
+      const appliedAt = stored.get(_id);
+      if (appliedAt === undefined) continue;
+      const update: Partial<DeviceDoc> = {};
+      let newest = appliedAt;
+      for (const { state, receivedAt } of reported.sort((a, b) => a.receivedAt - b.receivedAt)) {
+        if (receivedAt < newest) continue;
+        newest = receivedAt;
+        Object.assign(update, stateFields(state), { stateAt: receivedAt });
+      }
+      if (update.stateAt === undefined) continue;
+      updates.push({
+        updateOne: { filter: { _id }, update: { $set: update, $max: { lastSeen: new Date(update.stateAt) } } },
+      });
+    }
+    await boundedBulkWrite(this.devices, updates);
+  }
+}
+
+/** A state as the gateway received it. */
+export interface ReportedState {
+  deviceId: string;
+  state: DeviceState;
+  receivedAt: number;
+}
+
+// Per database, in this process: the state batch being applied (see recordStates).
+const statesApplying = new WeakMap<Db, Promise<void>>();
+
+/** The device fields a state sets: `online` always, the rest when the state carries them. */
+function stateFields(state: DeviceState): Partial<DeviceDoc> {
+  const fields: Partial<DeviceDoc> = { online: state.online };
+  if (state.fw !== undefined) fields.fw = state.fw;
+  if (state.boot !== undefined) fields.boot = state.boot;
+  if (state.reset !== undefined) fields.reset = state.reset;
+  if (state.mode !== undefined) fields.mode = state.mode;
+  if (state.uptime !== undefined) fields.uptime = state.uptime;
+  if (state.heap !== undefined) fields.heap = state.heap;
+  if (state.rssi !== undefined) fields.rssi = state.rssi;
+  if (state.dropped !== undefined) fields.dropped = state.dropped;
+  return fields;
 }

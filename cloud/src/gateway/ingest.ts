@@ -11,7 +11,7 @@ import {
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
-import type { DeviceStore } from "../devices/device-store.ts";
+import type { DeviceStore, ReportedState } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
 
@@ -69,12 +69,14 @@ export class IngestService {
     // Devices' latest sample and lastSeen follow when the journal is applied (TelemetryStore), once per device.
     const stored = await this.telemetry.store(tenantId, batches);
 
+    const states: ReportedState[] = [];
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
-      if (parsed.ok) await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
+      if (parsed.ok) states.push({ deviceId, state: parsed.value, receivedAt });
       else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
     }
+    await this.devices.recordStates(tenantId, states);
 
     const logBatches: DeviceLogBatch[] = [];
     for (const [index, { deviceId, receivedAt, batch }] of logItems.entries()) {

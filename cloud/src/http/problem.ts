@@ -5,6 +5,7 @@
 import { STATUS_CODES } from "node:http";
 import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import fp from "fastify-plugin";
+import { isDatabaseUnavailable } from "../storage/availability.ts";
 import { type ProblemDetails, problemSchema } from "./problem-schema.ts";
 
 /** An error the client can act on; its code is stable, its detail is for humans. */
@@ -62,6 +63,13 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
 };
 
+/** A database that did not answer in time (storage/availability.ts): worth retrying shortly. */
+const DATABASE_UNAVAILABLE = {
+  status: 503,
+  code: "database_unavailable",
+  detail: "the database did not answer in time; retry shortly",
+};
+
 export function sendProblem(reply: FastifyReply, status: number, code: string, detail: string): FastifyReply {
   const problem: ProblemDetails = {
     type: "about:blank",
@@ -75,6 +83,7 @@ export function sendProblem(reply: FastifyReply, status: number, code: string, d
 
 function toProblem(error: FastifyError | Problem): { status: number; code: string; detail: string } {
   if (error instanceof Problem) return { status: error.status, code: error.code, detail: error.message };
+  if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (error.validation) return { status: 400, code: "invalid_request", detail: error.message };
   const status = error.statusCode ?? 500;
   if (status >= 500 || status < 400) return { status: 500, code: "internal_error", detail: "internal server error" };
@@ -89,6 +98,7 @@ async function problemDetails(app: FastifyInstance): Promise<void> {
     if (status >= 500) request.log.error({ err: error }, "request failed");
     else request.log.info({ code, status }, detail);
     if (error instanceof Problem) reply.headers(error.headers);
+    if (code === DATABASE_UNAVAILABLE.code) reply.header("retry-after", "2");
     return sendProblem(reply, status, code, detail);
   });
 

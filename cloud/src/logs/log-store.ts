@@ -3,7 +3,8 @@
 // oldest records (by device time) are deleted back down to the cap.
 
 import type { LogBatch, LogLevel, LogRecord } from "@kestrel/wire";
-import { type Collection, type Db, MongoBulkWriteError, type WriteError } from "mongodb";
+import type { Collection, Db } from "mongodb";
+import { boundedInsertMany } from "../storage/command-bounds.ts";
 
 export const MAX_RECORDS_PER_DEVICE = 10_000;
 const DUPLICATE_KEY = 11000;
@@ -117,15 +118,10 @@ export class LogStore {
   }
 
   private async insert(docs: LogDoc[]): Promise<number> {
-    try {
-      await this.logs.insertMany(docs, { ordered: false });
-      return 0;
-    } catch (error) {
-      if (!(error instanceof MongoBulkWriteError)) throw error;
-      const writeErrors: WriteError[] = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-      if (writeErrors.some((writeError) => writeError.code !== DUPLICATE_KEY)) throw error;
-      return writeErrors.length;
-    }
+    const writeErrors = await boundedInsertMany(this.logs, docs);
+    const other = writeErrors.find((writeError) => writeError.code !== DUPLICATE_KEY);
+    if (other) throw new Error(`storing device logs failed: ${other.errmsg ?? other.code}`);
+    return writeErrors.length;
   }
 
   private async trim(tenantId: string, deviceId: string): Promise<void> {

@@ -27,11 +27,14 @@
 // race. Reads apply what is pending first (settle), so this process reads its
 // writes.
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { TelemetryBatch } from "@kestrel/wire";
 import { type Collection, type Db, ObjectId } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
 import { SlotLease } from "../retention/lease.ts";
+import { boundedBulkWrite } from "../storage/command-bounds.ts";
+import { pointReads } from "../storage/point-reads.ts";
 import type { HistorySample } from "./history-schema.ts";
 import {
   type Buckets,
@@ -46,8 +49,6 @@ import {
 
 export { HOUR_MS } from "./rollups.ts";
 
-// Point reads in flight at once.
-const READ_CONCURRENCY = 16;
 /** Journal documents applied per pass: bounds a pass's memory and time. */
 const JOURNAL_BATCH = 50;
 const APPLY_LEASE_MS = 30_000;
@@ -160,10 +161,11 @@ function key(...parts: Array<string | number>): string {
   return parts.join("|");
 }
 
-// Per database, in this process: the pass queue (passes never overlap, whichever store runs them)
-// and whether this process journalled something since its last pass began.
+// Per database, in this process: the pass queue (passes never overlap, whichever store runs them),
+// whether this process journalled something since its last pass began, and whether it is closing.
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
+const stopped = new WeakSet<Db>();
 
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
@@ -224,15 +226,34 @@ export class TelemetryStore {
     });
   }
 
+  /** Lets passes run (again) in this process: the API calls it when it starts. */
+  startPasses(): void {
+    stopped.delete(this.db);
+  }
+
+  /**
+   * Ends this process's passes after the batch in hand and waits for that, `deadlineMs` at most.
+   * What is left stays journalled, for the next pass of any replica (or of this one restarted).
+   */
+  async stopPasses(deadlineMs: number): Promise<void> {
+    stopped.add(this.db);
+    const waited = new AbortController();
+    await Promise.race([
+      (applying.get(this.db) ?? Promise.resolve()).catch(() => undefined),
+      sleep(deadlineMs, undefined, { signal: waited.signal }).catch(() => undefined),
+    ]);
+    waited.abort();
+  }
+
   private async applyAll(): Promise<void> {
-    while (await this.lease.acquire(APPLY_PASS_MAX_MS)) {
+    while (!stopped.has(this.db) && (await this.lease.acquire(APPLY_PASS_MAX_MS))) {
       const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
       if (docs.length === 0) return;
       await this.apply(docs);
       // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
-      await this.journal.bulkWrite(
+      await boundedBulkWrite(
+        this.journal,
         docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
-        { ordered: false },
       );
     }
   }
@@ -285,15 +306,13 @@ export class TelemetryStore {
 
     const now = Date.now();
     // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
-    await Promise.all(
-      [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) =>
-        this.devices.recordTelemetry(
-          tenantId,
-          deviceId,
-          new Date(Math.min(sample.ts, now)),
-          sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
-        ),
-      ),
+    await this.devices.recordTelemetry(
+      [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) => ({
+        tenantId,
+        deviceId,
+        seenAt: new Date(Math.min(sample.ts, now)),
+        latest: sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
+      })),
     );
   }
 
@@ -303,7 +322,7 @@ export class TelemetryStore {
    * incoming samples were stored already.
    */
   private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
-    const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
+    const stored = new Map((await pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
     const buckets: BucketDoc[] = [];
     const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
@@ -378,7 +397,7 @@ export class TelemetryStore {
       updates.set(_id, update);
       update.b[start] = aggs;
     }
-    const stored = new Map((await this.pointReads(this.rollups, [...updates.keys()])).map((doc) => [doc._id, doc]));
+    const stored = new Map((await pointReads(this.rollups, [...updates.keys()])).map((doc) => [doc._id, doc]));
     const docs = [...updates.values()].map((update) => ({
       ...update,
       b: { ...stored.get(update._id)?.b, ...update.b },
@@ -391,7 +410,7 @@ export class TelemetryStore {
   private async mergeLatest(updates: LatestDoc[]): Promise<Map<string, number>> {
     const previous = new Map(
       (
-        await this.pointReads(
+        await pointReads(
           this.latest,
           updates.map((u) => u._id),
         )
@@ -416,28 +435,10 @@ export class TelemetryStore {
   }
 
   private async replaceAll<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
-    if (docs.length === 0) return;
-    await collection.bulkWrite(
+    await boundedBulkWrite(
+      collection,
       docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })) as never,
-      { ordered: false },
     );
-  }
-
-  private async pointReads<T extends { _id: string }>(
-    collection: Collection<T>,
-    ids: string[],
-    projection?: Record<string, 1>,
-  ): Promise<T[]> {
-    const found: T[] = [];
-    for (let i = 0; i < ids.length; i += READ_CONCURRENCY) {
-      const docs = await Promise.all(
-        ids
-          .slice(i, i + READ_CONCURRENCY)
-          .map((_id) => collection.findOne({ _id } as never, { projection }) as Promise<T | null>),
-      );
-      for (const doc of docs) if (doc) found.push(doc);
-    }
-    return found;
   }
 
   /** True once nothing journalled is left to apply (benchmarks wait on it). */
@@ -464,7 +465,7 @@ export class TelemetryStore {
     const ids: string[] = [];
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) ids.push(key(tenantId, deviceId, hour));
     const samples: HistorySample[] = [];
-    for (const doc of await this.pointReads(this.buckets, ids)) samples.push(...bucketSamples(doc, from, to));
+    for (const doc of await pointReads(this.buckets, ids)) samples.push(...bucketSamples(doc, from, to));
     return samples.sort(bySampleOrder);
   }
 
@@ -483,10 +484,10 @@ export class TelemetryStore {
     if (level === "1m") {
       // Minute rollups live in the hourly raw buckets, next to what they sum up.
       const ids = starts.map((start) => key(tenantId, deviceId, start));
-      for (const doc of await this.pointReads(this.buckets, ids, { r: 1 })) Object.assign(buckets, doc.r);
+      for (const doc of await pointReads(this.buckets, ids, { r: 1 })) Object.assign(buckets, doc.r);
     } else {
       const ids = starts.map((start) => key(level, tenantId, deviceId, start));
-      for (const doc of await this.pointReads(this.rollups, ids)) Object.assign(buckets, doc.b);
+      for (const doc of await pointReads(this.rollups, ids)) Object.assign(buckets, doc.b);
     }
     return buckets;
   }
@@ -495,7 +496,7 @@ export class TelemetryStore {
   async readLatest(tenantId: string, deviceIds: string[] | undefined, limit: number): Promise<LatestValues[]> {
     await this.settle();
     const docs = deviceIds
-      ? await this.pointReads(
+      ? await pointReads(
           this.latest,
           deviceIds.map((deviceId) => key(tenantId, deviceId)),
         )
