@@ -166,6 +166,8 @@ function key(...parts: Array<string | number>): string {
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
 const stopped = new WeakSet<Db>();
+/** Per database, in this process: when the round in progress started, and how long the last one took. */
+const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }>();
 
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
@@ -245,16 +247,35 @@ export class TelemetryStore {
     waited.abort();
   }
 
+  /**
+   * True while this process applies slower than `thresholdMs` a round (one batch of the journal):
+   * the round in progress has run that long, or the last one took that long. Reads then answer
+   * from what is applied rather than wait for a round.
+   */
+  lagging(thresholdMs: number): boolean {
+    const round = rounds.get(this.db);
+    if (!round) return false;
+    return round.lastMs > thresholdMs || (round.startedAt !== undefined && Date.now() - round.startedAt > thresholdMs);
+  }
+
   private async applyAll(): Promise<void> {
+    const round = rounds.get(this.db) ?? { startedAt: undefined, lastMs: 0 };
+    rounds.set(this.db, round);
     while (!stopped.has(this.db) && (await this.lease.acquire(APPLY_PASS_MAX_MS))) {
-      const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
-      if (docs.length === 0) return;
-      await this.apply(docs);
-      // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
-      await boundedBulkWrite(
-        this.journal,
-        docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
-      );
+      round.startedAt = Date.now();
+      try {
+        const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
+        if (docs.length === 0) return;
+        await this.apply(docs);
+        // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
+        await boundedBulkWrite(
+          this.journal,
+          docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
+        );
+      } finally {
+        round.lastMs = Date.now() - round.startedAt;
+        round.startedAt = undefined;
+      }
     }
   }
 
