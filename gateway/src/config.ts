@@ -23,6 +23,8 @@ export interface GatewayConfig {
   dataDir: string;
   queueMaxBytes: number;
   authCacheTtlMs: number;
+  /** While the cloud cannot answer, a device it accepted this recently (same token) is still let in. */
+  authStaleMaxMs: number;
   cloudTimeoutMs: number;
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
@@ -106,6 +108,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
+    authStaleMaxMs: integer(env, "AUTH_STALE_MAX_MS", 30 * 60_000, 0, 7 * 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     tls,

@@ -30,6 +30,9 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** A device waits for its CONNACK while the cloud is asked: the question gets this long at most. */
+const AUTH_ASK_TIMEOUT_MS = 3_000;
+
 /** Acks are small and few: this holds hundreds of thousands while the cloud is away. */
 const ACK_QUEUE_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -74,7 +77,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     ? await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log })
     : await startEmbeddedBroker({
         config,
-        authenticator: new DeviceAuthenticator(cloud, config.authCacheTtlMs),
+        authenticator: new DeviceAuthenticator(cloud, {
+          ttlMs: config.authCacheTtlMs,
+          staleMaxMs: config.authStaleMaxMs,
+          askTimeoutMs: Math.min(config.cloudTimeoutMs, AUTH_ASK_TIMEOUT_MS),
+        }),
         intake,
         commands,
         metrics,

@@ -26,8 +26,9 @@ export interface CloudClientOptions {
 export class CloudClient {
   constructor(private readonly options: CloudClientOptions) {}
 
-  async authenticateDevice(deviceId: string, token: string): Promise<DeviceAuthResult> {
-    const response = await this.post("/api/gateway/v1/device-auth", { deviceId, token });
+  /** `timeoutMs`: this question's own deadline (a device waits for its CONNACK meanwhile). */
+  async authenticateDevice(deviceId: string, token: string, timeoutMs?: number): Promise<DeviceAuthResult> {
+    const response = await this.post("/api/gateway/v1/device-auth", { deviceId, token }, timeoutMs);
     if (response.status === 401 || response.status === 404) {
       const problem = await readJson(response);
       // A 401 for our own gateway key is a configuration fault, not a bad device.
@@ -55,13 +56,13 @@ export class CloudClient {
     };
   }
 
-  private async post(path: string, body: unknown): Promise<Response> {
+  private async post(path: string, body: unknown, timeoutMs = this.options.timeoutMs): Promise<Response> {
     try {
       return await fetch(`${this.options.baseUrl}${path}`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${this.options.gatewayKey}` },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
