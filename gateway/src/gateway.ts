@@ -27,7 +27,8 @@ export interface Gateway {
   readonly httpPort: number;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
-  stop(): Promise<void>;
+  /** `deliverMs`: how long the uplink may still try to deliver what is queued (it stays on disk). */
+  stop(deliverMs?: number): Promise<void>;
 }
 
 /** A device waits for its CONNACK while the cloud is asked: the question gets this long at most. */
@@ -135,11 +136,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     httpPort,
     metrics,
     forwarder,
-    async stop() {
+    async stop(deliverMs?: number) {
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
-      await forwarder.stop();
+      await forwarder.stop(deliverMs);
       await close(httpServer);
       logger.info("gateway stopped");
     },

@@ -24,6 +24,10 @@ import (
 // idIndexInterval is how soon a new collection gets its `_id` lookup index (idindex.go).
 const idIndexInterval = 500 * time.Millisecond
 
+// stopDeadline bounds a graceful stop: past it the process exits anyway (a
+// handler wedged on its connection pool must not keep it alive).
+const stopDeadline = 3 * time.Second
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on (loopback only in development)")
 	dataDir := flag.String("data", "./data/ferretdb", "directory for the SQLite databases")
@@ -44,6 +48,11 @@ func main() {
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: cannot create data dir %s: %v\n", abs, err)
+		os.Exit(1)
+	}
+	// Two servers on one set of SQLite files block each other's writes: refuse to be the second.
+	if err := lockDataDir(abs); err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
 		os.Exit(1)
 	}
 
@@ -73,7 +82,16 @@ func main() {
 	go newIDIndexKeeper(abs, logger).run(ctx, idIndexInterval)
 
 	fmt.Printf("MONGODB_URI=%s\n", f.MongoDBURI())
-	<-done
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		case <-time.After(stopDeadline):
+			logger.Error("ferretdb did not stop in time, exiting", "deadline", stopDeadline)
+			os.Exit(1)
+		}
+	}
 }
 
 // exitWithParent stops the server when the process that started it is gone

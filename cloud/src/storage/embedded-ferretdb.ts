@@ -21,7 +21,11 @@ export interface EmbeddedFerretDbOptions {
 
 export interface EmbeddedFerretDb {
   uri: string;
+  /** The FerretDB process (tests stop and resume it to play a stalled database). */
+  pid: number;
   stop(): Promise<void>;
+  /** Ends the process at once (SIGKILL), stopped or wedged: for a shutdown out of time. */
+  kill(): void;
 }
 
 export class EmbeddedFerretDbError extends Error {
@@ -40,7 +44,7 @@ const STDERR_TAIL_LINES = 20;
 export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): Promise<EmbeddedFerretDb> {
   const binary = options.binary ?? join(REPO_ROOT, ".local", "bin", "ferretdb");
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
-  const stopTimeoutMs = options.stopTimeoutMs ?? 5_000;
+  const stopTimeoutMs = options.stopTimeoutMs ?? 3_000;
   try {
     await access(binary, constants.X_OK);
   } catch {
@@ -58,8 +62,14 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
     detached: true,
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  // If this process ends without stop() (process.exit, an uncaught error), FerretDB must not outlive it.
-  const stopOnExit = () => child.kill("SIGTERM");
+  const running = () => child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+  const kill = () => {
+    if (running()) child.kill("SIGKILL");
+  };
+  // If this process ends without stop() (process.exit, an uncaught error), FerretDB must not outlive
+  // it: SIGKILL, which also ends a stopped process (a SIGTERM would wait for it to be resumed, and a
+  // FerretDB left behind keeps the data dir locked for the next start). SQLite recovers from it.
+  const stopOnExit = kill;
   process.once("exit", stopOnExit);
   child.once("exit", () => process.off("exit", stopOnExit));
   const stderrTail: string[] = [];
@@ -71,9 +81,11 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
 
   const stop = async (): Promise<void> => {
     // No pid: the spawn itself failed, there is nothing to stop.
-    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    if (!running()) return;
     child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
+    // A stopped process (SIGSTOP, a debugger) handles the SIGTERM only once resumed.
+    child.kill("SIGCONT");
+    const timer = setTimeout(kill, stopTimeoutMs);
     await exited;
     clearTimeout(timer);
   };
@@ -104,9 +116,14 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
   });
   return {
     uri,
+    pid: child.pid as number,
     stop: () => {
       stopping = true;
       return stop();
+    },
+    kill: () => {
+      stopping = true;
+      kill();
     },
   };
 }
