@@ -24,6 +24,11 @@ export class GatewayMetrics {
       "MQTT clients that authenticated, by means (token, certificate)",
     );
     this.define("kestrel_gateway_auth_failures_total", "counter", "MQTT connections refused, by reason");
+    this.define(
+      "kestrel_gateway_auth_stale_admissions_total",
+      "counter",
+      "devices let in on an earlier verdict of the cloud, because the cloud could not answer",
+    );
     this.define("kestrel_gateway_messages_in_total", "counter", "MQTT messages accepted from devices, by kind");
     this.define("kestrel_gateway_messages_rejected_total", "counter", "MQTT messages refused or dropped, by reason");
     this.define(

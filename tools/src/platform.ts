@@ -173,8 +173,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     }
 
     const app = await buildApp({ db: store.db, logger: logger.child({ service: "cloud" }), config });
-    await app.listen({ port: config.port, host: config.host });
     stops.push({ part: "cloud", stop: () => app.close() });
+    await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();
     const cloudPort = typeof address === "object" && address ? address.port : config.port;
     const cloudUrl = `http://127.0.0.1:${cloudPort}`;

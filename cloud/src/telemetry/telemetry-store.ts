@@ -73,6 +73,8 @@ interface BucketDoc {
   s: string;
   /** The 1m rollups of the hour, recomputed from `s` whenever it changes. */
   r: Buckets;
+  /** The sample keys the last write added, by journal document (see `apply`); packed like `s`. */
+  j?: string;
 }
 
 interface IncomingBucket {
@@ -80,6 +82,10 @@ interface IncomingBucket {
   deviceId: string;
   hour: number;
   s: HourSamples;
+  /** Per sample key, the journal document it comes from (absent for an import). */
+  from: Record<string, string>;
+  /** Sample keys already counted for their device by an earlier attempt of this pass (see `apply`). */
+  counted: Set<string>;
 }
 
 function unpack(packed: string | undefined): HourSamples {
@@ -117,6 +123,8 @@ interface LatestDoc {
   /** Distinct samples stored for the device, and samples that arrived again after that (absent before counting). */
   stored?: number;
   duplicates?: number;
+  /** The journal documents the last write counted (see `apply`). */
+  j?: string[];
 }
 
 export interface DeviceBatch {
@@ -283,31 +291,61 @@ export class TelemetryStore {
    * One pass: each touched hourly bucket is read, merged and replaced with its minute rollups
    * recomputed; then the touched days' hour rollups and years' day rollups; then the devices'
    * latest sample. Replacing whole documents is safe because only the lease holder writes them.
+   *
+   * A pass that fails midway (the database stalls) leaves its journal documents, and the next pass
+   * applies them again, on top of what the failed one wrote. For the samples that changes nothing;
+   * for the per-device counts it would, so each bucket and each device's counts remember which
+   * journal documents their last write came from (`j`): a sample found in its bucket is counted as
+   * received again only if another journal document put it there, and a device's counts skip the
+   * journal documents they counted already. (A failed pass's documents are the oldest left, so the
+   * next pass always holds them again.)
    */
   private async apply(docs: JournalDoc[]): Promise<void> {
     const incoming = new Map<string, IncomingBucket>();
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
-    for (const { tenantId, items } of docs) {
-      for (const { deviceId, boot, samples } of typeof items === "string"
-        ? (JSON.parse(items) as JournalItems)
-        : items) {
+    const parsed = docs.map(({ _id, tenantId, items }) => ({
+      journalId: _id.toHexString(),
+      tenantId,
+      items: typeof items === "string" ? (JSON.parse(items) as JournalItems) : items,
+    }));
+    const previous = new Map(
+      (
+        await pointReads(this.latest, [
+          ...new Set(parsed.flatMap(({ tenantId, items }) => items.map(({ deviceId }) => key(tenantId, deviceId)))),
+        ])
+      ).map((doc) => [doc._id, doc]),
+    );
+    for (const { journalId, tenantId, items } of parsed) {
+      for (const { deviceId, boot, samples } of items) {
         const deviceKey = key(tenantId, deviceId);
-        const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
+        const values = latest.get(deviceKey) ?? {
+          _id: deviceKey,
+          tenantId,
+          deviceId,
+          m: {},
+          stored: 0,
+          duplicates: 0,
+          j: [],
+        };
         latest.set(deviceKey, values);
+        if (!values.j?.includes(journalId)) values.j?.push(journalId);
+        const countedBefore = previous.get(deviceKey)?.j?.includes(journalId) ?? false;
         for (const { seq, ts, m } of samples) {
           const hour = hourStart(ts);
           const id = key(tenantId, deviceId, hour);
-          const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+          const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {}, from: {}, counted: new Set() };
           incoming.set(id, bucket);
           const sampleKey = `${boot}-${seq}`;
           if (bucket.s[sampleKey]) {
             // Twice in this pass: the first one stands, as it would had it been stored already.
-            values.duplicates = (values.duplicates ?? 0) + 1;
+            if (!countedBefore) values.duplicates = (values.duplicates ?? 0) + 1;
             continue;
           }
           bucket.s[sampleKey] = { ts, m };
-          values.stored = (values.stored ?? 0) + 1;
+          bucket.from[sampleKey] = journalId;
+          if (countedBefore) bucket.counted.add(sampleKey);
+          else values.stored = (values.stored ?? 0) + 1;
           for (const [name, v] of Object.entries(m)) {
             const current = values.m[name];
             if (!current || ts >= current.ts) values.m[name] = { v, ts };
@@ -323,7 +361,8 @@ export class TelemetryStore {
       values.stored = (values.stored ?? 0) - again;
       values.duplicates = (values.duplicates ?? 0) + again;
     }
-    const newestBefore = await this.mergeLatest([...latest.values()]);
+    const newestBefore = this.mergeLatest([...latest.values()], previous);
+    await this.replaceAll(this.latest, [...latest.values()]);
 
     const now = Date.now();
     // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
@@ -340,25 +379,41 @@ export class TelemetryStore {
   /**
    * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
    * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
-   * incoming samples were stored already.
+   * incoming samples, not counted yet, were stored already by another journal document.
    */
   private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
     const stored = new Map((await pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
     const buckets: BucketDoc[] = [];
     const again = new Map<string, number>();
-    for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
-      const before = unpack(stored.get(_id)?.s);
+    for (const [_id, { tenantId, deviceId, hour, s, from, counted }] of incoming) {
+      const doc = stored.get(_id);
+      const before = unpack(doc?.s);
+      const addedBefore = doc?.j === undefined ? {} : (JSON.parse(doc.j) as Record<string, string[]>);
+      const added: Record<string, string[]> = {};
       let repeated = 0;
-      for (const sampleKey of Object.keys(s)) if (before[sampleKey]) repeated++;
+      for (const sampleKey of Object.keys(s)) {
+        const journalId = from[sampleKey];
+        if (!before[sampleKey]) {
+          if (journalId !== undefined) {
+            const keys = added[journalId] ?? [];
+            keys.push(sampleKey);
+            added[journalId] = keys;
+          }
+          continue;
+        }
+        // Added by this very journal document in a pass that failed afterwards: not a repeat.
+        const ownEarlierWrite = journalId !== undefined && (addedBefore[journalId]?.includes(sampleKey) ?? false);
+        if (!ownEarlierWrite && !counted.has(sampleKey)) repeated++;
+      }
       if (repeated > 0) {
         const deviceKey = key(tenantId, deviceId);
         again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated);
       }
       // Only a bucket that gains samples is written (and its rollups recomputed).
-      if (repeated === Object.keys(s).length) continue;
+      if (Object.keys(s).every((sampleKey) => before[sampleKey])) continue;
       const merged = { ...s, ...before };
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
-      buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r });
+      buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r, j: JSON.stringify(added) });
     }
     await this.replaceAll(this.buckets, buckets);
     const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
@@ -376,7 +431,7 @@ export class TelemetryStore {
     for (const { boot, seq, ts, m } of samples) {
       const hour = hourStart(ts);
       const id = key(tenantId, deviceId, hour);
-      const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+      const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {}, from: {}, counted: new Set() };
       incoming.set(id, bucket);
       bucket.s[`${boot}-${seq}`] = { ts, m };
     }
@@ -427,18 +482,13 @@ export class TelemetryStore {
     return docs;
   }
 
-  /** Merges the pass's latest values into the stored ones; answers each device's newest sample time before. */
-  private async mergeLatest(updates: LatestDoc[]): Promise<Map<string, number>> {
-    const previous = new Map(
-      (
-        await pointReads(
-          this.latest,
-          updates.map((u) => u._id),
-        )
-      ).map((d) => [d._id, d]),
-    );
+  /**
+   * Merges the pass's latest values and counts into `updates` (written by the caller) from the stored
+   * ones; answers each device's newest sample time before.
+   */
+  private mergeLatest(updates: LatestDoc[], previous: Map<string, LatestDoc>): Map<string, number> {
     const newestBefore = new Map<string, number>();
-    const docs = updates.map((update) => {
+    for (const update of updates) {
       const before = previous.get(update._id);
       // The newest sample holds the latest value of each of its metrics, so its time is the largest of theirs.
       if (before) newestBefore.set(update._id, Math.max(...Object.values(before.m).map(({ ts }) => ts)));
@@ -447,11 +497,10 @@ export class TelemetryStore {
         const current = m[name];
         if (!current || value.ts >= current.ts) m[name] = value;
       }
-      const stored = (before?.stored ?? 0) + (update.stored ?? 0);
-      const duplicates = (before?.duplicates ?? 0) + (update.duplicates ?? 0);
-      return { ...update, m, stored, duplicates };
-    });
-    await this.replaceAll(this.latest, docs);
+      update.m = m;
+      update.stored = (before?.stored ?? 0) + (update.stored ?? 0);
+      update.duplicates = (before?.duplicates ?? 0) + (update.duplicates ?? 0);
+    }
     return newestBefore;
   }
 
