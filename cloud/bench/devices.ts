@@ -56,9 +56,12 @@ export async function devicesBenchmark(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-devices-"));
   const config = loadConfig({
     DATA_DIR: dir,
+    ...(process.env.FERRETDB_BACKEND && { FERRETDB_BACKEND: process.env.FERRETDB_BACKEND }),
     ...(process.env.MONGODB_URI && { MONGODB_URI: process.env.MONGODB_URI }),
   });
-  const ferret = config.mongoUri ? undefined : await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  const ferret = config.mongoUri
+    ? undefined
+    : await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb"), backend: config.embeddedBackend });
   const database = await connectDb(config.mongoUri ?? (ferret?.uri as string), `bench_devices_${Date.now()}`);
   const app = await buildApp({ db: database.db, config });
   try {
@@ -144,7 +147,7 @@ export async function devicesBenchmark(): Promise<void> {
     }
 
     const baseline = results[0]?.p50 ?? 1;
-    const backend = config.mongoUri ? "MongoDB (MONGODB_URI)" : "embedded FerretDB v1 (SQLite)";
+    const backend = config.mongoUri ? "MongoDB (MONGODB_URI)" : `embedded FerretDB v1 (${config.embeddedBackend})`;
     process.stdout.write(
       `${DEVICES} devices (+1,000 of another organization) on ${backend}, bulk-loaded in ${loadSeconds.toFixed(1)} s; ` +
         `up to ${ROUNDS} rounds per query (fewer once a query used ${BUDGET_MS / 1000} s)\n\n` +

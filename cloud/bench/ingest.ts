@@ -17,6 +17,7 @@ import { connectAsync, type MqttClient } from "mqtt";
 import { startGatewayProcess } from "../../gateway/bench/harness.ts";
 import { stopProcess } from "../../gateway/test/mosquitto-broker.ts";
 import { freePort } from "../../gateway/test/real-cloud.ts";
+import { loadConfig } from "../src/config.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
@@ -91,7 +92,10 @@ async function waitFor(condition: () => Promise<boolean>, started: number, what:
 
 export async function ingestBenchmark(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-ingest-"));
-  const ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  const ferret = await startEmbeddedFerretDb({
+    dataDir: join(dir, "ferretdb"),
+    backend: loadConfig(process.env).embeddedBackend,
+  });
   const dbName = `bench_ingest_${Date.now()}`;
   const database = await connectDb(ferret.uri, dbName);
   const clients: MqttClient[] = [];

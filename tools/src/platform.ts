@@ -6,7 +6,14 @@
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
+import {
+  bootstrap,
+  buildApp,
+  connectDb,
+  type EmbeddedBackend,
+  loadConfig,
+  startEmbeddedFerretDb,
+} from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
 import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
@@ -17,6 +24,8 @@ export interface PlatformOptions {
   deviceCount: number;
   logger: Logger;
   mongoUri?: string;
+  /** The embedded FerretDB's storage when mongoUri is not given; default FERRETDB_BACKEND or the embedded default. */
+  backend?: EmbeddedBackend;
   cloudPort?: number;
   /** MQTT over TLS; a free port unless given. */
   mqttTlsPort?: number;
@@ -147,6 +156,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     if (!mongoUri) {
       const ferret = await startEmbeddedFerretDb({
         dataDir: join(dataDir, "ferretdb"),
+        backend: options.backend ?? loadConfig({ ...process.env, DATA_DIR: dataDir }).embeddedBackend,
         // Killed within its step's deadline if a graceful stop does not end it.
         stopTimeoutMs: STOP_DEADLINES.database - 500,
       });

@@ -1,6 +1,7 @@
-// Runs the project-local FerretDB binary (MongoDB wire protocol on SQLite) as a
-// child process on a free loopback port: the embedded store for development
-// and tests when MONGODB_URI is not set.
+// Runs the project-local FerretDB binary (MongoDB wire protocol on SQLite, or on
+// Debian's PostgreSQL, which the binary then runs too) as a child process on a
+// free loopback port: the embedded store for development and tests when
+// MONGODB_URI is not set.
 
 import { spawn } from "node:child_process";
 import { access, constants, mkdir } from "node:fs/promises";
@@ -8,9 +9,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { REPO_ROOT } from "../config.ts";
+import { DEFAULT_EMBEDDED_BACKEND, type EmbeddedBackend } from "./embedded-backend.ts";
 
 export interface EmbeddedFerretDbOptions {
   dataDir: string;
+  /** Default DEFAULT_EMBEDDED_BACKEND. Both keep their data in `dataDir`, side by side. */
+  backend?: EmbeddedBackend;
   /** Defaults to `<repo>/.local/bin/ferretdb`, built by `make setup`. */
   binary?: string;
   /** Receives FerretDB's own log lines (stderr) at debug level. */
@@ -43,7 +47,9 @@ const STDERR_TAIL_LINES = 20;
 
 export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): Promise<EmbeddedFerretDb> {
   const binary = options.binary ?? join(REPO_ROOT, ".local", "bin", "ferretdb");
-  const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  const backend = options.backend ?? DEFAULT_EMBEDDED_BACKEND;
+  // PostgreSQL's first start makes its cluster (initdb): seconds, more on a loaded machine.
+  const startTimeoutMs = options.startTimeoutMs ?? (backend === "postgresql" ? 60_000 : 15_000);
   const stopTimeoutMs = options.stopTimeoutMs ?? 3_000;
   try {
     await access(binary, constants.X_OK);
@@ -55,7 +61,7 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
   }
   await mkdir(options.dataDir, { recursive: true });
 
-  const child = spawn(binary, ["-listen", "127.0.0.1:0", "-data", options.dataDir], {
+  const child = spawn(binary, ["-listen", "127.0.0.1:0", "-data", options.dataDir, "-backend", backend], {
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: a terminal's Ctrl-C reaches only us, and we stop FerretDB last, after
     // the services that still write to it. FerretDB exits by itself if this process dies.
