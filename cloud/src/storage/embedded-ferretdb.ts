@@ -4,8 +4,9 @@
 // MONGODB_URI is not set.
 
 import { spawn } from "node:child_process";
-import { access, constants, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { access, chmod, constants, mkdir, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { REPO_ROOT } from "../config.ts";
@@ -41,6 +42,20 @@ export class EmbeddedFerretDbError extends Error {
   }
 }
 
+/**
+ * Run as root, our FerretDB program runs PostgreSQL as the postgres user, who must be able to reach
+ * the data dir. Temporary directories (mkdtemp: 0700, as tests and benchmarks make them) get the
+ * traverse bit here; any other directory in the way is reported by the program, not changed.
+ */
+async function letPostgresReach(dataDir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const temp = resolve(tmpdir());
+  for (let dir = dirname(resolve(dataDir)); dir.startsWith(`${temp}/`); dir = dirname(dir)) {
+    const { mode } = await stat(dir);
+    if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o777) | 0o011);
+  }
+}
+
 const URI_LINE = /^MONGODB_URI=(mongodb:\/\/\S+)$/;
 // Kept so a failed start can say why.
 const STDERR_TAIL_LINES = 20;
@@ -60,6 +75,7 @@ export async function startEmbeddedFerretDb(options: EmbeddedFerretDbOptions): P
     );
   }
   await mkdir(options.dataDir, { recursive: true });
+  if (backend === "postgresql") await letPostgresReach(options.dataDir);
 
   const child = spawn(binary, ["-listen", "127.0.0.1:0", "-data", options.dataDir, "-backend", backend], {
     stdio: ["ignore", "pipe", "pipe"],
