@@ -1,7 +1,8 @@
 // Devices of a tenant: identity, labels, token hash, and the state the platform
 // last heard from them. The id `<tenantId>|<deviceId>` makes every single-device
-// lookup a point read, the only filter FerretDB v1 pushes down to SQLite; the
-// search indexes below serve MongoDB (FerretDB answers the same queries by scan).
+// lookup a point read, the only filter FerretDB v1 pushes down; the search
+// indexes below serve MongoDB's list queries, and on FerretDB the device
+// directory (device-directory.ts) serves them, kept up to date from here.
 
 import type { DeviceMode, DeviceState, ResetReason } from "@kestrel/wire";
 import {
@@ -14,8 +15,10 @@ import {
 } from "mongodb";
 import { secretMatches } from "../auth/secrets.ts";
 import { boundedBulkWrite, boundedInsertMany } from "../storage/command-bounds.ts";
+import { isFerretDb } from "../storage/engine.ts";
 import { pointReads } from "../storage/point-reads.ts";
-import { type DeviceSearch, searchFilter, searchSort } from "./device-query.ts";
+import { DeviceDirectory, type DirectoryEntry, entryFits, entryOf } from "./device-directory.ts";
+import { type DeviceSearch, type SortPosition, searchFilter, searchSort } from "./device-query.ts";
 import type { DeviceChanges, LatestSample, MetadataValue } from "./device-view.ts";
 
 export interface DeviceDoc {
@@ -50,6 +53,15 @@ export interface DeviceDoc {
 }
 
 export const NEVER_SEEN = new Date(0);
+
+/** The server-side deadline of a list query on MongoDB (an index range scan of a page). */
+const LIST_MAX_TIME_MS = 5_000;
+
+/** A page of the device list: its devices, and the sort position it ended at when there is a next page. */
+export interface DevicePage {
+  items: DeviceDoc[];
+  endedAt: SortPosition | undefined;
+}
 
 /** What one apply pass learnt of a device from its telemetry. */
 export interface TelemetrySeen {
@@ -86,9 +98,12 @@ const DUPLICATE_KEY = 11000;
 
 export class DeviceStore {
   private readonly devices: Collection<DeviceDoc>;
+  /** The list's index on FerretDB; MongoDB has its own indexes. */
+  private readonly directory: DeviceDirectory | undefined;
 
   constructor(private readonly db: Db) {
     this.devices = db.collection<DeviceDoc>("devices");
+    this.directory = isFerretDb(db) ? new DeviceDirectory(db) : undefined;
   }
 
   /**
@@ -127,11 +142,14 @@ export class DeviceStore {
 
   /** Registers the device or replaces its token. */
   async upsertWithToken(tenantId: string, deviceId: string, tokenHash: string): Promise<void> {
+    const _id = deviceDocId(tenantId, deviceId);
     await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId) },
+      { _id },
       { $set: { tokenHash }, $setOnInsert: DeviceStore.newDoc(tenantId, deviceId) },
       { upsert: true },
     );
+    const doc = this.directory && (await this.devices.findOne({ _id }));
+    if (doc) await this.directory?.put(tenantId, [doc]);
   }
 
   /** Adds a device; null when the tenant has one with this id already. */
@@ -149,6 +167,7 @@ export class DeviceStore {
     };
     try {
       await this.devices.insertOne(doc);
+      await this.directory?.put(tenantId, [doc]);
       return doc;
     } catch (error) {
       if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return null;
@@ -162,30 +181,33 @@ export class DeviceStore {
     devices: Array<{ deviceId: string; changes: DeviceChanges; state?: Partial<DeviceDoc> }>,
     tokenHash: string,
   ): Promise<void> {
-    const writeErrors = await boundedInsertMany(
-      this.devices,
-      devices.map(({ deviceId, changes, state }) => ({
-        _id: deviceDocId(tenantId, deviceId),
-        ...DeviceStore.newDoc(tenantId, deviceId),
-        ...labelFields(changes),
-        ...state,
-        tokenHash,
-      })),
-    );
+    const docs: DeviceDoc[] = devices.map(({ deviceId, changes, state }) => ({
+      _id: deviceDocId(tenantId, deviceId),
+      ...DeviceStore.newDoc(tenantId, deviceId),
+      ...labelFields(changes),
+      ...state,
+      tokenHash,
+    }));
+    const writeErrors = await boundedInsertMany(this.devices, docs);
     if (writeErrors.length > 0) {
       throw new Error(`${writeErrors.length} devices not created, first: ${writeErrors[0]?.errmsg ?? "unknown"}`);
     }
+    await this.directory?.put(tenantId, docs);
   }
 
   /** Applies the changes; null when there is no such device in the tenant. */
   async update(tenantId: string, deviceId: string, changes: DeviceChanges): Promise<DeviceDoc | null> {
     const _id = deviceDocId(tenantId, deviceId);
     const result = await this.devices.updateOne({ _id }, { $set: labelFields(changes) });
-    return result.matchedCount === 0 ? null : this.devices.findOne({ _id });
+    if (result.matchedCount === 0) return null;
+    const doc = await this.devices.findOne({ _id });
+    if (doc) await this.directory?.put(tenantId, [doc]);
+    return doc;
   }
 
   async remove(tenantId: string, deviceId: string): Promise<boolean> {
     const result = await this.devices.deleteOne({ _id: deviceDocId(tenantId, deviceId) });
+    if (result.deletedCount === 1) await this.directory?.remove(tenantId, [deviceId]);
     return result.deletedCount === 1;
   }
 
@@ -199,15 +221,35 @@ export class DeviceStore {
     return this.devices.findOne({ _id: deviceDocId(tenantId, deviceId) });
   }
 
-  /** One page of the search, plus one more document when there is a next page. */
-  search(tenantId: string, search: DeviceSearch): Promise<DeviceDoc[]> {
-    const filter: Filter<DeviceDoc> = searchFilter(tenantId, search);
-    const sort: Sort = searchSort(search);
-    return this.devices
-      .find(filter, { projection: { tokenHash: 0 } })
-      .sort(sort)
-      .limit(search.limit + 1)
-      .toArray();
+  /**
+   * One page of the search, and where it ended when there is a next page. On FerretDB the directory
+   * names the page's devices, which are then read by `_id` and checked against the search again (a
+   * device whose entry was stale is left out of this page).
+   */
+  async search(tenantId: string, search: DeviceSearch): Promise<DevicePage> {
+    if (!this.directory) {
+      const filter: Filter<DeviceDoc> = searchFilter(tenantId, search);
+      const sort: Sort = searchSort(search);
+      const docs = await this.devices
+        .find(filter, { projection: { tokenHash: 0 }, maxTimeMS: LIST_MAX_TIME_MS })
+        .sort(sort)
+        .limit(search.limit + 1)
+        .toArray();
+      const items = docs.slice(0, search.limit);
+      const last = items.at(-1);
+      return { items, endedAt: docs.length > search.limit && last ? entryOf(last) : undefined };
+    }
+    const candidates = await this.directory.page(tenantId, search);
+    const listed = candidates.slice(0, search.limit);
+    const docs = await pointReads(
+      this.devices,
+      listed.map((entry) => deviceDocId(tenantId, entry.deviceId)),
+      { tokenHash: 0 },
+    );
+    return {
+      items: docs.filter((doc) => entryFits(entryOf(doc), search)),
+      endedAt: candidates.length > search.limit ? listed.at(-1) : undefined,
+    };
   }
 
   /** Which of these device ids exist in the tenant (one point read each). */
@@ -240,6 +282,13 @@ export class DeviceStore {
         },
       })),
     );
+    const byTenant = new Map<string, Map<string, (entry: DirectoryEntry) => DirectoryEntry>>();
+    for (const { tenantId, deviceId, seenAt } of seen) {
+      const updates = byTenant.get(tenantId) ?? new Map<string, (entry: DirectoryEntry) => DirectoryEntry>();
+      byTenant.set(tenantId, updates);
+      updates.set(deviceId, (entry) => ({ ...entry, lastSeen: Math.max(entry.lastSeen, seenAt.getTime()) }));
+    }
+    for (const [tenantId, updates] of byTenant) await this.directory?.patch(tenantId, updates);
   }
 
   /**
@@ -272,6 +321,7 @@ export class DeviceStore {
       ).map((doc) => [doc._id, doc.stateAt ?? Number.NEGATIVE_INFINITY]),
     );
     const updates: AnyBulkWriteOperation<DeviceDoc>[] = [];
+    const listed = new Map<string, (entry: DirectoryEntry) => DirectoryEntry>();
     for (const [deviceId, reported] of byDevice) {
       const _id = deviceDocId(tenantId, deviceId);
       const appliedAt = stored.get(_id);
@@ -284,11 +334,19 @@ export class DeviceStore {
         Object.assign(update, stateFields(state), { stateAt: receivedAt });
       }
       if (update.stateAt === undefined) continue;
+      const seenAt = update.stateAt;
       updates.push({
-        updateOne: { filter: { _id }, update: { $set: update, $max: { lastSeen: new Date(update.stateAt) } } },
+        updateOne: { filter: { _id }, update: { $set: update, $max: { lastSeen: new Date(seenAt) } } },
       });
+      listed.set(deviceId, (entry) => ({
+        ...entry,
+        online: update.online ?? entry.online,
+        fw: update.fw ?? entry.fw,
+        lastSeen: Math.max(entry.lastSeen, seenAt),
+      }));
     }
     await boundedBulkWrite(this.devices, updates);
+    await this.directory?.patch(tenantId, listed);
   }
 }
 

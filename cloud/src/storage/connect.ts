@@ -28,6 +28,7 @@ import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
 import { DatabaseProbe, registerProbe } from "./availability.ts";
 import { MAX_POOL_SIZE } from "./command-bounds.ts";
+import { detectEngine } from "./engine.ts";
 
 export interface Database {
   client: MongoClient;
@@ -93,6 +94,7 @@ export async function connectDb(uri: string, dbName: string, options: MongoClien
   try {
     await connected(client);
     const db = client.db(dbName);
+    await detectEngine(db);
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
