@@ -54,6 +54,9 @@ const JOURNAL_BATCH = 50;
 const APPLY_LEASE_MS = 30_000;
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
+/** The longest a read waits for this process's journalled telemetry to be applied (see settleForRead). */
+export const READ_SETTLE_MAX_MS = 1_000;
+const LAGGING_ROUND_MS = 500;
 
 interface StoredSample {
   ts: number;
@@ -169,6 +172,31 @@ function key(...parts: Array<string | number>): string {
   return parts.join("|");
 }
 
+/** A bucket id's parts: tenant, device, hour (tenant and device ids hold no "|"). */
+function splitBucketId(id: string): [string, string, number] {
+  const [tenantId = "", deviceId = "", hour = "0"] = id.split("|");
+  return [tenantId, deviceId, Number(hour)];
+}
+
+/** What a pass or an import read before merging: buckets and rollup documents by id. */
+interface StoredForMerge {
+  buckets: Map<string, BucketDoc>;
+  rollups: Map<string, RollupDoc>;
+}
+
+/** The documents a merge writes, and the repeats it found per device. */
+interface Merged {
+  buckets: BucketDoc[];
+  rollups: RollupDoc[];
+  again: Map<string, number>;
+}
+
+/** Waits for every promise; then throws the first failure, if any. */
+async function allSettledOrThrow(work: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((outcome) => outcome.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 // Per database, in this process: the pass queue (passes never overlap, whichever store runs them),
 // whether this process journalled something since its last pass began, and whether it is closing.
 const applying = new WeakMap<Db, Promise<void>>();
@@ -228,6 +256,22 @@ export class TelemetryStore {
     return this.applyPending();
   }
 
+  /**
+   * settle(), bounded for a read: waits at most READ_SETTLE_MAX_MS, and not at all while applying
+   * runs behind (a round takes longer than LAGGING_ROUND_MS, as under a large fleet's load, where
+   * every read would otherwise wait a round): the read then sees what is applied, the apply lag
+   * behind. A failed pass is logged by the applier; the read goes to the database itself.
+   */
+  async settleForRead(): Promise<void> {
+    if (this.lagging(LAGGING_ROUND_MS)) return;
+    const waited = new AbortController();
+    await Promise.race([
+      this.settle().catch(() => undefined),
+      sleep(READ_SETTLE_MAX_MS, undefined, { signal: waited.signal }).catch(() => undefined),
+    ]);
+    waited.abort();
+  }
+
   /** Applies whatever the journal holds, from any replica (the periodic pass). */
   applyPending(): Promise<void> {
     return this.applying(() => {
@@ -257,10 +301,9 @@ export class TelemetryStore {
 
   /**
    * True while this process applies slower than `thresholdMs` a round (one batch of the journal):
-   * the round in progress has run that long, or the last one took that long. Reads then answer
-   * from what is applied rather than wait for a round.
+   * the round in progress has run that long, or the last one took that long.
    */
-  lagging(thresholdMs: number): boolean {
+  private lagging(thresholdMs: number): boolean {
     const round = rounds.get(this.db);
     if (!round) return false;
     return round.lastMs > thresholdMs || (round.startedAt !== undefined && Date.now() - round.startedAt > thresholdMs);
@@ -309,13 +352,20 @@ export class TelemetryStore {
       tenantId,
       items: typeof items === "string" ? (JSON.parse(items) as JournalItems) : items,
     }));
-    const previous = new Map(
-      (
-        await pointReads(this.latest, [
-          ...new Set(parsed.flatMap(({ tenantId, items }) => items.map(({ deviceId }) => key(tenantId, deviceId)))),
-        ])
-      ).map((doc) => [doc._id, doc]),
-    );
+    // Everything the pass reads, read at once: latest values and counts, buckets and their rollups.
+    const deviceKeys = new Set<string>();
+    const bucketIds = new Set<string>();
+    for (const { tenantId, items } of parsed) {
+      for (const { deviceId, samples } of items) {
+        deviceKeys.add(key(tenantId, deviceId));
+        for (const { ts } of samples) bucketIds.add(key(tenantId, deviceId, hourStart(ts)));
+      }
+    }
+    const [previousDocs, stored] = await Promise.all([
+      pointReads(this.latest, [...deviceKeys]),
+      this.readStored([...bucketIds]),
+    ]);
+    const previous = new Map(previousDocs.map((doc) => [doc._id, doc]));
     for (const { journalId, tenantId, items } of parsed) {
       for (const { deviceId, boot, samples } of items) {
         const deviceKey = key(tenantId, deviceId);
@@ -355,38 +405,61 @@ export class TelemetryStore {
         }
       }
     }
-    for (const [deviceKey, again] of await this.writeBuckets(incoming)) {
+    const merged = this.merge(incoming, stored);
+    for (const [deviceKey, again] of merged.again) {
       const values = latest.get(deviceKey);
       if (!values) continue;
       values.stored = (values.stored ?? 0) - again;
       values.duplicates = (values.duplicates ?? 0) + again;
     }
     const newestBefore = this.mergeLatest([...latest.values()], previous);
-    await this.replaceAll(this.latest, [...latest.values()]);
-
     const now = Date.now();
-    // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
-    await this.devices.recordTelemetry(
-      [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) => ({
-        tenantId,
-        deviceId,
-        seenAt: new Date(Math.min(sample.ts, now)),
-        latest: sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
-      })),
-    );
+    // Every write of the pass at once. Their order does not matter: a failure leaves the journal, and
+    // the next pass writes again what is missing (see above); all end before the next pass reads.
+    await allSettledOrThrow([
+      this.writeMerged(merged),
+      this.replaceAll(this.latest, [...latest.values()]),
+      // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
+      this.devices.recordTelemetry(
+        [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) => ({
+          tenantId,
+          deviceId,
+          seenAt: new Date(Math.min(sample.ts, now)),
+          latest: sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
+        })),
+      ),
+    ]);
+  }
+
+  /** The stored buckets with these ids, and the hour and day rollup documents they sum up into. */
+  private async readStored(bucketIds: string[]): Promise<StoredForMerge> {
+    const rollupIds = new Set<string>();
+    for (const id of bucketIds) {
+      const [tenantId, deviceId, hour] = splitBucketId(id);
+      rollupIds.add(key("1h", tenantId, deviceId, rollupDocStart("1h", hour)));
+      rollupIds.add(key("1d", tenantId, deviceId, rollupDocStart("1d", hour)));
+    }
+    const [buckets, rollups] = await Promise.all([
+      pointReads(this.buckets, bucketIds),
+      pointReads(this.rollups, [...rollupIds]),
+    ]);
+    return {
+      buckets: new Map(buckets.map((doc) => [doc._id, doc])),
+      rollups: new Map(rollups.map((doc) => [doc._id, doc])),
+    };
   }
 
   /**
-   * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
-   * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
-   * incoming samples, not counted yet, were stored already by another journal document.
+   * Adds samples to their stored hourly buckets (a sample already stored stays as it is) and
+   * recomputes every rollup level over them: the documents to write, and, per device
+   * (`<tenant>|<device>`), how many of the incoming samples, not counted yet, were stored already by
+   * another journal document.
    */
-  private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
-    const stored = new Map((await pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
+  private merge(incoming: Map<string, IncomingBucket>, stored: StoredForMerge): Merged {
     const buckets: BucketDoc[] = [];
     const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s, from, counted }] of incoming) {
-      const doc = stored.get(_id);
+      const doc = stored.buckets.get(_id);
       const before = unpack(doc?.s);
       const addedBefore = doc?.j === undefined ? {} : (JSON.parse(doc.j) as Record<string, string[]>);
       const added: Record<string, string[]> = {};
@@ -415,10 +488,13 @@ export class TelemetryStore {
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
       buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r, j: JSON.stringify(added) });
     }
-    await this.replaceAll(this.buckets, buckets);
-    const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
-    await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);
-    return again;
+    const days = this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)], stored.rollups);
+    const years = this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)], stored.rollups);
+    return { buckets, rollups: [...days, ...years], again };
+  }
+
+  private async writeMerged({ buckets, rollups }: Merged): Promise<void> {
+    await allSettledOrThrow([this.replaceAll(this.buckets, buckets), this.replaceAll(this.rollups, rollups)]);
   }
 
   /**
@@ -436,7 +512,7 @@ export class TelemetryStore {
       bucket.s[`${boot}-${seq}`] = { ts, m };
     }
     await this.applying(async () => {
-      await this.writeBuckets(incoming);
+      await this.writeMerged(this.merge(incoming, await this.readStored([...incoming.keys()])));
     });
   }
 
@@ -451,12 +527,13 @@ export class TelemetryStore {
     return next;
   }
 
-  /** Sets, in the `level` documents, the aggregate each finer document sums up to; answers them. */
-  private async rollUp<T extends { tenantId: string; deviceId: string }>(
+  /** The `level` documents, from `stored`, with the aggregate each finer document sums up to set. */
+  private rollUp<T extends { tenantId: string; deviceId: string }>(
     level: "1h" | "1d",
     finer: T[],
     aggregate: (doc: T) => [number, MetricAggs],
-  ): Promise<RollupDoc[]> {
+    stored: Map<string, RollupDoc>,
+  ): RollupDoc[] {
     const updates = new Map<string, RollupDoc>();
     for (const doc of finer) {
       const [start, aggs] = aggregate(doc);
@@ -473,13 +550,7 @@ export class TelemetryStore {
       updates.set(_id, update);
       update.b[start] = aggs;
     }
-    const stored = new Map((await pointReads(this.rollups, [...updates.keys()])).map((doc) => [doc._id, doc]));
-    const docs = [...updates.values()].map((update) => ({
-      ...update,
-      b: { ...stored.get(update._id)?.b, ...update.b },
-    }));
-    await this.replaceAll(this.rollups, docs);
-    return docs;
+    return [...updates.values()].map((update) => ({ ...update, b: { ...stored.get(update._id)?.b, ...update.b } }));
   }
 
   /**
@@ -522,7 +593,7 @@ export class TelemetryStore {
    * The caller must already know the device belongs to the tenant.
    */
   async *iterate(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample> {
-    await this.settle();
+    await this.settleForRead();
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) {
       const doc = await this.buckets.findOne({ _id: key(tenantId, deviceId, hour) }, { projection: { s: 1 } });
       if (doc) yield* bucketSamples(doc, from, to);
@@ -531,7 +602,7 @@ export class TelemetryStore {
 
   /** Samples with from <= ts < to, ordered by ts, boot, seq. */
   async read(tenantId: string, deviceId: string, from: number, to: number): Promise<HistorySample[]> {
-    await this.settle();
+    await this.settleForRead();
     const ids: string[] = [];
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) ids.push(key(tenantId, deviceId, hour));
     const samples: HistorySample[] = [];
@@ -547,7 +618,7 @@ export class TelemetryStore {
     from: number,
     to: number,
   ): Promise<Buckets> {
-    await this.settle();
+    await this.settleForRead();
     const starts: number[] = [];
     for (let start = rollupDocStart(level, from); start < to; start = nextDocStart(level, start)) starts.push(start);
     const buckets: Buckets = {};
@@ -564,7 +635,7 @@ export class TelemetryStore {
 
   /** Latest value of every metric of the given devices (those with telemetry), or of all the tenant's devices. */
   async readLatest(tenantId: string, deviceIds: string[] | undefined, limit: number): Promise<LatestValues[]> {
-    await this.settle();
+    await this.settleForRead();
     const docs = deviceIds
       ? await pointReads(
           this.latest,
