@@ -12,8 +12,9 @@ if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 200) {
   process.exit(2);
 }
 
+const dataDir = process.env.DATA_DIR || join(root, ".data");
 const platform = await startPlatform({
-  dataDir: process.env.DATA_DIR || join(root, ".data"),
+  dataDir,
   deviceCount,
   logger,
   mongoUri: process.env.MONGODB_URI || undefined,
@@ -37,7 +38,7 @@ process.stdout.write(
     `  ca         ${platform.tls.caPath} (verify the gateway with it, e.g. mosquitto_sub --cafile)`,
     ...(platform.mqttPlainUrl ? [`  mqtt       ${platform.mqttPlainUrl} (gateway, plain TCP)`] : []),
     `  devices    ${platform.devices.map((d) => d.deviceId).join(", ")}`,
-    "  (credentials saved in .data/credentials.json; Ctrl-C stops everything)",
+    `  (credentials saved in ${join(dataDir, "credentials.json")}; Ctrl-C stops everything)`,
     "",
   ].join("\n"),
 );
