@@ -10,8 +10,9 @@ export PATH := $(CURDIR)/.local/node/bin:$(PATH)
 setup:
 	@bash tools/scripts/setup.sh
 
+# node itself, not npx/tsx's launcher: that one exits 130 on Ctrl-C, which make reports as an error.
 run: setup
-	@npx tsx tools/src/run.ts
+	@exec node --import tsx tools/src/run.ts
 
 lint: setup
 	npx biome check .

@@ -23,10 +23,40 @@ export interface CloudConfig {
   exportScheduler: boolean;
   /** Days a scheduled export's stored file is kept (EXPORT_FILE_TTL_DAYS). */
   exportFileTtlDays: number;
+  /** Seconds after a tick that device samples may still arrive, beyond what gateways report (EXPORT_ALLOWED_LATENESS). */
+  exportAllowedLatenessSeconds: number;
+  /** The longest a scheduled export waits for its organization's gateways (EXPORT_MAX_WAIT, seconds). */
+  exportMaxWaitSeconds: number;
   /** Private networks (CIDR) webhooks may reach anyway (WEBHOOK_ALLOWED_NETWORKS, comma-separated). */
   webhookAllowedNetworks: string[];
   /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
   secretsKey: Buffer | undefined;
+  /** Whether this replica delivers partner webhooks (WEBHOOK_DISPATCHER=on|off; one replica at a time does). */
+  webhookDispatcher: boolean;
+  /**
+   * The operations token (OPS_TOKEN): scrapers of /metrics must present it as a bearer token when
+   * set, and it is required to change the log level at run time (PUT /ops/log-level).
+   */
+  opsToken: string | undefined;
+  /** Sentry DSN (SENTRY_DSN): errors are reported there when set, by the cloud and the dashboard. */
+  sentryDsn: string | undefined;
+  /** Sentry environment tag (SENTRY_ENVIRONMENT). */
+  sentryEnvironment: string;
+  /** How often the alert engine checks offline devices, reset windows and system metrics (ALERT_SWEEP_SECONDS). */
+  alertSweepSeconds: number;
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client's address (TRUST_PROXY): false (the
+   * socket's peer is the client), or the proxies' addresses and CIDRs.
+   */
+  trustProxy: false | string[];
+  /** Requests a minute per credential, per anonymous client address and per gateway key (RATE_LIMIT_*). */
+  rateLimits: RateLimits;
+}
+
+export interface RateLimits {
+  perCredential: number;
+  perAnonymousClient: number;
+  perGateway: number;
 }
 
 export class ConfigError extends Error {
@@ -83,6 +113,30 @@ function secretsKey(env: Env): Buffer | undefined {
   return key;
 }
 
+function secretToken(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError(`${name} must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -`);
+  }
+  return raw;
+}
+
+function sentryDsn(env: Env): string | undefined {
+  const raw = env.SENTRY_DSN;
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  if (!/^https?:$/.test(url.protocol) || url.username === "" || !/^\/.*\d+$/.test(url.pathname)) {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  return raw;
+}
+
 function mongoUri(env: Env): string | undefined {
   const raw = env.MONGODB_URI;
   if (raw === undefined || raw === "") return undefined;
@@ -106,6 +160,24 @@ function directory(env: Env, name: string, fallback: string): string {
   return isAbsolute(raw) ? raw : resolve(raw);
 }
 
+/**
+ * TRUST_PROXY: unset/off, or comma-separated addresses and CIDRs of the reverse proxies in front of
+ * the cloud; only what they append to X-Forwarded-For is believed.
+ */
+function trustProxy(env: Env): false | string[] {
+  const raw = env.TRUST_PROXY?.trim();
+  if (raw === undefined || raw === "" || raw === "off") return false;
+  return raw.split(",").map((entry) => {
+    const value = entry.trim();
+    const [address = "", prefix] = value.split("/");
+    const bits = isIP(address) === 6 ? 128 : 32;
+    if (isIP(address) === 0 || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits))) {
+      throw new ConfigError(`TRUST_PROXY must be off or proxy addresses/CIDRs (e.g. 10.0.0.0/8), got "${value}"`);
+    }
+    return value;
+  });
+}
+
 export function loadConfig(env: Env = process.env): CloudConfig {
   const logLevel = env.LOG_LEVEL || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
@@ -125,7 +197,20 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     dashboardDir: directory(env, "DASHBOARD_DIR", join(REPO_ROOT, "cloud", "dashboard", "dist")),
     exportScheduler: onOff(env, "EXPORT_SCHEDULER", true),
     exportFileTtlDays: integer(env, "EXPORT_FILE_TTL_DAYS", 7, 1, 3650),
+    exportAllowedLatenessSeconds: integer(env, "EXPORT_ALLOWED_LATENESS", 15, 0, 3600),
+    exportMaxWaitSeconds: integer(env, "EXPORT_MAX_WAIT", 300, 0, 3600),
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
+    webhookDispatcher: onOff(env, "WEBHOOK_DISPATCHER", true),
+    opsToken: secretToken(env, "OPS_TOKEN"),
+    sentryDsn: sentryDsn(env),
+    sentryEnvironment: env.SENTRY_ENVIRONMENT || "production",
+    alertSweepSeconds: integer(env, "ALERT_SWEEP_SECONDS", 5, 1, 3600),
+    trustProxy: trustProxy(env),
+    rateLimits: {
+      perCredential: integer(env, "RATE_LIMIT_PER_MINUTE", 6000, 1, 10_000_000),
+      perAnonymousClient: integer(env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 600, 1, 10_000_000),
+      perGateway: integer(env, "RATE_LIMIT_GATEWAY_PER_MINUTE", 120_000, 1, 10_000_000),
+    },
   };
 }

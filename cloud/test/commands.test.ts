@@ -152,10 +152,15 @@ describe("commands", () => {
     assert.deepEqual(claimed, [
       { deviceId: "dev-3", command: { v: 1, id: view.id, name: "identify", expiresAt: view.expiresAt } },
     ]);
-    assert.equal((await status("dev-3", view.id)).status, "sent");
+    assert.equal((await status("dev-3", view.id)).status, "queued", "claimed, not yet published");
     assert.deepEqual(await poll(acme.gatewayKey, ["dev-3"]), [], "a claimed command is not handed out twice");
 
     const at = Date.now();
+    const published = await acks(acme.gatewayKey, [
+      { deviceId: "dev-3", receivedAt: at - 1, delivery: { id: view.id, outcome: "published" } },
+    ]);
+    assert.deepEqual(published.json(), { applied: 1, ignored: 0, rejected: [] });
+    assert.equal((await status("dev-3", view.id)).status, "sent");
     const accepted = await acks(acme.gatewayKey, [
       { deviceId: "dev-3", receivedAt: at, ack: { v: 1, id: view.id, status: "accepted" } },
     ]);
@@ -225,6 +230,9 @@ describe("commands", () => {
     const view = await sendOk("dev-2", { name: "ping" });
     const first = await poll(acme.gatewayKey, ["dev-2"]);
     assert.ok(first.some((c) => c.command.id === view.id));
+    await acks(acme.gatewayKey, [
+      { deviceId: "dev-2", receivedAt: Date.now(), delivery: { id: view.id, outcome: "published" } },
+    ]);
     await cloud.db
       .collection("commands")
       .updateOne({ id: view.id }, { $set: { leaseUntil: new Date(Date.now() - 1) } });
@@ -239,6 +247,71 @@ describe("commands", () => {
       read.history.map((h) => h.status),
       ["queued", "sent"],
     );
+  });
+
+  test("a command its gateway could not publish (device gone) stays queued and is handed out again at once", async () => {
+    const view = await sendOk("dev-1", { name: "reboot" });
+    const handed = async () => (await poll(acme.gatewayKey, ["dev-1"])).map((c) => c.command.id);
+    assert.ok((await handed()).includes(view.id));
+    const released = await acks(acme.gatewayKey, [
+      { deviceId: "dev-1", receivedAt: Date.now(), delivery: { id: view.id, outcome: "not_connected" } },
+    ]);
+    assert.deepEqual(released.json(), { applied: 1, ignored: 0, rejected: [] });
+    const read = await status("dev-1", view.id);
+    assert.equal(read.status, "queued");
+    assert.deepEqual(
+      read.history.map((h) => h.status),
+      ["queued"],
+    );
+    // The device is back: its next poll gets the command without waiting for the 60 s lease.
+    assert.deepEqual(await handed(), [view.id]);
+    // Published, then the connection went before any ack: released again, status stays sent.
+    await acks(acme.gatewayKey, [
+      { deviceId: "dev-1", receivedAt: Date.now(), delivery: { id: view.id, outcome: "published" } },
+      { deviceId: "dev-1", receivedAt: Date.now(), delivery: { id: view.id, outcome: "connection_lost" } },
+    ]);
+    assert.equal((await status("dev-1", view.id)).status, "sent");
+    assert.deepEqual(await handed(), [view.id]);
+    await acks(acme.gatewayKey, [
+      { deviceId: "dev-1", receivedAt: Date.now(), ack: { v: 1, id: view.id, status: "done" } },
+    ]);
+  });
+
+  test("expired is final: a late ack is kept beside it and the history only grows", async () => {
+    const view = await sendOk("dev-2", { name: "ping", ttlSeconds: 60 });
+    await poll(acme.gatewayKey, ["dev-2"]);
+    await acks(acme.gatewayKey, [
+      { deviceId: "dev-2", receivedAt: Date.now(), delivery: { id: view.id, outcome: "published" } },
+    ]);
+    const expiresAt = new Date(Date.now() - 1000);
+    await cloud.db.collection("commands").updateOne({ id: view.id }, { $set: { expiresAt } });
+    const seen = await status("dev-2", view.id);
+    assert.equal(seen.status, "expired");
+
+    const lateAt = Date.now();
+    const late = await acks(acme.gatewayKey, [
+      { deviceId: "dev-2", receivedAt: lateAt - 5, ack: { v: 1, id: view.id, status: "accepted" } },
+      { deviceId: "dev-2", receivedAt: lateAt, ack: { v: 1, id: view.id, status: "done", result: { uptime: 7 } } },
+      { deviceId: "dev-2", receivedAt: lateAt + 1, ack: { v: 1, id: view.id, status: "failed", reason: "again" } },
+    ]);
+    assert.equal(late.statusCode, 200, late.body);
+    const after = await status("dev-2", view.id);
+    assert.equal(after.status, "expired");
+    assert.deepEqual(after.late, { status: "done", at: lateAt, reason: null, result: { uptime: 7 } });
+    assert.equal(after.result, null);
+    assert.deepEqual(after.history, seen.history, "what a reader saw is still there, unchanged");
+    assert.deepEqual(
+      after.history.map((h) => [h.status, h.at]),
+      [
+        ["queued", seen.createdAt],
+        ["sent", seen.history[1]?.at],
+        ["expired", expiresAt.getTime()],
+      ],
+    );
+    const published = await acks(acme.gatewayKey, [
+      { deviceId: "dev-2", receivedAt: Date.now(), delivery: { id: view.id, outcome: "published" } },
+    ]);
+    assert.deepEqual(published.json(), { applied: 0, ignored: 1, rejected: [] });
   });
 
   test("concurrent polls hand a command to exactly one of them", async () => {

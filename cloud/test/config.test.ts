@@ -15,8 +15,17 @@ test("defaults run on a laptop", () => {
     dashboardDir: join(REPO_ROOT, "cloud", "dashboard", "dist"),
     exportScheduler: true,
     exportFileTtlDays: 7,
+    exportAllowedLatenessSeconds: 15,
+    exportMaxWaitSeconds: 300,
     webhookAllowedNetworks: [],
     secretsKey: undefined,
+    webhookDispatcher: true,
+    opsToken: undefined,
+    sentryDsn: undefined,
+    sentryEnvironment: "production",
+    alertSweepSeconds: 5,
+    trustProxy: false,
+    rateLimits: { perCredential: 6000, perAnonymousClient: 600, perGateway: 120_000 },
   });
 });
 
@@ -33,7 +42,25 @@ test("values from the environment are used", () => {
     EXPORT_FILE_TTL_DAYS: "30",
     WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
     SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
+    WEBHOOK_DISPATCHER: "off",
+    OPS_TOKEN: "scrape-token-0123456789",
+    SENTRY_DSN: "https://public@sentry.example.com/42",
+    SENTRY_ENVIRONMENT: "staging",
+    ALERT_SWEEP_SECONDS: "2",
+    TRUST_PROXY: "10.0.0.0/8, 192.0.2.1",
+    RATE_LIMIT_PER_MINUTE: "100",
+    EXPORT_ALLOWED_LATENESS: "30",
+    EXPORT_MAX_WAIT: "900",
   });
+  assert.equal(config.webhookDispatcher, false);
+  assert.equal(config.opsToken, "scrape-token-0123456789");
+  assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
+  assert.equal(config.sentryEnvironment, "staging");
+  assert.equal(config.alertSweepSeconds, 2);
+  assert.deepEqual(config.trustProxy, ["10.0.0.0/8", "192.0.2.1"]);
+  assert.equal(config.rateLimits.perCredential, 100);
+  assert.equal(config.exportAllowedLatenessSeconds, 30);
+  assert.equal(config.exportMaxWaitSeconds, 900);
   assert.equal(config.port, 0);
   assert.equal(config.host, "0.0.0.0");
   assert.equal(config.mongoUri, "mongodb+srv://cluster.example.net/");
@@ -58,8 +85,17 @@ test("bad values are refused with a message naming the variable", () => {
     [{ EXPORT_SCHEDULER: "yes" }, /EXPORT_SCHEDULER must be on or off/],
     [{ EXPORT_FILE_TTL_DAYS: "0" }, /EXPORT_FILE_TTL_DAYS must be an integer between 1/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1" }, /WEBHOOK_ALLOWED_NETWORKS must be comma-separated CIDR/],
+    [{ TRUST_PROXY: "proxy.local" }, /TRUST_PROXY must be off or proxy addresses/],
+    [{ TRUST_PROXY: "10.0.0.0/40" }, /TRUST_PROXY/],
+    [{ RATE_LIMIT_ANONYMOUS_PER_MINUTE: "0" }, /RATE_LIMIT_ANONYMOUS_PER_MINUTE must be an integer between 1/],
+    [{ EXPORT_MAX_WAIT: "7200" }, /EXPORT_MAX_WAIT must be an integer between 0 and 3600/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
+    [{ WEBHOOK_DISPATCHER: "1" }, /WEBHOOK_DISPATCHER must be on or off/],
+    [{ OPS_TOKEN: "short" }, /OPS_TOKEN must be 16..256 characters/],
+    [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
+    [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
+    [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

@@ -89,7 +89,7 @@ describe("devices API", () => {
       assert.equal(refused.json().rejected[0].code, "unknown_device");
     });
 
-    test("the view shows the state the firmware reports, dropped and mode included", async () => {
+    test("the view shows the state the firmware reports, dropped, mode and plugins included", async () => {
       const state = {
         v: 1,
         online: true,
@@ -101,6 +101,18 @@ describe("devices API", () => {
         heap: 21_000,
         rssi: -61,
         dropped: 17,
+        plugins: [
+          { name: "dewpoint", version: "1.1.0", state: "enabled", previous: "1.0.0", calls: 420, errors: 0, fuel: 212 },
+          {
+            name: "spin",
+            version: "1.0.0",
+            state: "failed",
+            reason: "budget: [trap] execution budget exhausted",
+            calls: 1,
+            errors: 1,
+            fuel: 50_000,
+          },
+        ],
       };
       const stored = await ingest(cloud.app, acme.gatewayKey, {
         states: [{ deviceId: "dev-1", receivedAt: T0, state }],
@@ -119,6 +131,7 @@ describe("devices API", () => {
           heap: view.heap,
           rssi: view.rssi,
           dropped: view.dropped,
+          plugins: view.plugins,
         },
         reported,
       );

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { TelemetrySample } from "@kestrel/wire";
 import { pino } from "pino";
@@ -11,57 +9,21 @@ import { ExportFileExpiry } from "../src/exports/file-expiry.ts";
 import { ExportRunStore, runId } from "../src/exports/run-store.ts";
 import type { CreatedScheduleView, RunView, ScheduleView } from "../src/exports/schedule-schema.ts";
 import { ExportScheduler, type SchedulerOptions } from "../src/exports/scheduler.ts";
-import { WebhookEgress, WebhookRefused } from "../src/exports/webhook-egress.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
+import { WebhookEgress, WebhookRefused } from "../src/webhooks/egress.ts";
 import { parseCsv } from "./csv.ts";
 import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
+import { closedUrl, type Receiver, signatureValid, startReceiver } from "./webhook-receiver.ts";
 
 const MINUTE = 60_000;
-
-const SLOW_MS = 1500;
-
-interface Delivery {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A local webhook receiver: records every POST; /fail answers 500, /slow answers after SLOW_MS. */
-async function startReceiver(): Promise<{ server: Server; url: string; deliveries: Delivery[] }> {
-  const deliveries: Delivery[] = [];
-  const server = createServer((request, response) => {
-    const parts: Buffer[] = [];
-    request.on("data", (part: Buffer) => parts.push(part));
-    request.on("end", () => {
-      deliveries.push({
-        path: request.url ?? "",
-        headers: request.headers,
-        body: Buffer.concat(parts).toString("utf8"),
-      });
-      response.statusCode = request.url === "/fail" ? 500 : 200;
-      setTimeout(() => response.end(), request.url === "/slow" ? SLOW_MS : 0);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, deliveries };
-}
-
-/** What a receiver does (cloud/README.md): recompute HMAC-SHA256 over `<t>.<raw body>` and compare. */
-function signatureValid(headers: IncomingHttpHeaders, body: string, secret: string): boolean {
-  const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(headers["kestrel-signature"] ?? ""));
-  if (!match) return false;
-  const [, timestamp = "", signature = ""] = match;
-  const expected = createHmac("sha256", secret).update(`${timestamp}.${body}`).digest();
-  return timingSafeEqual(expected, Buffer.from(signature, "hex"));
-}
 
 describe("scheduled exports", () => {
   let cloud: TestCloud;
   let acme: Credentials;
   let globex: Credentials;
   let session: string;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: Receiver;
   // Samples every 5 s around now, so every schedule's first tick has a full minute of data.
   const start = Date.now() - (Date.now() % MINUTE) - 5 * MINUTE;
   const stored: TelemetrySample[] = Array.from({ length: 240 }, (_, seq) => ({
@@ -74,9 +36,12 @@ describe("scheduled exports", () => {
   const secrets = new SecretBox(secretsKey);
   const loopback = new WebhookEgress(["127.0.0.0/8"]);
 
-  /** A scheduler as one replica runs it, on the test cloud's key and allow-list. */
+  /**
+   * A scheduler as one replica runs it, on the test cloud's key and allow-list. No allowed lateness
+   * unless a test asks for it, so a tick runs as soon as the clock passes it.
+   */
   const replica = (now: () => number, options: Partial<SchedulerOptions> = {}) =>
-    new ExportScheduler(cloud.db, logger, { secrets, egress: loopback, now, ...options });
+    new ExportScheduler(cloud.db, logger, { secrets, egress: loopback, now, allowedLatenessMs: 0, ...options });
 
   const api = (method: "GET" | "POST" | "DELETE", url: string, payload?: object, token = session) =>
     cloud.app.inject({ method, url, headers: bearer(token), ...(payload && { payload }) });
@@ -116,7 +81,7 @@ describe("scheduled exports", () => {
     receiver = await startReceiver();
   });
   after(async () => {
-    receiver?.server.close();
+    await receiver?.close();
     await cloud?.close();
   });
 
@@ -226,12 +191,8 @@ describe("scheduled exports", () => {
   });
 
   test("a failed delivery is recorded as failed with its reason", async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-    const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/`;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
     const refusing = await schedule({ destination: { type: "webhook", url: `${receiver.url}/fail` } });
-    const unreachable = await schedule({ destination: { type: "webhook", url: closedUrl } });
+    const unreachable = await schedule({ destination: { type: "webhook", url: await closedUrl() } });
     const now = Math.max(refusing.nextRunAt, unreachable.nextRunAt) + 100;
     const runs = await replica(() => now).poll();
     assert.equal(runs.length, 2);
@@ -538,5 +499,92 @@ describe("scheduled exports", () => {
     assert.equal(after.fileUrl, null);
     assert.equal(await job.runOnce(), 0, "deleted once");
     assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+  });
+  describe("allowed lateness", () => {
+    const reportUplink = (gatewayId: string, uplink: { pending: number; oldestAt: number | null; at: number }) =>
+      cloud.app.inject({
+        method: "POST",
+        url: "/api/gateway/v1/uplink-status",
+        headers: bearer(acme.gatewayKey),
+        payload: { gatewayId, uplink },
+      });
+    after(() => cloud.db.collection("gateway_uplink_progress").deleteMany({}));
+
+    test("a sample stamped just before the tick that arrives after it is still in that tick's export", async () => {
+      const created = await schedule({ devices: ["dev-2"], format: "ndjson", destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      let now = tick + 3300;
+      const scheduler = replica(() => now, { allowedLatenessMs: 15_000 });
+      assert.deepEqual(await scheduler.poll(), [], "3.3 s after the tick the device side may still be sending");
+      // The sample of 389 ms before the tick arrives now, after the moment the old scheduler ran.
+      await new TelemetryStore(cloud.db).store(acme.tenantId, [
+        {
+          deviceId: "dev-2",
+          batch: { v: 1, boot: 1, samples: [{ seq: 0, ts: tick - 389, m: { temperature: 21.5 } }] },
+        },
+      ]);
+      now = tick + 15_000;
+      const [run] = await scheduler.poll();
+      assert.equal(run?.status, "succeeded");
+      const file = await api("GET", `/api/exports/runs/${run?._id}/file`);
+      assert.equal(file.statusCode, 200);
+      assert.deepEqual(
+        file.body
+          .trim()
+          .split("\n")
+          .map((line) => JSON.parse(line).ts),
+        [tick - 389],
+      );
+      const [view] = await runsOf(created.scheduleId);
+      assert.equal(view?.dataComplete, true);
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
+
+    test("a gateway's backlog holds the tick until delivered; the maximum wait bounds it", async () => {
+      const created = await schedule({ devices: ["dev-2"], destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      let now = tick + 20_000;
+      const scheduler = replica(() => now, { allowedLatenessMs: 5000, maxWaitMs: 120_000 });
+      const reported = await reportUplink("site-a", { pending: 40, oldestAt: tick - 10_000, at: now });
+      assert.equal(reported.statusCode, 204, reported.body);
+      assert.deepEqual(await scheduler.poll(), [], "site-a still holds samples from before the tick");
+      await reportUplink("site-a", { pending: 0, oldestAt: null, at: tick + 25_000 });
+      now = tick + 25_000;
+      const [run] = await scheduler.poll();
+      assert.equal(run?.tick.getTime(), tick);
+      assert.equal(run?.dataComplete, true);
+
+      // A gateway cut off from the cloud: its last report stays behind; the tick runs at the maximum wait.
+      const next = tick + MINUTE;
+      await reportUplink("site-b", { pending: 900, oldestAt: next - 30_000, at: next - 1000 });
+      now = next + 119_000;
+      assert.deepEqual(await scheduler.poll(), []);
+      now = next + 120_000;
+      const [late] = await scheduler.poll();
+      assert.equal(late?.tick.getTime(), next);
+      assert.equal(late?.dataComplete, false, "the run says its data may be incomplete");
+      await cloud.db.collection("gateway_uplink_progress").deleteMany({});
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
+
+    test("ticks held back by a backlog are all run, in order, once it is delivered", async () => {
+      const created = await schedule({ devices: ["dev-2"], destination: { type: "download" } });
+      const tick = created.nextRunAt;
+      const scheduler = replica(() => now, { allowedLatenessMs: 0, maxWaitMs: 600_000 });
+      let now = tick + 1000;
+      await reportUplink("site-c", { pending: 0, oldestAt: null, at: now });
+      assert.equal((await scheduler.poll()).length, 1, "the first tick, before the backlog");
+      now = tick + 3 * MINUTE + 1000;
+      await reportUplink("site-c", { pending: 1, oldestAt: tick + 1000, at: now });
+      assert.deepEqual(await scheduler.poll(), []);
+      await reportUplink("site-c", { pending: 0, oldestAt: null, at: now });
+      const runs = await scheduler.poll();
+      assert.deepEqual(
+        runs.map((run) => run.tick.getTime()),
+        [tick + MINUTE, tick + 2 * MINUTE, tick + 3 * MINUTE],
+      );
+      await cloud.db.collection("gateway_uplink_progress").deleteMany({});
+      assert.equal((await api("DELETE", `/api/exports/schedules/${created.scheduleId}`)).statusCode, 204);
+    });
   });
 });

@@ -254,6 +254,7 @@ describe("gateway API", () => {
         heap: 20480,
         rssi: -60,
         dropped: null,
+        plugins: [],
         latest: { ts: T0 + 61_000, m: { temperature: 20.1, pressure: 100_001 } },
       });
 
@@ -264,7 +265,17 @@ describe("gateway API", () => {
       const dev2 = offline.json().items.find((d: { deviceId: string }) => d.deviceId === "dev-2");
       assert.equal(dev2.online, false);
       assert.equal(dev2.fw, "0.1.0", "a last will keeps what the device reported before");
-      assert.equal(dev2.lastSeen, T0 + 180_000);
+      assert.equal(dev2.lastSeen, T0 + 120_000, "a last will is the broker speaking, not the device: lastSeen stays");
+
+      // A state claiming to come from the future counts as now at the latest.
+      const future = Date.now() + 3_600_000;
+      await ingest(cloud.app, acme.gatewayKey, {
+        states: [{ deviceId: "dev-2", receivedAt: future, state: { v: 1, online: true } }],
+      });
+      const seen = (
+        await cloud.app.inject({ method: "GET", url: "/api/devices/dev-2", headers: bearer(acmeSession) })
+      ).json();
+      assert.ok(seen.lastSeen <= Date.now() && seen.lastSeen > future - 7_200_000, `${seen.lastSeen}`);
     });
   });
 });

@@ -104,7 +104,15 @@ describe("device logs", () => {
     assert.deepEqual(await messages("?level=error"), ["watchdog"]);
     assert.deepEqual(await messages(`?since=${T0 + 61_000}`), ["watchdog", "bmp280 read failed"]);
     assert.deepEqual(await messages("?limit=1"), ["watchdog"]);
-    for (const query of ["?level=loud", "?limit=-1", "?since=yesterday", "?other=1"]) {
+    for (const query of [
+      "?level=loud",
+      "?limit=-1",
+      "?limit=0",
+      "?limit=1001",
+      "?limit=01",
+      "?since=yesterday",
+      "?other=1",
+    ]) {
       const response = await readLogs("dev-1", query);
       assert.equal(response.statusCode, 400, query);
     }

@@ -4,6 +4,9 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { startTestCloud, type TestCloud } from "./helpers.ts";
 
 interface Operation {
+  operationId?: string;
+  summary?: string;
+  parameters?: Array<{ in: string; name: string }>;
   security?: Array<Record<string, string[]>>;
   requestBody?: { content: Record<string, { examples?: object; example?: unknown }> };
   responses: Record<string, { description?: string }>;
@@ -16,7 +19,13 @@ function openApiPath(url: string): string {
 
 describe("OpenAPI document", () => {
   let cloud: TestCloud;
-  let document: { openapi: string; paths: Record<string, Record<string, Operation>>; components: object };
+  let document: {
+    openapi: string;
+    info: { license?: { name: string } };
+    servers?: Array<{ url: string }>;
+    paths: Record<string, Record<string, Operation>>;
+    components: object;
+  };
 
   before(async () => {
     cloud = await startTestCloud();
@@ -53,6 +62,37 @@ describe("OpenAPI document", () => {
         // @fastify/swagger's placeholder when the response schema has no `description`.
         assert.notEqual(response.description, "Default Response", `${route.method} ${route.url} ${status} description`);
       }
+    }
+  });
+
+  test("names its servers and licence; every operation has a unique operationId and a summary", () => {
+    assert.deepEqual(document.servers, [{ url: "/", description: "This deployment" }]);
+    assert.equal(document.info.license?.name, "Apache-2.0");
+    const ids = new Set<string>();
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        assert.match(operation.operationId ?? "", /^[a-z]+[A-Za-z0-9]*$/, `${method} ${path} operationId`);
+        assert.ok(
+          !ids.has(operation.operationId ?? ""),
+          `${method} ${path}: operationId ${operation.operationId} repeats`,
+        );
+        ids.add(operation.operationId ?? "");
+        assert.ok((operation.summary ?? "").length > 10, `${method.toUpperCase()} ${path} has a summary`);
+      }
+    }
+  });
+
+  test("every operation documents the statuses the layers in front of it can answer", () => {
+    for (const route of cloud.app.apiRoutes) {
+      const operation = document.paths[openApiPath(route.url)]?.[route.method.toLowerCase()];
+      assert.ok(operation);
+      const what = `${route.method} ${route.url}`;
+      const statuses = Object.keys(operation.responses);
+      const expected = ["429", "431"];
+      if (!route.config.public) expected.push("401");
+      if (operation.requestBody) expected.push("400", "413", "415");
+      if (route.url.includes(":")) expected.push("400", "414");
+      for (const status of expected) assert.ok(statuses.includes(status), `${what} documents ${status}`);
     }
   });
 

@@ -45,6 +45,8 @@ export interface SimDeviceOptions {
   flashBytes?: number;
   /** Size of the log ring's partition; 64 KiB (16 sectors) unless given. */
   logFlashBytes?: number;
+  /** Size of the plugins' partition (`<deviceId>.plugins.bin`); 128 KiB (eight 16 KiB slots) unless given. */
+  pluginFlashBytes?: number;
   sampleIntervalMs?: number;
   samplesPerBatch?: number;
   /** Manifest config entries to override, as `mcconfig name=value` would (e.g. watchdogTimeoutMs). */
@@ -62,6 +64,8 @@ export interface SimDeviceOptions {
    * what the firmware is configured with when omitted (a set-config `sensors` can then differ).
    */
   board?: string;
+  /** The signal of the access point the board's Wi-Fi station is associated with, dBm; -58 unless given. */
+  wifiRssi?: number;
 }
 
 export interface SimDevice {
@@ -126,6 +130,10 @@ export interface SimFaults {
 
 const DEFAULT_FLASH_BYTES = 128 * 1024;
 const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
+/** An XS slot is 16 bytes on the ESP32 (32-bit XS), 32 on this 64-bit host: the heap is reported as the chip would. */
+const ESP32_SLOT_BYTES = 16;
+const DEFAULT_WIFI_RSSI = -58;
+const DEFAULT_PLUGIN_FLASH_BYTES = 128 * 1024;
 
 /** esp_reset_reason() codes the simulated chip reports, as Moddable's resetReason module does. */
 const RESET_CAUSES = Object.freeze({
@@ -355,6 +363,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       });
     return restarting;
   };
+  const wifiRssi = options.wifiRssi ?? DEFAULT_WIFI_RSSI;
   const system = {
     handle(op: string): unknown {
       if (op === "resetReason") return resetCause;
@@ -383,9 +392,15 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     file: join(options.stateDir, `${options.deviceId}.log.bin`),
     byteLength: options.logFlashBytes ?? DEFAULT_LOG_FLASH_BYTES,
   });
+  const pluginFlash = new FlashPartition({
+    name: String(config.pluginPartition),
+    file: join(options.stateDir, `${options.deviceId}.plugins.bin`),
+    byteLength: options.pluginFlashBytes ?? DEFAULT_PLUGIN_FLASH_BYTES,
+  });
+  const partitions = [flash, logFlash, pluginFlash];
   // The chip's data partitions by name; an unknown name fails as it does on a device.
   const partitionOf = (args: Record<string, unknown>): FlashPartition =>
-    args.partition === logFlash.name ? logFlash : flash;
+    partitions.find((partition) => partition.name === args.partition) ?? flash;
   // A flash write armed for power loss reaches the chip only in part (NOR programs byte by byte).
   const flashPort: HostPort = {
     handle(op: string, args: Record<string, unknown>): unknown {
@@ -417,6 +432,20 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     gpio,
     system,
     faults,
+    instrumentation: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown instrumentation operation ${op}`);
+        // The engine meters slots (as of the last crank); xsnap does not meter the chunk heap.
+        const slots = machine?.meters().heapSlots;
+        return args.name === "XS Slot Heap Used" && slots !== undefined ? slots * ESP32_SLOT_BYTES : undefined;
+      },
+    },
+    net: {
+      handle(op: string, args: Record<string, unknown>): unknown {
+        if (op !== "get") throw new Error(`unknown net operation ${op}`);
+        return args.what === "RSSI" ? wifiRssi : undefined;
+      },
+    },
   };
   const boot = async (): Promise<XsMachine> => {
     const next: XsMachine = new XsMachine({
@@ -438,8 +467,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       await next.start();
     } catch (error) {
       mqttBridge.powerOff();
-      flash.close();
-      logFlash.close();
+      for (const partition of partitions) partition.close();
       throw error;
     }
     return next;
@@ -495,8 +523,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       await restarting;
       await machine?.stop();
       mqttBridge.powerOff();
-      flash.close();
-      logFlash.close();
+      for (const partition of partitions) partition.close();
     },
   };
 }

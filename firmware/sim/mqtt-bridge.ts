@@ -1,11 +1,13 @@
 // The network side of the simulated Moddable `mqtt` Client: for each client the firmware creates, a
 // real MQTT 3.1.1 connection (mqtt.js) to the host and port the firmware asked for, over TLS when
-// the firmware passed securesocket (server verified against its CA, optional client certificate).
+// the firmware passed securesocket (server verified against its CA, optional client certificate), held
+// to what Moddable's TLS client can do (TLS 1.2, its suites, P-256, RSA client keys only).
 // Connection events go back to the firmware as device events; publishes are forwarded as they are,
 // except the one a "link-drop-after-publish" fault loses along with the connection.
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { parseTelemetryAck, parseTopic } from "@kestrel/wire";
+import { DEVICE_TLS } from "@kestrel/wire/device-tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { FaultSet } from "./faults.ts";
 import type { SimLogger } from "./logger.ts";
@@ -63,19 +65,39 @@ function derBytes(value: unknown, what: string): Buffer {
 }
 
 /**
- * securesocket's checks, done by node:tls: the chain against the CA only (no system roots), the
- * server's subjectAltName against the host the firmware connects to (mqtt.js passes it as host).
+ * securesocket's checks and limits, done by node:tls: the chain against the CA only (no system roots),
+ * the server's subjectAltName against the host the firmware connects to (mqtt.js passes it as host),
+ * and the ClientHello Moddable's client sends (DEVICE_TLS), so a server the device could not talk to
+ * refuses the simulator too.
  */
 function tlsOptions(tls: Record<string, unknown>): Partial<IClientOptions> {
-  const options: Partial<IClientOptions> = { protocol: "mqtts", rejectUnauthorized: true };
+  const options: Partial<IClientOptions> & Record<string, unknown> = {
+    protocol: "mqtts",
+    rejectUnauthorized: true,
+    minVersion: DEVICE_TLS.version,
+    maxVersion: DEVICE_TLS.version,
+    ciphers: DEVICE_TLS.cipherSuites.map((suite) => suite.openssl).join(":"),
+    ecdhCurve: DEVICE_TLS.groups.join(":"),
+    sigalgs: DEVICE_TLS.signatureAlgorithms.join(":"),
+  };
   if (tls.ca !== undefined) options.ca = new X509Certificate(derBytes(tls.ca, "ca")).toString();
   if (tls.cert !== undefined) {
     options.cert = new X509Certificate(derBytes(tls.cert, "client certificate")).toString();
-    options.key = createPrivateKey({ key: derBytes(tls.key, "client key"), format: "der", type: "pkcs8" })
-      .export({ format: "pem", type: "pkcs8" })
-      .toString();
+    options.key = clientKey(tls).export({ format: "pem", type: "pkcs8" }).toString();
   }
   return options;
+}
+
+function clientKey(tls: Record<string, unknown>): KeyObject {
+  return createPrivateKey({ key: derBytes(tls.key, "client key"), format: "der", type: "pkcs8" });
+}
+
+/** Why the device's TLS client would fail the handshake with this client key, if it would. */
+function clientKeyRefusal(tls: Record<string, unknown>): string | undefined {
+  if (tls.key === undefined) return undefined;
+  const type = clientKey(tls).asymmetricKeyType ?? "unknown";
+  if ((DEVICE_TLS.clientKeyTypes as readonly string[]).includes(type)) return undefined;
+  return `Moddable's TLS client signs with RSA client keys only; its PKCS#8 parser throws "BER: not an integer" on this ${type} key and the handshake fails`;
 }
 
 function qosOf(value: unknown): 0 | 1 | 2 {
@@ -193,6 +215,16 @@ export class MqttBridge {
         retain: will.retain === true,
       };
     const id = this.#nextId++;
+    const refusal =
+      typeof args.tls === "object" && args.tls !== null
+        ? clientKeyRefusal(args.tls as Record<string, unknown>)
+        : undefined;
+    if (refusal !== undefined) {
+      // As on the device: the socket fails before CONNECT, and the client only sees the close.
+      this.#logger.warn({ host, port, err: refusal }, "simulated securesocket: TLS handshake failed");
+      setImmediate(() => this.#emit(id, { type: "close" }));
+      return id;
+    }
     const connection: Connection = {
       client: mqtt.connect(options),
       closedByDevice: false,

@@ -45,6 +45,11 @@ export interface XsMeters {
   compute: number;
   /** Bytes the engine has taken from the host for its slot and chunk heaps (only grows). */
   allocated: number;
+  /**
+   * Bytes the worker's C heap holds (malloc): the engine's heaps plus what native modules (wasm3
+   * runtimes, modules, linear memories) hold; as of the last collect(), 0 before one.
+   */
+  nativeBytes: number;
 }
 
 type Command =
@@ -75,12 +80,20 @@ const BOOTSTRAP = `(() => {
   };
   const runtime = new Compartment({
     __options__: true,
-    globals: { issueCommand, TextEncoder, TextDecoder },
+    // kestrelNatives: our native modules' C functions, in the worker tools/scripts/kestrel-worker.sh builds.
+    globals: { issueCommand, TextEncoder, TextDecoder, kestrelNatives: globalThis.kestrelNatives },
     resolveHook: (specifier) => specifier,
     loadNowHook: load,
   });
   globalThis.handleCommand = runtime.importNow(${JSON.stringify(RUNTIME_SPECIFIER)}).handleCommand;
 })();`;
+
+// A full GC, then the C heap's size from the worker's own meter (meter.native below).
+const COLLECT = `gc();
+if (globalThis.kestrelNatives) {
+  const bytes = globalThis.kestrelNatives.mallocBytes();
+  issueCommand(new TextEncoder().encode(JSON.stringify({ op: "meter.native", bytes })).buffer);
+}`;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -102,6 +115,7 @@ export class XsMachine {
   #heapSlots = 0;
   #compute = 0;
   #allocated = 0;
+  #nativeBytes = 0;
   #stopped = false;
   #haltReason: string | undefined;
   /** Holds the clock while the engine works: virtual time must not pass during a crank. */
@@ -168,14 +182,19 @@ export class XsMachine {
   }
 
   meters(): XsMeters {
-    return { heapSlots: this.#heapSlots, compute: this.#compute, allocated: this.#allocated };
+    return {
+      heapSlots: this.#heapSlots,
+      compute: this.#compute,
+      allocated: this.#allocated,
+      nativeBytes: this.#nativeBytes,
+    };
   }
 
   /** Runs a full garbage collection in the engine: heapSlots then counts live slots only. */
   async collect(): Promise<XsMeters> {
     const worker = this.#worker;
     if (worker && !this.#stopped && this.#haltReason === undefined) {
-      const usage = (await worker.evaluate("gc()")).meterUsage;
+      const usage = (await worker.evaluate(COLLECT)).meterUsage;
       if (usage.currentHeapCount !== null) this.#heapSlots = usage.currentHeapCount;
       if (usage.allocate !== null) this.#allocated = usage.allocate;
     }
@@ -323,6 +342,9 @@ export class XsMachine {
         return this.#load(String(args.specifier));
       case "trace":
         this.#firmwareLog(String(args.text));
+        return undefined;
+      case "meter.native":
+        this.#nativeBytes = Number(args.bytes) || 0;
         return undefined;
       case "report": {
         const fields = { device: this.name, err: args.error };

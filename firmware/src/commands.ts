@@ -9,7 +9,8 @@ import {
   parseDeviceCommand,
   WIRE_VERSION,
 } from "@kestrel/wire";
-import { describeError, log } from "kestrel/log";
+import type Log from "kestrel/log";
+import { describeError } from "kestrel/log";
 import Preference from "preference";
 
 export type CommandResult = Record<string, string | number | boolean>;
@@ -30,13 +31,13 @@ const PREFERENCE_KEY = "cmdacks";
 const REASON_MAX = 256;
 const COMMAND_ID = /"id"\s*:\s*"([A-Za-z0-9_-]{1,64})"/;
 
-function loadPersisted(): CommandAck[] {
+function loadPersisted(log: Log): CommandAck[] {
   try {
     const text = Preference.get(PREFERENCE_DOMAIN, PREFERENCE_KEY);
     const saved: unknown = typeof text === "string" ? JSON.parse(text) : [];
     return Array.isArray(saved) ? (saved as CommandAck[]) : [];
   } catch (error) {
-    log("warn", "command history unreadable, starting empty", { error: describeError(error) });
+    log.write("warn", "command history unreadable, starting empty", { error: describeError(error) });
     return [];
   }
 }
@@ -47,12 +48,14 @@ export default class CommandHandler {
   /** id → serialized final ack; Map keeps insertion order, so the first key is the oldest. */
   readonly #recent = new Map<string, string>();
   readonly #persisted: CommandAck[];
+  readonly #log: Log;
 
   /** send publishes one serialized CommandAck; it must not throw. */
-  constructor(execute: CommandExecutor, send: (ack: string) => void) {
+  constructor(execute: CommandExecutor, send: (ack: string) => void, log: Log) {
     this.#execute = execute;
     this.#send = send;
-    this.#persisted = loadPersisted();
+    this.#log = log;
+    this.#persisted = loadPersisted(log);
     for (const ack of this.#persisted) this.#recent.set(ack.id, JSON.stringify(ack));
   }
 
@@ -61,14 +64,14 @@ export default class CommandHandler {
     try {
       text = String.fromArrayBuffer(payload);
     } catch (error) {
-      log("warn", "command is not UTF-8, ignored", { error: describeError(error) });
+      this.#log.write("warn", "command is not UTF-8, ignored", { error: describeError(error) });
       return;
     }
     const parsed = parseDeviceCommand(text);
     if (!parsed.ok) {
       // Without a usable id nobody waits for an ack; with one, the sender learns why.
       const id = COMMAND_ID.exec(text)?.[1];
-      log("warn", "invalid command", { id, code: parsed.error.code });
+      this.#log.write("warn", "invalid command", { id, code: parsed.error.code });
       if (id !== undefined && !this.#repeat(id))
         this.#finish({
           v: WIRE_VERSION,
@@ -82,7 +85,7 @@ export default class CommandHandler {
     if (this.#repeat(command.id)) return;
     const now = Date.now();
     if (command.expiresAt !== undefined && (now < CLOCK_VALID_FROM_MS || command.expiresAt < now)) {
-      log("info", "command refused", { id: command.id, name: command.name, reason: "expired" });
+      this.#log.write("info", "command refused", { id: command.id, name: command.name, reason: "expired" });
       this.#finish({ v: WIRE_VERSION, id: command.id, status: "failed", reason: "expired" });
       return;
     }
@@ -93,7 +96,7 @@ export default class CommandHandler {
     } catch (error) {
       outcome = { status: "failed", reason: reasonOf(describeError(error)) };
     }
-    log("info", "command executed", { id: command.id, name: command.name, status: outcome.status });
+    this.#log.write("info", "command executed", { id: command.id, name: command.name, status: outcome.status });
     if (outcome.status === "failed") {
       this.#finish({ v: WIRE_VERSION, id: command.id, status: "failed", reason: reasonOf(outcome.reason) });
       return;
@@ -104,7 +107,7 @@ export default class CommandHandler {
     try {
       outcome.afterAck?.();
     } catch (error) {
-      log("error", "command follow-up failed", { id: command.id, error: describeError(error) });
+      this.#log.write("error", "command follow-up failed", { id: command.id, error: describeError(error) });
     }
   }
 
@@ -112,7 +115,7 @@ export default class CommandHandler {
   #repeat(id: string): boolean {
     const ack = this.#recent.get(id);
     if (ack === undefined) return false;
-    log("info", "repeated command, ack sent again", { id });
+    this.#log.write("info", "repeated command, ack sent again", { id });
     this.#send(ack);
     return true;
   }
@@ -131,7 +134,7 @@ export default class CommandHandler {
     try {
       Preference.set(PREFERENCE_DOMAIN, PREFERENCE_KEY, JSON.stringify(persisted));
     } catch (error) {
-      log("warn", "command history not saved", { error: describeError(error) });
+      this.#log.write("warn", "command history not saved", { error: describeError(error) });
     }
     this.#send(text);
   }

@@ -19,48 +19,55 @@ const EARLY_RECORDS = 16;
 /** Longer string fields are cut, so a record always fits the wire's limits. */
 const TEXT_MAX = 240;
 
-let threshold = SEVERITY.info;
-let boot = 0;
-let seq = 0;
-let sink: LogSink | undefined;
-const early: string[] = [];
-
-/** Records below level are skipped; set at run time by the set-config command. */
-export function setLogLevel(level: LogLevel): void {
-  threshold = SEVERITY[level];
-}
-
-/** The boot counter stamped on every record from now on. */
-export function setLogBoot(value: number): void {
-  boot = value;
-}
-
-/** Attaches the sink and hands it the records logged before it was there. */
-export function setLogSink(next: LogSink): void {
-  sink = next;
-  for (const line of early.splice(0)) next(line);
-}
-
 function text(value: string): string {
   return value.length > TEXT_MAX ? value.slice(0, TEXT_MAX) : value;
 }
 
-/** tag names the module the record comes from. */
-export function log(level: LogLevel, msg: string, fields?: LogFields, tag = "main"): void {
-  if (SEVERITY[level] < threshold) return;
-  const record: LogFields = { boot, seq: seq++, ts: Date.now(), level, tag, msg: text(msg) };
-  if (fields) {
-    for (const key in fields) {
-      const value = fields[key];
-      // The record's own keys win over a field of the same name.
-      if (!(key in record)) record[key] = typeof value === "string" ? text(value) : value;
-    }
+/**
+ * The device's logger. Its state lives in an instance the app creates at boot, not in module
+ * variables: on a device this module is preloaded into flash, where mutable module state would be
+ * copied into RAM anyway (xsl warns about it).
+ */
+export default class Log {
+  #threshold = SEVERITY.info;
+  #boot = 0;
+  #seq = 0;
+  #sink: LogSink | undefined;
+  readonly #early: string[] = [];
+
+  /** Records below level are skipped; set at run time by the set-config command. */
+  setLevel(level: LogLevel): void {
+    this.#threshold = SEVERITY[level];
   }
-  const line = JSON.stringify(record);
-  trace(`${line}\n`);
-  if (SEVERITY[level] < PERSIST_FROM) return;
-  if (sink) sink(line);
-  else if (early.length < EARLY_RECORDS) early.push(line);
+
+  /** The boot counter stamped on every record from now on. */
+  setBoot(value: number): void {
+    this.#boot = value;
+  }
+
+  /** Attaches the sink and hands it the records logged before it was there. */
+  setSink(next: LogSink): void {
+    this.#sink = next;
+    for (const line of this.#early.splice(0)) next(line);
+  }
+
+  /** tag names the module the record comes from. */
+  write(level: LogLevel, msg: string, fields?: LogFields, tag = "main"): void {
+    if (SEVERITY[level] < this.#threshold) return;
+    const record: LogFields = { boot: this.#boot, seq: this.#seq++, ts: Date.now(), level, tag, msg: text(msg) };
+    if (fields) {
+      for (const key in fields) {
+        const value = fields[key];
+        // The record's own keys win over a field of the same name.
+        if (!(key in record)) record[key] = typeof value === "string" ? text(value) : value;
+      }
+    }
+    const line = JSON.stringify(record);
+    trace(`${line}\n`);
+    if (SEVERITY[level] < PERSIST_FROM) return;
+    if (this.#sink) this.#sink(line);
+    else if (this.#early.length < EARLY_RECORDS) this.#early.push(line);
+  }
 }
 
 export function describeError(error: unknown): string {

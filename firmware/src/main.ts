@@ -13,11 +13,13 @@ import {
   topics,
   WIRE_VERSION,
 } from "@kestrel/wire";
+import Instrumentation from "instrumentation";
 import CommandHandler, { type CommandOutcome } from "kestrel/commands";
 import Faults from "kestrel/faults";
 import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
-import { describeError, log, setLogBoot, setLogLevel, setLogSink } from "kestrel/log";
+import Log, { describeError } from "kestrel/log";
 import LogShipper from "kestrel/log-shipper";
+import Plugins, { parseTrustedKeys } from "kestrel/plugins";
 import PulseCapture from "kestrel/pulse-capture";
 import { type BootReport, forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
 import { parseSensorList, type SensorSpec } from "kestrel/sensor-config";
@@ -35,9 +37,12 @@ import TelemetryBatcher, { batchBoot, batchLastSeq, samplesPerBatchFor } from "k
 import Watchdog from "kestrel/watchdog";
 import config from "mc/config";
 import Client from "mqtt";
+// biome-ignore lint/style/useNodejsImportProtocol: Moddable's net module (modules/network/net), not Node's.
+import Net from "net";
 import Preference from "preference";
 import SecureSocket from "securesocket";
-import System from "system";
+// Sets the global System (restart); the module has no exports.
+import "system";
 import Time from "time";
 import Timer from "timer";
 
@@ -83,42 +88,59 @@ function hexAddress(address: number): string {
   return `0x${address.toString(16).padStart(2, "0")}`;
 }
 
-function openBuffer(partition: string): FlashRing | undefined {
+function openBuffer(partition: string, log: Log): FlashRing | undefined {
   try {
     const buffer = new FlashRing(partition);
-    if (buffer.size > 0) log("info", "flash buffer holds unconfirmed batches", { queued: buffer.size });
+    if (buffer.size > 0) log.write("info", "flash buffer holds unconfirmed batches", { queued: buffer.size });
     return buffer;
   } catch (error) {
-    log("error", "flash buffer unavailable, batches are sent once, unconfirmed", { error: describeError(error) });
+    log.write("error", "flash buffer unavailable, batches are sent once, unconfirmed", { error: describeError(error) });
     return undefined;
   }
 }
 
 /** The flash log ring, attached as the log sink; undefined (console only) when the partition is unusable. */
-function openLogShipper(partition: string): LogShipper | undefined {
+function openLogShipper(partition: string, log: Log): LogShipper | undefined {
   try {
     const shipper = new LogShipper(partition, LOG_RATE);
-    setLogSink(shipper.append);
+    log.setSink(shipper.append);
     return shipper;
   } catch (error) {
-    log("error", "log ring unavailable, logs stay on the console", { error: describeError(error) }, "log");
+    log.write("error", "log ring unavailable, logs stay on the console", { error: describeError(error) }, "log");
     return undefined;
   }
 }
 
-function loadRuntimeConfig(settings: DeviceSettings): RuntimeConfig {
+/** The plugin host, or undefined (no plugins run) when it has no partition or its keys are unusable. */
+function openPlugins(
+  settings: DeviceSettings,
+  sensorNames: readonly string[],
+  onChange: () => void,
+  log: Log,
+): Plugins | undefined {
+  if (settings.pluginPartition === "") return undefined;
+  try {
+    const trustedKeys = parseTrustedKeys(settings.pluginKeys);
+    return new Plugins({ partition: settings.pluginPartition, trustedKeys, sensorNames, onChange, log });
+  } catch (error) {
+    log.write("error", "plugins unavailable", { error: describeError(error) }, "plugin");
+    return undefined;
+  }
+}
+
+function loadRuntimeConfig(settings: DeviceSettings, log: Log): RuntimeConfig {
   const defaults: RuntimeConfig = { sampleIntervalMs: settings.sampleIntervalMs, logLevel: "info" };
   let saved: unknown;
   try {
     saved = Preference.get(PREFERENCE_DOMAIN, CONFIG_KEY);
   } catch (error) {
-    log("warn", "saved configuration unreadable", { error: describeError(error) });
+    log.write("warn", "saved configuration unreadable", { error: describeError(error) });
   }
   return parseRuntimeConfig(saved, defaults) ?? defaults;
 }
 
 /** Increments the boot counter kept in flash; (deviceId, boot, seq) identifies a sample everywhere. */
-function countBoot(): number {
+function countBoot(log: Log): number {
   try {
     const previous = Preference.get(PREFERENCE_DOMAIN, BOOT_KEY);
     const boot = (typeof previous === "number" && previous >= 0 ? previous : 0) + 1;
@@ -126,7 +148,7 @@ function countBoot(): number {
     return boot;
   } catch (error) {
     // Boot 0 marks "counter unavailable"; the data still flows, at the risk of deduplication.
-    log("error", "boot counter unavailable", { error: describeError(error) });
+    log.write("error", "boot counter unavailable", { error: describeError(error) });
     return 0;
   }
 }
@@ -138,6 +160,7 @@ class Device {
   /** Safe mode: connectivity and commands only, no sampling (after a boot loop). */
   #safeMode: boolean;
   readonly #watchdog: Watchdog;
+  readonly #log: Log;
   readonly #logs: LogShipper | undefined;
   readonly #logTopic: string;
   #logTimer: Timer | undefined;
@@ -148,13 +171,24 @@ class Device {
   readonly #commands: CommandHandler;
   readonly #commandTopic: string;
   readonly #ackTopic: string;
-  readonly #bootTicks = Time.ticks;
+  /** Milliseconds the chip has run, and the ticks they were counted up to (see #uptime). */
+  #ranMs = Time.ticks;
+  #ranTicks = Time.ticks;
+  /** Instrumentation slots of the XS heap; undefined in builds without instrumentation (plain release). */
+  readonly #slotHeap = Instrumentation.map("XS Slot Heap Used");
+  readonly #chunkHeap = Instrumentation.map("XS Chunk Heap Used");
   readonly #telemetryTopic: string;
   readonly #telemetryAckTopic: string;
   readonly #stateTopic: string;
   readonly #offlineState = JSON.stringify(OFFLINE_STATE);
   #sensors: SensorSet;
   #batcher: TelemetryBatcher;
+  readonly #plugins: Plugins | undefined;
+  readonly #pluginTopic: string;
+  /** A sample's row when plugins run: the sensors' values, then the plugins' metrics. */
+  #row = new Float64Array(0);
+  /** A plugin was stopped while computing the last row: the columns change once it is batched. */
+  #pluginStopped = false;
   /** Undefined when the flash partition cannot be used: unsendable batches are then dropped. */
   readonly #buffer: FlashRing | undefined;
   /** Samples dropped without reaching the flash ring (no partition, or a write failed). */
@@ -173,12 +207,14 @@ class Device {
     boot: number,
     bootReport: BootReport,
     config: RuntimeConfig,
+    log: Log,
     logs: LogShipper | undefined,
   ) {
     this.#settings = settings;
+    this.#log = log;
     this.#logs = logs;
     this.#logTopic = topics.log(settings.deviceId);
-    if (logs) setLogSink(this.#onLogRecord);
+    if (logs) log.setSink(this.#onLogRecord);
     this.#boot = boot;
     this.#bootReport = bootReport;
     this.#safeMode = bootReport.safeMode;
@@ -193,11 +229,13 @@ class Device {
     this.#stateTopic = topics.state(settings.deviceId);
     this.#commandTopic = topics.command(settings.deviceId);
     this.#ackTopic = topics.commandAck(settings.deviceId);
-    this.#commands = new CommandHandler(this.#execute, this.#sendAck);
+    this.#commands = new CommandHandler(this.#execute, this.#sendAck, log);
     this.#led = new StatusLed(settings.ledPin);
     this.#sensors = this.#sensorSet();
+    this.#pluginTopic = topics.plugin(settings.deviceId);
+    this.#plugins = openPlugins(settings, this.#sensors.names, this.#onPluginsChanged, log);
     this.#batcher = this.#batcherFor(this.#sensors);
-    this.#buffer = openBuffer(settings.flashPartition);
+    this.#buffer = openBuffer(settings.flashPartition, log);
   }
 
   start(): void {
@@ -209,6 +247,8 @@ class Device {
       () => this.#online || this.#client !== undefined || this.#reconnectTimer !== undefined,
     );
     Timer.set(this.#onCleanRun, this.#settings.safeModeWindowMs);
+    // Also keeps uptime counting while offline: Time.ticks wraps after 49.7 days on hardware.
+    Timer.repeat(this.#onStateTimer, this.#settings.stateIntervalMs);
     if (!this.#safeMode) this.#startSampling();
     this.#connect();
   }
@@ -216,7 +256,7 @@ class Device {
   #startSampling(): void {
     const { sda, scl } = this.#settings;
     const found = scanI2c(sda, scl);
-    log("info", "i2c scan", { sda, scl, count: found.length, found: found.map(hexAddress).join(" ") });
+    this.#log.write("info", "i2c scan", { sda, scl, count: found.length, found: found.map(hexAddress).join(" ") });
     this.#sampleTimer = Timer.repeat(this.#onSampleTimer, this.#config.sampleIntervalMs);
     this.#watchSampling();
   }
@@ -232,8 +272,8 @@ class Device {
   };
 
   readonly #onWatchdogExpired = (subsystem: string, silentMs: number): void => {
-    log("error", "watchdog: subsystem stopped beating, restarting", { subsystem, silentMs });
-    markDeliberateReset("watchdog");
+    this.#log.write("error", "watchdog: subsystem stopped beating, restarting", { subsystem, silentMs });
+    markDeliberateReset("watchdog", this.#log);
     System.restart();
   };
 
@@ -266,20 +306,20 @@ class Device {
     } catch (error) {
       // The batch stays pending and goes first next time.
       if (error instanceof Error && error.message === SEND_BUFFER_FULL) return;
-      log("warn", "log publish failed", { error: describeError(error) }, "log");
+      this.#log.write("warn", "log publish failed", { error: describeError(error) }, "log");
       this.#connectionLost();
       return;
     }
     const dropped = logs.sent();
-    if (dropped > 0) log("warn", "log records dropped, the log ring was full", { dropped }, "log");
+    if (dropped > 0) this.#log.write("warn", "log records dropped, the log ring was full", { dropped }, "log");
   }
 
   /** A whole boot-loop window without a reset: past resets are forgiven and safe mode ends. */
   readonly #onCleanRun = (): void => {
-    if (this.#bootReport.abnormalResets > 0) forgiveResets();
+    if (this.#bootReport.abnormalResets > 0) forgiveResets(this.#log);
     if (!this.#safeMode) return;
     this.#safeMode = false;
-    log("info", "leaving safe mode after a clean run", { ranMs: this.#settings.safeModeWindowMs });
+    this.#log.write("info", "leaving safe mode after a clean run", { ranMs: this.#settings.safeModeWindowMs });
     this.#startSampling();
     if (this.#online) this.#publishState();
   };
@@ -297,12 +337,13 @@ class Device {
   readonly #onReady = (): void => {
     this.#online = true;
     this.#reconnectDelay = RECONNECT_MIN_MS;
-    log("info", "mqtt connected", { queued: this.#buffer?.size ?? 0 });
+    this.#log.write("info", "mqtt connected", { queued: this.#buffer?.size ?? 0 });
     try {
       this.#client?.subscribe(this.#commandTopic);
       this.#client?.subscribe(this.#telemetryAckTopic);
+      if (this.#plugins) this.#client?.subscribe(this.#pluginTopic);
     } catch (error) {
-      log("warn", "subscription failed", { error: describeError(error) });
+      this.#log.write("warn", "subscription failed", { error: describeError(error) });
       this.#connectionLost();
       return;
     }
@@ -315,6 +356,14 @@ class Device {
   readonly #onMessage = (topic: string, data: ArrayBuffer): void => {
     if (topic === this.#commandTopic) this.#commands.handle(data);
     else if (topic === this.#telemetryAckTopic) this.#onTelemetryAck(data);
+    else if (topic === this.#pluginTopic) this.#plugins?.install(String.fromArrayBuffer(data));
+  };
+
+  /** Plugins started, stopped or changed: their metrics get columns of their own, and the cloud hears of it. */
+  readonly #onPluginsChanged = (): void => {
+    // Called from the constructor too, before the batcher exists.
+    if (this.#batcher) this.#replaceBatcher();
+    if (this.#online) this.#publishState();
   };
 
   /** The gateway has these batches on disk: their records are released, and the window has room again. */
@@ -322,7 +371,7 @@ class Device {
     const buffer = this.#buffer;
     const ack = parseTelemetryAck(String.fromArrayBuffer(data));
     if (!ack.ok) {
-      log("warn", "telemetry ack ignored", { error: ack.error.message });
+      this.#log.write("warn", "telemetry ack ignored", { error: ack.error.message });
       return;
     }
     if (!buffer || buffer.confirm(ack.value.boot, ack.value.seq) === 0) return;
@@ -341,7 +390,7 @@ class Device {
     this.#ackTimer = undefined;
     const buffer = this.#buffer;
     if (!buffer || buffer.inFlight === 0) return;
-    log("warn", "telemetry not acknowledged in time, sending it again", { inFlight: buffer.inFlight });
+    this.#log.write("warn", "telemetry not acknowledged in time, sending it again", { inFlight: buffer.inFlight });
     buffer.rewind();
     this.#flush();
   };
@@ -351,7 +400,7 @@ class Device {
       this.#client?.publish(this.#ackTopic, ack, ACK_PUBLISH);
     } catch (error) {
       // The sender repeats a command it got no ack for; the repeat gets this ack again.
-      log("warn", "command ack not sent", { error: describeError(error) });
+      this.#log.write("warn", "command ack not sent", { error: describeError(error) });
     }
   };
 
@@ -365,12 +414,40 @@ class Device {
         return this.#setConfig(command.params ?? {});
       case "reboot":
         return { status: "done", afterAck: this.#reboot };
+      case "plugin-enable":
+      case "plugin-disable":
+      case "plugin-remove":
+      case "plugin-config":
+        return this.#pluginCommand(command.name, command.params ?? {});
     }
   };
 
+  #pluginCommand(name: string, params: Readonly<Record<string, string | number | boolean>>): CommandOutcome {
+    const plugins = this.#plugins;
+    if (!plugins) return { status: "failed", reason: "plugins are not available on this device" };
+    const { name: plugin, ...config } = params;
+    if (typeof plugin !== "string") return { status: "failed", reason: "params.name must name the plugin" };
+    let outcome: ReturnType<Plugins["enable"]>;
+    if (name === "plugin-enable") outcome = plugins.enable(plugin);
+    else if (name === "plugin-disable") outcome = plugins.disable(plugin);
+    else if (name === "plugin-remove") outcome = plugins.remove(plugin);
+    else {
+      const numbers: Record<string, number> = {};
+      for (const key of Object.keys(config)) {
+        const value = config[key];
+        if (typeof value !== "number") return { status: "failed", reason: `config ${key} must be a number` };
+        numbers[key] = value;
+      }
+      outcome = plugins.configure(plugin, numbers);
+    }
+    if (!outcome.ok) return { status: "failed", reason: outcome.reason };
+    const { state, version } = outcome.status;
+    return { status: "done", result: { name: plugin, version, state } };
+  }
+
   readonly #reboot = (): void => {
-    markDeliberateReset("command");
-    log("warn", "restarting on command", {});
+    markDeliberateReset("command", this.#log);
+    this.#log.write("warn", "restarting on command", {});
     Timer.set(() => System.restart(), REBOOT_DELAY_MS);
   };
 
@@ -394,7 +471,7 @@ class Device {
     const intervalChanged = next.sampleIntervalMs !== this.#config.sampleIntervalMs;
     if (intervalChanged && this.#sampleTimer)
       Timer.schedule(this.#sampleTimer, next.sampleIntervalMs, next.sampleIntervalMs);
-    setLogLevel(next.logLevel);
+    this.#log.setLevel(next.logLevel);
     const sensorsChanged = next.sensors !== this.#config.sensors;
     this.#config = next;
     if (sensorsChanged) this.#replaceSensors();
@@ -403,9 +480,32 @@ class Device {
     return { status: "done", result: saved };
   }
 
+  /** Seconds since the chip started: Time.ticks counts from there, added up delta by delta across wraps. */
   #uptime(): number {
-    return Math.floor(Time.delta(this.#bootTicks) / 1000);
+    const ticks = Time.ticks;
+    this.#ranMs += Time.delta(this.#ranTicks, ticks);
+    this.#ranTicks = ticks;
+    return Math.floor(this.#ranMs / 1000);
   }
+
+  /** Bytes of the XS heap in use (slots and chunks), from the SDK's Instrumentation; undefined without it. */
+  #heap(): number | undefined {
+    const slots = this.#slotHeap === undefined ? undefined : Instrumentation.get(this.#slotHeap);
+    if (slots === undefined) return undefined;
+    const chunks = this.#chunkHeap === undefined ? undefined : Instrumentation.get(this.#chunkHeap);
+    return slots + (chunks ?? 0);
+  }
+
+  /** The Wi-Fi signal of the access point the station is associated with (dBm); undefined when it is not. */
+  #rssi(): number | undefined {
+    const rssi: unknown = Net.get("RSSI");
+    return typeof rssi === "number" && Number.isInteger(rssi) && rssi < 0 && rssi >= -127 ? rssi : undefined;
+  }
+
+  readonly #onStateTimer = (): void => {
+    if (this.#online) this.#publishState();
+    else this.#uptime();
+  };
 
   /** Logs once when a reading leaves the configured band and once when it is back. */
   #checkThresholds(temperature: number): void {
@@ -415,14 +515,18 @@ class Device {
       (temperatureHigh !== undefined && temperature > temperatureHigh);
     if (outside === this.#temperatureAlarm) return;
     this.#temperatureAlarm = outside;
-    log(outside ? "warn" : "info", outside ? "temperature outside thresholds" : "temperature back within thresholds", {
-      temperature,
-    });
+    this.#log.write(
+      outside ? "warn" : "info",
+      outside ? "temperature outside thresholds" : "temperature back within thresholds",
+      {
+        temperature,
+      },
+    );
   }
 
   readonly #onClose = (): void => {
     if (!this.#client) return;
-    log("warn", "mqtt connection closed", { wasOnline: this.#online });
+    this.#log.write("warn", "mqtt connection closed", { wasOnline: this.#online });
     this.#connectionLost();
   };
 
@@ -433,13 +537,31 @@ class Device {
     const now = Date.now();
     // Until SNTP has set the clock, a timestamp would be 1970 and every layer would refuse the sample.
     if (now < CLOCK_VALID_FROM_MS) {
-      if (this.#clockWaits++ % CLOCK_LOG_EVERY === 0) log("warn", "clock not set yet, reading discarded", {});
+      if (this.#clockWaits++ % CLOCK_LOG_EVERY === 0)
+        this.#log.write("warn", "clock not set yet, reading discarded", {});
       return;
     }
     const temperature = sensors.values[sensors.names.indexOf("temperature")];
     if (temperature !== undefined && !Number.isNaN(temperature)) this.#checkThresholds(temperature);
-    const batch = this.#batcher.add(this.#seq++, now, sensors.values);
+    const row = this.#withPlugins(sensors, now);
+    const batch = this.#batcher.add(this.#seq++, now, row);
     if (batch !== undefined) this.#enqueue(batch);
+    if (this.#pluginStopped) {
+      this.#pluginStopped = false;
+      this.#onPluginsChanged();
+    }
+  }
+
+  /** The sample's row: the sensors' values, then what the running plugins computed from them. */
+  #withPlugins(sensors: SensorSet, now: number): Float64Array {
+    const plugins = this.#plugins;
+    if (!plugins || plugins.running === 0) return sensors.values;
+    const row = this.#row;
+    const width = sensors.names.length;
+    row.set(sensors.values.subarray(0, width));
+    row.fill(Number.NaN, width);
+    this.#pluginStopped = plugins.run(sensors.names, sensors.values, now, row, width);
+    return row;
   }
 
   /** The sensor list set at run time (set-config `sensors`), else the build's. */
@@ -447,17 +569,26 @@ class Device {
     let specs: SensorSpec[] = this.#settings.sensors;
     if (this.#config.sensors !== undefined) specs = parseSensorList(this.#config.sensors);
     const { sda, scl } = this.#settings;
-    return new SensorSet(specs, { sda, scl, spi: this.#settings.spi, pulseCapture: PulseCapture });
+    return new SensorSet(specs, { sda, scl, spi: this.#settings.spi, pulseCapture: PulseCapture }, this.#log);
   }
 
   #batcherFor(sensors: SensorSet): TelemetryBatcher {
-    const perBatch = samplesPerBatchFor(sensors.names, this.#settings.samplesPerBatch);
+    const names = [...sensors.names, ...(this.#plugins?.metricNames ?? [])];
+    this.#row = new Float64Array(names.length);
+    const perBatch = samplesPerBatchFor(names, this.#settings.samplesPerBatch);
     if (perBatch < this.#settings.samplesPerBatch)
-      log("warn", "batch shortened to fit a flash sector", {
+      this.#log.write("warn", "batch shortened to fit a flash sector", {
         samplesPerBatch: perBatch,
-        metrics: sensors.names.length,
+        metrics: names.length,
       });
-    return new TelemetryBatcher(this.#boot, perBatch, sensors.names);
+    return new TelemetryBatcher(this.#boot, perBatch, names);
+  }
+
+  /** New metric columns: the samples taken so far leave as a batch of their own. */
+  #replaceBatcher(): void {
+    const pending = this.#batcher.take();
+    if (pending !== undefined) this.#enqueue(pending);
+    this.#batcher = this.#batcherFor(this.#sensors);
   }
 
   /** Swaps the sensor set for a new list; the samples taken so far leave as a batch of their own. */
@@ -467,7 +598,8 @@ class Device {
     this.#sensors.close();
     this.#sensors = this.#sensorSet();
     this.#batcher = this.#batcherFor(this.#sensors);
-    log("info", "sensors reconfigured", { metrics: this.#sensors.names.join(" ") });
+    this.#plugins?.setSensorNames(this.#sensors.names);
+    this.#log.write("info", "sensors reconfigured", { metrics: this.#sensors.names.join(" ") });
   }
 
   /** Every batch goes to flash first and is sent from there, behind anything older, so the order never changes. */
@@ -487,13 +619,13 @@ class Device {
     try {
       const dropped = buffer.push(batch, samples);
       if (dropped > 0) {
-        log("warn", "flash buffer full, dropped the oldest samples", { dropped, total: this.#dropped() });
+        this.#log.write("warn", "flash buffer full, dropped the oldest samples", { dropped, total: this.#dropped() });
         // A full ring also drops while it is being replayed: the state tells the cloud at once.
         if (this.#online) this.#publishState();
       }
     } catch (error) {
       this.#droppedUnbuffered += samples;
-      log("error", "flash buffer write failed, batch dropped", { error: describeError(error) });
+      this.#log.write("error", "flash buffer write failed, batch dropped", { error: describeError(error) });
     }
   }
 
@@ -514,7 +646,10 @@ class Device {
         this.#scheduleFlush();
         return false;
       }
-      log("warn", "telemetry publish failed", { error: describeError(error), queued: this.#buffer?.size ?? 0 });
+      this.#log.write("warn", "telemetry publish failed", {
+        error: describeError(error),
+        queued: this.#buffer?.size ?? 0,
+      });
       this.#connectionLost();
       return false;
     }
@@ -550,10 +685,16 @@ class Device {
       mode: this.#safeMode ? "safe" : "normal",
       dropped: this.#dropped(),
     };
+    const heap = this.#heap();
+    if (heap !== undefined) state.heap = heap;
+    const rssi = this.#rssi();
+    if (rssi !== undefined) state.rssi = rssi;
+    // Reported even when empty, so the cloud learns that the last plugin was removed.
+    if (this.#plugins) state.plugins = this.#plugins.statuses();
     try {
       this.#client?.publish(this.#stateTopic, JSON.stringify(state), STATE_PUBLISH);
     } catch (error) {
-      log("warn", "state publish failed", { error: describeError(error) });
+      this.#log.write("warn", "state publish failed", { error: describeError(error) });
       this.#connectionLost();
     }
   }
@@ -576,7 +717,7 @@ class Device {
       client.onClose = this.#onClose;
       this.#client = client;
     } catch (error) {
-      log("warn", "mqtt connect failed", { error: describeError(error) });
+      this.#log.write("warn", "mqtt connect failed", { error: describeError(error) });
       this.#scheduleReconnect();
     }
   }
@@ -610,31 +751,32 @@ class Device {
     // Jitter spreads a fleet's reconnects after a broker restart.
     const delay = Math.round(this.#reconnectDelay * (0.5 + Math.random() * 0.5));
     this.#reconnectDelay = Math.min(this.#reconnectDelay * 2, RECONNECT_MAX_MS);
-    log("info", "mqtt reconnect scheduled", { delayMs: delay });
+    this.#log.write("info", "mqtt reconnect scheduled", { delayMs: delay });
     this.#reconnectTimer = Timer.set(this.#onReconnectTimer, delay);
   }
 }
 
 /** Moddable runs the main module's default export once the runtime (and Wi-Fi, SNTP) are up. */
 export default function main(): void {
+  const log = new Log();
   let settings: DeviceSettings;
   try {
     settings = readSettings(config);
   } catch (error) {
-    log("error", "invalid configuration", { error: describeError(error) });
+    log.write("error", "invalid configuration", { error: describeError(error) });
     return;
   }
-  const boot = countBoot();
-  setLogBoot(boot);
-  const logs = openLogShipper(settings.logPartition);
-  const report = takeBootReport(settings.safeModeAfterResets);
-  const runtime = loadRuntimeConfig(settings);
-  setLogLevel(runtime.logLevel);
-  log("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset: report.reason });
+  const boot = countBoot(log);
+  log.setBoot(boot);
+  const logs = openLogShipper(settings.logPartition, log);
+  const report = takeBootReport(settings.safeModeAfterResets, log);
+  const runtime = loadRuntimeConfig(settings, log);
+  log.setLevel(runtime.logLevel);
+  log.write("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset: report.reason });
   if (report.safeMode)
-    log("error", "boot loop: safe mode, sampling off until a clean run or a reboot command", {
+    log.write("error", "boot loop: safe mode, sampling off until a clean run or a reboot command", {
       abnormalResets: report.abnormalResets,
       cleanRunMs: settings.safeModeWindowMs,
     });
-  new Device(settings, boot, report, runtime, logs).start();
+  new Device(settings, boot, report, runtime, log, logs).start();
 }

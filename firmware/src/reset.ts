@@ -6,7 +6,8 @@
 
 import getResetReason from "resetReason";
 import type { ResetReason } from "@kestrel/wire";
-import { describeError, log } from "kestrel/log";
+import type Log from "kestrel/log";
+import { describeError } from "kestrel/log";
 import Preference from "preference";
 
 const PREFERENCE_DOMAIN = "kestrel";
@@ -29,7 +30,7 @@ const ESP_RST_WDT = 7;
 const ESP_RST_DEEPSLEEP = 8;
 const ESP_RST_BROWNOUT = 9;
 
-const ABNORMAL: readonly ResetReason[] = ["watchdog", "crash", "brownout", "unknown"];
+const ABNORMAL: readonly ResetReason[] = Object.freeze(["watchdog", "crash", "brownout", "unknown"]);
 
 export interface BootReport {
   reason: ResetReason;
@@ -79,34 +80,34 @@ function readLoopCount(): number {
   }
 }
 
-function writeLoopCount(count: number): void {
+function writeLoopCount(count: number, log: Log): void {
   try {
     if (count > 0) Preference.set(PREFERENCE_DOMAIN, LOOP_KEY, count);
     else if (readLoopCount() > 0) Preference.delete(PREFERENCE_DOMAIN, LOOP_KEY);
   } catch (error) {
-    log("error", "boot-loop counter not written", { error: describeError(error) });
+    log.write("error", "boot-loop counter not written", { error: describeError(error) });
   }
 }
 
 /** Reads and clears this boot's reset cause and updates the boot-loop count; call once at boot. */
-export function takeBootReport(safeModeAfter: number): BootReport {
+export function takeBootReport(safeModeAfter: number, log: Log): BootReport {
   const reason = classify(getResetReason().reason, takeMark());
   const abnormalResets = ABNORMAL.includes(reason) ? readLoopCount() + 1 : 0;
-  writeLoopCount(abnormalResets);
+  writeLoopCount(abnormalResets, log);
   return { reason, abnormalResets, safeMode: abnormalResets >= safeModeAfter };
 }
 
 /** Records why the firmware is about to restart the chip; a command restart also forgives past resets. */
-export function markDeliberateReset(reason: DeliberateReset): void {
+export function markDeliberateReset(reason: DeliberateReset, log: Log): void {
   try {
     Preference.set(PREFERENCE_DOMAIN, MARK_KEY, reason);
-    if (reason === "command") writeLoopCount(0);
+    if (reason === "command") writeLoopCount(0, log);
   } catch (error) {
-    log("error", "reset reason not recorded", { error: describeError(error) });
+    log.write("error", "reset reason not recorded", { error: describeError(error) });
   }
 }
 
 /** The device ran a whole boot-loop window without resetting: past resets no longer count. */
-export function forgiveResets(): void {
-  writeLoopCount(0);
+export function forgiveResets(log: Log): void {
+  writeLoopCount(0, log);
 }

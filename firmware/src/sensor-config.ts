@@ -18,15 +18,18 @@ export interface SensorSpec {
 }
 
 /** Metric names each kind reports, in the order its channel fills them. */
-export const SENSOR_METRICS: Readonly<Record<SensorKind, readonly string[]>> = Object.freeze({
-  bmp280: ["temperature", "pressure"],
-  bme280: ["temperature", "pressure", "humidity"],
-  sht3x: ["temperature", "humidity"],
-  sht4x: ["temperature", "humidity"],
-  ads1115: ["voltage"],
-  mpu6050: ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"],
-  dht22: ["temperature", "humidity"],
-});
+export const SENSOR_METRICS: Readonly<Record<SensorKind, readonly string[]>> = Object.freeze(
+  {
+    bmp280: ["temperature", "pressure"],
+    bme280: ["temperature", "pressure", "humidity"],
+    sht3x: ["temperature", "humidity"],
+    sht4x: ["temperature", "humidity"],
+    ads1115: ["voltage"],
+    mpu6050: ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"],
+    dht22: ["temperature", "humidity"],
+  },
+  true,
+);
 
 const DEFAULT_ADDRESS: Readonly<Record<SensorKind, number>> = Object.freeze({
   bmp280: 0x76,

@@ -5,7 +5,8 @@
 
 import I2C from "embedded:io/i2c";
 import SPI from "embedded:io/spi";
-import { describeError, log } from "kestrel/log";
+import type Log from "kestrel/log";
+import { describeError } from "kestrel/log";
 import { SENSOR_METRICS, type SensorSpec } from "kestrel/sensor-config";
 import ADS1115 from "sensors/ads1115";
 import BME280 from "sensors/bme280";
@@ -142,9 +143,11 @@ export default class SensorSet {
   readonly values: Float64Array;
   readonly #slots: Slot[];
   readonly #bus: SensorBus;
+  readonly #log: Log;
 
-  constructor(specs: readonly SensorSpec[], bus: SensorBus) {
+  constructor(specs: readonly SensorSpec[], bus: SensorBus, log: Log) {
     this.#bus = bus;
+    this.#log = log;
     const names: string[] = [];
     this.#slots = specs.map((spec) => {
       const offset = names.length;
@@ -175,7 +178,9 @@ export default class SensorSet {
         for (let i = 0; i < slot.width; i++) values[slot.offset + i] = Number.NaN;
         this.#failed(slot, "read failed", error);
         if (slot.failures === REOPEN_AFTER) {
-          log("warn", `${slot.spec.kind} closed after failed reads, probing it again`, { failures: slot.failures });
+          this.#log.write("warn", `${slot.spec.kind} closed after failed reads, probing it again`, {
+            failures: slot.failures,
+          });
           channel.close();
           slot.channel = undefined;
         }
@@ -203,14 +208,18 @@ export default class SensorSet {
       return undefined;
     }
     slot.failures = 0;
-    log("info", `${kind} ready`, { address });
+    this.#log.write("info", `${kind} ready`, { address });
     return slot.channel;
   }
 
   #failed(slot: Slot, what: string, error: unknown): void {
     const failures = ++slot.failures;
     if (failures === 1 || failures % LOG_EVERY === 0)
-      log("error", `${slot.spec.kind} ${what}`, { error: describeError(error), failures, address: slot.spec.address });
+      this.#log.write("error", `${slot.spec.kind} ${what}`, {
+        error: describeError(error),
+        failures,
+        address: slot.spec.address,
+      });
   }
 }
 

@@ -24,12 +24,13 @@ async function withShipper(file: string, sectors: number, rate: string, body: st
   const flash = new FlashPartition({ name: "logs", file: join(dir, file), byteLength: sectors * FLASH_SECTOR_BYTES });
   const run = await runInXs(
     `import LogShipper from "kestrel/log-shipper";
-import { log, setLogBoot, setLogLevel, setLogSink } from "kestrel/log";
+import Log from "kestrel/log";
 ${RESULT_PRELUDE}
 export default function () {
   try {
     const shipper = new LogShipper("logs", ${rate});
-    setLogSink(shipper.append);
+    const log = new Log();
+    log.setSink(shipper.append);
     ${body}
   } catch (error) {
     result({ error: error.message });
@@ -55,14 +56,14 @@ test("records are structured JSON lines; debug stays on the console; the level i
     "records.bin",
     4,
     "{ perSecond: 1, burst: 20, perBatch: 10 }",
-    `setLogBoot(7);
-    log("info", "sensor ready", { address: 118, ok: true }, "bmp280");
-    log("debug", "not persisted");
-    setLogLevel("warn");
-    log("info", "below the threshold");
-    log("warn", "x".repeat(300), { level: "spoofed", error: "e".repeat(300) });
-    setLogLevel("debug");
-    log("debug", "console only");
+    `log.setBoot(7);
+    log.write("info", "sensor ready", { address: 118, ok: true }, "bmp280");
+    log.write("debug", "not persisted");
+    log.setLevel("warn");
+    log.write("info", "below the threshold");
+    log.write("warn", "x".repeat(300), { level: "spoofed", error: "e".repeat(300) });
+    log.setLevel("debug");
+    log.write("debug", "console only");
     result({ batch: shipper.next(), queued: shipper.queued });`,
   );
   const batch = batchOf(result?.batch);
@@ -88,7 +89,7 @@ test("the token bucket bounds the records handed out, and a batch not sent is ha
     4,
     // Practically no refill during the test: only the burst is available.
     "{ perSecond: 0.001, burst: 3, perBatch: 2 }",
-    `for (let n = 0; n < 10; n++) log("info", "record", { n });
+    `for (let n = 0; n < 10; n++) log.write("info", "record", { n });
     const first = shipper.next();
     const again = shipper.next();
     shipper.sent();
@@ -117,8 +118,8 @@ test("a full ring drops its oldest records, and the next batch reports how many"
     "full.bin",
     2,
     "{ perSecond: 1, burst: 20, perBatch: 10 }",
-    `for (let n = 0; n < 40; n++) log("info", "record", { n, pad: "p".repeat(200) });
-    log("info", "too long to keep", { a: "a".repeat(240), b: "b".repeat(240), c: "c".repeat(240) });
+    `for (let n = 0; n < 40; n++) log.write("info", "record", { n, pad: "p".repeat(200) });
+    log.write("info", "too long to keep", { a: "a".repeat(240), b: "b".repeat(240), c: "c".repeat(240) });
     const batch = shipper.next();
     const reported = shipper.sent();
     result({ batch, reported, dropped: shipper.dropped, next: shipper.next() });`,

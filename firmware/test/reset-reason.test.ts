@@ -28,9 +28,11 @@ async function bootSequence(steps: { code: number; beforeReset?: string }[], fil
   for (const step of steps) {
     const run = await runInXs(
       `import { forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
+import Log from "kestrel/log";
 ${RESULT_PRELUDE}
 export default function () {
-  result(takeBootReport(3));
+  const log = new Log();
+  result(takeBootReport(3, log));
   ${step.beforeReset ?? ""}
 }`,
       { ports: { preference, system: { handle: () => ({ reason: step.code, string: "" }) } } },
@@ -52,8 +54,8 @@ const BROWNOUT = 9;
 test("the chip's code and the firmware's mark make the reason", async () => {
   const reports = await bootSequence(
     [
-      { code: POWER_ON, beforeReset: `markDeliberateReset("command");` },
-      { code: SOFTWARE, beforeReset: `markDeliberateReset("ota");` },
+      { code: POWER_ON, beforeReset: `markDeliberateReset("command", log);` },
+      { code: SOFTWARE, beforeReset: `markDeliberateReset("ota", log);` },
       { code: SOFTWARE },
       { code: SOFTWARE },
       { code: PANIC },
@@ -74,10 +76,10 @@ test("abnormal resets in a row lead to safe mode; a clean run, a command or a po
     [
       { code: TASK_WDT },
       { code: PANIC },
-      { code: SOFTWARE, beforeReset: `markDeliberateReset("watchdog");` },
+      { code: SOFTWARE, beforeReset: `markDeliberateReset("watchdog", log);` },
       { code: SOFTWARE },
-      { code: TASK_WDT, beforeReset: "forgiveResets();" },
-      { code: TASK_WDT, beforeReset: `markDeliberateReset("command");` },
+      { code: TASK_WDT, beforeReset: "forgiveResets(log);" },
+      { code: TASK_WDT, beforeReset: `markDeliberateReset("command", log);` },
       { code: SOFTWARE },
       { code: TASK_WDT },
       { code: POWER_ON },

@@ -1,12 +1,6 @@
-// Moddable's ECMA-419 `system` module (modules/io/system), which the esp32 IO manifest maps under
-// the name "system" (the SDK types it as "embedded:io/system"); the esp32 section of our manifest
-// maps this file so the device build type-checks. Only what the firmware uses.
+// Moddable's `system` module (modules/io/system), which the esp32 IO manifest maps and preloads. It
+// has no exports: it sets the global `System` (and `device`), which the SDK types in typings/global.d.ts
+// (see typings/system-global.d.ts for our build). The firmware imports it for that side effect only;
+// `import System from "system"` fails to link on a device ("import default not found").
 
-declare module "system" {
-  const System: {
-    /** Resets the chip (esp_restart); does not return on a device. */
-    restart(): void;
-  };
-
-  export { System as default };
-}
+declare module "system" {}

@@ -22,4 +22,9 @@ interface ArrayBufferConstructor {
 declare function Native(name: string): new () => object;
 
 /** XS `Native` API: the host function of this name (xsc only accepts a string literal). */
-declare function native(name: string): (this: object, ...args: unknown[]) => unknown;
+declare function native(name: string): (this: unknown, ...args: unknown[]) => unknown;
+
+/** XS: `Object.freeze(object, true)` freezes deeply (every object reachable from it), as the SDK types it. */
+interface ObjectConstructor {
+  freeze<T>(object: T, deep: boolean): Readonly<T>;
+}

@@ -10,15 +10,20 @@ import { freePort } from "../test/real-cloud.ts";
 
 const CONNECT_CONCURRENCY = 50;
 
-/** The gateway as `npm start` runs it, in its own process, with its durable queue in dataDir. */
+/**
+ * The gateway as `npm start` runs it, in its own process, with its durable queue in dataDir.
+ * GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of it (of each of its processes) there.
+ */
 export async function startGatewayProcess(
   env: Record<string, string>,
   nodeFlags: string[] = [],
 ): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const main = join(import.meta.dirname, "..", "src", "main.ts");
+  const profile = process.env.GATEWAY_CPU_PROF;
+  const flags = [...nodeFlags, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])];
   // tsx first: the flags may --import TypeScript modules.
-  const child = spawn(process.execPath, ["--import", "tsx", ...nodeFlags, main], {
+  const child = spawn(process.execPath, ["--import", "tsx", ...flags, main], {
     stdio: "ignore",
     env: { ...process.env, MQTT_PORT: String(port), GATEWAY_HTTP_PORT: "0", LOG_LEVEL: "error", ...env },
   });

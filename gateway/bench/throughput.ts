@@ -1,100 +1,163 @@
-// Benchmark: QoS 1 publish throughput of the gateway with many connected devices, against
-// Debian's Mosquitto measured in the same run on the same machine with the same load.
-//   npm run bench -w gateway            (CLIENTS=1000 SECONDS=10 by default)
-// The gateway runs as its own process (as in production) with its durable queue on disk; a
-// stand-in for the cloud accepts every device and every ingest, so the figure is the gateway's.
-// Every client subscribes to its telemetry ack topic, as the firmware does: the gateway publishes
-// one ack per batch to it (Mosquitto, which knows nothing of them, publishes none).
+// Benchmark: QoS 1 publish throughput and publish→PUBACK latency of the gateway against two peer
+// brokers, Debian's Mosquitto (C) and mochi-mqtt (Go), each alone on the machine in turn, same run.
+//   npm run bench -w gateway     (CLIENTS=10,100,1000 SECONDS=10 BROKERS=mosquitto,mochi,gateway)
+//   GATEWAY_WORKERS=1,2          the gateway is measured with each of these process counts
+//   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway process there (--cpu-prof)
+// The load comes from the compiled generator (tools/loadgen): one publish in flight per client,
+// every client subscribed to its telemetry-ack topic as the firmware is. Mosquitto is driven by one
+// and by two generator processes, and every run reports the CPU the broker and the generator used:
+// a generator that is not the limit gives the same figure from two processes, and leaves the broker a
+// full core. The gateway runs as its own process with its durable queue (fsync before PUBACK) and
+// per-device token authentication; a stand-in for the cloud accepts every device and ingest.
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCloudPeer } from "../test/cloud-peer.ts";
-import { startMosquitto, stopProcess } from "../test/mosquitto-broker.ts";
-import { connectDevices, startGatewayProcess, telemetry } from "./harness.ts";
+import { startMosquitto, stopProcess, waitForPort } from "../test/mosquitto-broker.ts";
+import { freePort } from "../test/real-cloud.ts";
+import { startGatewayProcess } from "./harness.ts";
+import { buildLoadTools, type LoadResult, startLoad } from "./loadgen.ts";
 
-const CLIENTS = Number(process.env.CLIENTS || 1000);
+function list(name: string, fallback: string): string[] {
+  return (process.env[name] || fallback).split(",").map((item) => item.trim());
+}
+
+const CLIENT_COUNTS = list("CLIENTS", "10,100,1000").map(Number);
 const SECONDS = Number(process.env.SECONDS || 10);
+const BROKERS = list("BROKERS", "mosquitto,mochi,gateway");
+const GATEWAY_WORKERS = list("GATEWAY_WORKERS", "1,2").map(Number);
+if ([...CLIENT_COUNTS, ...GATEWAY_WORKERS].some((n) => !Number.isInteger(n) || n < 1) || !(SECONDS > 0)) {
+  throw new Error("CLIENTS and GATEWAY_WORKERS must be lists of positive integers, SECONDS a positive number");
+}
+const unknown = BROKERS.filter((broker) => !["mosquitto", "mochi", "gateway"].includes(broker));
+if (unknown.length > 0) throw new Error(`BROKERS may name mosquitto, mochi and gateway, not ${unknown.join(", ")}`);
 
-interface Run {
+interface Broker {
+  port: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+interface Row {
   broker: string;
-  acked: number;
-  seconds: number;
-  rate: number;
-  /** Telemetry acks the clients received. */
-  telemetryAcks: number;
+  clients: number;
+  generators: number;
+  /** One-minute load average just before the run. */
+  load: number;
+  result: LoadResult;
 }
 
-/** Connects CLIENTS devices, then each publishes QoS 1 telemetry one at a time (awaiting PUBACK) for SECONDS. */
-async function load(
-  broker: string,
-  port: number,
-  credentials: (i: number) => { username?: string; password?: string },
-): Promise<Run> {
-  const clients = await connectDevices(port, CLIENTS, credentials);
-  let telemetryAcks = 0;
-  await Promise.all(
-    clients.map((client, i) => {
-      client.on("message", () => telemetryAcks++);
-      return client.subscribeAsync(`d/bench-${i}/telemetry/ack`, { qos: 0 });
-    }),
-  );
-  let acked = 0;
-  let running = true;
-  const started = performance.now();
-  const loops = clients.map(async (client, i) => {
-    let seq = 0;
-    while (running) {
-      await client.publishAsync(`d/bench-${i}/telemetry`, telemetry(seq++), { qos: 1 });
-      acked++;
-    }
-  });
-  await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000));
-  running = false;
-  await Promise.all(loops);
-  const seconds = (performance.now() - started) / 1000;
-  await Promise.all(clients.map((client) => client.endAsync(true)));
-  return { broker, acked, seconds, rate: acked / seconds, telemetryAcks };
-}
-
+const tools = await buildLoadTools();
 const dir = mkdtempSync(join(tmpdir(), "kestrel-bench-"));
-const devices = Object.fromEntries(Array.from({ length: CLIENTS }, (_, i) => [`bench-${i}`, `token-${i}`]));
-const cloud = await startCloudPeer(devices);
-const results: Run[] = [];
-try {
-  const mosquitto = await startMosquitto(dir);
-  try {
-    results.push(await load("mosquitto 2 (Debian)", mosquitto.port, () => ({})));
-  } finally {
-    await mosquitto.stop();
-  }
+const maxClients = Math.max(...CLIENT_COUNTS);
+const cloud = await startCloudPeer(
+  Object.fromEntries(Array.from({ length: maxClients }, (_, i) => [`bench-${i}`, `token-${i}`])),
+);
 
-  const gateway = await startGatewayProcess({
+async function startMochi(): Promise<Broker> {
+  const port = await freePort();
+  const child = spawn(tools.mochi, [`-addr=127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"] });
+  await waitForPort(port, child);
+  return { port, child, stop: () => stopProcess(child) };
+}
+
+async function startGateway(run: number, workers: number): Promise<Broker> {
+  const { port, child } = await startGatewayProcess({
     CLOUD_URL: cloud.url,
     GATEWAY_KEY: cloud.gatewayKey,
-    GATEWAY_DATA_DIR: join(dir, "gateway"),
+    GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
+    GATEWAY_WORKERS: String(workers),
   });
+  return { port, child, stop: () => stopProcess(child) };
+}
+
+const rows: Row[] = [];
+let runs = 0;
+async function measure(broker: string, start: () => Promise<Broker>, clients: number, generators: number) {
+  const started = await start();
   try {
-    results.push(
-      await load("kestrel gateway (durable queue, fsync)", gateway.port, (i) => ({
-        username: `bench-${i}`,
-        password: `token-${i}`,
-      })),
-    );
+    const load = loadavg()[0] ?? 0;
+    if (started.child.pid === undefined) throw new Error(`${broker}: no process id`);
+    const generator = await startLoad(tools.loadgen, {
+      port: started.port,
+      devices: Array.from({ length: clients }, (_, i) =>
+        broker.startsWith("gateway") ? { id: `bench-${i}`, token: `token-${i}` } : { id: `bench-${i}` },
+      ),
+      seconds: SECONDS,
+      generators,
+      brokerPid: started.child.pid,
+    });
+    const result = await generator.run().finally(() => generator.close());
+    if (result.errors > 0) throw new Error(`${broker}: ${result.errors} publishes failed`);
+    const row = { broker, clients, generators, load, result };
+    rows.push(row);
+    process.stdout.write(`${format(row)}\n`);
   } finally {
-    await stopProcess(gateway.child);
+    await started.stop();
+  }
+}
+
+function format({ broker, clients, generators, load, result }: Row): string {
+  const cells = [
+    clients.toLocaleString("en"),
+    broker,
+    String(generators),
+    Math.round(result.rate).toLocaleString("en"),
+    result.p50Ms.toFixed(1),
+    result.p99Ms.toFixed(1),
+    result.brokerCores.toFixed(2),
+    Math.round((result.brokerCores * result.seconds * 1e6) / result.acked).toString(),
+    result.generatorCores.toFixed(2),
+    result.telemetryAcks.toLocaleString("en"),
+    load.toFixed(2),
+  ];
+  return `| ${cells.join(" | ")} |`;
+}
+
+process.stdout.write(
+  `QoS 1, one publish in flight per client, ${SECONDS} s a run; load average at start ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}\n\n`,
+);
+process.stdout.write(
+  "| clients | broker | generators | msg/s | p50 ms | p99 ms | broker CPU (cores) | broker CPU µs/msg | generator CPU (cores) | telemetry acks | load avg |\n",
+);
+process.stdout.write("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+try {
+  for (const clients of CLIENT_COUNTS) {
+    if (BROKERS.includes("mosquitto")) {
+      for (const generators of [1, 2]) await measure("mosquitto", () => startMosquitto(dir), clients, generators);
+    }
+    if (BROKERS.includes("mochi")) await measure("mochi-mqtt", startMochi, clients, 1);
+    for (const workers of BROKERS.includes("gateway") ? GATEWAY_WORKERS : []) {
+      const name = workers === 1 ? "gateway (1 process)" : `gateway (${workers} workers)`;
+      await measure(name, () => startGateway(runs++, workers), clients, 1);
+    }
   }
 } finally {
   await cloud.close();
   rmSync(dir, { recursive: true, force: true });
 }
 
-const [baseline, ours] = results;
+process.stdout.write("\n");
+for (const clients of CLIENT_COUNTS) {
+  const best = (broker: string) =>
+    Math.max(0, ...rows.filter((r) => r.broker === broker && r.clients === clients).map((r) => r.result.rate));
+  const mosquitto = best("mosquitto");
+  if (mosquitto === 0) continue;
+  for (const broker of [...new Set(rows.map((row) => row.broker))].filter((broker) => broker !== "mosquitto")) {
+    const rate = best(broker);
+    if (rate > 0) {
+      process.stdout.write(
+        `${clients} clients: ${broker} / mosquitto (best of its runs) = ${(rate / mosquitto).toFixed(2)}\n`,
+      );
+    }
+  }
+}
 process.stdout.write(
-  `QoS 1 publish throughput, ${CLIENTS} connected clients, ${SECONDS} s each, one message in flight per client\n`,
+  `load average at end ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}\n`,
 );
-for (const run of results)
-  process.stdout.write(
-    `  ${run.broker.padEnd(40)} ${Math.round(run.rate).toString().padStart(8)} msg/s  (${run.acked} acked, ${run.telemetryAcks} telemetry acks received)\n`,
-  );
-if (baseline && ours) process.stdout.write(`  ratio gateway / mosquitto: ${(ours.rate / baseline.rate).toFixed(2)}\n`);

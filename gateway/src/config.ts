@@ -1,8 +1,9 @@
 // The gateway's configuration, read once from the environment and validated,
 // with defaults that run on a laptop next to a local cloud.
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { delimiter, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const DEFAULT_DATA_DIR = fileURLToPath(new URL("../../.data/gateway", import.meta.url));
@@ -21,11 +22,22 @@ export interface GatewayConfig {
   forwardConcurrency: number;
   /** Where the durable uplink queue lives. */
   dataDir: string;
+  /**
+   * Processes running the embedded broker on the same ports, each with its own queues and devices
+   * (GATEWAY_WORKERS): one Node process uses one core.
+   */
+  workers: number;
+  /** How the gateway names itself to the cloud (GATEWAY_ID); unset: an id kept in dataDir. */
+  gatewayId: string | undefined;
+  /** How often the uplink's progress is reported to the cloud (UPLINK_REPORT_INTERVAL_MS). */
+  uplinkReportIntervalMs: number;
   queueMaxBytes: number;
   authCacheTtlMs: number;
   /** While the cloud cannot answer, a device it accepted this recently (same token) is still let in. */
   authStaleMaxMs: number;
   cloudTimeoutMs: number;
+  /** The operations token (OPS_TOKEN): required to change the log level at run time (PUT /log-level). */
+  opsToken: string | undefined;
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
   tls: TlsListenerConfig | undefined;
@@ -44,11 +56,19 @@ export interface ExternalBrokerConfig {
   ca: string | undefined;
 }
 
-export interface TlsListenerConfig {
-  port: number;
+export interface TlsCertificate {
   /** PEM: the server certificate followed by its chain (devices' securesocket needs the full chain). */
   certChain: string;
   key: string;
+}
+
+export interface TlsListenerConfig {
+  port: number;
+  /**
+   * One or more certificates, e.g. an ECDSA and an RSA one: TLS picks the one the client's suites
+   * allow (Moddable's client offers ECDHE-ECDSA, ECDHE-RSA and DHE-RSA suites).
+   */
+  certificates: TlsCertificate[];
   /** PEM CA that signs device client certificates; set to allow mutual TLS. */
   clientCa: string | undefined;
 }
@@ -83,7 +103,14 @@ function url(env: Env, name: string, fallback: string): string {
   return raw.replace(/\/+$/, "");
 }
 
-const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+function gatewayId(env: Env): string | undefined {
+  const raw = env.GATEWAY_ID;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(raw)) throw new ConfigError("GATEWAY_ID must be 1..64 of A-Z a-z 0-9 _ -");
+  return raw;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const gatewayKey = env.GATEWAY_KEY ?? "";
@@ -95,6 +122,11 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const tls = tlsListener(env);
   const plainOff = env.MQTT_PORT === "off";
   if (plainOff && !tls) throw new ConfigError('MQTT_PORT may be "off" only when MQTT_TLS_PORT is set');
+  const workers = integer(env, "GATEWAY_WORKERS", 1, 1, 64);
+  const bridge = externalBroker(env);
+  if (workers > 1 && bridge) {
+    throw new ConfigError("GATEWAY_WORKERS applies to the embedded broker; with EXTERNAL_BROKER_URL it must be 1");
+  }
   return {
     mqttHost: env.MQTT_HOST || "127.0.0.1",
     mqttPort: plainOff ? undefined : integer(env, "MQTT_PORT", 1883, 0, 65535),
@@ -106,18 +138,30 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
     forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
+    workers,
+    gatewayId: gatewayId(env),
+    uplinkReportIntervalMs: integer(env, "UPLINK_REPORT_INTERVAL_MS", 5000, 100, 600_000),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     authStaleMaxMs: integer(env, "AUTH_STALE_MAX_MS", 30 * 60_000, 0, 7 * 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
+    opsToken: opsToken(env),
     logLevel,
     tls,
-    externalBroker: externalBroker(env),
+    externalBroker: bridge,
   };
 }
 
-function pemFile(env: Env, name: string): string {
-  const path = env[name];
+function opsToken(env: Env): string | undefined {
+  const raw = env.OPS_TOKEN;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError("OPS_TOKEN must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -");
+  }
+  return raw;
+}
+
+function pemFile(name: string, path: string | undefined): string {
   if (!path) throw new ConfigError(`${name} must name a PEM file when MQTT_TLS_PORT is set`);
   let text: string;
   try {
@@ -129,13 +173,39 @@ function pemFile(env: Env, name: string): string {
   return text;
 }
 
+/** MQTT_TLS_CERT and MQTT_TLS_KEY list PEM files separated like PATH, paired in order; each key must be its certificate's. */
+function certificatePairs(env: Env): TlsCertificate[] {
+  const certs = (env.MQTT_TLS_CERT ?? "").split(delimiter).filter(Boolean);
+  const keys = (env.MQTT_TLS_KEY ?? "").split(delimiter).filter(Boolean);
+  if (certs.length !== keys.length)
+    throw new ConfigError(
+      `MQTT_TLS_CERT names ${certs.length} certificate file(s) and MQTT_TLS_KEY ${keys.length} key file(s): list them in pairs, separated by "${delimiter}"`,
+    );
+  if (certs.length === 0) return [pemPair(undefined, undefined)];
+  return certs.map((cert, index) => pemPair(cert, keys[index]));
+}
+
+function pemPair(certPath: string | undefined, keyPath: string | undefined): TlsCertificate {
+  const certChain = pemFile("MQTT_TLS_CERT", certPath);
+  const key = pemFile("MQTT_TLS_KEY", keyPath);
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(certChain).checkPrivateKey(createPrivateKey(key));
+  } catch (error) {
+    throw new ConfigError(
+      `MQTT_TLS_CERT/MQTT_TLS_KEY: ${certPath} or ${keyPath} is unreadable: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  if (!matches) throw new ConfigError(`MQTT_TLS_KEY: ${keyPath} is not the key of ${certPath}`);
+  return { certChain, key };
+}
+
 function tlsListener(env: Env): TlsListenerConfig | undefined {
   if (env.MQTT_TLS_PORT === undefined || env.MQTT_TLS_PORT === "") return undefined;
   return {
     port: integer(env, "MQTT_TLS_PORT", 8883, 0, 65535),
-    certChain: pemFile(env, "MQTT_TLS_CERT"),
-    key: pemFile(env, "MQTT_TLS_KEY"),
-    clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile(env, "MQTT_TLS_CLIENT_CA") : undefined,
+    certificates: certificatePairs(env),
+    clientCa: env.MQTT_TLS_CLIENT_CA ? pemFile("MQTT_TLS_CLIENT_CA", env.MQTT_TLS_CLIENT_CA) : undefined,
   };
 }
 
@@ -156,6 +226,6 @@ function externalBroker(env: Env): ExternalBrokerConfig | undefined {
     clientId: env.EXTERNAL_BROKER_CLIENT_ID || "kestrel-gateway",
     username: env.EXTERNAL_BROKER_USERNAME || undefined,
     password: env.EXTERNAL_BROKER_PASSWORD || undefined,
-    ca: env.EXTERNAL_BROKER_CA ? pemFile(env, "EXTERNAL_BROKER_CA") : undefined,
+    ca: env.EXTERNAL_BROKER_CA ? pemFile("EXTERNAL_BROKER_CA", env.EXTERNAL_BROKER_CA) : undefined,
   };
 }

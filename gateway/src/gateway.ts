@@ -1,23 +1,31 @@
 // Composes the gateway: the device-facing MQTT broker (embedded aedes with device
-// authentication and topic ACLs, or a bridge to an external broker), the durable
-// uplink to the cloud, the command relay, and a small HTTP server for health and
-// Prometheus metrics.
+// authentication and topic ACLs, or a bridge to an external one), the durable uplink
+// to the cloud, the command relay, and a small HTTP server for health and Prometheus
+// metrics. With GATEWAY_WORKERS > 1 several processes each run the part below the
+// HTTP server (GatewayCore) on shared ports, and one serves HTTP for all (cluster.ts).
 
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startBridge } from "./bridge/external-broker.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
-import { type DeviceBroker, startEmbeddedBroker } from "./broker/embedded-broker.ts";
+import {
+  type DeviceBroker,
+  type DeviceClaims,
+  type EmbeddedBroker,
+  startEmbeddedBroker,
+} from "./broker/embedded-broker.ts";
 import type { GatewayConfig } from "./config.ts";
 import { CommandChannel } from "./downlink/command-channel.ts";
 import { CommandRelay } from "./downlink/command-relay.ts";
+import { type GatewayHealth, serveHealth } from "./health-server.ts";
 import { DeviceMessageIntake } from "./intake.ts";
 import { GatewayMetrics } from "./metrics.ts";
-import { close, listen } from "./servers.ts";
+import { close } from "./servers.ts";
 import { CloudClient } from "./uplink/cloud-client.ts";
 import { DiskQueue } from "./uplink/disk-queue.ts";
 import { UplinkForwarder } from "./uplink/forwarder.ts";
+import { gatewayIdOf, UplinkReporter } from "./uplink/uplink-report.ts";
 
 export interface Gateway {
   /** Undefined when the plain TCP listener is off. */
@@ -34,114 +42,235 @@ export interface Gateway {
 /** A device waits for its CONNACK while the cloud is asked: the question gets this long at most. */
 const AUTH_ASK_TIMEOUT_MS = 3_000;
 
+/** One process's gateway: everything but the HTTP server. */
+export interface GatewayCore {
+  readonly mqttPort: number | undefined;
+  readonly mqttTlsPort: number | undefined;
+  readonly metrics: GatewayMetrics;
+  readonly forwarder: UplinkForwarder;
+  health(): Promise<GatewayHealth>;
+  /** The metrics in the Prometheus text format, gauges read now. */
+  renderMetrics(): Promise<string>;
+  /** Closes the device's connection here, if it has one (a worker's share of a takeover). */
+  disconnectDevice(deviceId: string): Promise<void>;
+  /** `deliverMs`: how long the uplink may still try to deliver what is queued (it stays on disk). */
+  stop(deliverMs?: number): Promise<void>;
+}
+
+/** This process's place in a gateway of GATEWAY_WORKERS processes. */
+export interface WorkerRole {
+  index: number;
+  /** Asks the other workers to drop a device's connection before this one accepts it. */
+  claims: DeviceClaims;
+}
+
 /** Acks are small and few: this holds hundreds of thousands while the cloud is away. */
 const ACK_QUEUE_MAX_BYTES = 64 * 1024 * 1024;
 
-export async function startGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+/**
+ * Where a worker keeps its queues: worker 0 in the data directory itself (where a gateway of one
+ * process always kept them), worker k in `worker-<k>` below it.
+ */
+function workerDir(dataDir: string, index: number): string {
+  return index === 0 ? dataDir : join(dataDir, `worker-${index}`);
+}
+
+/**
+ * Queues left by workers that no longer run (GATEWAY_WORKERS was lowered): each is drained by the
+ * worker whose index it has modulo the new count, so nothing acknowledged waits for a restart.
+ */
+async function orphanedQueueDirs(dataDir: string, index: number, workers: number): Promise<string[]> {
+  const entries = await readdir(dataDir).catch(() => [] as string[]);
+  return entries
+    .map((name) => /^worker-(\d+)$/.exec(name)?.[1])
+    .map(Number)
+    .filter((k) => Number.isSafeInteger(k) && k >= workers && k % workers === index)
+    .map((k) => workerDir(dataDir, k));
+}
+
+async function openQueues(dir: string, config: GatewayConfig, logger: Logger) {
+  const uplink = await DiskQueue.open({ dir: join(dir, "uplink"), maxBytes: config.queueMaxBytes });
+  logger.info({ dir, ...uplink.report }, "uplink queue opened");
+  const acks = await DiskQueue.open({ dir: join(dir, "acks"), maxBytes: ACK_QUEUE_MAX_BYTES });
+  logger.info({ dir, ...acks.report }, "command ack queue opened");
+  return { uplink: uplink.queue, acks: acks.queue };
+}
+
+export async function startGatewayCore(
+  config: GatewayConfig,
+  logger: Logger,
+  worker?: WorkerRole,
+): Promise<GatewayCore> {
   const metrics = new GatewayMetrics();
+  // Without a worker role this process is the whole gateway, whatever GATEWAY_WORKERS says.
+  const index = worker?.index ?? 0;
+  const processes = worker ? config.workers : 1;
   const cloud = new CloudClient({
     baseUrl: config.cloudUrl,
     gatewayKey: config.gatewayKey,
     timeoutMs: config.cloudTimeoutMs,
   });
-  const { queue, report } = await DiskQueue.open({
-    dir: join(config.dataDir, "uplink"),
-    maxBytes: config.queueMaxBytes,
+  const channel = new CommandChannel({
+    baseUrl: config.cloudUrl,
+    gatewayKey: config.gatewayKey,
+    timeoutMs: config.cloudTimeoutMs,
   });
-  logger.info({ dataDir: config.dataDir, ...report }, "uplink queue opened");
-  const acks = await DiskQueue.open({ dir: join(config.dataDir, "acks"), maxBytes: ACK_QUEUE_MAX_BYTES });
-  logger.info({ ...acks.report }, "command ack queue opened");
-  const forwarder = new UplinkForwarder({
-    cloud,
-    queue,
-    logger: logger.child({ component: "uplink" }),
-    metrics,
-    intervalMs: config.forwardIntervalMs,
-    maxBatches: config.forwardMaxBatches,
-    concurrency: config.forwardConcurrency,
-  });
+  const forwarderFor = (queue: DiskQueue, forwarderMetrics: GatewayMetrics, forwarderLogger: Logger) =>
+    new UplinkForwarder({
+      cloud,
+      queue,
+      logger: forwarderLogger,
+      metrics: forwarderMetrics,
+      intervalMs: config.forwardIntervalMs,
+      maxBatches: config.forwardMaxBatches,
+      concurrency: config.forwardConcurrency,
+    });
+  const queues = await openQueues(workerDir(config.dataDir, index), config, logger);
+  const forwarder = forwarderFor(queues.uplink, metrics, logger.child({ component: "uplink" }));
   const commands = new CommandRelay({
-    channel: new CommandChannel({
-      baseUrl: config.cloudUrl,
-      gatewayKey: config.gatewayKey,
-      timeoutMs: config.cloudTimeoutMs,
-    }),
-    acks: acks.queue,
+    channel,
+    acks: queues.acks,
     // Called only after commands.start(), by which time the broker exists.
     publish: (deviceId, command) => broker.publishCommand(deviceId, command),
     logger: logger.child({ component: "downlink" }),
     metrics,
   });
+
+  // Their own metrics: the gauges of this process's queue stay this queue's.
+  const orphans = await Promise.all(
+    (await orphanedQueueDirs(config.dataDir, index, processes)).map(async (dir) => {
+      const orphanLogger = logger.child({ component: "orphaned-queue", dir });
+      const orphanMetrics = new GatewayMetrics();
+      const orphan = await openQueues(dir, config, orphanLogger);
+      const relay = new CommandRelay({
+        channel,
+        acks: orphan.acks,
+        // No device ever becomes ready here, so nothing is published: this relay only delivers acks.
+        publish: () => Promise.reject(new Error("an orphaned queue has no devices")),
+        logger: orphanLogger,
+        metrics: orphanMetrics,
+      });
+      return { forwarder: forwarderFor(orphan.uplink, orphanMetrics, orphanLogger), relay };
+    }),
+  );
+
   const log = logger.child({ component: "broker" });
   const intake = new DeviceMessageIntake({ forwarder, commands, metrics, logger: log });
-  const broker: DeviceBroker = config.externalBroker
-    ? await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log })
-    : await startEmbeddedBroker({
-        config,
-        authenticator: new DeviceAuthenticator(cloud, {
-          ttlMs: config.authCacheTtlMs,
-          staleMaxMs: config.authStaleMaxMs,
-          askTimeoutMs: Math.min(config.cloudTimeoutMs, AUTH_ASK_TIMEOUT_MS),
-        }),
-        intake,
-        commands,
+  // The embedded broker, kept apart from the interface both share for what only it can do (takeovers).
+  let embedded: EmbeddedBroker | undefined;
+  let broker: DeviceBroker;
+  if (config.externalBroker) {
+    broker = await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log });
+  } else {
+    embedded = await startEmbeddedBroker({
+      config,
+      authenticator: new DeviceAuthenticator(cloud, {
+        ttlMs: config.authCacheTtlMs,
+        staleMaxMs: config.authStaleMaxMs,
+        askTimeoutMs: Math.min(config.cloudTimeoutMs, AUTH_ASK_TIMEOUT_MS),
+      }),
+      intake,
+      commands,
+      metrics,
+      logger: log,
+      claims: worker?.claims,
+    });
+    broker = embedded;
+  }
+
+  // What the uplink holds: this process's queue and the orphaned ones it drains.
+  const uplink = {
+    get depth() {
+      return orphans.reduce((total, orphan) => total + orphan.forwarder.depth, forwarder.depth);
+    },
+    oldestAgeMs: async (now = Date.now()) =>
+      Math.max(
+        await forwarder.oldestAgeMs(now),
+        ...(await Promise.all(orphans.map((orphan) => orphan.forwarder.oldestAgeMs(now)))),
+      ),
+  };
+  // A worker's queues are one part of the gateway's: the primary reports them all under one id (cluster.ts).
+  const reporter = worker
+    ? undefined
+    : new UplinkReporter({
+        cloud,
+        forwarder: uplink,
+        gatewayId: await gatewayIdOf(config.dataDir, config.gatewayId),
+        intervalMs: config.uplinkReportIntervalMs,
+        logger: logger.child({ component: "uplink-report" }),
         metrics,
-        logger: log,
       });
 
-  const serveHttp = async (request: IncomingMessage, response: ServerResponse) => {
-    if (request.method === "GET" && request.url === "/healthz") {
-      const oldestQueuedAgeMs = await forwarder.oldestAgeMs();
-      response.writeHead(200, { "content-type": "application/json" });
-      response.end(
-        JSON.stringify({ status: "ok", clients: broker.connectedClients, queued: forwarder.depth, oldestQueuedAgeMs }),
-      );
-    } else if (request.method === "GET" && request.url === "/metrics") {
-      metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await forwarder.oldestAgeMs()) / 1000);
-      metrics.set("kestrel_gateway_queue_bytes", queue.bytes);
-      const memory = process.memoryUsage();
-      metrics.set("process_resident_memory_bytes", memory.rss);
-      metrics.set("nodejs_heap_used_bytes", memory.heapUsed);
-      response.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-      response.end(metrics.render());
-    } else {
-      response.writeHead(404, { "content-type": "application/problem+json" });
-      response.end(JSON.stringify({ type: "about:blank", title: "Not Found", status: 404, code: "not_found" }));
-    }
-  };
-  const httpServer = createHttpServer((request, response) => {
-    serveHttp(request, response).catch((error: unknown) => {
-      log.error({ err: error instanceof Error ? error.message : String(error) }, "health or metrics request failed");
-      if (!response.headersSent) response.writeHead(500, { "content-type": "application/problem+json" });
-      response.end(JSON.stringify({ type: "about:blank", title: "Internal Server Error", status: 500 }));
-    });
-  });
-
-  const httpPort = await listen(httpServer, config.httpPort, config.httpHost);
   forwarder.start();
+  reporter?.start();
   commands.start();
-  logger.info(
-    {
-      mqtt: broker.mqttPort,
-      mqtts: broker.mqttTlsPort,
-      host: config.mqttHost,
-      http: `${config.httpHost}:${httpPort}`,
-    },
-    "gateway listening",
-  );
+  for (const orphan of orphans) {
+    orphan.forwarder.start();
+    orphan.relay.start();
+  }
 
   return {
     mqttPort: broker.mqttPort,
     mqttTlsPort: broker.mqttTlsPort,
-    httpPort,
     metrics,
     forwarder,
+    async health() {
+      const oldestQueuedAgeMs = await uplink.oldestAgeMs();
+      return { status: "ok", clients: broker.connectedClients, queued: uplink.depth, oldestQueuedAgeMs };
+    },
+    async renderMetrics() {
+      metrics.set("kestrel_gateway_queue_oldest_age_seconds", (await uplink.oldestAgeMs()) / 1000);
+      // Read here rather than kept up to date on every message.
+      metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
+      metrics.set("kestrel_gateway_queue_bytes", queues.uplink.bytes);
+      metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
+      return metrics.render();
+    },
+    disconnectDevice: (deviceId) => embedded?.disconnectDevice(deviceId) ?? Promise.resolve(),
     async stop(deliverMs?: number) {
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
       await forwarder.stop(deliverMs);
-      await close(httpServer);
+      await Promise.all(
+        orphans.map(async (orphan) => Promise.all([orphan.relay.stop(), orphan.forwarder.stop(deliverMs)])),
+      );
+      await reporter?.stop();
+    },
+  };
+}
+
+export async function startGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+  const core = await startGatewayCore(config, logger);
+  const http = await serveHealth(
+    config,
+    {
+      health: () => core.health(),
+      renderMetrics: () => core.renderMetrics(),
+      setLogLevel: async (level) => {
+        logger.level = level;
+      },
+    },
+    logger.child({ component: "http" }),
+  );
+  logger.info(
+    {
+      mqtt: core.mqttPort,
+      mqtts: core.mqttTlsPort,
+      host: config.mqttHost,
+      http: `${config.httpHost}:${http.port}`,
+    },
+    "gateway listening",
+  );
+  return {
+    mqttPort: core.mqttPort,
+    mqttTlsPort: core.mqttTlsPort,
+    httpPort: http.port,
+    metrics: core.metrics,
+    forwarder: core.forwarder,
+    async stop(deliverMs?: number) {
+      await core.stop(deliverMs);
+      await close(http.server);
       logger.info("gateway stopped");
     },
   };

@@ -1,7 +1,10 @@
 // Command-line entry: configuration from the environment, JSON logs to stdout,
-// clean shutdown on SIGINT/SIGTERM.
+// clean shutdown on SIGINT/SIGTERM. With GATEWAY_WORKERS > 1 this process is the
+// primary of a cluster and the same entry runs in every worker (cluster.ts).
 
+import cluster from "node:cluster";
 import { pino } from "pino";
+import { startGatewayCluster, startGatewayWorker } from "./cluster.ts";
 import { ConfigError, loadGatewayConfig } from "./config.ts";
 import { startGateway } from "./gateway.ts";
 
@@ -16,8 +19,18 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, base: { service: "gateway" } });
-const gateway = await startGateway(config, logger);
+// Device tokens and the gateway key never reach a log line, whatever object carries them.
+const SECRET_FIELDS = ["password", "token", "gatewayKey", "authorization"];
+const logger = pino({
+  level: config.logLevel,
+  base: { service: "gateway" },
+  redact: { paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]), censor: "[redacted]" },
+});
+const gateway = cluster.isWorker
+  ? await startGatewayWorker(config, logger)
+  : config.workers > 1
+    ? await startGatewayCluster(config, logger)
+    : await startGateway(config, logger);
 
 /** The longest a stop may take. */
 const STOP_DEADLINE_MS = 10_000;

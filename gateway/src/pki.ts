@@ -4,10 +4,28 @@
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+
+/**
+ * The certificate's key: EC P-256, or RSA 2048. Moddable's TLS client (the devices) can sign with an
+ * RSA key only (PKCS#8 RSA, PKCS#1 v1.5 signatures): client certificates are RSA unless asked otherwise.
+ * A server is served with both, so an ECDHE-ECDSA and an ECDHE-RSA suite both match.
+ */
+export type KeyType = "ec" | "rsa";
 
 /** A server certificate names the hosts it serves (IP addresses or DNS names); a client certificate's CN is the device id. */
-export type CertificateProfile = { kind: "server"; hosts: readonly string[] } | { kind: "client" };
+export type CertificateProfile =
+  | { kind: "server"; hosts: readonly string[]; key?: KeyType }
+  | { kind: "client"; key?: KeyType };
+
+function keyTypeOf(profile: CertificateProfile): KeyType {
+  return profile.key ?? (profile.kind === "client" ? "rsa" : "ec");
+}
+
+const NEW_KEY: Readonly<Record<KeyType, readonly string[]>> = Object.freeze({
+  ec: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+  rsa: ["-newkey", "rsa:2048"],
+});
 
 /** Days from now, or an explicit window (e.g. one that already ended, to test expiry). */
 export type Validity = { days: number } | { notBefore: Date; notAfter: Date };
@@ -55,6 +73,14 @@ email_in_dn = no
 [any_name]
 commonName = supplied
 `;
+
+/** The gateway's MQTT_TLS_CERT and MQTT_TLS_KEY for these server certificates: lists separated like PATH, paired. */
+export function tlsListenerEnv(servers: readonly IssuedCertificate[]): { MQTT_TLS_CERT: string; MQTT_TLS_KEY: string } {
+  return {
+    MQTT_TLS_CERT: servers.map((server) => server.chainPath).join(delimiter),
+    MQTT_TLS_KEY: servers.map((server) => server.keyPath).join(delimiter),
+  };
+}
 
 export class CertificateAuthority {
   readonly certificatePath: string;
@@ -115,21 +141,23 @@ export class CertificateAuthority {
     if (earlier && readFileSync(join(this.dir, "issued", `${commonName}.ext`), "utf8") === extensions(profile)) {
       const x509 = new X509Certificate(earlier.cert);
       const ca = new X509Certificate(this.certificate);
-      if (x509.checkIssued(ca) && x509.verify(ca.publicKey) && Date.parse(x509.validTo) > Date.now() + DAY_MS)
+      if (
+        x509.checkIssued(ca) &&
+        x509.verify(ca.publicKey) &&
+        x509.publicKey.asymmetricKeyType === keyTypeOf(profile) &&
+        Date.parse(x509.validTo) > Date.now() + DAY_MS
+      )
         return earlier;
     }
     return this.issue(commonName, profile, { days });
   }
 
-  /** Issues a certificate with a fresh P-256 key; its files are issued/<commonName>.{key,pem,chain.pem}. */
+  /** Issues a certificate with a fresh key (see KeyType); its files are issued/<commonName>.{key,pem,chain.pem}. */
   issue(commonName: string, profile: CertificateProfile, validity: Validity = { days: 2 }): IssuedCertificate {
     const base = join("issued", commonName);
     openssl(this.dir, [
       "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
+      ...NEW_KEY[keyTypeOf(profile)],
       "-nodes",
       "-subj",
       `/CN=${commonName}`,
@@ -166,6 +194,14 @@ export class CertificateAuthority {
     const issued = this.issued(commonName);
     if (!issued) throw new Error(`openssl did not write ${base}.pem`);
     return issued;
+  }
+
+  /** An ECDSA and an RSA server certificate for hosts (`<commonName>` and `<commonName>-rsa`), served side by side. */
+  issueServerPair(commonName: string, hosts: readonly string[], validity?: Validity): IssuedCertificate[] {
+    return [
+      this.issue(commonName, { kind: "server", hosts, key: "ec" }, validity),
+      this.issue(`${commonName}-rsa`, { kind: "server", hosts, key: "rsa" }, validity),
+    ];
   }
 
   private issued(commonName: string): IssuedCertificate | undefined {

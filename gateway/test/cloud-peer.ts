@@ -13,6 +13,10 @@ export interface CloudPeer {
   authCalls: number;
   /** While set, every request answers this status. */
   failWith: number | undefined;
+  /** While set, ingest requests (only) answer this status. */
+  failIngestWith: number | undefined;
+  /** The gateway's uplink progress reports, in arrival order. */
+  uplinkReports: Array<{ gatewayId: string; uplink: { pending: number; oldestAt: number | null; at: number } }>;
   close(): Promise<void>;
 }
 
@@ -24,6 +28,8 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
     ingests: [],
     authCalls: 0,
     failWith: undefined,
+    failIngestWith: undefined,
+    uplinkReports: [],
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server: Server = createServer((request, response) => {
@@ -48,7 +54,15 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
           ? answer(200, { deviceId: json.deviceId, tenantId: "tenant-1" })
           : answer(401, { code: "device_auth_failed", detail: "no" });
       }
+      if (request.url === "/api/gateway/v1/uplink-status") {
+        peer.uplinkReports.push(json as unknown as CloudPeer["uplinkReports"][number]);
+        response.writeHead(204);
+        return response.end();
+      }
       if (request.url === "/api/gateway/v1/ingest") {
+        if (peer.failIngestWith !== undefined) {
+          return answer(peer.failIngestWith, { code: "unavailable", detail: "test outage" });
+        }
         const ingest = json as unknown as IngestRequest;
         peer.ingests.push(ingest);
         const accepted = ingest.telemetry.reduce((n, t) => n + t.batch.samples.length, 0);

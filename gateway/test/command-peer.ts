@@ -19,6 +19,8 @@ export interface CommandPeer {
   /** The device lists the gateway polled with. */
   polls: string[][];
   acks: RelayedAck[];
+  /** The gateway's reports of what it did with each command (published, handed back). */
+  deliveries: Array<{ deviceId: string; delivery: { id: string; outcome: string } }>;
   ackAttempts: number;
   ingests: IngestRequest[];
   /** While set, the ack route answers this status. */
@@ -42,6 +44,7 @@ export async function startCommandPeer(devices: Record<string, string>): Promise
     queued: [],
     polls: [],
     acks: [],
+    deliveries: [],
     ackAttempts: 0,
     ingests: [],
     failAcksWith: undefined,
@@ -90,9 +93,12 @@ export async function startCommandPeer(devices: Record<string, string>): Promise
       case "/api/gateway/v1/command-acks": {
         peer.ackAttempts++;
         if (peer.failAcksWith !== undefined) return answer(peer.failAcksWith, { code: "unavailable" });
-        const acks = json.acks as RelayedAck[];
-        peer.acks.push(...acks);
-        return answer(200, { applied: acks.length, ignored: 0, rejected: [] });
+        const items = json.acks as Array<RelayedAck | CommandPeer["deliveries"][number]>;
+        for (const item of items) {
+          if ("delivery" in item) peer.deliveries.push(item);
+          else peer.acks.push(item);
+        }
+        return answer(200, { applied: items.length, ignored: 0, rejected: [] });
       }
       default:
         return answer(404, { code: "not_found" });

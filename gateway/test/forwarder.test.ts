@@ -28,7 +28,8 @@ class ScriptedCloud {
   readonly pending: Pending[] = [];
   readonly delivered: number[][] = [];
 
-  ingest(request: IngestRequest): Promise<IngestResult> {
+  ingest(body: Buffer): Promise<IngestResult> {
+    const request = JSON.parse(body.toString("utf8")) as IngestRequest;
     const seqs = (request.telemetry ?? []).map((item) => item.batch.samples[0]?.seq ?? -1);
     return new Promise((resolve, reject) => {
       this.pending.push({
@@ -136,4 +137,40 @@ describe("uplink forwarder, several requests in flight", () => {
     cloud.take(() => true).answer();
     await forwarder.stop(100);
   });
+});
+
+test("records an earlier gateway queued (one JSON object each) are delivered like new ones", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kestrel-forwarder-"));
+  const { queue } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
+  const batch = { v: 1 as const, boot: 1, samples: [{ seq: 7, ts: 1_764_000_000_000, m: { t: 7 } }] };
+  const state = { v: 1, online: true };
+  await queue.append(Buffer.from(JSON.stringify({ kind: "telemetry", deviceId: "dev-1", at: 5, batch })));
+  await queue.append(Buffer.from(JSON.stringify({ kind: "state", deviceId: "dev-1", at: 6, state })));
+  const requests: IngestRequest[] = [];
+  const forwarder = new UplinkForwarder({
+    cloud: {
+      ingest: async (body) => {
+        requests.push(JSON.parse(body.toString("utf8")));
+        return { accepted: 1, rejected: [] };
+      },
+    },
+    queue,
+    logger: pino({ level: "silent" }),
+    metrics: new GatewayMetrics(),
+    intervalMs: 10,
+    maxBatches: 10,
+  });
+  await forwarder.enqueueTelemetry("dev-2", { ...batch, boot: 2 }, 8);
+  forwarder.start();
+  await until(() => queue.length === 0 || undefined, "queue emptied");
+  assert.deepEqual(requests, [
+    {
+      telemetry: [
+        { deviceId: "dev-1", batch },
+        { deviceId: "dev-2", batch: { ...batch, boot: 2 } },
+      ],
+      states: [{ deviceId: "dev-1", receivedAt: 6, state }],
+    },
+  ]);
+  await forwarder.stop(100);
 });

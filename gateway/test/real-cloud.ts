@@ -41,6 +41,7 @@ export class RealCloud {
     readonly credentials: Credentials,
     private readonly build: () => ReturnType<typeof buildApp>,
     private readonly teardown: () => Promise<void>,
+    private readonly progress: () => Promise<Array<{ gatewayId: string; pending: number; completeUntil: Date }>>,
   ) {}
 
   static async start(deviceIds: string[]): Promise<RealCloud> {
@@ -58,6 +59,11 @@ export class RealCloud {
         await store.close();
         await ferret.stop();
       },
+      () =>
+        store.db
+          .collection<{ gatewayId: string; pending: number; completeUntil: Date }>("gateway_uplink_progress")
+          .find({}, { projection: { _id: 0, gatewayId: 1, pending: 1, completeUntil: 1 } })
+          .toArray(),
     );
     await cloud.resume();
     return cloud;
@@ -95,6 +101,11 @@ export class RealCloud {
     const { from, to } = window;
     const path = `/api/devices/${encodeURIComponent(deviceId)}/telemetry?from=${from}&to=${to}&resolution=raw`;
     return ((await this.request("GET", path)) as { samples: RawSample[] }).samples;
+  }
+
+  /** What the gateways reported of their uplinks (gateway/uplink-progress.ts in the cloud). */
+  uplinkProgress(): Promise<Array<{ gatewayId: string; pending: number; completeUntil: Date }>> {
+    return this.progress();
   }
 
   async stop(): Promise<void> {

@@ -53,6 +53,8 @@ fi
 
 # --- the XS engine for the firmware simulator ---------------------------------
 bash tools/scripts/xs-engine.sh
+# The wasm3 sources (PyPI) for the plugin host; the worker with it linked in is built below.
+bash tools/scripts/wasm3.sh
 
 # --- FerretDB (embedded MongoDB-compatible store) ---------------------------
 fdb_hash="$(cat tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/*.go | sha256sum | cut -d' ' -f1)"
@@ -90,8 +92,50 @@ fi
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients
 fi
+# ss counts the TCP segments the gateway sends in its latency test.
+command -v ss >/dev/null || debian_packages "the gateway latency test" iproute2
+# promtool checks both /metrics outputs and the rules in manifests/observability/ (tests).
+command -v promtool >/dev/null || debian_packages "the metrics and alerting-rule tests" prometheus
+# The device checks against a Moddable SDK (npm run check:moddable -w firmware, not part of make test):
+# only when MODDABLE names one. Its tools need GLib; its Linux simulator (mcsim) GTK 3, run under Xvfb.
+if [ -n "${MODDABLE:-}" ] && { ! pkg-config --exists glib-2.0 gtk+-3.0 2>/dev/null || ! command -v xvfb-run >/dev/null; }; then
+  debian_packages "the Moddable SDK checks" libglib2.0-dev pkg-config libgtk-3-dev xvfb xauth
+fi
+
+# mbedTLS (SHA-256, ECDSA P-256) for the artifact signature check the simulator's worker links in.
+[ -f /usr/include/mbedtls/ecdsa.h ] || debian_packages "the simulator's artifact signature check" libmbedtls-dev
+
+# --- the simulator's XS worker with our native modules (wasm3 plugin host, signatures) ---
+bash tools/scripts/kestrel-worker.sh
+
+# --- schemathesis for the API fuzz test (cloud/test/api-fuzz.test.ts) --------
+# A project-local virtualenv, from a lock file pinned with hashes (pip-compile --generate-hashes).
+fuzz_lock=cloud/test/fuzz/requirements.txt
+fuzz_hash="$(sha256sum "$fuzz_lock" | cut -d' ' -f1)"
+if [ ! -x .local/venv/bin/schemathesis ] || [ "$(cat "$STAMPS/fuzz" 2>/dev/null)" != "$fuzz_hash" ]; then
+  if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    debian_packages "the API fuzz test" python3 python3-venv
+  fi
+  say "installing schemathesis into .local/venv (pinned with hashes)"
+  rm -rf .local/venv
+  python3 -m venv .local/venv
+  .local/venv/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$fuzz_lock"
+  echo "$fuzz_hash" > "$STAMPS/fuzz"
+fi
 
 # --- builds -----------------------------------------------------------------
-say "building the firmware (tsc) and the dashboard (esbuild)"
-npm run build --workspaces --if-present --silent
+# Only when a source they are made from changed (or an output is missing): `make run` starts at once.
+build_hash="$({
+  node --version
+  find wire firmware cloud/dashboard cloud/src -type f \
+    -not -path 'firmware/build/*' -not -path 'cloud/dashboard/dist/*' -not -path '*/node_modules/*' |
+    LC_ALL=C sort | xargs sha256sum
+} | sha256sum | cut -d' ' -f1)"
+if [ ! -d firmware/build ] || [ ! -f cloud/dashboard/dist/index.html ] || [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$build_hash" ]; then
+  say "building the firmware (tsc) and the dashboard (esbuild)"
+  npm run build --workspaces --if-present --silent
+  echo "$build_hash" > "$STAMPS/build"
+else
+  say "firmware and dashboard builds are up to date"
+fi
 say "ready"

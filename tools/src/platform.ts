@@ -16,7 +16,7 @@ import {
 } from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
-import { CertificateAuthority, type IssuedCertificate } from "@kestrel/gateway/pki";
+import { CertificateAuthority, type IssuedCertificate, tlsListenerEnv } from "@kestrel/gateway/pki";
 import type { Logger } from "pino";
 
 export interface PlatformOptions {
@@ -40,6 +40,8 @@ export interface PlatformOptions {
   deviceSettings?: Readonly<Record<string, string | number>>;
   /** Reuse credentials saved by an earlier run in dataDir (the local runner); tests start fresh. */
   reuseCredentials?: boolean;
+  /** The gateway's queues and id; default `<dataDir>/gateway`. */
+  gatewayDataDir?: string;
 }
 
 export interface Credentials {
@@ -57,6 +59,8 @@ export interface Platform {
   mqttPlainUrl: string | undefined;
   tls: { ca: string; caPath: string };
   credentials: Credentials;
+  /** Where the credentials were saved (mode 0600). */
+  credentialsPath: string;
   gateway: Gateway;
   devices: SimDevice[];
   /** Stops the devices only, leaving the pipeline running so it can drain. */
@@ -116,22 +120,24 @@ const GATEWAY_CERTIFICATE = "gateway.server";
 
 interface LocalPki {
   ca: CertificateAuthority;
-  server: IssuedCertificate;
+  /** An ECDSA and an RSA certificate: Moddable's client offers ECDHE-ECDSA, ECDHE-RSA and DHE-RSA suites. */
+  servers: IssuedCertificate[];
+  /** Device client certificates: RSA, the only key type Moddable's TLS client can sign with. */
   devices: Map<string, IssuedCertificate>;
 }
 
 /** The local CA and the certificates made from it: made on the first run, reused while valid. */
 function localPki(dataDir: string, deviceIds: string[], mutualTls: boolean): LocalPki {
   const ca = CertificateAuthority.openOrCreate(join(dataDir, "pki"), "Kestrel local CA", CA_DAYS);
-  const server = ca.reuseOrIssue(
-    GATEWAY_CERTIFICATE,
-    { kind: "server", hosts: ["127.0.0.1", "localhost"] },
-    CERTIFICATE_DAYS,
-  );
+  const hosts = ["127.0.0.1", "localhost"];
+  const servers = [
+    ca.reuseOrIssue(GATEWAY_CERTIFICATE, { kind: "server", hosts, key: "ec" }, CERTIFICATE_DAYS),
+    ca.reuseOrIssue(`${GATEWAY_CERTIFICATE}-rsa`, { kind: "server", hosts, key: "rsa" }, CERTIFICATE_DAYS),
+  ];
   const devices = new Map(
     mutualTls ? deviceIds.map((id) => [id, ca.reuseOrIssue(id, { kind: "client" }, CERTIFICATE_DAYS)] as const) : [],
   );
-  return { ca, server, devices };
+  return { ca, servers, devices };
 }
 
 async function loadSavedCredentials(path: string): Promise<Credentials | undefined> {
@@ -199,13 +205,12 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
         ...process.env,
         MQTT_PORT: options.mqttPort === undefined ? "off" : String(options.mqttPort),
         MQTT_TLS_PORT: String(options.mqttTlsPort ?? 0),
-        MQTT_TLS_CERT: pki.server.chainPath,
-        MQTT_TLS_KEY: pki.server.keyPath,
+        ...tlsListenerEnv(pki.servers),
         MQTT_TLS_CLIENT_CA: pki.ca.certificatePath,
         GATEWAY_HTTP_PORT: String(options.gatewayHttpPort ?? 0),
         CLOUD_URL: cloudUrl,
         GATEWAY_KEY: credentials.gatewayKey,
-        GATEWAY_DATA_DIR: join(dataDir, "gateway"),
+        GATEWAY_DATA_DIR: options.gatewayDataDir ?? join(dataDir, "gateway"),
       }),
       logger.child({ service: "gateway" }),
     );
@@ -242,6 +247,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       mqttPlainUrl,
       tls: { ca: pki.ca.certificate, caPath: pki.ca.certificatePath },
       credentials,
+      credentialsPath,
       gateway,
       devices: [...devices],
       stopDevices,

@@ -160,12 +160,19 @@ test("a user of two organizations switches between them and sees each one's devi
     });
     const globexAdmin = new CloudApi(platform.cloudUrl);
     await globexAdmin.login(globex.admin.email, globex.admin.password);
+    // Membership is an invitation its user accepts: in the dashboard, below.
     await globexAdmin.request("POST", "/api/org/members", { email: platform.credentials.admin.email, role: "viewer" });
   } finally {
     await database.close();
   }
 
   const { page, errors } = await loggedIn();
+  const invitations = page.getByTestId("invitations");
+  await invitations.waitFor({ timeout: 15_000 });
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-invitation.png") });
+  assert.match((await invitations.textContent()) ?? "", /admin@globex\.test invites you to Globex as viewer/);
+  await page.getByTestId("invitation-accept").click();
+  await invitations.waitFor({ state: "hidden", timeout: 15_000 });
 
   const simulated = platform.credentials.devices.map((device) => device.deviceId);
   await page.getByTestId("filter-online").selectOption("true");

@@ -18,7 +18,7 @@ export const LIMITS = Object.freeze({
 const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const METRIC_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
-export type TopicKind = "telemetry" | "telemetry/ack" | "state" | "cmd" | "cmd/ack" | "log";
+export type TopicKind = "telemetry" | "telemetry/ack" | "state" | "cmd" | "cmd/ack" | "log" | "plugin";
 
 export const topics = Object.freeze({
   telemetry: (deviceId: string): string => `d/${deviceId}/telemetry`,
@@ -27,6 +27,8 @@ export const topics = Object.freeze({
   command: (deviceId: string): string => `d/${deviceId}/cmd`,
   commandAck: (deviceId: string): string => `d/${deviceId}/cmd/ack`,
   log: (deviceId: string): string => `d/${deviceId}/log`,
+  /** Downlink: a signed plugin to install (PluginPackage). */
+  plugin: (deviceId: string): string => `d/${deviceId}/plugin`,
 });
 
 export interface ParsedTopic {
@@ -49,6 +51,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     case "cmd":
     case "cmd/ack":
     case "log":
+    case "plugin":
       return { deviceId, kind };
     default:
       return undefined;
@@ -109,6 +112,8 @@ export interface DeviceState {
   mode?: DeviceMode;
   /** Samples the device's offline buffer dropped (oldest first, when full) since it booted. */
   dropped?: number;
+  /** The plugins installed on the device, when any are. */
+  plugins?: PluginStatus[];
 }
 
 export interface WireError {
@@ -251,6 +256,11 @@ export function validateDeviceState(raw: unknown): Parsed<DeviceState> {
     if (!isUint(raw.dropped, 0xffffffff)) return fail("invalid_state", "dropped must be a sample count");
     state.dropped = raw.dropped;
   }
+  if (raw.plugins !== undefined) {
+    const plugins = validatePluginStatuses(raw.plugins);
+    if (!plugins.ok) return plugins;
+    state.plugins = plugins.value;
+  }
   return { ok: true, value: state };
 }
 
@@ -380,9 +390,19 @@ export interface IngestResult {
 }
 
 /** Commands a device understands (payload of `d/{id}/cmd`). */
-export type CommandName = "reboot" | "set-config" | "ping" | "identify";
+export const COMMAND_NAMES = Object.freeze([
+  "reboot",
+  "set-config",
+  "ping",
+  "identify",
+  "plugin-enable",
+  "plugin-disable",
+  "plugin-remove",
+  "plugin-config",
+] as const);
 
-const COMMAND_NAMES: readonly string[] = Object.freeze(["reboot", "set-config", "ping", "identify"]);
+export type CommandName = (typeof COMMAND_NAMES)[number];
+
 const COMMAND_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
@@ -428,7 +448,7 @@ export function validateDeviceCommand(raw: unknown): Parsed<DeviceCommand> {
   if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `command v must be ${WIRE_VERSION}`);
   if (typeof raw.id !== "string" || !COMMAND_ID.test(raw.id))
     return fail("invalid_command", "id must be 1..64 characters of A-Z a-z 0-9 _ -");
-  if (typeof raw.name !== "string" || !COMMAND_NAMES.includes(raw.name))
+  if (typeof raw.name !== "string" || !(COMMAND_NAMES as readonly string[]).includes(raw.name))
     return fail("unknown_command", `name must be one of ${COMMAND_NAMES.join(", ")}`);
   const command: DeviceCommand = { v: WIRE_VERSION, id: raw.id, name: raw.name as CommandName };
   if (raw.params !== undefined) {
@@ -470,4 +490,210 @@ export function validateCommandAck(raw: unknown): Parsed<CommandAck> {
 export function parseCommandAck(text: string): Parsed<CommandAck> {
   const json = parseJson(text);
   return json.ok ? validateCommandAck(json.value) : json;
+}
+
+// --- Plugins: WebAssembly modules run by the device's wasm3 host -------------------------------
+
+export const PLUGIN_LIMITS = Object.freeze({
+  /** Plugin names are [a-z][a-z0-9]*, so "__" in a metric name always marks a plugin's metric. */
+  nameLength: 12,
+  metricNameLength: 16,
+  metricsPerPlugin: 4,
+  configEntries: 16,
+  /** The module's bytes: what one storage slot on the device holds. */
+  moduleBytes: 16 * 1024,
+  versionLength: 32,
+  keyIdLength: 32,
+  statusReasonLength: 200,
+  /** Plugins installed on a device at once (each keeps its previous version too). */
+  perDevice: 4,
+} as const);
+
+const PLUGIN_NAME = /^[a-z][a-z0-9]{0,11}$/;
+const PLUGIN_METRIC = /^[a-z](?:[a-z0-9]|_(?!_)){0,15}$/;
+const PLUGIN_VERSION = /^[0-9A-Za-z.+-]{1,32}$/;
+const KEY_ID = /^[A-Za-z0-9_.-]{1,32}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Between a plugin's name and its metric's in a telemetry metric name: smoothing__temperature_avg. */
+export const PLUGIN_METRIC_SEPARATOR = "__";
+
+export function isPluginName(value: unknown): value is string {
+  return typeof value === "string" && PLUGIN_NAME.test(value);
+}
+
+/** The telemetry metric a plugin's metric travels as, marked as the plugin's by the separator. */
+export function pluginMetricName(plugin: string, metric: string): string {
+  return `${plugin}${PLUGIN_METRIC_SEPARATOR}${metric}`;
+}
+
+/** The plugin and metric a telemetry metric name stands for, or undefined for a sensor's metric. */
+export function parsePluginMetricName(name: string): { plugin: string; metric: string } | undefined {
+  const at = name.indexOf(PLUGIN_METRIC_SEPARATOR);
+  if (at < 0) return undefined;
+  const plugin = name.slice(0, at);
+  const metric = name.slice(at + PLUGIN_METRIC_SEPARATOR.length);
+  return PLUGIN_NAME.test(plugin) && PLUGIN_METRIC.test(metric) ? { plugin, metric } : undefined;
+}
+
+/**
+ * What the signature covers (its exact JSON text is signed, ECDSA P-256 over SHA-256): the artifact
+ * kind, the plugin's name and version, the SHA-256 and size of its WebAssembly bytes, the id of the
+ * key that signed it, and the metrics it emits.
+ */
+export interface PluginManifest {
+  v: 1;
+  kind: "plugin";
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  keyId: string;
+  metrics: string[];
+}
+
+export function validatePluginManifest(raw: unknown): Parsed<PluginManifest> {
+  if (!isObject(raw)) return fail("invalid_manifest", "plugin manifest must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `plugin manifest v must be ${WIRE_VERSION}`);
+  if (raw.kind !== "plugin") return fail("invalid_manifest", 'kind must be "plugin"');
+  if (!isPluginName(raw.name))
+    return fail("invalid_manifest", `name must be 1..${PLUGIN_LIMITS.nameLength} of a-z 0-9, starting with a letter`);
+  if (typeof raw.version !== "string" || !PLUGIN_VERSION.test(raw.version))
+    return fail("invalid_manifest", `version must be 1..${PLUGIN_LIMITS.versionLength} of 0-9 A-Z a-z . + -`);
+  if (typeof raw.sha256 !== "string" || !SHA256_HEX.test(raw.sha256))
+    return fail("invalid_manifest", "sha256 must be 64 lowercase hex digits");
+  if (!isUint(raw.size, PLUGIN_LIMITS.moduleBytes) || raw.size === 0)
+    return fail("module_too_large", `size must be 1..${PLUGIN_LIMITS.moduleBytes} bytes`);
+  if (typeof raw.keyId !== "string" || !KEY_ID.test(raw.keyId))
+    return fail("invalid_manifest", `keyId must be 1..${PLUGIN_LIMITS.keyIdLength} of A-Z a-z 0-9 _ . -`);
+  if (
+    !Array.isArray(raw.metrics) ||
+    raw.metrics.length > PLUGIN_LIMITS.metricsPerPlugin ||
+    !raw.metrics.every((metric) => typeof metric === "string" && PLUGIN_METRIC.test(metric)) ||
+    new Set(raw.metrics).size !== raw.metrics.length
+  )
+    return fail(
+      "invalid_manifest",
+      `metrics must be at most ${PLUGIN_LIMITS.metricsPerPlugin} distinct names of a-z 0-9 _ (no "__"), 1..${PLUGIN_LIMITS.metricNameLength} long`,
+    );
+  return {
+    ok: true,
+    value: {
+      v: WIRE_VERSION,
+      kind: "plugin",
+      name: raw.name,
+      version: raw.version,
+      sha256: raw.sha256,
+      size: raw.size,
+      keyId: raw.keyId,
+      metrics: raw.metrics as string[],
+    },
+  };
+}
+
+export function parsePluginManifest(text: string): Parsed<PluginManifest> {
+  const json = parseJson(text);
+  return json.ok ? validatePluginManifest(json.value) : json;
+}
+
+/** A plugin's configuration: numbers by name, set per assignment (not signed: it is not code). */
+export type PluginConfig = Record<string, number>;
+
+function isPluginConfig(value: unknown): value is PluginConfig {
+  if (!isObject(value)) return false;
+  const keys = Object.keys(value);
+  return (
+    keys.length <= PLUGIN_LIMITS.configEntries &&
+    keys.every((key) => isMetricName(key) && typeof value[key] === "number" && Number.isFinite(value[key]))
+  );
+}
+
+/**
+ * Payload of `d/{id}/plugin` (downlink, QoS 1): a signed plugin to install, or to upgrade the
+ * installed plugin of that name to. `manifest` is the exact signed text; `signature` is base64 of
+ * the 64-byte ECDSA P-256 signature (r || s) over it; `wasm` is base64 of the module.
+ */
+export interface PluginPackage {
+  v: 1;
+  manifest: string;
+  signature: string;
+  wasm: string;
+  config?: PluginConfig;
+  /** Enable once installed (the default); false installs it disabled. */
+  enable?: boolean;
+}
+
+export function validatePluginPackage(raw: unknown): Parsed<PluginPackage> {
+  if (!isObject(raw)) return fail("invalid_plugin_package", "plugin package must be a JSON object");
+  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `plugin package v must be ${WIRE_VERSION}`);
+  if (typeof raw.manifest !== "string" || raw.manifest.length > 1024)
+    return fail("invalid_plugin_package", "manifest must be the signed manifest's JSON text (at most 1024 characters)");
+  if (typeof raw.signature !== "string" || raw.signature.length !== 88 || !BASE64.test(raw.signature))
+    return fail("invalid_plugin_package", "signature must be base64 of 64 bytes");
+  const wasmLimit = Math.ceil(PLUGIN_LIMITS.moduleBytes / 3) * 4;
+  if (typeof raw.wasm !== "string" || raw.wasm.length === 0 || !BASE64.test(raw.wasm))
+    return fail("invalid_plugin_package", "wasm must be base64 of the module");
+  if (raw.wasm.length > wasmLimit)
+    return fail("module_too_large", `the module exceeds ${PLUGIN_LIMITS.moduleBytes} bytes`);
+  if (raw.config !== undefined && !isPluginConfig(raw.config))
+    return fail("invalid_plugin_package", `config must map at most ${PLUGIN_LIMITS.configEntries} names to numbers`);
+  if (raw.enable !== undefined && typeof raw.enable !== "boolean")
+    return fail("invalid_plugin_package", "enable must be a boolean");
+  const value: PluginPackage = { v: WIRE_VERSION, manifest: raw.manifest, signature: raw.signature, wasm: raw.wasm };
+  if (raw.config !== undefined) value.config = raw.config as PluginConfig;
+  if (raw.enable !== undefined) value.enable = raw.enable;
+  return { ok: true, value };
+}
+
+export function parsePluginPackage(text: string): Parsed<PluginPackage> {
+  const json = parseJson(text);
+  return json.ok ? validatePluginPackage(json.value) : json;
+}
+
+/** "failed": refused or stopped (trap, budget, bad module); `reason` says why. */
+export type PluginState = "enabled" | "disabled" | "failed";
+
+const PLUGIN_STATES: readonly string[] = Object.freeze(["enabled", "disabled", "failed"]);
+
+/** One plugin as the device reports it in its state. */
+export interface PluginStatus {
+  name: string;
+  version: string;
+  state: PluginState;
+  reason?: string;
+  /** The version kept to roll back to. */
+  previous?: string;
+  /** on_sample calls since boot, and those that trapped. */
+  calls: number;
+  errors: number;
+  /** The most budget one call used since boot (loop iterations and calls). */
+  fuel: number;
+}
+
+function validatePluginStatuses(raw: unknown): Parsed<PluginStatus[]> {
+  if (!Array.isArray(raw) || raw.length > PLUGIN_LIMITS.perDevice * 2)
+    return fail("invalid_state", `plugins must be an array of at most ${PLUGIN_LIMITS.perDevice * 2} entries`);
+  const statuses: PluginStatus[] = [];
+  for (const item of raw) {
+    if (
+      !isObject(item) ||
+      !isPluginName(item.name) ||
+      typeof item.version !== "string" ||
+      !PLUGIN_VERSION.test(item.version) ||
+      typeof item.state !== "string" ||
+      !PLUGIN_STATES.includes(item.state) ||
+      !isUint(item.calls, 0xffffffff) ||
+      !isUint(item.errors, 0xffffffff) ||
+      !isUint(item.fuel, 0xffffffff) ||
+      (item.reason !== undefined &&
+        (typeof item.reason !== "string" || item.reason.length > PLUGIN_LIMITS.statusReasonLength)) ||
+      (item.previous !== undefined && (typeof item.previous !== "string" || !PLUGIN_VERSION.test(item.previous)))
+    )
+      return fail(
+        "invalid_state",
+        "plugins[] must be { name, version, state, reason?, previous?, calls, errors, fuel }",
+      );
+    statuses.push(item as unknown as PluginStatus);
+  }
+  return { ok: true, value: statuses };
 }

@@ -4,14 +4,21 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  isMetricName,
   LIMITS,
+  PLUGIN_LIMITS,
   parseCommandAck,
   parseDeviceCommand,
   parseDeviceState,
+  parsePluginMetricName,
   parseTelemetryAck,
   parseTelemetryBatch,
   parseTopic,
+  pluginMetricName,
   topics,
+  validateDeviceState,
+  validatePluginManifest,
+  validatePluginPackage,
 } from "../src/index.ts";
 
 const TS = 1_764_000_000_000;
@@ -150,4 +157,61 @@ describe("commands", () => {
     const ack = parseCommandAck(JSON.stringify({ v: 1, id: "c", status: "queued" }));
     assert.equal(!ack.ok && ack.error.code, "invalid_ack");
   });
+});
+
+test("plugin manifests: kind, name, version, sha256, size within the module limit, key id, distinct metrics", () => {
+  const manifest = {
+    v: 1,
+    kind: "plugin",
+    name: "dewpoint",
+    version: "1.2.0",
+    sha256: "a".repeat(64),
+    size: 6357,
+    keyId: "release-2026",
+    metrics: ["dew_point"],
+  };
+  assert.deepEqual(validatePluginManifest(manifest), { ok: true, value: manifest });
+  const refused = (change: Record<string, unknown>): string => {
+    const result = validatePluginManifest({ ...manifest, ...change });
+    assert.ok(!result.ok);
+    return result.error.code;
+  };
+  assert.equal(refused({ kind: "firmware" }), "invalid_manifest");
+  assert.equal(refused({ name: "Dew-Point" }), "invalid_manifest");
+  assert.equal(refused({ name: "a".repeat(13) }), "invalid_manifest");
+  assert.equal(refused({ sha256: "A".repeat(64) }), "invalid_manifest");
+  assert.equal(refused({ size: PLUGIN_LIMITS.moduleBytes + 1 }), "module_too_large");
+  assert.equal(refused({ metrics: ["a__b"] }), "invalid_manifest", "a plugin metric cannot contain the separator");
+  assert.equal(refused({ metrics: ["x", "x"] }), "invalid_manifest");
+});
+
+test("plugin metric names carry the plugin's name before '__', and stay valid telemetry metric names", () => {
+  const name = pluginMetricName("smoothing", "temperature_avg");
+  assert.equal(name, "smoothing__temperature_avg");
+  assert.ok(isMetricName(name));
+  assert.deepEqual(parsePluginMetricName(name), { plugin: "smoothing", metric: "temperature_avg" });
+  assert.equal(parsePluginMetricName("sht3x_temperature"), undefined);
+  assert.ok(isMetricName(pluginMetricName("a".repeat(12), "b".repeat(16))), "the longest names fit a metric name");
+});
+
+test("plugin packages and the plugin states a device reports are validated", () => {
+  const pkg = { v: 1, manifest: "{}", signature: `${"A".repeat(86)}==`, wasm: "AGFzbQEAAAA=", config: { window: 4 } };
+  assert.ok(validatePluginPackage(pkg).ok);
+  const oversized = validatePluginPackage({ ...pkg, wasm: "A".repeat(22_000) });
+  assert.ok(!oversized.ok && oversized.error.code === "module_too_large");
+  assert.ok(!validatePluginPackage({ ...pkg, signature: "short" }).ok);
+  assert.ok(!validatePluginPackage({ ...pkg, config: { window: "4" } }).ok);
+  const status = {
+    name: "spin",
+    version: "1.0.0",
+    state: "failed",
+    reason: "budget: …",
+    calls: 3,
+    errors: 1,
+    fuel: 100000,
+  };
+  const state = validateDeviceState({ v: 1, online: true, plugins: [status] });
+  assert.ok(state.ok && state.value.plugins?.[0]?.reason === "budget: …");
+  assert.ok(!validateDeviceState({ v: 1, online: true, plugins: [{ ...status, state: "crashed" }] }).ok);
+  assert.deepEqual(parseTopic("d/dev-1/plugin"), { deviceId: "dev-1", kind: "plugin" });
 });

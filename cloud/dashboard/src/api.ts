@@ -5,6 +5,7 @@ import type { LoginAnswer, OrganizationRef } from "../../src/auth/auth-schema.ts
 import type { DeviceList, DeviceListQuery, DeviceView } from "../../src/devices/device-view.ts";
 import type { ProblemDetails } from "../../src/http/problem-schema.ts";
 import type { HistoryAnswer } from "../../src/telemetry/history-schema.ts";
+import type { ReceivedInvitation } from "../../src/tenants/org-schema.ts";
 
 const SESSION_KEY = "kestrel.session";
 
@@ -95,6 +96,24 @@ export async function login(email: string, password: string): Promise<Session> {
 /** Replaces the session by one bound to another of the user's organizations. */
 export async function switchOrganization(tenantId: string): Promise<Session> {
   return keep(await request<LoginAnswer>("POST", "/api/auth/switch", { organization: tenantId }));
+}
+
+/** Invitations to other organizations waiting for the signed-in user. */
+export async function listInvitations(): Promise<ReceivedInvitation[]> {
+  return (await request<{ items: ReceivedInvitation[] }>("GET", "/api/auth/invitations")).items;
+}
+
+/**
+ * Joins the invitation's organization, then renews the session in the current one, whose answer
+ * lists the organizations the user may switch to, the new one included.
+ */
+export async function acceptInvitation(invitationId: string, current: string): Promise<Session> {
+  await request<unknown>("POST", `/api/auth/invitations/${encodeURIComponent(invitationId)}/accept`);
+  return switchOrganization(current);
+}
+
+export async function declineInvitation(invitationId: string): Promise<void> {
+  await request<void>("DELETE", `/api/auth/invitations/${encodeURIComponent(invitationId)}`);
 }
 
 export async function logout(): Promise<void> {

@@ -1,13 +1,17 @@
 // Dashboard entry: shows the login form or the device view, and refreshes the
 // device list (as filtered and paged), the selected device's state and its
-// chart every few seconds; a user of several organizations switches between them.
+// chart every few seconds; a user of several organizations switches between them,
+// and accepts or declines invitations to join others.
 
 import {
   ApiError,
+  acceptInvitation,
   type DeviceFilters,
+  declineInvitation,
   getDevice,
   lastHour,
   listDevices,
+  listInvitations,
   login,
   logout,
   type Session,
@@ -17,7 +21,11 @@ import {
 } from "./api.ts";
 import { DeviceDetail } from "./device-detail.ts";
 import { DeviceTable } from "./device-list.ts";
+import { startErrorTracking } from "./error-tracking.ts";
 import { TelemetryChart } from "./telemetry-chart.ts";
+
+// Reporting is best effort: a dashboard without it still works.
+startErrorTracking().catch(() => undefined);
 
 const REFRESH_MS = 3000;
 // Typing settles before the list is asked again.
@@ -37,6 +45,7 @@ const logoutButton = byId<HTMLButtonElement>("logout");
 const signedInAs = byId<HTMLElement>("signed-in-as");
 const orgSwitcher = byId<HTMLElement>("org-switcher");
 const orgSelect = byId<HTMLSelectElement>("org-select");
+const invitationList = byId<HTMLUListElement>("invitations");
 const status = byId<HTMLElement>("status");
 const chartCard = byId<HTMLElement>("chart-card");
 const chartTitle = byId<HTMLElement>("chart-title");
@@ -118,12 +127,48 @@ function showOrganizations(session: Session): void {
   orgSelect.value = session.tenantId;
 }
 
+/** One line per invitation waiting for the user, with Accept and Decline. */
+async function showInvitations(session: Session): Promise<void> {
+  const invitations = await listInvitations().catch(() => []);
+  invitationList.replaceChildren(
+    ...invitations.map((invitation) => {
+      const item = document.createElement("li");
+      item.dataset.invitationId = invitation.invitationId;
+      const text = document.createElement("span");
+      text.textContent = `${invitation.invitedBy} invites you to ${invitation.organization.name} as ${invitation.role}.`;
+      const accept = document.createElement("button");
+      accept.type = "button";
+      accept.textContent = "Accept";
+      accept.dataset.testid = "invitation-accept";
+      accept.addEventListener("click", () => {
+        accept.disabled = true;
+        acceptInvitation(invitation.invitationId, session.tenantId).then(showApp, (error: unknown) => {
+          if (error instanceof SignedOut) return showLogin("Your session ended; please sign in again.");
+          showStatus(error instanceof Error ? `Cannot accept: ${error.message}` : "Cannot accept");
+          accept.disabled = false;
+        });
+      });
+      const decline = document.createElement("button");
+      decline.type = "button";
+      decline.textContent = "Decline";
+      decline.dataset.testid = "invitation-decline";
+      decline.addEventListener("click", () => {
+        declineInvitation(invitation.invitationId).finally(() => void showInvitations(session));
+      });
+      item.append(text, accept, decline);
+      return item;
+    }),
+  );
+  invitationList.hidden = invitations.length === 0;
+}
+
 function showApp(session: Session): void {
   loginView.hidden = true;
   appView.hidden = false;
   logoutButton.hidden = false;
   signedInAs.textContent = session.email;
   showOrganizations(session);
+  void showInvitations(session);
   void refresh();
 }
 

@@ -7,18 +7,12 @@ import fp from "fastify-plugin";
 import type { Db } from "mongodb";
 import { bearerToken } from "../http/bearer.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
-import { type MembershipDoc, MembershipStore } from "../tenants/membership-store.ts";
-import { TenantStore } from "../tenants/tenant-store.ts";
+import { MembershipStore } from "../tenants/membership-store.ts";
 import { principalOf } from "./access.ts";
-import {
-  type LoginAnswer,
-  loginAnswerSchema,
-  type OrganizationRef,
-  type SessionUser,
-  userSchema,
-} from "./auth-schema.ts";
+import { type LoginAnswer, loginAnswerSchema, type SessionUser, userSchema } from "./auth-schema.ts";
 import { LoginThrottle } from "./login-throttle.ts";
 import { decoyHash, PASSWORD_MAX_LENGTH, verifyPassword } from "./passwords.ts";
+import { SessionOpener } from "./session-opener.ts";
 import { SessionStore } from "./session-store.ts";
 import { normalizeEmail, UserStore } from "./user-store.ts";
 
@@ -56,28 +50,9 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   const users = new UserStore(options.db);
   const sessions = new SessionStore(options.db, options.sessionTtlSeconds);
   const memberships = new MembershipStore(options.db);
-  const tenants = new TenantStore(options.db);
   const throttle = new LoginThrottle(options.db);
-
-  async function organizationsOf(docs: MembershipDoc[]): Promise<OrganizationRef[]> {
-    const refs: OrganizationRef[] = [];
-    for (const membership of docs) {
-      const tenant = await tenants.find(membership.tenantId);
-      if (tenant) refs.push({ tenantId: tenant._id, name: tenant.name, role: membership.role });
-    }
-    return refs;
-  }
-
-  async function openSession(email: string, chosen: MembershipDoc, all: MembershipDoc[]): Promise<LoginAnswer> {
-    const user: SessionUser = { email, tenantId: chosen.tenantId, role: chosen.role };
-    const session = await sessions.issue(user);
-    return {
-      token: session.token,
-      expiresAt: session.expiresAt.getTime(),
-      user,
-      organizations: await organizationsOf(all),
-    };
-  }
+  const opener = new SessionOpener(options.db, options.sessionTtlSeconds);
+  const openSession = opener.open.bind(opener);
 
   app.post<{ Body: LoginBody }>(
     "/api/auth/login",
@@ -111,12 +86,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     },
     async (request): Promise<LoginAnswer> => {
       const email = normalizeEmail(request.body.email);
-      const retryAfter = await throttle.retryAfter(email, request.ip);
-      if (retryAfter > 0) {
-        throw new Problem(429, "login_throttled", `too many failed logins; try again in ${retryAfter} s`, {
-          "retry-after": String(retryAfter),
-        });
-      }
+      await throttle.assertMayTry(email, request.ip);
       const user = await users.findByEmail(email);
       const valid = await verifyPassword(request.body.password, user?.passwordHash ?? (await decoyHash()));
       if (!user || !valid) {

@@ -1,11 +1,14 @@
-// Commands sent to devices and their lifecycle: queued → sent (a gateway took it) → delivered
-// (the device acked `accepted`) → done | failed, or expired before delivery. A claim is won
-// by a unique insert and acks only move a command forward, so several cloud replicas and
-// gateways can work on the same commands without a transaction.
+// Commands sent to devices and their lifecycle: queued → sent (a gateway published it to the
+// device's live connection) → delivered (the device acked `accepted`) → done | failed, or expired
+// before delivery. A claim is won by a unique insert and leases the command to one gateway
+// without changing its status: the gateway reports whether it could publish it, and a command it
+// could not (the device went away meanwhile) is released at once and stays queued. Acks only move
+// a command forward and terminal states are final, so several cloud replicas and gateways can
+// work on the same commands without a transaction, and the history only grows.
 
 import { randomBytes } from "node:crypto";
 import type { CommandAck, CommandName, DeviceCommand } from "@kestrel/wire";
-import { type Collection, type Db, MongoServerError } from "mongodb";
+import { type Collection, type Db, type Filter, MongoServerError } from "mongodb";
 
 export type CommandStatus = "queued" | "sent" | "delivered" | "done" | "failed" | "expired";
 
@@ -26,8 +29,20 @@ export interface CommandDoc {
   attempts: number;
   reason?: string;
   result?: Record<string, string | number | boolean>;
+  /** A device's final ack that arrived once the command read `expired`: kept beside it, never replacing it. */
+  late?: LateOutcome;
   history: Array<{ status: CommandStatus; at: Date }>;
 }
+
+export interface LateOutcome {
+  status: "done" | "failed";
+  at: Date;
+  reason?: string;
+  result?: Record<string, string | number | boolean>;
+}
+
+/** What a gateway did with a command it was handed. */
+export type DeliveryOutcome = "published" | "not_connected" | "connection_lost";
 
 /** A command handed to a gateway for one of its connected devices. */
 export interface ClaimedCommand {
@@ -40,6 +55,8 @@ export const MAX_COMMANDS_LISTED = 100;
 const DUPLICATE_KEY = 11000;
 
 const ACTIVE: readonly CommandStatus[] = ["queued", "sent", "delivered"];
+/** Statuses that read `expired` once `expiresAt` passes. */
+const UNDELIVERED: CommandStatus[] = ["queued", "sent"];
 
 export function commandDocId(tenantId: string, deviceId: string, commandId: string): string {
   return `${tenantId}|${deviceId}|${commandId}`;
@@ -51,7 +68,7 @@ export function newCommandId(): string {
 }
 
 /** What a reader sees: a queued or sent command past its expiry is expired even before anyone wrote so. */
-export function effectiveStatus(doc: CommandDoc, now = Date.now()): CommandStatus {
+export function effectiveStatus(doc: Pick<CommandDoc, "status" | "expiresAt">, now = Date.now()): CommandStatus {
   return (doc.status === "queued" || doc.status === "sent") && doc.expiresAt.getTime() <= now ? "expired" : doc.status;
 }
 
@@ -111,9 +128,11 @@ export class CommandStore {
   }
 
   /**
-   * Hands the gateway the commands for these devices that are queued, or were handed out
-   * before and not finished within the lease (the device drops a repeated id, so offering
-   * again is safe). Commands past their expiry are marked expired instead.
+   * Hands the gateway the commands for these devices that are queued and not leased to another
+   * gateway, or were handed out before and not finished within the lease or released (the device
+   * drops a repeated id, so offering again is safe). A claim leases the command and leaves its
+   * status alone: it becomes `sent` only when the gateway reports it published (recordDelivery).
+   * Commands past their expiry are marked expired instead.
    */
   async claim(tenantId: string, deviceIds: ReadonlySet<string>, max: number): Promise<ClaimedCommand[]> {
     const now = new Date();
@@ -132,7 +151,7 @@ export class CommandStore {
       .filter(
         (doc) =>
           deviceIds.has(doc.deviceId) &&
-          (doc.status === "queued" || (doc.leaseUntil !== undefined && doc.leaseUntil <= now)),
+          (doc.leaseUntil === undefined ? doc.status === "queued" : doc.leaseUntil <= now),
       )
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
 
@@ -143,28 +162,22 @@ export class CommandStore {
       if (doc.expiresAt <= now && doc.status === "delivered") continue;
       if (!(await this.takeTurn(doc))) continue;
       if (doc.expiresAt <= now) {
+        // At the moment readers have seen it expire since (effectiveStatus), so the history agrees.
         await this.commands.updateOne(
           { _id: doc._id },
           {
-            $set: { status: "expired", updatedAt: now },
+            $set: { status: "expired", updatedAt: doc.expiresAt },
             $unset: { leaseUntil: "" },
             $inc: { attempts: 1 },
-            $push: { history: { status: "expired", at: now } },
+            $push: { history: { status: "expired", at: doc.expiresAt } },
           },
         );
         continue;
       }
-      const lease = { updatedAt: now, leaseUntil: new Date(now.getTime() + this.leaseMs) };
-      // A command offered again keeps its status, so a concurrent ack is never rolled back by it.
+      // The status stays what it is, so a concurrent ack is never rolled back by a claim.
       await this.commands.updateOne(
         { _id: doc._id },
-        doc.status === "queued"
-          ? {
-              $set: { ...lease, status: "sent" },
-              $inc: { attempts: 1 },
-              $push: { history: { status: "sent", at: now } },
-            }
-          : { $set: lease, $inc: { attempts: 1 } },
+        { $set: { updatedAt: now, leaseUntil: new Date(now.getTime() + this.leaseMs) }, $inc: { attempts: 1 } },
       );
       claimed.push({ deviceId: doc.deviceId, command: toDeviceCommand(doc) });
     }
@@ -186,16 +199,47 @@ export class CommandStore {
     }
   }
 
-  /** Applies a device's ack; false when the command is unknown or already past that point. */
+  /**
+   * What the gateway did with a command it was handed: `published` to the device's connection
+   * moves a queued command to `sent`; one it could not publish (`not_connected`) or whose device
+   * went away before acking it (`connection_lost`) is released, so the device's next connection
+   * is handed it at once instead of after the lease. False when nothing changed.
+   */
+  async recordDelivery(
+    tenantId: string,
+    deviceId: string,
+    commandId: string,
+    outcome: DeliveryOutcome,
+    at: Date,
+  ): Promise<boolean> {
+    const _id = commandDocId(tenantId, deviceId, commandId);
+    const result =
+      outcome === "published"
+        ? await this.commands.updateOne(
+            { _id, status: "queued", expiresAt: { $gt: new Date() } },
+            { $set: { status: "sent", updatedAt: at }, $push: { history: { status: "sent", at } } },
+          )
+        : await this.commands.updateOne({ _id, status: { $in: [...ACTIVE] } }, { $set: { leaseUntil: at } });
+    return result.modifiedCount === 1;
+  }
+
+  /**
+   * Applies a device's ack; false when the command is unknown or already past that point. Terminal
+   * states are final, judged by this cloud's clock: a command that reads `expired` (queued or sent
+   * past `expiresAt`) stays expired; its expiry is written down, and a late `done`/`failed` is kept
+   * beside it in `late`.
+   */
   async applyAck(tenantId: string, deviceId: string, ack: CommandAck, receivedAt: number): Promise<boolean> {
     const at = new Date(receivedAt);
+    const now = new Date();
     const _id = commandDocId(tenantId, deviceId, ack.id);
+    const undelivered: Filter<CommandDoc> = { status: { $in: UNDELIVERED }, expiresAt: { $gt: now } };
     if (ack.status === "accepted") {
       const result = await this.commands.updateOne(
-        { _id, status: { $in: ["queued", "sent"] } },
+        { _id, ...undelivered },
         { $set: { status: "delivered", updatedAt: at }, $push: { history: { status: "delivered", at } } },
       );
-      return result.modifiedCount === 1;
+      return result.modifiedCount === 1 || (await this.expireLate(_id, now));
     }
     // The device refuses an expired command with this reason: that is expiry, not a failure.
     const status: CommandStatus = ack.status === "done" ? "done" : ack.reason === "expired" ? "expired" : "failed";
@@ -203,8 +247,44 @@ export class CommandStore {
     if (ack.reason !== undefined) set.reason = ack.reason;
     if (ack.result !== undefined) set.result = ack.result;
     const result = await this.commands.updateOne(
-      { _id, status: { $in: [...ACTIVE] } },
+      { _id, $or: [{ status: "delivered" }, undelivered] },
       { $set: set, $unset: { leaseUntil: "" }, $push: { history: { status, at } } },
+    );
+    if (result.modifiedCount === 1) return true;
+    const late: LateOutcome | undefined =
+      status === "done" || status === "failed"
+        ? {
+            status,
+            at,
+            ...(ack.reason !== undefined && { reason: ack.reason }),
+            ...(ack.result !== undefined && { result: ack.result }),
+          }
+        : undefined;
+    return this.expireLate(_id, now, late);
+  }
+
+  /**
+   * Writes down the expiry of a command that reads expired (at `expiresAt`, as readers saw it),
+   * with the late outcome beside it; keeps the first late outcome of one already expired.
+   */
+  private async expireLate(_id: string, now: Date, late?: LateOutcome): Promise<boolean> {
+    const doc = await this.commands.findOne({ _id }, { projection: { status: 1, expiresAt: 1, late: 1 } });
+    if (!doc || effectiveStatus(doc, now.getTime()) !== "expired") return false;
+    if (doc.status !== "expired") {
+      const result = await this.commands.updateOne(
+        { _id, status: { $in: UNDELIVERED } },
+        {
+          $set: { status: "expired", updatedAt: doc.expiresAt, ...(late && { late }) },
+          $unset: { leaseUntil: "" },
+          $push: { history: { status: "expired", at: doc.expiresAt } },
+        },
+      );
+      return result.modifiedCount === 1;
+    }
+    if (!late || doc.late) return false;
+    const result = await this.commands.updateOne(
+      { _id, status: "expired", late: { $exists: false } },
+      { $set: { late } },
     );
     return result.modifiedCount === 1;
   }

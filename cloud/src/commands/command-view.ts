@@ -1,7 +1,7 @@
 // A command as the API shows it: JSON schemas and their TypeScript twins. Only
-// type imports, so the dashboard can import the types too.
+// type imports and the wire's constants, so the dashboard can import the types too.
 
-import type { CommandName } from "@kestrel/wire";
+import { COMMAND_NAMES, type CommandName } from "@kestrel/wire";
 import type { CommandStatus } from "./command-store.ts";
 
 export type CommandValue = string | number | boolean;
@@ -18,7 +18,17 @@ export interface CommandView {
   expiresAt: number;
   reason: string | null;
   result: Record<string, CommandValue> | null;
+  /** The device's final ack when it arrived after the command had expired; the status stays `expired`. */
+  late: LateOutcomeView | null;
   history: Array<{ status: CommandStatus; at: number }>;
+}
+
+export interface LateOutcomeView {
+  status: "done" | "failed";
+  /** Epoch ms: when the gateway received the ack. */
+  at: number;
+  reason: string | null;
+  result: Record<string, CommandValue> | null;
 }
 
 export interface CommandList {
@@ -31,7 +41,6 @@ export interface NewCommand {
   ttlSeconds?: number;
 }
 
-export const COMMAND_NAMES = ["reboot", "set-config", "ping", "identify"] as const;
 export const COMMAND_STATUSES = ["queued", "sent", "delivered", "done", "failed", "expired"] as const;
 export const DEFAULT_TTL_SECONDS = 3600;
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
@@ -52,7 +61,11 @@ export const newCommandSchema = {
     params: flatRecord,
     ttlSeconds: { type: "integer", minimum: 1, maximum: MAX_TTL_SECONDS },
   },
-  examples: [{ name: "ping" }, { name: "set-config", params: { interval: 30 }, ttlSeconds: 300 }],
+  examples: [
+    { name: "ping" },
+    { name: "set-config", params: { sample_interval_ms: 30_000 }, ttlSeconds: 300 },
+    { name: "plugin-config", params: { name: "smoothing", window: 8 } },
+  ],
 } as const;
 
 export const commandViewSchema = {
@@ -69,6 +82,7 @@ export const commandViewSchema = {
     "expiresAt",
     "reason",
     "result",
+    "late",
     "history",
   ],
   properties: {
@@ -82,6 +96,19 @@ export const commandViewSchema = {
     expiresAt: { type: "integer" },
     reason: { type: ["string", "null"] },
     result: { ...flatRecord, type: ["object", "null"] },
+    late: {
+      description:
+        "The device's done or failed ack that arrived after the command had expired (the status stays expired).",
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["status", "at", "reason", "result"],
+      properties: {
+        status: { type: "string", enum: ["done", "failed"] },
+        at: { type: "integer" },
+        reason: { type: ["string", "null"] },
+        result: { ...flatRecord, type: ["object", "null"] },
+      },
+    },
     history: {
       type: "array",
       items: {

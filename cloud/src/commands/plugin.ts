@@ -7,10 +7,18 @@ import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { countPattern } from "../http/text-schema.ts";
 import { CommandBell } from "./command-bell.ts";
-import { type CommandDoc, CommandStore, effectiveStatus, MAX_COMMANDS_LISTED } from "./command-store.ts";
+import {
+  type CommandDoc,
+  CommandStore,
+  type DeliveryOutcome,
+  effectiveStatus,
+  MAX_COMMANDS_LISTED,
+} from "./command-store.ts";
 import {
   type CommandList,
   type CommandView,
@@ -50,6 +58,14 @@ function toCommandView(doc: CommandDoc, now: number): CommandView {
     expiresAt: doc.expiresAt.getTime(),
     reason: doc.reason ?? null,
     result: doc.result ?? null,
+    late: doc.late
+      ? {
+          status: doc.late.status,
+          at: doc.late.at.getTime(),
+          reason: doc.late.reason ?? null,
+          result: doc.late.result ?? null,
+        }
+      : null,
     history,
   };
 }
@@ -64,12 +80,19 @@ interface PollBody {
   max?: number;
 }
 
+/** A device's ack, or what the gateway did with a command it was handed. */
+type RelayItem = { deviceId: string; receivedAt: number } & (
+  | { ack: unknown; delivery?: undefined }
+  | { delivery: { id: string; outcome: DeliveryOutcome } }
+);
+
 interface AckBody {
-  acks: Array<{ deviceId: string; receivedAt: number; ack: unknown }>;
+  acks: RelayItem[];
 }
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
+  const events = new EventPublisher(options.db);
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
@@ -86,6 +109,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:write" },
         schema: {
+          summary: "Queue a command for a device",
           params: deviceIdParams,
           body: newCommandSchema,
           response: {
@@ -115,11 +139,18 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "A device's latest commands, newest first",
           params: deviceIdParams,
           querystring: {
             type: "object",
             additionalProperties: false,
-            properties: { limit: { type: "string", pattern: "^[0-9]{1,3}$" } },
+            properties: {
+              limit: {
+                type: "string",
+                pattern: countPattern(MAX_COMMANDS_LISTED),
+                description: `1..${MAX_COMMANDS_LISTED}, default 20.`,
+              },
+            },
             examples: [{ limit: "20" }],
           },
           response: {
@@ -133,8 +164,6 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const { deviceId } = request.params;
         await requireDevice(tenantId, deviceId);
         const limit = Number(request.query.limit ?? 20);
-        if (limit < 1 || limit > MAX_COMMANDS_LISTED)
-          throw new Problem(400, "invalid_request", `limit must be 1..${MAX_COMMANDS_LISTED}`);
         const now = Date.now();
         return { items: (await commands.list(tenantId, deviceId, limit)).map((doc) => toCommandView(doc, now)) };
       },
@@ -145,6 +174,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       {
         config: { permission: "commands:read" },
         schema: {
+          summary: "One command with its status history",
           params: {
             type: "object",
             additionalProperties: false,
@@ -176,7 +206,10 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       "/api/gateway/v1/commands/poll",
       {
         config: { gateway: true },
+        // Up to 10,000 device ids of up to 64 characters: more than the API's default 64 KiB.
+        bodyLimit: 1024 * 1024,
         schema: {
+          summary: "Long-poll for commands to the gateway's connected devices",
           body: {
             type: "object",
             additionalProperties: false,
@@ -239,6 +272,15 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         reply.raw.once("close", () => gone.abort());
         for (;;) {
           const claimed = connected.size === 0 ? [] : await commands.claim(tenantId, connected, max);
+          if (gone.signal.aborted && claimed.length > 0) {
+            // Nobody will read this answer: hand the commands back now rather than when their lease runs out.
+            const at = new Date();
+            for (const { deviceId, command } of claimed) {
+              await commands.recordDelivery(tenantId, deviceId, command.id, "not_connected", at);
+            }
+            request.log.info({ tenantId, count: claimed.length }, "poll aborted: claimed commands released");
+            return { commands: [] };
+          }
           const remaining = deadline - Date.now();
           if (claimed.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
             if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
@@ -254,8 +296,11 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
     gateway.post<{ Body: AckBody }>(
       "/api/gateway/v1/command-acks",
       {
-        config: { gateway: true },
+        config: { gateway: true, wireChecked: true },
+        // 500 acks, each a small object checked by the wire validator.
+        bodyLimit: 1024 * 1024,
         schema: {
+          summary: "Relay devices' command acks and the gateway's delivery reports",
           body: {
             type: "object",
             additionalProperties: false,
@@ -267,12 +312,23 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
                 items: {
                   type: "object",
                   additionalProperties: false,
-                  required: ["deviceId", "receivedAt", "ack"],
+                  required: ["deviceId", "receivedAt"],
+                  // Either a device's ack, or the gateway's report of what it did with a command.
+                  oneOf: [{ required: ["ack"] }, { required: ["delivery"] }],
                   properties: {
                     deviceId: DEVICE_ID,
                     receivedAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
                     // Checked per item by the wire contract's validator.
                     ack: { type: "object" },
+                    delivery: {
+                      type: "object",
+                      additionalProperties: false,
+                      required: ["id", "outcome"],
+                      properties: {
+                        id: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+                        outcome: { type: "string", enum: ["published", "not_connected", "connection_lost"] },
+                      },
+                    },
                   },
                 },
               },
@@ -280,7 +336,12 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             examples: [
               {
                 acks: [
-                  { deviceId: "sim-001", receivedAt: 1_767_225_600_000, ack: { v: 1, id: "c1b2c3d4", status: "done" } },
+                  {
+                    deviceId: "sim-001",
+                    receivedAt: 1_767_225_600_000,
+                    delivery: { id: "c1b2c3d4", outcome: "published" },
+                  },
+                  { deviceId: "sim-001", receivedAt: 1_767_225_600_120, ack: { v: 1, id: "c1b2c3d4", status: "done" } },
                 ],
               },
             ],
@@ -315,13 +376,36 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         let ignored = 0;
         const rejected: Array<{ index: number; code: string; message: string }> = [];
         for (const [index, item] of request.body.acks.entries()) {
-          const parsed = validateCommandAck(item.ack);
           if (!isDeviceId(item.deviceId)) {
             rejected.push({ index, code: "invalid_device_id", message: "not a valid device id" });
-          } else if (!parsed.ok) {
+            continue;
+          }
+          if (item.delivery) {
+            const { id, outcome } = item.delivery;
+            if (await commands.recordDelivery(tenantId, item.deviceId, id, outcome, new Date(item.receivedAt)))
+              applied++;
+            else ignored++;
+            continue;
+          }
+          const parsed = validateCommandAck(item.ack);
+          if (!parsed.ok) {
             rejected.push({ index, ...parsed.error });
           } else if (await commands.applyAck(tenantId, item.deviceId, parsed.value, item.receivedAt)) {
             applied++;
+            const finished =
+              parsed.value.status === "accepted" ? null : await commands.find(tenantId, item.deviceId, parsed.value.id);
+            if (finished && (finished.status === "done" || finished.status === "failed")) {
+              // Keyed by the command: a finished command never changes again, so this is its one event.
+              await events.publish(tenantId, `command.${finished.status}`, `${item.deviceId}|${finished.id}`, {
+                deviceId: item.deviceId,
+                commandId: finished.id,
+                name: finished.name,
+                status: finished.status,
+                reason: finished.reason ?? null,
+                result: finished.result ?? null,
+                at: item.receivedAt,
+              });
+            }
           } else {
             // An ack repeated by a retry, or for a command this tenant never sent: nothing to change.
             ignored++;

@@ -4,7 +4,7 @@
 // indexes below serve MongoDB's list queries, and on FerretDB the device
 // directory (device-directory.ts) serves them, kept up to date from here.
 
-import type { DeviceMode, DeviceState, ResetReason } from "@kestrel/wire";
+import type { DeviceMode, DeviceState, PluginStatus, ResetReason } from "@kestrel/wire";
 import {
   type AnyBulkWriteOperation,
   type Collection,
@@ -49,6 +49,8 @@ export interface DeviceDoc {
   heap?: number;
   rssi?: number;
   dropped?: number;
+  /** The plugins the device reported last, with their own counters and errors. */
+  plugins?: PluginStatus[];
   latest?: LatestSample;
 }
 
@@ -293,7 +295,9 @@ export class DeviceStore {
 
   /**
    * Applies reported states, each unless a later one (by gateway receive time) was applied already,
-   * as if one after the other in receive order. Point reads and updates by `_id` only (a filter on
+   * as if one after the other in receive order. A state the device sent (online) moves lastSeen to
+   * its receive time, never past now; the last will (`online: false`) does not: the broker sent it
+   * once it noticed the device was gone. Point reads and updates by `_id` only (a filter on
    * `stateAt` too would make FerretDB scan the collection for every state), in bounded commands;
    * the check and the write are not atomic, so this process applies one batch at a time.
    */
@@ -328,21 +332,25 @@ export class DeviceStore {
       if (appliedAt === undefined) continue;
       const update: Partial<DeviceDoc> = {};
       let newest = appliedAt;
+      let seenAt: number | undefined;
       for (const { state, receivedAt } of reported.sort((a, b) => a.receivedAt - b.receivedAt)) {
         if (receivedAt < newest) continue;
         newest = receivedAt;
         Object.assign(update, stateFields(state), { stateAt: receivedAt });
+        if (state.online) seenAt = Math.min(receivedAt, Date.now());
       }
       if (update.stateAt === undefined) continue;
-      const seenAt = update.stateAt;
       updates.push({
-        updateOne: { filter: { _id }, update: { $set: update, $max: { lastSeen: new Date(seenAt) } } },
+        updateOne: {
+          filter: { _id },
+          update: seenAt === undefined ? { $set: update } : { $set: update, $max: { lastSeen: new Date(seenAt) } },
+        },
       });
       listed.set(deviceId, (entry) => ({
         ...entry,
         online: update.online ?? entry.online,
         fw: update.fw ?? entry.fw,
-        lastSeen: Math.max(entry.lastSeen, seenAt),
+        lastSeen: seenAt === undefined ? entry.lastSeen : Math.max(entry.lastSeen, seenAt),
       }));
     }
     await boundedBulkWrite(this.devices, updates);
@@ -371,5 +379,6 @@ function stateFields(state: DeviceState): Partial<DeviceDoc> {
   if (state.heap !== undefined) fields.heap = state.heap;
   if (state.rssi !== undefined) fields.rssi = state.rssi;
   if (state.dropped !== undefined) fields.dropped = state.dropped;
+  if (state.plugins !== undefined) fields.plugins = state.plugins;
   return fields;
 }

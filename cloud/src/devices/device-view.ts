@@ -1,7 +1,8 @@
 // The devices API's shapes: JSON schemas and their TypeScript twins. Only type
-// imports, so the dashboard can import the types too.
+// imports and the import-free text-schema.ts, so the dashboard can import the types too.
 
-import type { DeviceMode, ResetReason } from "@kestrel/wire";
+import type { DeviceMode, PluginStatus, ResetReason } from "@kestrel/wire";
+import { CURSOR_PATTERN, countPattern, DISPLAY_NAME_PATTERN } from "../http/text-schema.ts";
 
 export interface LatestSample {
   ts: number;
@@ -31,6 +32,8 @@ export interface DeviceView {
   rssi: number | null;
   /** Samples the device's offline buffer dropped since it booted. */
   dropped: number | null;
+  /** The WebAssembly plugins the device last reported: state, failure reason, calls, errors, budget used. */
+  plugins: PluginStatus[];
   latest: LatestSample | null;
 }
 
@@ -96,8 +99,8 @@ export const DEVICE_LIMITS = Object.freeze({
 
 // Tags and groups are stored lower-case: the API lower-cases what it is given.
 const LABEL_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$";
-// Nothing is trimmed silently: a name with surrounding spaces is refused.
-const NAME_PATTERN = "^\\S(.*\\S)?$";
+// Nothing is trimmed silently: a name with surrounding spaces (or control characters) is refused.
+const NAME_PATTERN = DISPLAY_NAME_PATTERN;
 // No `$` and no `.`: metadata keys become MongoDB field names.
 export const METADATA_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$";
 
@@ -143,6 +146,7 @@ export const deviceViewSchema = {
     "heap",
     "rssi",
     "dropped",
+    "plugins",
     "latest",
   ],
   properties: {
@@ -162,6 +166,25 @@ export const deviceViewSchema = {
     heap: nullable("integer"),
     rssi: nullable("integer"),
     dropped: nullable("integer"),
+    plugins: {
+      type: "array",
+      description: "The WebAssembly plugins the device last reported (docs/protocol.md, Plugins).",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name", "version", "state", "calls", "errors", "fuel"],
+        properties: {
+          name: { type: "string" },
+          version: { type: "string" },
+          state: { type: "string", enum: ["enabled", "disabled", "failed"] },
+          reason: { type: "string", description: "Why it was refused or stopped (a trap, its execution budget)." },
+          previous: { type: "string", description: "The version kept to roll back to." },
+          calls: { type: "integer", description: "on_sample calls since the device booted." },
+          errors: { type: "integer", description: "Calls that trapped or ran out of budget." },
+          fuel: { type: "integer", description: "The most execution budget one call used." },
+        },
+      },
+    },
     latest: {
       type: ["object", "null"],
       additionalProperties: false,
@@ -239,8 +262,12 @@ export const deviceListQuerySchema = {
     lastSeenAfter: epochMs("Epoch ms: last seen after it."),
     sort: { type: "string", enum: DEVICE_SORTS },
     order: { type: "string", enum: ["asc", "desc"] },
-    limit: { type: "string", pattern: "^[0-9]{1,3}$", description: `1..${DEVICE_LIMITS.pageSize}, default 50.` },
-    cursor: { type: "string", minLength: 1, maxLength: 512, description: "nextCursor of the page before." },
+    limit: {
+      type: "string",
+      pattern: countPattern(DEVICE_LIMITS.pageSize),
+      description: `1..${DEVICE_LIMITS.pageSize}, default 50.`,
+    },
+    cursor: { type: "string", pattern: CURSOR_PATTERN, description: "nextCursor of the page before." },
   },
   examples: [
     { q: "press", online: "true", sort: "name", limit: "20" },

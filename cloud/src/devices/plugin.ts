@@ -56,6 +56,7 @@ export function toDeviceView(doc: DeviceDoc): DeviceView {
     heap: doc.heap ?? null,
     rssi: doc.rssi ?? null,
     dropped: doc.dropped ?? null,
+    plugins: doc.plugins ?? [],
     latest: doc.latest ?? null,
   };
 }

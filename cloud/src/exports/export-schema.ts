@@ -1,7 +1,11 @@
 // The export API's shapes: JSON schemas of its queries and answers, with their TypeScript twins.
-// No runtime imports, so the dashboard can import the types too.
+// No runtime imports but the import-free text-schema.ts, so the dashboard can import the types too.
 
-const QUERY_VALUE = { type: "string", maxLength: 64 } as const;
+import { deviceListPattern, INSTANT_PATTERN, METRIC_LIST_PATTERN } from "../http/text-schema.ts";
+
+const QUERY_VALUE = { type: "string", pattern: INSTANT_PATTERN } as const;
+/** Ids listed in `devices` (export-query.ts MAX_LISTED_DEVICES). */
+const LISTED_DEVICES_MAX = 100;
 const T_FROM = "2026-11-29T10:00:00Z";
 const T_TO = "2026-11-29T11:00:00Z";
 
@@ -9,7 +13,7 @@ const exportQueryProperties = {
   format: { type: "string", enum: ["csv", "json", "ndjson"], description: "csv (default), json or ndjson" },
   from: { ...QUERY_VALUE, description: "Epoch ms or ISO 8601, inclusive; default: `to` minus one hour" },
   to: { ...QUERY_VALUE, description: "Epoch ms or ISO 8601, exclusive; default: now" },
-  metrics: { type: "string", maxLength: 1100, description: "Comma-separated metric names; default: all" },
+  metrics: { type: "string", pattern: METRIC_LIST_PATTERN, description: "Comma-separated metric names; default: all" },
 } as const;
 
 export const deviceExportQuerySchema = {
@@ -24,7 +28,11 @@ export const orgExportQuerySchema = {
   additionalProperties: false,
   required: ["devices"],
   properties: {
-    devices: { type: "string", minLength: 1, maxLength: 6600, description: "`all`, or comma-separated device ids" },
+    devices: {
+      type: "string",
+      pattern: `^(?:all|${deviceListPattern(LISTED_DEVICES_MAX).slice(1, -1)})$`,
+      description: `\`all\`, or 1..${LISTED_DEVICES_MAX} comma-separated device ids`,
+    },
     ...exportQueryProperties,
   },
   examples: [{ devices: "all", format: "ndjson", from: T_FROM, to: T_TO }],

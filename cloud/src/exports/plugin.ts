@@ -23,6 +23,10 @@ export interface ExportsOptions {
   webhookAllowedNetworks: readonly string[];
   /** Days a stored file is kept. */
   fileTtlDays: number;
+  /** How long after a tick samples may still arrive from devices (scheduler.ts, allowed lateness). */
+  allowedLatenessMs: number;
+  /** The longest a tick waits for the organization's gateways to deliver their backlog. */
+  maxWaitMs: number;
 }
 
 export async function exportsPlugin(app: FastifyInstance, options: ExportsOptions): Promise<void> {

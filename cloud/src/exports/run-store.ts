@@ -21,6 +21,11 @@ export interface RunDoc {
   to: Date;
   /** 1 for the tick's first attempt; more after replicas were lost during it. */
   attempt: number;
+  /**
+   * Whether every gateway of the organization had reported its uplink complete past the tick (plus
+   * the allowed lateness) when the run started; false when the maximum wait ran out first.
+   */
+  dataComplete?: boolean;
   status: RunStatus;
   format: ExportFormat;
   destination: "webhook" | "download";

@@ -9,6 +9,7 @@ import { orgOf } from "../auth/access.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import { newSecret } from "../auth/secrets.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
+import { WebhookEgress } from "../webhooks/egress.ts";
 import { cronProblem, nextTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES } from "./export-format.ts";
@@ -18,7 +19,7 @@ import {
   type CreatedScheduleView,
   type CreateScheduleBody,
   createdScheduleSchema,
-  createScheduleBodySchema,
+  createScheduleBodySchemaFor,
   type RunListQuery,
   type RunView,
   runIdParamsSchema,
@@ -33,7 +34,6 @@ import {
 import { ExportScheduleStore, MAX_SCHEDULES, type ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduler } from "./scheduler.ts";
 import { exportFileName, TelemetryExport } from "./telemetry-export.ts";
-import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulesOptions {
   db: Db;
@@ -44,6 +44,8 @@ export interface SchedulesOptions {
   webhookAllowedNetworks: readonly string[];
   /** Days a stored file is kept. */
   fileTtlDays: number;
+  allowedLatenessMs: number;
+  maxWaitMs: number;
 }
 
 const DEFAULT_RUN_PAGE = 50;
@@ -67,7 +69,7 @@ function scheduleProblem(body: CreateScheduleBody, egress: WebhookEgress): strin
   if (device !== undefined) return `"${device}" is not a device id`;
   const metric = body.metrics?.find((name) => !isMetricName(name));
   if (metric !== undefined) return `"${metric}" is not a metric name`;
-  return body.destination.type === "webhook" ? egress.urlProblem(body.destination.url) : undefined;
+  return body.destination.type === "webhook" ? egress.urlProblem(body.destination.url, "destination.url") : undefined;
 }
 
 function toScheduleView(doc: ScheduleDoc, now: number): ScheduleView {
@@ -97,6 +99,8 @@ function toRunView(doc: RunDoc, now: number): RunView {
     tick: doc.tick.getTime(),
     // Runs recorded before retries existed have no attempt number.
     attempt: doc.attempt ?? 1,
+    // Runs recorded before the allowed lateness existed did not wait for anything.
+    dataComplete: doc.dataComplete ?? false,
     from: doc.from.getTime(),
     to: doc.to.getTime(),
     status: doc.status,
@@ -124,6 +128,8 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
       secrets: options.secrets,
       egress,
       fileTtlMs: options.fileTtlDays * 86_400_000,
+      allowedLatenessMs: options.allowedLatenessMs,
+      maxWaitMs: options.maxWaitMs,
     });
     app.addHook("onReady", async () => scheduler.start());
     app.addHook("onClose", () => scheduler.stop());
@@ -142,7 +148,7 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
       config: { permission: "exports:write" },
       schema: {
         summary: "Schedule an export (cron, UTC) to a webhook or to stored files",
-        body: createScheduleBodySchema,
+        body: createScheduleBodySchemaFor(options.webhookAllowedNetworks.length > 0),
         response: {
           201: createdScheduleSchema,
           ...problemResponses(400, 401, 403, 404, 409),
@@ -222,7 +228,6 @@ export async function schedulesPlugin(app: FastifyInstance, options: SchedulesOp
     async (request) => {
       const { scheduleId, cursor } = request.query;
       const limit = Number(request.query.limit ?? DEFAULT_RUN_PAGE);
-      if (limit < 1 || limit > 200) throw new Problem(400, "invalid_request", "limit must be 1..200");
       const page = await runs.list(orgOf(request), {
         limit,
         ...(scheduleId !== undefined && { scheduleId }),

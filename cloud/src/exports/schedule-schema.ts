@@ -1,5 +1,38 @@
 // The scheduled exports API's shapes: JSON schemas and their TypeScript twins. No runtime
-// imports, so the dashboard can import the types too.
+// imports but the import-free text-schema.ts, so the dashboard can import the types too.
+
+import { CURSOR_PATTERN, countPattern, ONE_LINE_PATTERN, portPattern } from "../http/text-schema.ts";
+
+/** One cron field: a star with an optional step, values, ranges and ranges with steps, as a comma list. */
+function cronField(value: string): string {
+  const item = `(?:\\*(?:/[1-9][0-9]?)?|${value}(?:-${value}(?:/[1-9][0-9]?)?)?)`;
+  return `${item}(?:,${item})*`;
+}
+const CRON_FIELDS = [
+  "(?:[0-9]|[1-5][0-9])",
+  "(?:[0-9]|1[0-9]|2[0-3])",
+  "(?:[1-9]|[12][0-9]|3[01])",
+  "(?:[1-9]|1[0-2])",
+  "[0-7]",
+].map(cronField);
+const CRON_PATTERN = `^${CRON_FIELDS.join(" ")}$`;
+/**
+ * A public host name (two labels at least, letters in the last, so no address literal, and not
+ * under `localhost`), an optional port, path and query.
+ */
+const HOST_NAME = "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+(?!localhost(?:[.:/]|$))[A-Za-z]{2,63}\\.?";
+/** An IPv4 literal or a bracketed IPv6 one: only where the deployment lets webhooks into some internal networks. */
+const ADDRESS_LITERAL =
+  "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\\[[0-9A-Fa-f:.]{2,45}\\]";
+
+/**
+ * A webhook URL as the schema admits it: host names only, unless the deployment allows internal
+ * networks (WEBHOOK_ALLOWED_NETWORKS), when address literals are admitted too and checked against them.
+ */
+export function webhookUrlPattern(addressLiterals: boolean): string {
+  const host = addressLiterals ? `(?:${HOST_NAME}|${ADDRESS_LITERAL}|localhost)` : HOST_NAME;
+  return `^https?://${host}(?::${portPattern()})?(?:[/?#][!-~]*)?$`;
+}
 
 export type ExportDestination = { type: "webhook"; url: string } | { type: "download" };
 export type RunStatus = "running" | "succeeded" | "failed";
@@ -35,6 +68,8 @@ export interface RunView {
   tick: number;
   /** 1, or more when earlier attempts of this tick were lost with their replica. */
   attempt: number;
+  /** False when the run started because the maximum wait ran out, not because every gateway had caught up. */
+  dataComplete: boolean;
   from: number;
   to: number;
   status: RunStatus;
@@ -72,7 +107,7 @@ const DEVICES = {
       minItems: 1,
       maxItems: MAX_SCHEDULE_DEVICES,
       uniqueItems: true,
-      items: { type: "string", minLength: 1, maxLength: 64 },
+      items: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$" },
     },
   ],
 } as const;
@@ -81,7 +116,7 @@ const METRICS = {
   minItems: 1,
   maxItems: 32,
   uniqueItems: true,
-  items: { type: "string", minLength: 1, maxLength: 32 },
+  items: { type: "string", pattern: "^[a-z][a-z0-9_]{0,31}$" },
 } as const;
 const DESTINATION = {
   description: "POST the file to an http(s) URL, or store it for download (GET /api/exports/runs/{runId}/file)",
@@ -92,7 +127,14 @@ const DESTINATION = {
       required: ["type", "url"],
       properties: {
         type: { type: "string", const: "webhook" },
-        url: { type: "string", minLength: 8, maxLength: 2048 },
+        url: {
+          type: "string",
+          maxLength: 2048,
+          pattern: webhookUrlPattern(false),
+          description:
+            "http(s) to a host name (not localhost), no user info; address literals only where the deployment allows " +
+            "internal networks (WEBHOOK_ALLOWED_NETWORKS), and then only into those.",
+        },
       },
     },
     {
@@ -105,14 +147,29 @@ const DESTINATION = {
 } as const;
 
 const bodyProperties = {
-  name: { type: "string", minLength: 1, maxLength: 100 },
-  cron: { type: "string", minLength: 9, maxLength: 100, description: "Five fields, UTC, e.g. `0 * * * *`" },
+  name: { type: "string", minLength: 1, maxLength: 100, pattern: ONE_LINE_PATTERN },
+  cron: {
+    type: "string",
+    pattern: CRON_PATTERN,
+    description:
+      "Five fields, UTC, e.g. `0 * * * *`: minute hour day-of-month month day-of-week, each `*`, `*/step`, a value, " +
+      "a range `a-b` (a ≤ b) or `a-b/step`, or a list of those without repeated values; the day must exist in a month named.",
+  },
   devices: DEVICES,
   metrics: METRICS,
   rangeSeconds: { type: "integer", minimum: 60, maximum: MAX_RANGE_SECONDS },
   format: FORMAT,
   destination: DESTINATION,
 } as const;
+
+/** The create body for a deployment that does (not) let webhooks into internal networks. */
+export function createScheduleBodySchemaFor(addressLiterals: boolean) {
+  if (!addressLiterals) return createScheduleBodySchema;
+  const [webhook, download] = DESTINATION.oneOf;
+  const url = { ...webhook.properties.url, pattern: webhookUrlPattern(true) };
+  const destination = { ...DESTINATION, oneOf: [{ ...webhook, properties: { ...webhook.properties, url } }, download] };
+  return { ...createScheduleBodySchema, properties: { ...bodyProperties, destination } };
+}
 
 export const createScheduleBodySchema = {
   type: "object",
@@ -138,6 +195,14 @@ export const scheduleViewSchema = {
   required: ["scheduleId", "createdAt", "nextRunAt", ...createScheduleBodySchema.required, "metrics"],
   properties: {
     ...bodyProperties,
+    // As stored: the input rules (host names only, …) are for new schedules, not for answers.
+    destination: {
+      ...DESTINATION,
+      oneOf: [
+        { ...DESTINATION.oneOf[0], properties: { ...DESTINATION.oneOf[0].properties, url: { type: "string" } } },
+        DESTINATION.oneOf[1],
+      ],
+    },
     scheduleId: { type: "string" },
     metrics: { anyOf: [METRICS, { type: "null" }] },
     createdAt: { type: "integer" },
@@ -189,6 +254,7 @@ export const runViewSchema = {
     "scheduleId",
     "tick",
     "attempt",
+    "dataComplete",
     "from",
     "to",
     "status",
@@ -207,6 +273,7 @@ export const runViewSchema = {
     scheduleId: { type: "string" },
     tick: { type: "integer" },
     attempt: { type: "integer", minimum: 1 },
+    dataComplete: { type: "boolean" },
     from: { type: "integer" },
     to: { type: "integer" },
     status: { type: "string", enum: ["running", "succeeded", "failed"] },
@@ -227,8 +294,8 @@ export const runListQuerySchema = {
   additionalProperties: false,
   properties: {
     scheduleId: ID,
-    limit: { type: "string", pattern: "^[0-9]{1,3}$", description: "1..200, default 50" },
-    cursor: { type: "string", maxLength: 200 },
+    limit: { type: "string", pattern: countPattern(200), description: "1..200, default 50" },
+    cursor: { type: "string", pattern: CURSOR_PATTERN, description: "The `cursor` of the page before." },
   },
   examples: [{ scheduleId: "5d2c0f6b8e1a4c3d9f7e6a1b", limit: "20" }],
 } as const;

@@ -1,15 +1,31 @@
-// Runs scheduled exports. Every replica polls the schedules; for each schedule's latest tick at or
-// before now (and not before the schedule was created) it inserts the run `<scheduleId>-<tick>`:
-// the insert succeeds on exactly one replica, which exports [tick - range, tick) and POSTs the signed
-// file to the webhook or stores it for download, renewing the run's lease meanwhile, then records
-// the outcome. A run whose lease expires lost its replica: any replica retries its tick as the next
-// attempt. Ticks missed while no replica ran are not caught up, except the latest one.
+// Runs scheduled exports. Every replica polls the schedules; for each schedule's ticks up to the
+// organization's horizon (and not before the schedule was created) it inserts the run
+// `<scheduleId>-<tick>`: the insert succeeds on exactly one replica, which exports
+// [tick - range, tick) and POSTs the signed file to the webhook or stores it for download, renewing
+// the run's lease meanwhile, then records the outcome. A run whose lease expires lost its replica:
+// any replica retries its tick as the next attempt. Ticks missed while no replica ran are not caught
+// up, except the latest one.
+//
+// Allowed lateness: a sample reaches the cloud after its timestamp (the device batches samples,
+// the gateway queues them), and ranges do not overlap, so a run that read [t0, t1) right at t1
+// would leave late samples in no export at all. A tick t is run only once the horizon passes it:
+// the earliest moment up to which every gateway of the organization reports its uplink delivered
+// (gateway/uplink-progress.ts), capped at now, minus the allowed lateness for the device side
+// (EXPORT_ALLOWED_LATENESS); but never later than the maximum wait after the tick
+// (EXPORT_MAX_WAIT), so a gateway cut off from the cloud delays exports, it does not stop them.
+// A run records whether its data was complete by that rule; samples later still are in no
+// scheduled export (the on-demand export has them).
 
 import { tmpdir } from "node:os";
 import { pipeline } from "node:stream/promises";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
 import type { SecretBox } from "../auth/secret-box.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
+import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
+import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { WebhookEgress } from "../webhooks/egress.ts";
+import { WebhookPoster } from "../webhooks/http-post.ts";
 import { latestTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
@@ -18,7 +34,6 @@ import type { ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduleStore } from "./schedule-store.ts";
 import { type ExportScope, exportFileName, TelemetryExport } from "./telemetry-export.ts";
 import { WebhookSender } from "./webhook-delivery.ts";
-import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulerOptions {
   /** Opens the schedules' sealed signing secrets. */
@@ -37,6 +52,23 @@ export interface SchedulerOptions {
   fileTtlMs?: number;
   /** Where webhook bodies are spooled before they are signed and sent. */
   spoolDir?: string;
+  /** How long after a tick samples may still arrive from devices, beyond what gateways report. */
+  allowedLatenessMs?: number;
+  /** The longest a tick waits for the organization's gateways to catch up. */
+  maxWaitMs?: number;
+}
+
+export const DEFAULT_ALLOWED_LATENESS_MS = 15_000;
+export const DEFAULT_MAX_WAIT_MS = 300_000;
+/** Ticks one schedule may catch up in one pass once its horizon jumps (a gateway's backlog drained). */
+const MAX_CATCH_UP_TICKS = 60;
+/** How long a run waits for the journal written before it started to be applied (by whichever replica). */
+const JOURNAL_WAIT_MS = 10_000;
+
+/** Up to where an organization's data can be exported, and up to where it is known complete. */
+interface Horizon {
+  until: number;
+  complete: number;
 }
 
 const DEFAULT_POLL_MS = 5000;
@@ -80,11 +112,16 @@ export class ExportScheduler {
   private readonly exporter: TelemetryExport;
   private readonly secrets: SecretBox;
   private readonly webhooks: WebhookSender;
+  private readonly events: EventPublisher;
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly leaseMs: number;
   private readonly maxAttempts: number;
   private readonly fileTtlMs: number;
+  private readonly allowedLatenessMs: number;
+  private readonly maxWaitMs: number;
+  private readonly progress: UplinkProgressStore;
+  private readonly telemetry: TelemetryStore;
   /** The tick each schedule was last claimed for (by any replica), to skip claims bound to fail. */
   private claimed = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -106,10 +143,14 @@ export class ExportScheduler {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.fileTtlMs = options.fileTtlMs ?? DEFAULT_FILE_TTL_MS;
+    this.events = new EventPublisher(db, this.now);
+    this.allowedLatenessMs = options.allowedLatenessMs ?? DEFAULT_ALLOWED_LATENESS_MS;
+    this.maxWaitMs = Math.max(options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS, this.allowedLatenessMs);
+    this.progress = new UplinkProgressStore(db);
+    this.telemetry = new TelemetryStore(db);
     this.webhooks = new WebhookSender(
-      options.egress ?? new WebhookEgress(),
+      new WebhookPoster(options.egress ?? new WebhookEgress(), options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS),
       options.spoolDir ?? tmpdir(),
-      options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS,
       this.now,
     );
   }
@@ -154,26 +195,54 @@ export class ExportScheduler {
     return run;
   }
 
-  /** Retries the ticks of lost runs and inserts the run of each schedule's due tick; answers those this scheduler won. */
+  /** The organization's horizon now: see the allowed lateness above. */
+  private async horizonOf(tenantId: string, now: number): Promise<Horizon> {
+    const delivered = Math.min(now, (await this.progress.completeUntil(tenantId, now)) ?? now);
+    const complete = delivered - this.allowedLatenessMs;
+    return { complete, until: Math.max(complete, now - this.maxWaitMs) };
+  }
+
+  /** The schedule's ticks after `previous` up to `until`, oldest first; only the latest when there is no previous. */
+  private ticksUpTo(schedule: ScheduleDoc, until: number, previous: number | undefined): number[] {
+    const ticks: number[] = [];
+    for (let tick = latestTick(schedule.cron, until); ticks.length < MAX_CATCH_UP_TICKS; ) {
+      if (tick < schedule.createdAt.getTime() || (previous !== undefined && tick <= previous)) break;
+      ticks.unshift(tick);
+      if (previous === undefined) break;
+      tick = latestTick(schedule.cron, tick - 1);
+    }
+    return ticks;
+  }
+
+  /** Retries the ticks of lost runs and inserts the runs of each schedule's due ticks; answers those this scheduler won. */
   private async claimDue(): Promise<ClaimedRun[]> {
     const now = this.now();
     const won = await this.recoverLost(now);
     const schedules = await this.schedules.all();
     const claimed = new Map<string, number>();
+    const horizons = new Map<string, Horizon>();
     for (const schedule of schedules) {
-      const tick = latestTick(schedule.cron, now);
+      const horizon = horizons.get(schedule.tenantId) ?? (await this.horizonOf(schedule.tenantId, now));
+      horizons.set(schedule.tenantId, horizon);
       const previous = this.claimed.get(schedule._id);
       if (previous !== undefined) claimed.set(schedule._id, previous);
-      if (tick < schedule.createdAt.getTime() || previous === tick) continue;
-      claimed.set(schedule._id, tick);
-      const run = await this.claimAttempt(schedule, tick, 1, now);
-      if (run) won.push({ schedule, run });
+      for (const tick of this.ticksUpTo(schedule, horizon.until, previous)) {
+        claimed.set(schedule._id, tick);
+        const run = await this.claimAttempt(schedule, tick, 1, now, tick <= horizon.complete);
+        if (run) won.push({ schedule, run });
+      }
     }
     this.claimed = claimed;
     return won;
   }
 
-  private claimAttempt(schedule: ScheduleDoc, tick: number, attempt: number, now: number): Promise<RunDoc | null> {
+  private claimAttempt(
+    schedule: ScheduleDoc,
+    tick: number,
+    attempt: number,
+    now: number,
+    dataComplete: boolean,
+  ): Promise<RunDoc | null> {
     return this.runs.claim(
       {
         _id: runId(schedule._id, tick, attempt),
@@ -181,6 +250,7 @@ export class ExportScheduler {
         scheduleId: schedule._id,
         tick: new Date(tick),
         attempt,
+        dataComplete,
         from: new Date(tick - schedule.rangeSeconds * 1000),
         to: new Date(tick),
         format: schedule.format,
@@ -207,7 +277,10 @@ export class ExportScheduler {
         continue;
       }
       const schedule = lease.attempt < this.maxAttempts ? await this.schedules.get(lease.scheduleId) : null;
-      const retry = schedule && (await this.claimAttempt(schedule, lease.tick.getTime(), lease.attempt + 1, now));
+      const complete = schedule && lease.tick.getTime() <= (await this.horizonOf(schedule.tenantId, now)).complete;
+      const retry =
+        schedule &&
+        (await this.claimAttempt(schedule, lease.tick.getTime(), lease.attempt + 1, now, complete === true));
       await this.files.discardAll(lease._id);
       await this.runs.abandon(lease._id, new Date(now));
       this.log.warn(
@@ -285,6 +358,16 @@ export class ExportScheduler {
       log.warn({ error: outcome.error }, "scheduled export failed");
     }
     await this.runs.finish(run._id, outcome, finishedAt);
+    if (outcome.status === "succeeded") {
+      await this.events.publish(run.tenantId, "export.ready", run._id, {
+        scheduleId: run.scheduleId,
+        runId: run._id,
+        destination: run.destination,
+        rows: outcome.rows,
+        fileUrl: chunks !== undefined ? `/api/exports/runs/${run._id}/file` : null,
+        at: finishedAt.getTime(),
+      });
+    }
     return { ...run, ...outcome, finishedAt };
   }
 
@@ -301,6 +384,10 @@ export class ExportScheduler {
       schedule.destination.type === "webhook" && schedule.secret !== undefined
         ? this.secrets.open(schedule.secret)
         : undefined;
+    // Samples journalled before the run started (by any replica) are applied before they are read.
+    if (!(await this.telemetry.appliedBefore(run.startedAt, JOURNAL_WAIT_MS))) {
+      this.log.warn({ runId: run._id }, "telemetry journal not applied in time; exporting what is applied");
+    }
     const body = this.exporter.stream(run.tenantId, scope, tally);
     if (schedule.destination.type === "download") {
       const sink = this.files.sink(run.tenantId, run._id);

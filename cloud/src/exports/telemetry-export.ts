@@ -6,9 +6,8 @@ import { Readable } from "node:stream";
 import type { Db } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
-import { selectMetrics } from "../telemetry/history.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
-import { type ExportFormat, type ExportRecord, type ExportTally, encodeExport } from "./export-format.ts";
+import { type ExportBatch, type ExportFormat, type ExportTally, encodeExport } from "./export-format.ts";
 
 /** Every device of the organization, or these ones. */
 export type DeviceScope = "all" | readonly string[];
@@ -58,16 +57,15 @@ export class TelemetryExport {
 
   /** The encoded export; `tally` counts what was written once the stream has ended. */
   stream(tenantId: string, scope: ExportScope, tally: ExportTally): Readable {
-    const chunks = encodeExport(scope.format, this.records(tenantId, scope), tally);
+    const metrics = scope.metrics && [...scope.metrics];
+    const chunks = encodeExport(scope.format, this.batches(tenantId, scope), tally, metrics);
     return Readable.from(chunks, { objectMode: false, highWaterMark: 64 * 1024 });
   }
 
-  private async *records(tenantId: string, scope: ExportScope): AsyncGenerator<ExportRecord> {
-    const metrics = scope.metrics && [...scope.metrics];
+  private async *batches(tenantId: string, scope: ExportScope): AsyncGenerator<ExportBatch> {
     for await (const deviceId of this.deviceIds(tenantId, scope.devices)) {
-      for await (const stored of this.telemetry.iterate(tenantId, deviceId, scope.from, scope.to)) {
-        const sample = metrics ? selectMetrics([stored], metrics)[0] : stored;
-        if (sample) yield { deviceId, sample };
+      for await (const samples of this.telemetry.iterateHours(tenantId, deviceId, scope.from, scope.to)) {
+        yield { deviceId, samples };
       }
     }
   }

@@ -11,6 +11,7 @@ import {
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
+import { DeviceStateJournal } from "../alerts/device-state-journal.ts";
 import type { DeviceStore, ReportedState } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
@@ -28,6 +29,7 @@ export class IngestService {
   private readonly telemetry: TelemetryStore;
   private readonly logs: LogStore;
   private readonly known: KnownDevices;
+  private readonly stateJournal: DeviceStateJournal;
 
   constructor(
     db: Db,
@@ -36,6 +38,7 @@ export class IngestService {
     this.telemetry = new TelemetryStore(db);
     this.logs = new LogStore(db);
     this.known = new KnownDevices(devices);
+    this.stateJournal = new DeviceStateJournal(db);
   }
 
   async ingest(tenantId: string, request: IngestRequest): Promise<IngestResult> {
@@ -77,6 +80,8 @@ export class IngestService {
       else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
     }
     await this.devices.recordStates(tenantId, states);
+    // Connection, safe-mode and reset changes reach the alert engine (alerts/alert-engine.ts) in order.
+    await this.stateJournal.append(tenantId, states);
 
     const logBatches: DeviceLogBatch[] = [];
     for (const [index, { deviceId, receivedAt, batch }] of logItems.entries()) {

@@ -1,5 +1,6 @@
 // The API site gateways call, authenticated by a tenant's gateway key: device
-// credential checks for the MQTT broker, and batched, idempotent ingest.
+// credential checks for the MQTT broker, batched, idempotent ingest, and the
+// reports of how far each gateway's uplink has come.
 
 import { LIMITS } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
@@ -8,6 +9,7 @@ import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type IngestRequest, IngestService, MAX_ITEMS } from "./ingest.ts";
+import { UplinkProgressStore, type UplinkReport } from "./uplink-progress.ts";
 
 export interface GatewayApiOptions {
   db: Db;
@@ -16,6 +18,7 @@ export interface GatewayApiOptions {
 // 500 batches of up to 100 samples are ~5 MiB of JSON in practice; the cap leaves room and bounds memory.
 const INGEST_BODY_LIMIT = 16 * 1024 * 1024;
 const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
+const EPOCH_MS = { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 } as const;
 
 interface DeviceAuthBody {
   deviceId: string;
@@ -25,12 +28,54 @@ interface DeviceAuthBody {
 export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApiOptions): Promise<void> {
   const devices = new DeviceStore(options.db);
   const ingest = new IngestService(options.db, devices);
+  const progress = new UplinkProgressStore(options.db);
+
+  app.post<{ Body: { gatewayId: string; uplink: UplinkReport } }>(
+    "/api/gateway/v1/uplink-status",
+    {
+      config: { gateway: true },
+      schema: {
+        summary:
+          "Report the gateway's uplink queue: scheduled exports wait until it holds nothing older than their range",
+        body: {
+          type: "object",
+          additionalProperties: false,
+          required: ["gatewayId", "uplink"],
+          properties: {
+            gatewayId: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+            uplink: {
+              type: "object",
+              additionalProperties: false,
+              required: ["pending", "oldestAt", "at"],
+              properties: {
+                pending: { type: "integer", minimum: 0, maximum: 1_000_000_000 },
+                oldestAt: { anyOf: [EPOCH_MS, { type: "null" }] },
+                at: EPOCH_MS,
+              },
+            },
+          },
+          examples: [
+            { gatewayId: "site-a", uplink: { pending: 120, oldestAt: 1_767_225_598_000, at: 1_767_225_600_000 } },
+          ],
+        },
+        response: {
+          204: { description: "Recorded.", type: "null" },
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request, reply) => {
+      await progress.report(orgOf(request), request.body.gatewayId, request.body.uplink, new Date());
+      return reply.code(204).send();
+    },
+  );
 
   app.post<{ Body: DeviceAuthBody }>(
     "/api/gateway/v1/device-auth",
     {
       config: { gateway: true },
       schema: {
+        summary: "Check a device's MQTT credentials",
         body: {
           type: "object",
           additionalProperties: false,
@@ -64,9 +109,10 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
   app.post<{ Body: IngestRequest }>(
     "/api/gateway/v1/ingest",
     {
-      config: { gateway: true },
+      config: { gateway: true, wireChecked: true },
       bodyLimit: INGEST_BODY_LIMIT,
       schema: {
+        summary: "Deliver devices' telemetry, states and logs (idempotent)",
         body: {
           type: "object",
           additionalProperties: false,
@@ -176,6 +222,8 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
     async (request) => {
       const tenantId = orgOf(request);
       const result = await ingest.ingest(tenantId, request.body);
+      app.metrics.ingestSamples.inc(result.accepted);
+      for (const { kind, code } of result.rejected) app.metrics.ingestRejected.inc({ kind, code });
       request.log.debug({ tenantId, accepted: result.accepted }, "ingest");
       if (result.rejected.length > 0) {
         request.log.warn({ tenantId, rejected: result.rejected }, `ingest rejected ${result.rejected.length} items`);

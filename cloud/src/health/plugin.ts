@@ -40,6 +40,7 @@ export async function healthPlugin(app: FastifyInstance, options: HealthOptions)
     {
       config: { public: true },
       schema: {
+        summary: "Whether the API and its database answer",
         response: { 200: okSchema("ok", "The API and its database answer."), ...problemResponses(503) },
       },
     },
@@ -55,6 +56,7 @@ export async function healthPlugin(app: FastifyInstance, options: HealthOptions)
     "/readyz",
     {
       schema: {
+        summary: "Whether this replica can serve: its database answers",
         response: {
           200: okSchema("ready", "This replica can serve: its database answers."),
           ...problemResponses(503),

@@ -38,7 +38,11 @@ function normalised(text: string): string {
 class Cleaner {
   private readonly path: Array<string | number> = [];
 
-  constructor(private readonly where: string) {}
+  /** allowKeys: keys are the wire validators' business (a `wireChecked` route); only depth and NFC apply. */
+  constructor(
+    private readonly where: string,
+    private readonly allowKeys = false,
+  ) {}
 
   /** The value with its strings in NFC; objects and arrays are changed in place. */
   clean(value: unknown): unknown {
@@ -56,7 +60,7 @@ class Cleaner {
       return;
     }
     for (const key of Object.keys(container)) {
-      if (forbiddenKey(key)) {
+      if (!this.allowKeys && forbiddenKey(key)) {
         this.path.push(key);
         throw new Problem(
           400,
@@ -82,11 +86,22 @@ class Cleaner {
 }
 
 export function cleanInput(request: FastifyRequest): void {
-  request.body = new Cleaner("body").clean(request.body);
+  request.body = new Cleaner("body", request.routeOptions.config.wireChecked === true).clean(request.body);
   request.query = new Cleaner("query").clean(request.query);
   // Path parameters' names come from the route, so only their values need normalising.
   const params = request.params as Record<string, unknown> | undefined;
   if (params) for (const name of Object.keys(params)) params[name] = new Cleaner("path").clean(params[name]);
+}
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /**
+     * The body's free-form parts are checked item by item by the wire contract's validators, which
+     * refuse any key outside the contract: an item with a `$` or dotted key is rejected on its own,
+     * like any other bad item, instead of the whole request with 400, and none reaches the database.
+     */
+    wireChecked?: boolean;
+  }
 }
 
 async function hygiene(app: FastifyInstance): Promise<void> {

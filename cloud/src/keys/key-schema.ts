@@ -1,7 +1,8 @@
-// The API keys API's shapes: JSON schemas and their TypeScript twins. No runtime imports, so the
-// dashboard can import the types too.
+// The API keys API's shapes: JSON schemas and their TypeScript twins. No runtime imports but the
+// import-free text-schema.ts, so the dashboard can import the types too.
 
 import type { Scope } from "../auth/permissions.ts";
+import { ONE_LINE_PATTERN } from "../http/text-schema.ts";
 
 export interface KeyView {
   keyId: string;
@@ -70,7 +71,7 @@ export const createKeyBodySchema = {
   additionalProperties: false,
   required: ["name", "scopes"],
   properties: {
-    name: { type: "string", minLength: 1, maxLength: 100 },
+    name: { type: "string", minLength: 1, maxLength: 100, pattern: ONE_LINE_PATTERN },
     scopes: { type: "array", minItems: 1, maxItems: 4, uniqueItems: true, items: SCOPE },
     expiresAt: { type: "integer", minimum: 0, maximum: 8_640_000_000_000_000 },
   },

@@ -9,6 +9,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
+import { countPattern } from "../http/text-schema.ts";
 import { LogStore, type StoredLogRecord } from "./log-store.ts";
 
 export interface LogsOptions {
@@ -73,7 +74,7 @@ export async function logsPlugin(app: FastifyInstance, options: LogsOptions): Pr
             since: { type: "string", pattern: "^[0-9]{1,15}$", description: "Records with ts >= since (epoch ms)." },
             limit: {
               type: "string",
-              pattern: "^[0-9]{1,4}$",
+              pattern: countPattern(MAX_LIMIT),
               description: `1..${MAX_LIMIT}, ${DEFAULT_LIMIT} by default.`,
             },
           },
@@ -85,7 +86,8 @@ export async function logsPlugin(app: FastifyInstance, options: LogsOptions): Pr
     async (request): Promise<LogList> => {
       const tenantId = orgOf(request);
       const { deviceId } = request.params;
-      const limit = Math.min(Math.max(Number(request.query.limit ?? DEFAULT_LIMIT), 1), MAX_LIMIT);
+      // The schema refuses 0 and anything over MAX_LIMIT (400), as documented: nothing is clamped.
+      const limit = Number(request.query.limit ?? DEFAULT_LIMIT);
       if (!(await devices.find(tenantId, deviceId))) throw deviceNotFound(deviceId);
       const items = await logs.query(tenantId, deviceId, {
         level: request.query.level ?? "debug",

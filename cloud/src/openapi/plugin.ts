@@ -7,6 +7,7 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
 import { PERMISSIONS } from "../auth/permissions.ts";
+import { problemResponses } from "../http/problem.ts";
 
 export const DOCS_PREFIX = "/docs";
 
@@ -86,6 +87,40 @@ function withParameterExamples(schema: unknown): unknown {
   return { ...object, properties };
 }
 
+/** `POST /api/devices/:deviceId/commands` → `postDevicesByDeviceIdCommands`: unique, as method and path are. */
+export function operationIdOf(method: string, url: string): string {
+  const capital = (word: string) => word.charAt(0).toUpperCase() + word.slice(1);
+  const words = url
+    .split("/")
+    .filter((segment) => segment !== "" && segment !== "api")
+    .map((segment) =>
+      segment.startsWith(":") ? `By${capital(segment.slice(1))}` : segment.split(/[-_.]/).map(capital).join(""),
+    );
+  return `${method.toLowerCase()}${words.join("")}`;
+}
+
+interface RouteSchemaParts {
+  params?: unknown;
+  querystring?: unknown;
+  body?: unknown;
+  response?: unknown;
+}
+
+/**
+ * The statuses every route can answer whatever its handler does, from the layers in front of it
+ * (http/problem.ts, rate-limit.ts, access.ts), added to what the route declares so that a
+ * schema-driven client meets no undocumented status: 429 and 431 everywhere, 401 without
+ * `public`, 400 with any input, 413 and 415 with a body, 414 with path parameters.
+ */
+function withLayerStatuses(schema: RouteSchemaParts, config: RouteConfig): Record<string, unknown> {
+  const statuses = [429, 431];
+  if (config.public !== true) statuses.push(401);
+  if (schema.params || schema.querystring || schema.body) statuses.push(400);
+  if (schema.body) statuses.push(413, 415);
+  if (schema.params) statuses.push(414);
+  return { ...problemResponses(...statuses), ...(schema.response as Record<string, unknown> | undefined) };
+}
+
 /** The first path segment after /api names the operation's tag (devices, keys, org, …). */
 function tagOf(url: string): string {
   return url.split("/")[2] ?? "api";
@@ -98,10 +133,13 @@ async function openApi(app: FastifyInstance, options: { version: string }): Prom
       info: {
         title: "Kestrel cloud API",
         version: options.version,
+        license: { name: "Apache-2.0", identifier: "Apache-2.0" },
         description:
           "Errors are RFC 9457 problem details (`application/problem+json`). Every organization's data is " +
           "reachable only with that organization's credentials; another organization's id answers 404.",
       },
+      // Relative: the document is served by the deployment it describes.
+      servers: [{ url: "/", description: "This deployment" }],
       components: { securitySchemes: SECURITY_SCHEMES },
     },
     refResolver: {
@@ -116,7 +154,19 @@ async function openApi(app: FastifyInstance, options: { version: string }): Prom
         ...(schema?.params ? { params: withParameterExamples(schema.params) } : {}),
         ...(schema?.querystring ? { querystring: withParameterExamples(schema.querystring) } : {}),
       };
-      return { schema: { ...schema, ...parameters, tags: [tagOf(url)], security, description }, url };
+      const config = route.config ?? {};
+      return {
+        schema: {
+          ...schema,
+          ...parameters,
+          operationId: schema?.operationId ?? operationIdOf([route.method].flat()[0] ?? "get", url),
+          response: withLayerStatuses(schema ?? {}, config),
+          tags: [tagOf(url)],
+          security,
+          description,
+        },
+        url,
+      };
     },
   });
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX, staticCSP: DOCS_CSP });

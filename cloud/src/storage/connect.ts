@@ -15,17 +15,23 @@
 // server is back succeeds: nothing to restart.
 
 import { type Db, MongoClient, type MongoClientOptions } from "mongodb";
+import { AlertStore } from "../alerts/alert-store.ts";
+import { RuleStore } from "../alerts/rule-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { ExportRunStore } from "../exports/run-store.ts";
 import { ExportScheduleStore } from "../exports/schedule-store.ts";
 import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
+import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { InvitationStore } from "../tenants/invitation-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
+import { DeliveryStore } from "../webhooks/delivery-store.ts";
+import { EndpointStore } from "../webhooks/endpoint-store.ts";
 import { DatabaseProbe, registerProbe } from "./availability.ts";
 import { MAX_POOL_SIZE } from "./command-bounds.ts";
 import { detectEngine } from "./engine.ts";
@@ -87,7 +93,13 @@ async function connected(client: MongoClient): Promise<void> {
  * monitoring, say); a `maxPoolSize` in the URI is kept too.
  */
 export async function connectDb(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<Database> {
-  const settings: MongoClientOptions = { appName: "kestrel-cloud", ...CLIENT_DEADLINES, ...options };
+  // Command monitoring feeds the MongoDB latency histogram of /metrics.
+  const settings: MongoClientOptions = {
+    appName: "kestrel-cloud",
+    ...CLIENT_DEADLINES,
+    monitorCommands: true,
+    ...options,
+  };
   if (/[?&]maxPoolSize=/i.test(uri) && options.maxPoolSize === undefined) delete settings.maxPoolSize;
   const client = new MongoClient(uri, settings);
   const probe = new DatabaseProbe(uri, dbName);
@@ -98,15 +110,21 @@ export async function connectDb(uri: string, dbName: string, options: MongoClien
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
+      InvitationStore.createIndexes,
       SessionStore.createIndexes,
       DeviceStore.createIndexes,
       GatewayKeyStore.createIndexes,
+      UplinkProgressStore.createIndexes,
       KeyStore.createIndexes,
       TelemetryStore.createIndexes,
       LogStore.createIndexes,
       CommandStore.createIndexes,
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
+      EndpointStore.createIndexes,
+      RuleStore.createIndexes,
+      AlertStore.createIndexes,
+      DeliveryStore.createIndexes,
     ]) {
       await createIndexes(db);
     }

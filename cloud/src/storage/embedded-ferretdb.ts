@@ -26,7 +26,7 @@ export interface EmbeddedFerretDbOptions {
 
 export interface EmbeddedFerretDb {
   uri: string;
-  /** The FerretDB process (tests stop and resume it to play a stalled database). */
+  /** The FerretDB process: tests stop and resume it to play a stalled database, benchmarks read its CPU time. */
   pid: number;
   stop(): Promise<void>;
   /** Ends the process at once (SIGKILL), stopped or wedged: for a shutdown out of time. */

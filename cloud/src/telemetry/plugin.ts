@@ -1,7 +1,7 @@
 // Telemetry history of one device for charts and partners: raw samples or
 // downsampled series over a time window, scoped to the caller's tenant.
 
-import { isDeviceId, LIMITS } from "@kestrel/wire";
+import { isDeviceId } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
@@ -10,10 +10,19 @@ import { deviceNotFound } from "../devices/plugin.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import {
+  countPattern,
+  deviceListPattern,
+  INSTANT_PATTERN,
+  METRIC_LIST_PATTERN,
+  resolutionPattern,
+} from "../http/text-schema.ts";
+import {
   autoResolution,
   COUNT_WITH_MINUTES_MS,
   downsample,
   type HistoryQuery,
+  MAX_BUCKETS,
+  MAX_RESOLUTION_S,
   parseHistoryQuery,
   RAW_MAX_SAMPLES,
   rollupLevelFor,
@@ -33,9 +42,11 @@ const APPLY_INTERVAL_MS = 250;
 /** How long closing waits for the pass in hand. */
 const APPLY_STOP_DEADLINE_MS = 3_000;
 
-const QUERY_VALUE = { type: "string", maxLength: 64 } as const;
+const INSTANT = { type: "string", pattern: INSTANT_PATTERN } as const;
 /** Devices one latest-values answer covers at most. */
 export const LATEST_DEVICES_MAX = 1000;
+/** Ids listed in `deviceIds`: a longer list would not fit the URL (Node's 16 KiB of headers). */
+export const LATEST_LISTED_MAX = 100;
 
 interface LatestQuery {
   deviceIds?: string;
@@ -63,15 +74,23 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
     {
       config: { permission: "telemetry:read" },
       schema: {
+        summary: "A device's telemetry history, raw or downsampled",
         params: deviceIdParams,
         querystring: {
           type: "object",
           additionalProperties: false,
           properties: {
-            from: QUERY_VALUE,
-            to: QUERY_VALUE,
-            metrics: { type: "string", maxLength: 1100 },
-            resolution: QUERY_VALUE,
+            from: { ...INSTANT, description: "Epoch ms or ISO 8601, inclusive; default: `to` minus one hour." },
+            to: {
+              ...INSTANT,
+              description: "Epoch ms or ISO 8601, exclusive; default: now. At most 31 days after `from`.",
+            },
+            metrics: { type: "string", pattern: METRIC_LIST_PATTERN, description: "Comma-separated metric names." },
+            resolution: {
+              type: "string",
+              pattern: resolutionPattern(MAX_RESOLUTION_S),
+              description: `raw, auto (default), 1m, 1h, 1d or seconds 1..${MAX_RESOLUTION_S}; at most ${MAX_BUCKETS} buckets.`,
+            },
           },
           examples: [
             { from: "2026-11-01T00:00:00Z", to: "2026-11-02T00:00:00Z", metrics: "temperature", resolution: "1h" },
@@ -136,12 +155,21 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
     {
       config: { permission: "telemetry:read" },
       schema: {
+        summary: "The latest value of every metric, per device",
         querystring: {
           type: "object",
           additionalProperties: false,
           properties: {
-            deviceIds: { type: "string", maxLength: LATEST_DEVICES_MAX * (LIMITS.deviceIdLength + 1) },
-            limit: { type: "string", pattern: "^[0-9]{1,4}$" },
+            deviceIds: {
+              type: "string",
+              pattern: deviceListPattern(LATEST_LISTED_MAX),
+              description: `1..${LATEST_LISTED_MAX} comma-separated device ids.`,
+            },
+            limit: {
+              type: "string",
+              pattern: countPattern(LATEST_DEVICES_MAX),
+              description: `1..${LATEST_DEVICES_MAX}.`,
+            },
           },
           examples: [{ deviceIds: "sim-001,sim-002" }, { limit: "100" }],
         },
@@ -190,8 +218,8 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
       const tenantId = orgOf(request);
       const { deviceIds, limit } = request.query;
       const ids = deviceIds ? [...new Set(deviceIds.split(","))] : undefined;
-      if (ids && (ids.length > LATEST_DEVICES_MAX || !ids.every(isDeviceId))) {
-        throw new Problem(400, "invalid_query", `deviceIds must list 1..${LATEST_DEVICES_MAX} device ids`);
+      if (ids && (ids.length > LATEST_LISTED_MAX || !ids.every(isDeviceId))) {
+        throw new Problem(400, "invalid_query", `deviceIds must list 1..${LATEST_LISTED_MAX} device ids`);
       }
       const max = Math.min(Number(limit ?? LATEST_DEVICES_MAX), LATEST_DEVICES_MAX);
       return { items: await telemetry.readLatest(tenantId, ids, max) };

@@ -57,6 +57,8 @@ const APPLY_PASS_MAX_MS = 15_000;
 /** The longest a read waits for this process's journalled telemetry to be applied (see settleForRead). */
 export const READ_SETTLE_MAX_MS = 1_000;
 const LAGGING_ROUND_MS = 500;
+/** How often a run waiting for another replica to apply the journal looks again. */
+const JOURNAL_RECHECK_MS = 250;
 
 interface StoredSample {
   ts: number;
@@ -100,6 +102,8 @@ type JournalItems = Array<{ deviceId: string; boot: number; samples: TelemetryBa
 interface JournalDoc {
   _id: ObjectId;
   tenantId: string;
+  /** When it was journalled, epoch ms (the ObjectId's own time has whole seconds; absent on older documents). */
+  at?: number;
   /** JSON of JournalItems, packed like the buckets' samples (documents from before that were arrays). */
   items: string | JournalItems;
 }
@@ -205,6 +209,18 @@ const stopped = new WeakSet<Db>();
 /** Per database, in this process: when the round in progress started, and how long the last one took. */
 const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }>();
 
+/** What one apply pass stored: the samples new to the store (not those stored before), per device. */
+export interface AppliedPass {
+  /** When each applied journal document was written, epoch ms. */
+  journalledAt: number[];
+  devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
+}
+
+/** Called after each pass has stored its samples, before its journal documents are deleted. */
+export type ApplyObserver = (pass: AppliedPass) => Promise<void>;
+
+const observers = new WeakMap<Db, Set<ApplyObserver>>();
+
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
   private readonly journal: Collection<JournalDoc>;
@@ -222,6 +238,17 @@ export class TelemetryStore {
     this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
   }
 
+  /**
+   * Calls `observer` after every pass that applies journalled telemetry in this process (alert
+   * evaluation, metrics): streaming, under the apply lease. Answers the unsubscribe.
+   */
+  static observe(db: Db, observer: ApplyObserver): () => void {
+    const set = observers.get(db) ?? new Set();
+    observers.set(db, set);
+    set.add(observer);
+    return () => set.delete(observer);
+  }
+
   static async createIndexes(db: Db): Promise<void> {
     // For retention; reads and writes go by _id.
     await db.collection<BucketDoc>("telemetry_buckets").createIndex({ tenantId: 1, deviceId: 1, hour: 1 });
@@ -237,6 +264,7 @@ export class TelemetryStore {
     await this.journal.insertOne({
       _id: new ObjectId(),
       tenantId,
+      at: Date.now(),
       items: JSON.stringify(
         batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
       ),
@@ -270,6 +298,23 @@ export class TelemetryStore {
       sleep(READ_SETTLE_MAX_MS, undefined, { signal: waited.signal }).catch(() => undefined),
     ]);
     waited.abort();
+  }
+
+  /**
+   * Applies the journal until it holds nothing written before `before`, by any replica: this
+   * process applies it when it can take the lease, else waits for the holder. False when that did
+   * not happen within timeoutMs.
+   */
+  async appliedBefore(before: Date, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    // ObjectIds hold whole seconds: everything written up to the end of `before`'s second.
+    const bound = ObjectId.createFromTime(Math.floor(before.getTime() / 1000) + 1);
+    for (;;) {
+      await this.applyPending();
+      if (!(await this.journal.findOne({ _id: { $lt: bound } }, { projection: { _id: 1 } }))) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, JOURNAL_RECHECK_MS));
+    }
   }
 
   /** Applies whatever the journal holds, from any replica (the periodic pass). */
@@ -429,6 +474,20 @@ export class TelemetryStore {
         })),
       ),
     ]);
+    // What this pass stored anew (merge left only that in the incoming buckets): a sample sent or
+    // applied again is not shown twice.
+    const applied = new Map<string, AppliedPass["devices"][number]>();
+    for (const { tenantId, deviceId, s } of incoming.values()) {
+      const deviceKey = key(tenantId, deviceId);
+      const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
+      applied.set(deviceKey, observed);
+      observed.samples.push(...Object.values(s));
+    }
+    const pass: AppliedPass = {
+      journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
+      devices: [...applied.values()],
+    };
+    for (const observer of observers.get(this.db) ?? []) await observer(pass);
   }
 
   /** The stored buckets with these ids, and the hour and day rollup documents they sum up into. */
@@ -453,7 +512,8 @@ export class TelemetryStore {
    * Adds samples to their stored hourly buckets (a sample already stored stays as it is) and
    * recomputes every rollup level over them: the documents to write, and, per device
    * (`<tenant>|<device>`), how many of the incoming samples, not counted yet, were stored already by
-   * another journal document.
+   * another journal document. Leaves in each incoming bucket only the samples no other journal
+   * document stored (what the apply observers are shown).
    */
   private merge(incoming: Map<string, IncomingBucket>, stored: StoredForMerge): Merged {
     const buckets: BucketDoc[] = [];
@@ -463,7 +523,7 @@ export class TelemetryStore {
       const before = unpack(doc?.s);
       const addedBefore = doc?.j === undefined ? {} : (JSON.parse(doc.j) as Record<string, string[]>);
       const added: Record<string, string[]> = {};
-      let repeated = 0;
+      const repeated: string[] = [];
       for (const sampleKey of Object.keys(s)) {
         const journalId = from[sampleKey];
         if (!before[sampleKey]) {
@@ -476,15 +536,17 @@ export class TelemetryStore {
         }
         // Added by this very journal document in a pass that failed afterwards: not a repeat.
         const ownEarlierWrite = journalId !== undefined && (addedBefore[journalId]?.includes(sampleKey) ?? false);
-        if (!ownEarlierWrite && !counted.has(sampleKey)) repeated++;
+        if (!ownEarlierWrite && !counted.has(sampleKey)) repeated.push(sampleKey);
       }
-      if (repeated > 0) {
+      if (repeated.length > 0) {
         const deviceKey = key(tenantId, deviceId);
-        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated);
+        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated.length);
       }
-      // Only a bucket that gains samples is written (and its rollups recomputed).
-      if (Object.keys(s).every((sampleKey) => before[sampleKey])) continue;
+      const gains = Object.keys(s).some((sampleKey) => !before[sampleKey]);
       const merged = { ...s, ...before };
+      for (const sampleKey of repeated) delete s[sampleKey];
+      // Only a bucket that gains samples is written (and its rollups recomputed).
+      if (!gains) continue;
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
       buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r, j: JSON.stringify(added) });
     }
@@ -588,16 +650,22 @@ export class TelemetryStore {
   }
 
   /**
-   * Raw samples of one device with from <= ts < to, ordered by ts, boot, seq, yielded one at a
-   * time: memory holds one hourly bucket, however long the range (exports stream from this).
+   * Raw samples of one device with from <= ts < to, ordered by ts, boot, seq, an hourly bucket at a
+   * time: memory holds one bucket, however long the range (exports stream from this).
    * The caller must already know the device belongs to the tenant.
    */
-  async *iterate(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample> {
+  async *iterateHours(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample[]> {
     await this.settleForRead();
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) {
-      const doc = await this.buckets.findOne({ _id: key(tenantId, deviceId, hour) }, { projection: { s: 1 } });
-      if (doc) yield* bucketSamples(doc, from, to);
+      // Read in a call of its own: the bucket document is not kept alive by this generator while it waits.
+      const samples = await this.hourSamples(key(tenantId, deviceId, hour), from, to);
+      if (samples.length > 0) yield samples;
     }
+  }
+
+  private async hourSamples(id: string, from: number, to: number): Promise<HistorySample[]> {
+    const doc = await this.buckets.findOne({ _id: id }, { projection: { s: 1 } });
+    return doc ? bucketSamples(doc, from, to) : [];
   }
 
   /** Samples with from <= ts < to, ordered by ts, boot, seq. */

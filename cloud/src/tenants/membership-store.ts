@@ -1,6 +1,7 @@
 // Who belongs to which organization, with which role. One document per (organization, user), its id
 // `<tenantId>|<email>`, so every membership check is a point read scoped by the organization.
 
+import { createHash } from "node:crypto";
 import { type Collection, type Db, MongoServerError } from "mongodb";
 import type { Role } from "../auth/permissions.ts";
 
@@ -18,6 +19,14 @@ export const MAX_MEMBERS = 1000;
 
 function membershipId(tenantId: string, email: string): string {
   return `${tenantId}|${email}`;
+}
+
+/**
+ * How the API addresses a member: 22 URL-safe characters derived from the email, so a path stays
+ * short whatever the email's length (up to 254) and no stored document needs a new field.
+ */
+export function memberIdOf(email: string): string {
+  return createHash("sha256").update(email, "utf8").digest("base64url").slice(0, 22);
 }
 
 export class MembershipStore {
@@ -41,6 +50,11 @@ export class MembershipStore {
   async ofUser(email: string): Promise<MembershipDoc[]> {
     const docs = await this.memberships.find({ email }).limit(MAX_MEMBERS).toArray();
     return docs.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a._id.localeCompare(b._id));
+  }
+
+  /** The member of this organization with this member id, if any. */
+  async byMemberId(tenantId: string, memberId: string): Promise<MembershipDoc | undefined> {
+    return (await this.ofOrganization(tenantId)).find((doc) => memberIdOf(doc.email) === memberId);
   }
 
   async ofOrganization(tenantId: string): Promise<MembershipDoc[]> {

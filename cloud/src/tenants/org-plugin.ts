@@ -1,25 +1,29 @@
-// The caller's organization: its info and settings, and its members with their roles. Every query
-// is scoped by the session's or key's organization; a member of another organization is a 404.
+// The caller's organization: its info and settings, its members with their roles (addressed by
+// member id), and the invitations its admins sent. Every query is scoped by the session's or key's
+// organization; a member of another organization is a 404. Adding a member is an invitation the
+// user accepts (invitation-plugin.ts), and its answer is the same whether the email has an account.
 
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { orgOf } from "../auth/access.ts";
-import { hashPassword } from "../auth/passwords.ts";
+import { orgOf, type Principal, principalOf } from "../auth/access.ts";
 import type { Role } from "../auth/permissions.ts";
-import { newSecret } from "../auth/secrets.ts";
 import { SessionStore } from "../auth/session-store.ts";
-import { normalizeEmail, UserStore } from "../auth/user-store.ts";
+import { normalizeEmail } from "../auth/user-store.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
-import { type MembershipDoc, MembershipStore } from "./membership-store.ts";
+import { type InvitationDoc, InvitationStore } from "./invitation-store.ts";
+import { type MembershipDoc, MembershipStore, memberIdOf } from "./membership-store.ts";
 import {
-  type AddedMember,
-  addedMemberSchema,
   addMemberBodySchema,
   changeRoleBodySchema,
+  type InvitationView,
+  invitationListSchema,
+  invitationParamsSchema,
   type MemberView,
   memberListSchema,
   memberParamsSchema,
   memberSchema,
+  type NewInvitation,
+  newInvitationSchema,
   type OrganizationView,
   organizationSchema,
   type RetentionView,
@@ -32,22 +36,34 @@ export interface OrgOptions {
   sessionTtlSeconds: number;
 }
 
-interface EmailParams {
-  email: string;
+interface MemberParams {
+  memberId: string;
 }
 
 function toMemberView(doc: MembershipDoc): MemberView {
-  return { email: doc.email, role: doc.role, createdAt: doc.createdAt.getTime() };
+  return { memberId: memberIdOf(doc.email), email: doc.email, role: doc.role, createdAt: doc.createdAt.getTime() };
 }
 
-function memberNotFound(email: string): Problem {
-  return new Problem(404, "member_not_found", `${email} is not a member of this organization`);
+export function toInvitationView(doc: InvitationDoc): InvitationView {
+  return {
+    invitationId: doc._id,
+    email: doc.email,
+    role: doc.role,
+    invitedBy: doc.invitedBy,
+    createdAt: doc.createdAt.getTime(),
+    expiresAt: doc.expiresAt.getTime(),
+  };
+}
+
+/** Who sent an invitation, as the invitee will see it. */
+function inviterOf(principal: Principal): string {
+  return principal.kind === "user" ? principal.email : `API key ${principal.kind === "apiKey" ? principal.keyId : ""}`;
 }
 
 export async function orgPlugin(app: FastifyInstance, options: OrgOptions): Promise<void> {
   const tenants = new TenantStore(options.db);
   const memberships = new MembershipStore(options.db);
-  const users = new UserStore(options.db);
+  const invitations = new InvitationStore(options.db);
   const sessions = new SessionStore(options.db, options.sessionTtlSeconds);
 
   async function organization(tenantId: string): Promise<OrganizationView> {
@@ -64,9 +80,9 @@ export async function orgPlugin(app: FastifyInstance, options: OrgOptions): Prom
     }
   }
 
-  async function member(tenantId: string, email: string): Promise<MembershipDoc> {
-    const doc = await memberships.find(tenantId, normalizeEmail(email));
-    if (!doc) throw memberNotFound(email);
+  async function member(tenantId: string, memberId: string): Promise<MembershipDoc> {
+    const doc = await memberships.byMemberId(tenantId, memberId);
+    if (!doc) throw new Problem(404, "member_not_found", `no member ${memberId} in this organization`);
     return doc;
   }
 
@@ -121,29 +137,70 @@ export async function orgPlugin(app: FastifyInstance, options: OrgOptions): Prom
     {
       config: { permission: "members:admin" },
       schema: {
-        summary: "Add a user to the organization, creating the user with a one-time password if new",
+        summary: "Invite a user to the organization; they become a member once they accept",
+        description:
+          "The answer is the same whether or not the email has an account. The invitee accepts signed in " +
+          "(POST /api/auth/invitations/{invitationId}/accept) or with the token and a password " +
+          "(POST /api/invitations/accept). Inviting an email again replaces its pending invitation.",
         body: addMemberBodySchema,
-        response: { 201: addedMemberSchema, ...problemResponses(400, 401, 403, 409) },
+        response: { 202: newInvitationSchema, ...problemResponses(400, 401, 403, 409) },
       },
     },
-    async (request, reply): Promise<AddedMember> => {
+    async (request, reply): Promise<NewInvitation> => {
       const tenantId = orgOf(request);
       const email = normalizeEmail(request.body.email);
-      const password = newSecret();
-      // An existing user keeps its password: an admin here must not take over its other organizations.
-      const created = await users.create(email, await hashPassword(password));
-      if (!(await memberships.add(tenantId, email, request.body.role))) {
+      if (await memberships.find(tenantId, email)) {
         throw new Problem(409, "already_member", `${email} is already a member of this organization`);
       }
-      const doc = await member(tenantId, email);
-      request.log.info({ tenantId, email, role: doc.role, created }, "member added");
-      reply.code(201);
-      return created ? { ...toMemberView(doc), initialPassword: password } : toMemberView(doc);
+      const { doc, token } = await invitations.create(
+        tenantId,
+        email,
+        request.body.role,
+        inviterOf(principalOf(request)),
+      );
+      request.log.info({ tenantId, invitationId: doc._id, role: doc.role }, "member invited");
+      reply.code(202);
+      return { ...toInvitationView(doc), token };
     },
   );
 
-  app.patch<{ Params: EmailParams; Body: { role: Role } }>(
-    "/api/org/members/:email",
+  app.get(
+    "/api/org/invitations",
+    {
+      config: { permission: "members:admin" },
+      schema: {
+        summary: "The organization's pending invitations",
+        response: { 200: invitationListSchema, ...problemResponses(401, 403) },
+      },
+    },
+    async (request) => ({ items: (await invitations.ofOrganization(orgOf(request))).map(toInvitationView) }),
+  );
+
+  app.delete<{ Params: { invitationId: string } }>(
+    "/api/org/invitations/:invitationId",
+    {
+      config: { permission: "members:admin" },
+      schema: {
+        summary: "Revoke a pending invitation",
+        params: invitationParamsSchema,
+        response: {
+          204: { description: "The invitation can no longer be accepted.", type: "null" },
+          ...problemResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const tenantId = orgOf(request);
+      if (!(await invitations.remove(request.params.invitationId, tenantId))) {
+        throw new Problem(404, "invitation_not_found", "no such invitation in this organization");
+      }
+      request.log.info({ tenantId, invitationId: request.params.invitationId }, "invitation revoked");
+      return reply.code(204).send();
+    },
+  );
+
+  app.patch<{ Params: MemberParams; Body: { role: Role } }>(
+    "/api/org/members/:memberId",
     {
       config: { permission: "members:admin" },
       schema: {
@@ -155,17 +212,17 @@ export async function orgPlugin(app: FastifyInstance, options: OrgOptions): Prom
     },
     async (request): Promise<MemberView> => {
       const tenantId = orgOf(request);
-      const doc = await member(tenantId, request.params.email);
+      const doc = await member(tenantId, request.params.memberId);
       await keepAnAdmin(doc, request.body.role);
       await memberships.setRole(tenantId, doc.email, request.body.role);
       await sessions.setRole(tenantId, doc.email, request.body.role);
-      request.log.info({ tenantId, email: doc.email, role: request.body.role }, "member role changed");
+      request.log.info({ tenantId, memberId: request.params.memberId, role: request.body.role }, "member role changed");
       return { ...toMemberView(doc), role: request.body.role };
     },
   );
 
-  app.delete<{ Params: EmailParams }>(
-    "/api/org/members/:email",
+  app.delete<{ Params: MemberParams }>(
+    "/api/org/members/:memberId",
     {
       config: { permission: "members:admin" },
       schema: {
@@ -179,11 +236,11 @@ export async function orgPlugin(app: FastifyInstance, options: OrgOptions): Prom
     },
     async (request, reply) => {
       const tenantId = orgOf(request);
-      const doc = await member(tenantId, request.params.email);
+      const doc = await member(tenantId, request.params.memberId);
       await keepAnAdmin(doc, null);
       await memberships.remove(tenantId, doc.email);
       await sessions.revokeMember(tenantId, doc.email);
-      request.log.info({ tenantId, email: doc.email }, "member removed");
+      request.log.info({ tenantId, memberId: request.params.memberId }, "member removed");
       return reply.code(204).send();
     },
   );

@@ -17,21 +17,49 @@ export interface OrganizationView {
 }
 
 export interface MemberView {
+  /** Addresses the member in /api/org/members/{memberId}. */
+  memberId: string;
   email: string;
   role: Role;
   /** Epoch ms. */
   createdAt: number;
 }
 
-export interface AddedMember extends MemberView {
-  /** Only when the user was created by this call: shown once, never stored in plain text. */
-  initialPassword?: string;
+export interface InvitationView {
+  invitationId: string;
+  email: string;
+  role: Role;
+  invitedBy: string;
+  /** Epoch ms. */
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface NewInvitation extends InvitationView {
+  /** For the invitee, shown once: accepts the invitation with their password (POST /api/invitations/accept). */
+  token: string;
+}
+
+/** An invitation as its invitee sees it. */
+export interface ReceivedInvitation {
+  invitationId: string;
+  organization: { tenantId: string; name: string };
+  role: Role;
+  invitedBy: string;
+  createdAt: number;
+  expiresAt: number;
 }
 
 const ROLE = { type: "string", enum: ["admin", "user", "viewer"] } as const;
 /** At most ten years; the retention job deletes by day. */
 const DAYS = { type: "integer", minimum: 1, maximum: 3650 } as const;
-export const EMAIL = { type: "string", minLength: 3, maxLength: 254, pattern: "^[^\\s@/]+@[^\\s@/]+$" } as const;
+// No spaces, slashes or control characters (NUL included) on either side of the one @.
+export const EMAIL = {
+  type: "string",
+  minLength: 3,
+  maxLength: 254,
+  pattern: "^[^\\s@/\\u0000-\\u001f\\u007f]+@[^\\s@/\\u0000-\\u001f\\u007f]+$",
+} as const;
 
 export const retentionSchema = {
   type: "object",
@@ -58,22 +86,79 @@ export const organizationSchema = {
   },
 } as const;
 
-const memberProperties = { email: { type: "string" }, role: ROLE, createdAt: { type: "integer" } } as const;
+const ID = { type: "string", pattern: "^[A-Za-z0-9_-]{22}$" } as const;
 
 export const memberSchema = {
   description: "A member of the organization.",
   type: "object",
   additionalProperties: false,
-  required: ["email", "role", "createdAt"],
-  properties: memberProperties,
+  required: ["memberId", "email", "role", "createdAt"],
+  properties: { memberId: ID, email: { type: "string" }, role: ROLE, createdAt: { type: "integer" } },
 } as const;
 
-export const addedMemberSchema = {
-  description: "The new member; `initialPassword` only when the user did not exist (shown once).",
+const invitationProperties = {
+  invitationId: ID,
+  email: { type: "string" },
+  role: ROLE,
+  invitedBy: { type: "string" },
+  createdAt: { type: "integer" },
+  expiresAt: { type: "integer" },
+} as const;
+const INVITATION_FIELDS = ["invitationId", "email", "role", "invitedBy", "createdAt", "expiresAt"] as const;
+
+export const invitationSchema = {
+  description: "A pending invitation.",
   type: "object",
   additionalProperties: false,
-  required: ["email", "role", "createdAt"],
-  properties: { ...memberProperties, initialPassword: { type: "string" } },
+  required: INVITATION_FIELDS,
+  properties: invitationProperties,
+} as const;
+
+export const newInvitationSchema = {
+  description:
+    "The invitation, the same whether or not the email has an account. `token` is shown only here: hand it to the invitee.",
+  type: "object",
+  additionalProperties: false,
+  required: [...INVITATION_FIELDS, "token"],
+  properties: { ...invitationProperties, token: { type: "string" } },
+} as const;
+
+export const invitationListSchema = {
+  description: "The organization's pending invitations, oldest first.",
+  type: "object",
+  additionalProperties: false,
+  required: ["items"],
+  properties: { items: { type: "array", items: invitationSchema } },
+} as const;
+
+export const receivedInvitationListSchema = {
+  description: "Invitations waiting for the signed-in user, oldest first.",
+  type: "object",
+  additionalProperties: false,
+  required: ["items"],
+  properties: {
+    items: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["invitationId", "organization", "role", "invitedBy", "createdAt", "expiresAt"],
+        properties: {
+          invitationId: ID,
+          organization: {
+            type: "object",
+            additionalProperties: false,
+            required: ["tenantId", "name"],
+            properties: { tenantId: { type: "string" }, name: { type: "string" } },
+          },
+          role: ROLE,
+          invitedBy: { type: "string" },
+          createdAt: { type: "integer" },
+          expiresAt: { type: "integer" },
+        },
+      },
+    },
+  },
 } as const;
 
 export const memberListSchema = {
@@ -111,7 +196,15 @@ export const changeRoleBodySchema = {
 export const memberParamsSchema = {
   type: "object",
   additionalProperties: false,
-  required: ["email"],
-  properties: { email: EMAIL },
-  examples: [{ email: "operator@example.com" }],
+  required: ["memberId"],
+  properties: { memberId: ID },
+  examples: [{ memberId: "q0Q3cS6zU8bTq5m1xWv2Zg" }],
+} as const;
+
+export const invitationParamsSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["invitationId"],
+  properties: { invitationId: ID },
+  examples: [{ invitationId: "3hX9aQm2VbT0rL5wZc8yEu" }],
 } as const;

@@ -7,7 +7,7 @@
 // that package's sources (engine/xs-engine.json, tools/scripts/xs-engine.sh).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 
@@ -60,15 +60,16 @@ const COMMA = 0x2c;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-const ENGINE_PIN = join(import.meta.dirname, "xs-engine.json");
 const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 
-/** The stock worker that setup builds, or KESTREL_XS_WORKER. */
+/**
+ * The worker every simulated device runs, or KESTREL_XS_WORKER: the stock xsnap-worker's objects
+ * linked with our native modules (the wasm3 plugin host), built by tools/scripts/kestrel-worker.sh.
+ */
 export function defaultWorkerBinary(): string {
   const override = process.env.KESTREL_XS_WORKER;
   if (override) return override;
-  const { version } = JSON.parse(readFileSync(ENGINE_PIN, "utf8")) as { version: string };
-  const binary = join(REPO_ROOT, ".local", "xs", version, "xsnap-native/xsnap/build/bin/lin/release/xsnap-worker");
+  const binary = join(REPO_ROOT, ".local", "xs", "kestrel-worker", "kestrel-xsnap-worker");
   if (!existsSync(binary)) throw new Error(`the XS worker is not built (${binary}): run 'make setup'`);
   return binary;
 }

@@ -55,7 +55,18 @@ let touchedWorld = false;
  * Host calls answered by the board's own models, which follow the device's time: running ahead
  * through them changes nothing the outside could see. Any other call ends a run-ahead.
  */
-const LOCAL_PORTS = ["flash.", "preference.", "i2c.", "spi.", "pulse.", "gpio.", "faults.", "resource."];
+const LOCAL_PORTS = [
+  "flash.",
+  "preference.",
+  "i2c.",
+  "spi.",
+  "pulse.",
+  "gpio.",
+  "faults.",
+  "resource.",
+  "instrumentation.",
+  "net.",
+];
 const LOCAL_OPS = new Set(["trace", "report", "module.load", "system.resetReason"]);
 
 function isLocal(op: string): boolean {
@@ -248,11 +259,35 @@ function load(specifier: string): LoadedModule {
   return call("module.load", { specifier }) as LoadedModule;
 }
 
+/**
+ * XS's `native(name)`: on a device xsc turns it into the C function of that name at build time;
+ * here the worker hands over the same C functions by name (kestrelNatives).
+ */
+function native(name: string): unknown {
+  const fn = kestrelNatives?.[name];
+  if (typeof fn !== "function")
+    throw new SyntaxError(`invalid native ${name}: the simulator's XS worker has no such C function`);
+  return fn;
+}
+
+/**
+ * XS's `Native(destructor)`: a base class whose instances are host objects that run the named C
+ * destructor when collected. `super()` in a class extending it gets a host object of the subclass.
+ */
+function Native(destructor: string): new () => object {
+  const natives = kestrelNatives;
+  if (!natives) throw new SyntaxError(`invalid Native ${destructor}: the simulator's XS worker has no native modules`);
+  return function NativeObject(this: unknown): object {
+    const instance = natives.hostObject(destructor);
+    return Object.setPrototypeOf(instance, new.target.prototype) as object;
+  } as unknown as new () => object;
+}
+
 function createDeviceCompartment(seed: number): Compartment {
   const math = Object.create(Math, { random: { value: seededRandom(seed) } }) as Math;
   return new Compartment({
     __options__: true,
-    globals: { trace, Date: SimDate, Math: math },
+    globals: { trace, Date: SimDate, Math: math, Native, native },
     resolveHook(specifier, referrer) {
       if (specifier.startsWith("."))
         throw new Error(`${referrer}: relative import "${specifier}"; use the bare names the manifest maps`);

@@ -4,12 +4,12 @@
 
 import host from "kestrel-sim:host";
 
-const Faults = {
+const Faults = Object.freeze({
   hung(subsystem: string): boolean {
     const hang = host.call("faults.hung", { subsystem: String(subsystem) });
     if (hang === "spin") for (;;);
     return hang === "skip";
   },
-};
+});
 
 export default Faults;

@@ -13,22 +13,24 @@ function isStoredBuffer(value: unknown): value is StoredBuffer {
   return typeof value === "object" && value !== null && Array.isArray((value as StoredBuffer).buffer);
 }
 
-const Preference = {
-  set(domain: string, key: string, value: PreferenceValue): void {
+// biome-ignore lint/complexity/noStaticOnlyClass: the SDK's Preference is a class with static members, and the simulated one must be too.
+export default class Preference {
+  static set(domain: string, key: string, value: PreferenceValue): void {
     const encoded = value instanceof ArrayBuffer ? { buffer: Array.from(new Uint8Array(value)) } : value;
     host.call("preference.set", { domain: String(domain), key: String(key), value: encoded });
-  },
-  get(domain: string, key: string): PreferenceValue | undefined {
+  }
+
+  static get(domain: string, key: string): PreferenceValue | undefined {
     const value = host.call("preference.get", { domain: String(domain), key: String(key) });
     if (isStoredBuffer(value)) return Uint8Array.from(value.buffer).buffer;
     return value as PreferenceValue | undefined;
-  },
-  delete(domain: string, key: string): void {
-    host.call("preference.delete", { domain: String(domain), key: String(key) });
-  },
-  keys(domain: string): string[] {
-    return host.call("preference.keys", { domain: String(domain) }) as string[];
-  },
-};
+  }
 
-export default Preference;
+  static delete(domain: string, key: string): void {
+    host.call("preference.delete", { domain: String(domain), key: String(key) });
+  }
+
+  static keys(domain: string): string[] {
+    return host.call("preference.keys", { domain: String(domain) }) as string[];
+  }
+}

@@ -1,12 +1,14 @@
-// Simulated ECMA-419 `system` module: restart asks the Node parent to reset the board, which stops
-// this XS machine and boots a fresh one from the same flash.
+// Simulated `system` module: like Moddable's (modules/io/system) it exports nothing and sets the global
+// System; restart asks the Node parent to reset the board, which stops this XS machine and boots a
+// fresh one from the same flash.
 
 import host from "kestrel-sim:host";
 
-const System = {
-  restart(): void {
+// biome-ignore lint/complexity/noStaticOnlyClass: the SDK's System is a class with static members, and the simulated one must be too.
+class System {
+  static restart(): void {
     host.call("system.restart");
-  },
-};
+  }
+}
 
-export default System;
+(globalThis as { System?: typeof System }).System = System;

@@ -2,13 +2,13 @@
 
 import host from "kestrel-sim:host";
 
-const Time = {
-  get ticks(): number {
+// biome-ignore lint/complexity/noStaticOnlyClass: the SDK's Time is a class with static members, and the simulated one must be too.
+export default class Time {
+  static get ticks(): number {
     return host.ticks;
-  },
-  delta(start: number, end: number = host.ticks): number {
-    return end - start;
-  },
-};
+  }
 
-export default Time;
+  static delta(start: number, end: number = host.ticks): number {
+    return end - start;
+  }
+}

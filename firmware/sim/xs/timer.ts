@@ -4,22 +4,25 @@ import host, { type SimTimer } from "kestrel-sim:host";
 
 type TimerCallback = (timer: SimTimer) => void;
 
-const Timer = {
-  set(callback: TimerCallback, interval = 0, repeat = 0): SimTimer {
+// biome-ignore lint/complexity/noStaticOnlyClass: the SDK's Timer is a class with static members, and the simulated one must be too.
+export default class Timer {
+  static set(callback: TimerCallback, interval = 0, repeat = 0): SimTimer {
     return host.timerSet(callback, interval, repeat);
-  },
-  repeat(callback: TimerCallback, interval: number): SimTimer {
-    return host.timerSet(callback, interval, interval);
-  },
-  schedule(timer: SimTimer, interval?: number, repeat?: number): void {
-    host.timerSchedule(timer, interval, repeat);
-  },
-  clear(timer: SimTimer | undefined | null): void {
-    host.timerClear(timer);
-  },
-  delay(milliseconds: number): void {
-    host.delay(milliseconds);
-  },
-};
+  }
 
-export default Timer;
+  static repeat(callback: TimerCallback, interval: number): SimTimer {
+    return host.timerSet(callback, interval, interval);
+  }
+
+  static schedule(timer: SimTimer, interval?: number, repeat?: number): void {
+    host.timerSchedule(timer, interval, repeat);
+  }
+
+  static clear(timer: SimTimer | undefined | null): void {
+    host.timerClear(timer);
+  }
+
+  static delay(milliseconds: number): void {
+    host.delay(milliseconds);
+  }
+}

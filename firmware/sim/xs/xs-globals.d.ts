@@ -22,3 +22,11 @@ declare class Compartment {
 
 /** Sends a message to the Node parent and blocks until its answer arrives. */
 declare function issueCommand(message: ArrayBufferLike): ArrayBuffer;
+
+/**
+ * The C functions of our native modules by name, plus hostObject(destructor) for Native classes:
+ * what the simulator's XS worker adds (firmware/sim/engine/worker/kestrel-natives.c).
+ */
+declare const kestrelNatives:
+  | ({ hostObject(destructor: string): object; mallocBytes(): number } & Record<string, unknown>)
+  | undefined;

@@ -64,18 +64,24 @@ const REG_WHO_AM_I = 0x75;
 const PWR_AWAKE_PLL_X = 0x01;
 const DEFAULT_HZ = 400_000;
 
-const ACCEL_SCALES: Readonly<Record<number, { code: number; lsbPerUnit: number }>> = Object.freeze({
-  2: { code: 0, lsbPerUnit: 16384 },
-  4: { code: 1, lsbPerUnit: 8192 },
-  8: { code: 2, lsbPerUnit: 4096 },
-  16: { code: 3, lsbPerUnit: 2048 },
-});
-const GYRO_SCALES: Readonly<Record<number, { code: number; lsbPerUnit: number }>> = Object.freeze({
-  250: { code: 0, lsbPerUnit: 131 },
-  500: { code: 1, lsbPerUnit: 65.5 },
-  1000: { code: 2, lsbPerUnit: 32.8 },
-  2000: { code: 3, lsbPerUnit: 16.4 },
-});
+const ACCEL_SCALES: Readonly<Record<number, { code: number; lsbPerUnit: number }>> = Object.freeze(
+  {
+    2: { code: 0, lsbPerUnit: 16384 },
+    4: { code: 1, lsbPerUnit: 8192 },
+    8: { code: 2, lsbPerUnit: 4096 },
+    16: { code: 3, lsbPerUnit: 2048 },
+  },
+  true,
+);
+const GYRO_SCALES: Readonly<Record<number, { code: number; lsbPerUnit: number }>> = Object.freeze(
+  {
+    250: { code: 0, lsbPerUnit: 131 },
+    500: { code: 1, lsbPerUnit: 65.5 },
+    1000: { code: 2, lsbPerUnit: 32.8 },
+    2000: { code: 3, lsbPerUnit: 16.4 },
+  },
+  true,
+);
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -15,11 +15,14 @@ export interface Sht3xConfiguration {
 export const SHT3X_DEFAULT_ADDRESS = 0x44;
 
 // Single shot, clock stretching disabled (table 9), with the maximum measurement duration (table 4).
-const MEASURE: Readonly<Record<Sht3xRepeatability, { command: number; maxMs: number }>> = Object.freeze({
-  high: { command: 0x2400, maxMs: 16 },
-  medium: { command: 0x240b, maxMs: 7 },
-  low: { command: 0x2416, maxMs: 5 },
-});
+const MEASURE: Readonly<Record<Sht3xRepeatability, { command: number; maxMs: number }>> = Object.freeze(
+  {
+    high: { command: 0x2400, maxMs: 16 },
+    medium: { command: 0x240b, maxMs: 7 },
+    low: { command: 0x2416, maxMs: 5 },
+  },
+  true,
+);
 const SOFT_RESET = 0x30a2;
 const READ_SERIAL = 0x3780;
 const READ_STATUS = 0xf32d;

@@ -15,11 +15,14 @@ export interface Sht4xConfiguration {
 export const SHT4X_DEFAULT_ADDRESS = 0x44;
 
 // Measure T & RH commands (table 7) with their maximum durations (table 4), rounded up to whole ms.
-const MEASURE: Readonly<Record<Sht4xPrecision, { command: number; maxMs: number }>> = Object.freeze({
-  high: { command: 0xfd, maxMs: 9 },
-  medium: { command: 0xf6, maxMs: 5 },
-  low: { command: 0xe0, maxMs: 2 },
-});
+const MEASURE: Readonly<Record<Sht4xPrecision, { command: number; maxMs: number }>> = Object.freeze(
+  {
+    high: { command: 0xfd, maxMs: 9 },
+    medium: { command: 0xf6, maxMs: 5 },
+    low: { command: 0xe0, maxMs: 2 },
+  },
+  true,
+);
 const SOFT_RESET = 0x94;
 const READ_SERIAL = 0x89;
 /** Soft reset takes at most 1 ms. */

@@ -10,7 +10,17 @@ export function mayPublish(deviceId: string, topic: string): boolean {
   return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
 }
 
-/** Devices subscribe to their command and telemetry-ack topics only, without wildcards. */
+/** A topic devices publish to, which therefore no client can subscribe to (see maySubscribe). */
+export function isDeviceUplink(topic: string): boolean {
+  const kind = parseTopic(topic)?.kind;
+  return kind !== undefined && DEVICE_PUBLISHES.has(kind);
+}
+
+/** Devices subscribe to their command, telemetry-ack and plugin-package topics only, without wildcards. */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
-  return topicFilter === topics.command(deviceId) || topicFilter === topics.telemetryAck(deviceId);
+  return (
+    topicFilter === topics.command(deviceId) ||
+    topicFilter === topics.telemetryAck(deviceId) ||
+    topicFilter === topics.plugin(deviceId)
+  );
 }

@@ -21,6 +21,20 @@ export interface AckFromDevice {
   ack: CommandAck;
 }
 
+/**
+ * What the gateway did with a command it was handed: published to the device's connection, not
+ * published because the device was no longer connected, or published to a connection that closed
+ * before the device acked it. The last two release the command in the cloud at once.
+ */
+export interface DeliveryReport {
+  deviceId: string;
+  receivedAt: number;
+  delivery: { id: string; outcome: "published" | "not_connected" | "connection_lost" };
+}
+
+/** One item of the ordered stream the gateway relays to the cloud's command-acks route. */
+export type RelayRecord = AckFromDevice | DeliveryReport;
+
 export class CommandChannel {
   constructor(private readonly options: CommandChannelOptions) {}
 
@@ -53,7 +67,7 @@ export class CommandChannel {
     return { commands, invalid };
   }
 
-  async sendAcks(acks: AckFromDevice[]): Promise<void> {
+  async sendAcks(acks: RelayRecord[]): Promise<void> {
     await this.post("/api/gateway/v1/command-acks", { acks }, AbortSignal.timeout(this.options.timeoutMs));
   }
 

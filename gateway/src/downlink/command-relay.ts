@@ -1,16 +1,20 @@
 // Relays commands between the cloud and the devices connected here: long-polls the
 // cloud for the commands of devices subscribed to their command topic, publishes
 // each to `d/{id}/cmd` at QoS 1, and carries the devices' acks back with retries.
-// A command for a device that is not connected stays queued in the cloud. Acks are
-// written to their own disk queue before the device gets its PUBACK, so a crash
-// between the device's ack and its delivery to the cloud loses none.
+// A command for a device that is not connected stays queued in the cloud: one handed
+// out while its device was going away is not published but reported back
+// (`not_connected`), and one published to a connection that closed before the device
+// acked it is reported too (`connection_lost`), so the cloud offers it again as soon
+// as the device is back rather than when its lease runs out. Those reports travel in
+// order with the acks, on their own disk queue, written before the device gets its
+// PUBACK, so a crash between the device's ack and its delivery to the cloud loses none.
 
 import type { CommandAck, DeviceCommand } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { CloudError } from "../uplink/cloud-client.ts";
 import type { DiskQueue } from "../uplink/disk-queue.ts";
-import type { AckFromDevice, CommandChannel } from "./command-channel.ts";
+import type { AckFromDevice, CommandChannel, DeliveryReport, RelayRecord } from "./command-channel.ts";
 
 export interface CommandRelayOptions {
   channel: CommandChannel;
@@ -31,6 +35,8 @@ const RESTART_DEBOUNCE_MS = 50;
 
 export class CommandRelay {
   private readonly devices = new Set<string>();
+  /** Commands published to each connected device that it has not acked yet. */
+  private readonly unacked = new Map<string, Set<string>>();
   private readonly acks: DiskQueue;
   private readonly stopping = new AbortController();
   private round: AbortController | undefined;
@@ -69,15 +75,34 @@ export class CommandRelay {
     }, RESTART_DEBOUNCE_MS);
   }
 
+  /** The device left: the cloud keeps its commands queued, and hands those it never acked out again. */
   deviceGone(deviceId: string): void {
-    this.devices.delete(deviceId);
+    if (!this.devices.delete(deviceId)) return;
+    const unacked = this.unacked.get(deviceId);
+    this.unacked.delete(deviceId);
+    for (const commandId of unacked ?? []) this.report(deviceId, commandId, "connection_lost");
+    // The poll in flight is left alone: aborting it could lose what the cloud claims for the other
+    // devices meanwhile; a command it brings for this one is handed back (deliver).
   }
 
   /** Resolves once the ack is on disk; rejects (QueueFullError) when the ack queue is full. */
   async ack(deviceId: string, ack: CommandAck): Promise<void> {
     const item: AckFromDevice = { deviceId, receivedAt: Date.now(), ack };
-    await this.acks.append(Buffer.from(JSON.stringify(item)));
+    this.unacked.get(deviceId)?.delete(ack.id);
+    await this.enqueue(item);
+  }
+
+  private async enqueue(item: RelayRecord): Promise<void> {
+    await this.acks.append(JSON.stringify(item));
     this.wakeAcks?.();
+  }
+
+  /** Tells the cloud what became of a command; a report that cannot be queued only leaves it to the lease. */
+  private report(deviceId: string, commandId: string, outcome: DeliveryReport["delivery"]["outcome"]): void {
+    const item: DeliveryReport = { deviceId, receivedAt: Date.now(), delivery: { id: commandId, outcome } };
+    this.enqueue(item).catch((error: unknown) =>
+      this.options.logger.warn({ deviceId, commandId, outcome, err: describe(error) }, "delivery report not queued"),
+    );
   }
 
   get pendingAcks(): number {
@@ -134,15 +159,30 @@ export class CommandRelay {
       logger.info({ deviceId, commandId: command.id }, "expired command not delivered");
       return;
     }
+    // The poll that claimed it named the device before it went away: published now, it would reach nobody.
+    if (!this.devices.has(deviceId)) {
+      logger.info({ deviceId, commandId: command.id }, "device gone: command handed back to the cloud");
+      this.report(deviceId, command.id, "not_connected");
+      return;
+    }
     try {
       await this.options.publish(deviceId, command);
       metrics.inc("kestrel_gateway_commands_published_total");
       logger.info({ deviceId, commandId: command.id, name: command.name }, "command published");
     } catch (error) {
-      // The cloud offers an unacknowledged command again once its lease runs out.
       metrics.inc("kestrel_gateway_downlink_failures_total", { operation: "publish" });
       logger.warn({ deviceId, commandId: command.id, err: describe(error) }, "command not published");
+      this.report(deviceId, command.id, "not_connected");
+      return;
     }
+    if (!this.devices.has(deviceId)) {
+      // It left while the publish was under way: deviceGone has run already.
+      this.report(deviceId, command.id, "connection_lost");
+      return;
+    }
+    const unacked = this.unacked.get(deviceId) ?? new Set<string>();
+    this.unacked.set(deviceId, unacked.add(command.id));
+    this.report(deviceId, command.id, "published");
   }
 
   private async ackLoop(): Promise<void> {
@@ -204,10 +244,14 @@ export class CommandRelay {
   }
 }
 
-function decodeAck(payload: Buffer): AckFromDevice | undefined {
+function decodeAck(payload: Buffer): RelayRecord | undefined {
   try {
-    const item = JSON.parse(payload.toString("utf8")) as AckFromDevice;
-    return typeof item.deviceId === "string" && typeof item.ack === "object" ? item : undefined;
+    const item = JSON.parse(payload.toString("utf8")) as Partial<AckFromDevice & DeliveryReport>;
+    const valid =
+      typeof item.deviceId === "string" &&
+      typeof item.receivedAt === "number" &&
+      (typeof item.ack === "object" || typeof item.delivery === "object");
+    return valid ? (item as RelayRecord) : undefined;
   } catch {
     return undefined;
   }

@@ -8,17 +8,85 @@
 // (device, boot, seq), so a retry, or a resend after a crash, never stores a
 // sample twice.
 
-import type { DeviceState, IngestRequest, LogBatch, TelemetryBatch } from "@kestrel/wire";
+import type { DeviceState, LogBatch, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../metrics.ts";
 import { type CloudClient, CloudError } from "./cloud-client.ts";
 import type { DiskQueue, QueuedRecord } from "./disk-queue.ts";
 
-/** One queued item as stored on disk; `at` is when the gateway accepted it (epoch ms). */
-type QueuedItem =
-  | { kind: "telemetry"; deviceId: string; at: number; batch: TelemetryBatch }
-  | { kind: "state"; deviceId: string; at: number; state: DeviceState }
-  | { kind: "log"; deviceId: string; at: number; batch: LogBatch };
+type ItemKind = "telemetry" | "state" | "log";
+
+/**
+ * One queued item as stored on disk, as text: a kind digit (KIND_CODES), when the gateway accepted it
+ * (epoch ms), a space, and the item's JSON exactly as it goes in an ingest request's array for that
+ * kind, so that a request is the records' bytes put together, nothing parsed or serialised again.
+ * Records of earlier versions are one JSON object ({ kind, deviceId, at, batch | state }), read too.
+ */
+interface QueuedItem {
+  kind: ItemKind;
+  at: number;
+  json: Buffer;
+}
+
+const KIND_CODES: Record<ItemKind, number> = { telemetry: 1, state: 2, log: 3 };
+const KINDS = new Map(Object.entries(KIND_CODES).map(([kind, code]) => [0x30 + code, kind as ItemKind]));
+const SPACE = 0x20;
+const LEGACY_RECORD = 0x7b; // "{"
+
+function encode(kind: ItemKind, at: number, item: object): string {
+  return `${KIND_CODES[kind]}${at} ${JSON.stringify(item)}`;
+}
+
+function decode(payload: Buffer): QueuedItem | undefined {
+  const kind = KINDS.get(payload[0] ?? 0);
+  const space = payload.indexOf(SPACE);
+  if (kind && space > 1) {
+    return { kind, at: Number(payload.toString("latin1", 1, space)), json: payload.subarray(space + 1) };
+  }
+  if (payload[0] !== LEGACY_RECORD) return undefined;
+  try {
+    const { kind, at, deviceId, batch, state } = JSON.parse(payload.toString("utf8"));
+    const item =
+      kind === "telemetry"
+        ? { deviceId, batch }
+        : kind === "state"
+          ? { deviceId, receivedAt: at, state }
+          : kind === "log"
+            ? { deviceId, receivedAt: at, batch }
+            : undefined;
+    return item && { kind, at, json: Buffer.from(JSON.stringify(item)) };
+  } catch {
+    return undefined;
+  }
+}
+
+const BODY = {
+  open: Buffer.from('{"telemetry":['),
+  states: Buffer.from('],"states":['),
+  logs: Buffer.from('],"logs":['),
+  close: Buffer.from("]}"),
+  comma: Buffer.from(","),
+};
+
+/** An ingest request's JSON from the items' own; `logs` only when there are some, as before logs existed. */
+function ingestBody(items: Record<ItemKind, Buffer[]>): Buffer {
+  const parts: Buffer[] = [BODY.open];
+  const list = (jsons: Buffer[]) => {
+    for (const [i, json] of jsons.entries()) {
+      if (i > 0) parts.push(BODY.comma);
+      parts.push(json);
+    }
+  };
+  list(items.telemetry);
+  parts.push(BODY.states);
+  list(items.state);
+  if (items.log.length > 0) {
+    parts.push(BODY.logs);
+    list(items.log);
+  }
+  parts.push(BODY.close);
+  return Buffer.concat(parts);
+}
 
 export interface ForwarderOptions {
   cloud: Pick<CloudClient, "ingest">;
@@ -42,15 +110,6 @@ interface Window {
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
-
-function decode(payload: Buffer): QueuedItem | undefined {
-  try {
-    const item = JSON.parse(payload.toString("utf8")) as QueuedItem;
-    return item.kind === "telemetry" || item.kind === "state" || item.kind === "log" ? item : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export class UplinkForwarder {
   private readonly queue: DiskQueue;
@@ -80,17 +139,17 @@ export class UplinkForwarder {
 
   /** Resolves once the batch is durable; rejects (QueueFullError) when the queue is full. */
   enqueueTelemetry(deviceId: string, batch: TelemetryBatch, at = Date.now()): Promise<void> {
-    return this.push({ kind: "telemetry", deviceId, at, batch });
+    return this.push(encode("telemetry", at, { deviceId, batch }));
   }
 
   /** Resolves once the state is durable; rejects (QueueFullError) when the queue is full. */
   enqueueState(deviceId: string, state: DeviceState, at = Date.now()): Promise<void> {
-    return this.push({ kind: "state", deviceId, at, state });
+    return this.push(encode("state", at, { deviceId, receivedAt: at, state }));
   }
 
   /** Resolves once the device's log batch is durable; rejects (QueueFullError) when the queue is full. */
   enqueueLogs(deviceId: string, batch: LogBatch, at = Date.now()): Promise<void> {
-    return this.push({ kind: "log", deviceId, at, batch });
+    return this.push(encode("log", at, { deviceId, receivedAt: at, batch }));
   }
 
   start(): void {
@@ -126,9 +185,8 @@ export class UplinkForwarder {
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
-  private async push(item: QueuedItem): Promise<void> {
-    await this.queue.append(Buffer.from(JSON.stringify(item)));
-    this.options.metrics.set("kestrel_gateway_queue_depth", this.queue.length);
+  private async push(record: string): Promise<void> {
+    await this.queue.append(record);
     // A full request's worth waiting goes at once rather than at the next tick.
     if (!this.stopped && this.failures === 0) this.send(false);
   }
@@ -216,30 +274,28 @@ export class UplinkForwarder {
 
   private async deliver(window: Window, peeked: Promise<QueuedRecord[]>): Promise<void> {
     const records = await peeked;
-    const request: IngestRequest = { telemetry: [], states: [] };
-    const logs: NonNullable<IngestRequest["logs"]> = [];
+    const items: Record<ItemKind, Buffer[]> = { telemetry: [], state: [], log: [] };
     const { logger, metrics } = this.options;
     for (const record of records) {
       const item = decode(record.payload);
-      if (!item) {
+      if (item) items[item.kind].push(item.json);
+      else {
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "unreadable_queue_record" });
         logger.error("skipped a queue record that does not decode");
-      } else if (item.kind === "telemetry") request.telemetry.push({ deviceId: item.deviceId, batch: item.batch });
-      else if (item.kind === "state")
-        request.states.push({ deviceId: item.deviceId, receivedAt: item.at, state: item.state });
-      else logs.push({ deviceId: item.deviceId, receivedAt: item.at, batch: item.batch });
+      }
     }
-    // Only when there are logs, so a request without any reads as it always did.
-    if (logs.length > 0) request.logs = logs;
+    const sent = performance.now();
+    const took = () => (performance.now() - sent) / 1000;
     try {
-      const result = await this.options.cloud.ingest(request);
+      const result = await this.options.cloud.ingest(ingestBody(items));
+      metrics.forwardDuration.observe({ outcome: "ok" }, took());
       window.done = true;
       if (!this.windows.some((other) => other.failed)) this.failures = 0;
       await this.release();
       metrics.inc("kestrel_gateway_forwarded_items_total", {}, records.length);
-      metrics.inc("kestrel_gateway_messages_out_total", { kind: "telemetry" }, request.telemetry.length);
-      metrics.inc("kestrel_gateway_messages_out_total", { kind: "state" }, request.states.length);
-      metrics.inc("kestrel_gateway_messages_out_total", { kind: "log" }, logs.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "telemetry" }, items.telemetry.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "state" }, items.state.length);
+      metrics.inc("kestrel_gateway_messages_out_total", { kind: "log" }, items.log.length);
       for (const rejection of result.rejected) {
         metrics.inc("kestrel_gateway_messages_rejected_total", { reason: `cloud_${rejection.code}` });
         logger.warn(
@@ -250,7 +306,9 @@ export class UplinkForwarder {
       logger.debug({ items: records.length, accepted: result.accepted }, "forwarded");
     } catch (error) {
       metrics.inc("kestrel_gateway_forward_failures_total");
-      if (error instanceof CloudError && !error.retryable) {
+      const dropped = error instanceof CloudError && !error.retryable;
+      metrics.forwardDuration.observe({ outcome: dropped ? "dropped" : "retry" }, took());
+      if (dropped) {
         // The cloud will refuse the same request again: log what is dropped, keep the pipe moving.
         window.done = true;
         await this.release();
@@ -265,9 +323,6 @@ export class UplinkForwarder {
           `cloud delivery failed, will retry: ${message}`,
         );
       }
-    } finally {
-      metrics.set("kestrel_gateway_queue_depth", this.queue.length);
-      metrics.set("kestrel_gateway_queue_bytes", this.queue.bytes);
     }
   }
 }
