@@ -1,6 +1,7 @@
 // The embedded FerretDB must never get a command that can wedge it: one update of 100 statements
 // (or enough concurrent ones) holds its whole connection pool and hangs the server. A fleet's worth
-// of traffic goes through the real code paths here, against the real FerretDB, while the driver's
+// of traffic goes through the real code paths here (devices, telemetry, states, logs, commands,
+// alert rule states, alerts and their events), against the real FerretDB, while the driver's
 // command monitoring records every insert, update and delete and its statement count.
 
 import assert from "node:assert/strict";
@@ -46,7 +47,8 @@ describe("no command of 100 statements or more reaches the embedded FerretDB", (
   const sent: WriteCommand[] = [];
 
   before(async () => {
-    cloud = await startTestCloud({}, { monitorCommands: true });
+    // The alert engine sweeps every second, so the state rules' writes happen within the test.
+    cloud = await startTestCloud({ ALERT_SWEEP_SECONDS: "1" }, { monitorCommands: true });
     cloud.client.on("commandStarted", (event: CommandStartedEvent) => {
       const write = writeCommand(event);
       if (write) sent.push(write);
@@ -62,6 +64,20 @@ describe("no command of 100 statements or more reaches the embedded FerretDB", (
     return response;
   };
 
+  /** How many devices have an alert of the rule: every page of the list. */
+  const alerted = async (ruleId: string) => {
+    const devices = new Set<string>();
+    let cursor: string | null = null;
+    do {
+      const page: { items: Array<{ deviceId: string }>; cursor: string | null } = (
+        await api("GET", `/api/alerts?ruleId=${ruleId}&limit=200${cursor ? `&cursor=${cursor}` : ""}`)
+      ).json();
+      for (const alert of page.items) devices.add(alert.deviceId);
+      cursor = page.cursor;
+    } while (cursor);
+    return devices.size;
+  };
+
   test("a fleet created, labelled, reporting, logging and commanded at once; every write bounded", async () => {
     for (let i = 0; i < FLEET; i += 25) {
       await Promise.all(deviceIds.slice(i, i + 25).map((deviceId) => api("POST", "/api/devices", { deviceId })));
@@ -74,12 +90,28 @@ describe("no command of 100 statements or more reaches the embedded FerretDB", (
       );
     }
 
+    // Rules that fire for every device: the sample evaluator (in the apply pass) and the alert engine
+    // (from the state journal) each write the whole fleet's rule states, alerts and events.
+    const sampleRule = (
+      await api("POST", "/api/alerts/rules", {
+        name: "Fleet warm",
+        condition: { kind: "threshold", metric: "temperature", op: "above", high: 0, forSeconds: 0 },
+      })
+    ).json<{ ruleId: string }>().ruleId;
+    const stateRule = (
+      await api("POST", "/api/alerts/rules", { name: "Fleet in safe mode", condition: { kind: "safe_mode" } })
+    ).json<{ ruleId: string }>().ruleId;
+
     // One request as a gateway sends it for a whole fleet: 500 devices' telemetry, states and logs.
     const start = Date.now() - 60_000;
     const receivedAt = Date.now();
     const request = {
       telemetry: deviceIds.map((deviceId) => ({ deviceId, batch: batch(1, 0, 5, start) })),
-      states: deviceIds.map((deviceId) => ({ deviceId, receivedAt, state: { v: 1, online: true, fw: "1.4.0" } })),
+      states: deviceIds.map((deviceId) => ({
+        deviceId,
+        receivedAt,
+        state: { v: 1, online: true, fw: "1.4.0", mode: "safe" },
+      })),
       logs: deviceIds.map((deviceId) => ({
         deviceId,
         receivedAt,
@@ -112,14 +144,30 @@ describe("no command of 100 statements or more reaches the embedded FerretDB", (
       } while (cursor);
       return seen.size;
     };
-    const deadline = Date.now() + 60_000;
-    while ((await applied()) < FLEET && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
-    assert.equal(await applied(), FLEET, "every device shows its state, lastSeen and latest sample");
-    const latest = (await api("GET", "/api/telemetry/latest?limit=1000")).json<{
-      items: Array<{ samples: { stored: number; duplicates: number } }>;
-    }>();
-    assert.equal(latest.items.length, FLEET);
-    for (const item of latest.items) assert.deepEqual(item.samples, { stored: 5, duplicates: 5 });
+    const latestCounts = async () =>
+      (await api("GET", "/api/telemetry/latest?limit=1000")).json<{
+        items: Array<{ samples: { stored: number; duplicates: number } }>;
+      }>().items;
+    // Every device: its 5 samples stored, the retry's 5 counted as duplicates.
+    const countedOnce = async () =>
+      (await latestCounts()).filter(({ samples }) => samples.stored === 5 && samples.duplicates === 5).length;
+    const deadline = Date.now() + 90_000;
+    /** The probe's count once it reaches the fleet, or its last count at the deadline. */
+    const settled = async (probe: () => Promise<number>) => {
+      let count = await probe();
+      while (count < FLEET && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        count = await probe();
+      }
+      return count;
+    };
+    assert.equal(await settled(applied), FLEET, "every device shows its state, lastSeen and latest sample");
+    assert.equal(await settled(countedOnce), FLEET, "every device's samples counted once, the retry as duplicates");
+    const latest = await latestCounts();
+    assert.equal(latest.length, FLEET);
+    for (const item of latest) assert.deepEqual(item.samples, { stored: 5, duplicates: 5 });
+    assert.equal(await settled(() => alerted(sampleRule)), FLEET, "every device's samples fired the threshold rule");
+    assert.equal(await settled(() => alerted(stateRule)), FLEET, "every device's state fired the safe-mode rule");
 
     // Commands for the whole fleet, claimed and acknowledged by the gateway.
     const ids = new Map<string, string>();
