@@ -3,16 +3,31 @@
 // (stored, received again) come out as if the first attempt had never happened.
 
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Collection, Db } from "mongodb";
+import { connectDb, type Database } from "../src/storage/connect.ts";
+import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
-import { batch, startTestCloud, type TestCloud } from "./helpers.ts";
+import { batch } from "./helpers.ts";
 
-let cloud: TestCloud;
+// The stores alone, without an API: its periodic pass would apply the journal alongside the
+// test's own passes (a proxied database has a pass queue of its own).
+let dir: string;
+let ferret: EmbeddedFerretDb;
+let database: Database;
 before(async () => {
-  cloud = await startTestCloud();
+  dir = await mkdtemp(join(tmpdir(), "kestrel-replay-"));
+  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  database = await connectDb(ferret.uri, "replay");
 });
-after(() => cloud?.close());
+after(async () => {
+  await database?.close();
+  await ferret?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
 
 /** The database, except that the first bulk write to `collection` fails, as a stalled database would. */
 function failingOnce(db: Db, collection: string): Db {
@@ -47,12 +62,12 @@ for (const [failing, after] of [
 ] as const) {
   test(`a pass that failed after writing ${after} is applied again without counting twice`, async () => {
     const tenantId = `t-${failing}`;
-    const good = new TelemetryStore(cloud.db);
+    const good = new TelemetryStore(database.db);
     // Earlier samples, applied: a repeat of one of them below is a real duplicate.
     await good.store(tenantId, [{ deviceId: "dev-1", batch: batch(1, 0, 3, T0) }]);
     await good.applyPending();
 
-    const broken = new TelemetryStore(failingOnce(cloud.db, failing));
+    const broken = new TelemetryStore(failingOnce(database.db, failing));
     await broken.store(tenantId, [
       { deviceId: "dev-1", batch: batch(1, 2, 5, T0 + 2_000) },
       { deviceId: "dev-2", batch: batch(1, 0, 4, T0) },
