@@ -7,7 +7,7 @@
 // after BUDGET_S seconds once it has MIN_ROUNDS: on FerretDB v1 every list query scans the collection.
 
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildApp } from "../src/app.ts";
 import { secretHash } from "../src/auth/secrets.ts";
@@ -225,10 +225,13 @@ export async function devicesBenchmark(): Promise<void> {
     }
 
     const baseline = results[0]?.p50 ?? 1;
+    const load = loadavg()
+      .map((value) => value.toFixed(2))
+      .join(" ");
     const backend = config.mongoUri ? "MongoDB (MONGODB_URI)" : `embedded FerretDB v1 (${config.embeddedBackend})`;
     process.stdout.write(
       `${DEVICES} devices (+1,000 of another organization) on ${backend}, bulk-loaded in ${loadSeconds.toFixed(1)} s; ` +
-        `up to ${ROUNDS} rounds per query (fewer once a query used ${BUDGET_MS / 1000} s)\n\n` +
+        `up to ${ROUNDS} rounds per query (fewer once a query used ${BUDGET_MS / 1000} s); load average ${load}\n\n` +
         "| query | rounds | p50 ms | p99 ms | p50 / point read | items |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (const { name, p50, p99, items, rounds } of results) {
