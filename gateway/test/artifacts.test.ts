@@ -171,9 +171,17 @@ describe("artifacts through the gateway", () => {
     ]);
     assert.equal(sha256Of(first), artifact.sha256);
     assert.ok(second.equals(first));
-    assert.equal(metric("kestrel_gateway_artifact_fetches_total", { resumed: "false" }), 1, "one fetch from the cloud");
-    assert.equal(metric("kestrel_gateway_artifact_upstream_bytes_total"), artifact.size, "upstream bytes = one image");
-    assert.equal(metric("kestrel_gateway_artifact_bytes_served_total"), 2 * artifact.size);
+    assert.equal(
+      await metric("kestrel_gateway_artifact_fetches_total", { resumed: "false" }),
+      1,
+      "one fetch from the cloud",
+    );
+    assert.equal(
+      await metric("kestrel_gateway_artifact_upstream_bytes_total"),
+      artifact.size,
+      "upstream bytes = one image",
+    );
+    assert.equal(await metric("kestrel_gateway_artifact_bytes_served_total"), 2 * artifact.size);
 
     for (const status of ["notified", "downloading", "verifying", "installed", "rebooting", "confirmed"]) {
       await a.report(campaignId, artifact.sha256, status);
@@ -225,7 +233,7 @@ describe("artifacts through the gateway", () => {
       },
     );
     await closed;
-    assert.ok(metric("kestrel_gateway_acl_denials_total", { action: "publish" }) >= 1);
+    assert.ok((await metric("kestrel_gateway_acl_denials_total", { action: "publish" })) >= 1);
     await intruder.client.endAsync(true);
   });
 
@@ -235,11 +243,11 @@ describe("artifacts through the gateway", () => {
     // What a gateway stopped mid-fetch leaves behind.
     await mkdir(join(dataDir, "artifacts"), { recursive: true });
     await writeFile(join(dataDir, "artifacts", `${uploaded.sha256}.part`), second.subarray(0, 50_000));
-    const before = metric("kestrel_gateway_artifact_upstream_bytes_total");
+    const before = await metric("kestrel_gateway_artifact_upstream_bytes_total");
     const cached = await gateway.artifactCache.get(uploaded.sha256);
     assert.equal(cached.size, second.length);
-    assert.equal(metric("kestrel_gateway_artifact_fetches_total", { resumed: "true" }), 1);
-    assert.equal(metric("kestrel_gateway_artifact_upstream_bytes_total") - before, second.length - 50_000);
+    assert.equal(await metric("kestrel_gateway_artifact_fetches_total", { resumed: "true" }), 1);
+    assert.equal((await metric("kestrel_gateway_artifact_upstream_bytes_total")) - before, second.length - 50_000);
   });
 });
 
@@ -321,7 +329,7 @@ describe("artifacts through an external broker (bridge mode)", () => {
       try {
         const downloaded = await device.download(artifact.sha256, artifact.size);
         assert.ok(downloaded.equals(bytes));
-        assert.equal(gateway.metrics.value("kestrel_gateway_artifact_upstream_bytes_total"), bytes.length);
+        assert.equal(await gateway.metrics.value("kestrel_gateway_artifact_upstream_bytes_total"), bytes.length);
       } finally {
         await device.client.endAsync(true);
       }

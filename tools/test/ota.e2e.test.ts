@@ -116,8 +116,8 @@ describe("OTA end to end with a fleet of 20", () => {
     assert.equal(reported.length, 20);
     // One fetch from the cloud, 20 devices served from the gateway's cache.
     const { metrics } = system.gateway;
-    assert.equal(metrics.value("kestrel_gateway_artifact_upstream_bytes_total"), release.size);
-    assert.ok(metrics.value("kestrel_gateway_artifact_bytes_served_total") >= 20 * release.size);
+    assert.equal(await metrics.value("kestrel_gateway_artifact_upstream_bytes_total"), release.size);
+    assert.ok((await metrics.value("kestrel_gateway_artifact_bytes_served_total")) >= 20 * release.size);
     silent.info({ seconds: (Date.now() - startedAt) / 1000 }, "staged rollout to 20 devices done");
   });
 

@@ -7,6 +7,7 @@ import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { applyRelayed, RELAYED_BODY_LIMIT, relayResultSchema } from "../http/relayed.ts";
@@ -90,9 +91,29 @@ type Relayed =
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
+  const events = new EventPublisher(options.db);
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
+
+  /** Applies a device's ack; a command it finishes publishes its one `command.done`/`command.failed` event. */
+  const applyAck = async (tenantId: string, deviceId: string, ack: CommandAck, receivedAt: number) => {
+    if (!(await commands.applyAck(tenantId, deviceId, ack, receivedAt))) return false;
+    const finished = ack.status === "accepted" ? null : await commands.find(tenantId, deviceId, ack.id);
+    if (finished && (finished.status === "done" || finished.status === "failed")) {
+      // Keyed by the command: a finished command never changes again, so this is its one event.
+      await events.publish(tenantId, `command.${finished.status}`, `${deviceId}|${finished.id}`, {
+        deviceId,
+        commandId: finished.id,
+        name: finished.name,
+        status: finished.status,
+        reason: finished.reason ?? null,
+        result: finished.result ?? null,
+        at: receivedAt,
+      });
+    }
+    return true;
+  };
   // Before the server waits for in-flight requests, so waiting long polls answer at once.
   app.addHook("preClose", async () => bell.close());
 
@@ -347,7 +368,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
                   relayed.delivery.outcome,
                   new Date(item.receivedAt),
                 )
-              : commands.applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
+              : applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
         );
         if (result.rejected.length > 0)
           request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);

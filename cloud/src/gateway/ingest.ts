@@ -11,6 +11,7 @@ import {
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
+import { DeviceStateJournal, type JournalledState } from "../alerts/device-state-journal.ts";
 import type { DeviceStore } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { ResetLog } from "../ota/reset-log.ts";
@@ -30,6 +31,7 @@ export class IngestService {
   private readonly logs: LogStore;
   private readonly resets: ResetLog;
   private readonly known: KnownDevices;
+  private readonly stateJournal: DeviceStateJournal;
 
   constructor(
     db: Db,
@@ -39,6 +41,7 @@ export class IngestService {
     this.logs = new LogStore(db);
     this.resets = new ResetLog(db);
     this.known = new KnownDevices(devices);
+    this.stateJournal = new DeviceStateJournal(db);
   }
 
   async ingest(tenantId: string, request: IngestRequest): Promise<IngestResult> {
@@ -72,6 +75,7 @@ export class IngestService {
     // Devices' latest sample and lastSeen follow when the journal is applied (TelemetryStore), once per device.
     const stored = await this.telemetry.store(tenantId, batches);
 
+    const states: JournalledState[] = [];
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
@@ -80,11 +84,14 @@ export class IngestService {
         continue;
       }
       await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
+      states.push({ deviceId, receivedAt, state: parsed.value });
       // Campaigns compare a device's watchdog resets after an update with before it.
       const { reset, boot } = parsed.value;
       if (reset !== undefined && boot !== undefined)
         await this.resets.record(tenantId, deviceId, boot, reset, new Date(receivedAt));
     }
+    // Connection, safe-mode and reset changes reach the alert engine (alerts/alert-engine.ts) in order.
+    await this.stateJournal.append(tenantId, states);
 
     const logBatches: DeviceLogBatch[] = [];
     for (const [index, { deviceId, receivedAt, batch }] of logItems.entries()) {
