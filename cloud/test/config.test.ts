@@ -8,6 +8,7 @@ test("defaults run on a laptop", () => {
     port: 8080,
     host: "127.0.0.1",
     mongoUri: undefined,
+    embeddedBackend: "sqlite",
     mongoDb: "kestrel",
     dataDir: join(REPO_ROOT, ".data"),
     sessionTtlSeconds: 28_800,
@@ -54,10 +55,12 @@ test("values from the environment are used", () => {
     RATE_LIMIT_PER_MINUTE: "100",
     EXPORT_ALLOWED_LATENESS: "30",
     EXPORT_MAX_WAIT: "900",
+    FERRETDB_BACKEND: "postgresql",
     ARTIFACT_MAX_BYTES: "4194304",
     OTA_TICK_MS: "500",
     OTA_OFFER_LEASE_MS: "30000",
   });
+  assert.equal(config.embeddedBackend, "postgresql");
   assert.equal(config.webhookDispatcher, false);
   assert.equal(config.opsToken, "scrape-token-0123456789");
   assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
@@ -105,6 +108,7 @@ test("bad values are refused with a message naming the variable", () => {
     [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
     [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
     [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
+    [{ FERRETDB_BACKEND: "mysql" }, /FERRETDB_BACKEND must be one of sqlite, postgresql, got "mysql"/],
     [{ ARTIFACT_MAX_BYTES: "12" }, /ARTIFACT_MAX_BYTES must be an integer between 1024/],
     [{ OTA_TICK_MS: "soon" }, /OTA_TICK_MS/],
     [{ OTA_OFFER_LEASE_MS: "0" }, /OTA_OFFER_LEASE_MS must be an integer between 1000/],

@@ -126,7 +126,11 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       (decision) => {
         if (!decision.ok) return deny("wrong_credentials", BAD_USERNAME_OR_PASSWORD, "unknown device or wrong token");
         metrics.inc("kestrel_gateway_connections_total", { auth: "token" });
-        log.info({ deviceId, auth: "token", cached: decision.cached }, "device authenticated");
+        if (decision.source === "stale") {
+          // Let in on the cloud's earlier yes, because the cloud cannot answer now.
+          metrics.inc("kestrel_gateway_auth_stale_admissions_total");
+          log.warn({ deviceId }, "device admitted on an earlier verdict: the cloud cannot check credentials now");
+        } else log.info({ deviceId, auth: "token", source: decision.source }, "device authenticated");
         return admit();
       },
       (error: unknown) => {
