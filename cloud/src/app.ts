@@ -106,6 +106,18 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
   await app.register(logsPlugin, { db });
   await app.register(gatewayApiPlugin, { db });
   await app.register(commandsPlugin, { db });
+  await app.register(alertsPlugin, {
+    db,
+    metrics: app.metrics,
+    engine: { sweepMs: config.alertSweepSeconds * 1000 },
+  });
+  await app.register(webhooksPlugin, {
+    db,
+    secrets,
+    webhookAllowedNetworks: config.webhookAllowedNetworks,
+    metrics: app.metrics,
+    dispatcher: config.webhookDispatcher,
+  });
   await app.register(signingPlugin, { db, secrets });
   await app.register(artifactsPlugin, { db, secrets, maxBytes: config.artifactMaxBytes });
   await app.register(otaPlugin, {
@@ -120,18 +132,6 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     secrets,
     artifactMaxBytes: config.artifactMaxBytes,
     offerLeaseMs: config.otaOfferLeaseMs,
-  });
-  await app.register(alertsPlugin, {
-    db,
-    metrics: app.metrics,
-    engine: { sweepMs: config.alertSweepSeconds * 1000 },
-  });
-  await app.register(webhooksPlugin, {
-    db,
-    secrets,
-    webhookAllowedNetworks: config.webhookAllowedNetworks,
-    metrics: app.metrics,
-    dispatcher: config.webhookDispatcher,
   });
   await app.register(dashboardPlugin, { dir: config.dashboardDir, sentryDsn: config.sentryDsn });
   return app;

@@ -55,10 +55,10 @@ test("values from the environment are used", () => {
     RATE_LIMIT_PER_MINUTE: "100",
     EXPORT_ALLOWED_LATENESS: "30",
     EXPORT_MAX_WAIT: "900",
+    FERRETDB_BACKEND: "postgresql",
     ARTIFACT_MAX_BYTES: "4194304",
     OTA_TICK_MS: "500",
     OTA_OFFER_LEASE_MS: "30000",
-    FERRETDB_BACKEND: "postgresql",
   });
   assert.equal(config.embeddedBackend, "postgresql");
   assert.equal(config.webhookDispatcher, false);
@@ -103,15 +103,15 @@ test("bad values are refused with a message naming the variable", () => {
     [{ EXPORT_MAX_WAIT: "7200" }, /EXPORT_MAX_WAIT must be an integer between 0 and 3600/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
-    [{ ARTIFACT_MAX_BYTES: "12" }, /ARTIFACT_MAX_BYTES must be an integer between 1024/],
-    [{ OTA_TICK_MS: "soon" }, /OTA_TICK_MS/],
-    [{ OTA_OFFER_LEASE_MS: "0" }, /OTA_OFFER_LEASE_MS must be an integer between 1000/],
     [{ WEBHOOK_DISPATCHER: "1" }, /WEBHOOK_DISPATCHER must be on or off/],
     [{ OPS_TOKEN: "short" }, /OPS_TOKEN must be 16..256 characters/],
     [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
     [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
     [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
     [{ FERRETDB_BACKEND: "mysql" }, /FERRETDB_BACKEND must be one of sqlite, postgresql, got "mysql"/],
+    [{ ARTIFACT_MAX_BYTES: "12" }, /ARTIFACT_MAX_BYTES must be an integer between 1024/],
+    [{ OTA_TICK_MS: "soon" }, /OTA_TICK_MS/],
+    [{ OTA_OFFER_LEASE_MS: "0" }, /OTA_OFFER_LEASE_MS must be an integer between 1000/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

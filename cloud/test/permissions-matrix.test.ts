@@ -149,59 +149,6 @@ describe("permission matrix over every /api route", () => {
     );
     otherOrgIds.set("invitationId", invitation.doc._id);
     otherOrgIds.set("keyId", globexKey.doc.keyId);
-    const globexSigningKey = await cloud.app.inject({
-      method: "POST",
-      url: "/api/signing/keys",
-      headers: bearer(globexAdmin),
-    });
-    assert.equal(globexSigningKey.statusCode, 201, globexSigningKey.body);
-    otherOrgIds.set("signingKeyId", globexSigningKey.json().key.keyId);
-    const globexImage = buildEsp32Image({ chip: "esp32", version: "9.9.9", projectName: "globex" }, nodeSha256);
-    const artifact = await cloud.app.inject({
-      method: "POST",
-      url: "/api/artifacts?kind=firmware&name=globex-fw&chip=esp32",
-      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
-      payload: Buffer.from(globexImage),
-    });
-    assert.equal(artifact.statusCode, 201, artifact.body);
-    otherOrgIds.set("artifactId", artifact.json().artifactId);
-    otherOrgIds.set("sha256", artifact.json().sha256);
-    const signature = await cloud.app.inject({
-      method: "POST",
-      url: `/api/artifacts/${artifact.json().artifactId}/signatures`,
-      headers: bearer(globexAdmin),
-    });
-    assert.equal(signature.statusCode, 201, signature.body);
-    const campaign = await cloud.app.inject({
-      method: "POST",
-      url: "/api/campaigns",
-      headers: bearer(globexAdmin),
-      payload: { name: "globex", artifactId: artifact.json().artifactId, target: { devices: ["gx-1"] } },
-    });
-    assert.equal(campaign.statusCode, 201, campaign.body);
-    otherOrgIds.set("campaignId", campaign.json().campaignId);
-    const plugin = await cloud.app.inject({
-      method: "POST",
-      url: "/api/artifacts?kind=plugin&name=globexplug&version=1.0.0&metrics=dew_point",
-      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
-      payload: await readFile(`${REPO_ROOT}firmware/build/plugins/dewpoint.wasm`),
-    });
-    assert.equal(plugin.statusCode, 201, plugin.body);
-    const pluginSignature = await cloud.app.inject({
-      method: "POST",
-      url: `/api/artifacts/${plugin.json().artifactId}/signatures`,
-      headers: bearer(globexAdmin),
-    });
-    assert.equal(pluginSignature.statusCode, 201, pluginSignature.body);
-    const assignment = await cloud.app.inject({
-      method: "POST",
-      url: "/api/plugins/globexplug/assignments",
-      headers: bearer(globexAdmin),
-      payload: { version: "1.0.0", target: { devices: ["gx-1"] } },
-    });
-    assert.equal(assignment.statusCode, 201, assignment.body);
-    otherOrgIds.set("name", "globexplug");
-    otherOrgIds.set("assignmentId", assignment.json().assignmentId);
     const endpoint = await cloud.app.inject({
       method: "POST",
       url: "/api/webhooks/endpoints",
@@ -264,6 +211,59 @@ describe("permission matrix over every /api route", () => {
     otherOrgIds.set("alertId", alert);
     otherOrgIds.set("silenceId", silence.json<{ silenceId: string }>().silenceId);
     otherOrgIds.set("deliveryId", delivery);
+    const globexSigningKey = await cloud.app.inject({
+      method: "POST",
+      url: "/api/signing/keys",
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(globexSigningKey.statusCode, 201, globexSigningKey.body);
+    otherOrgIds.set("signingKeyId", globexSigningKey.json().key.keyId);
+    const globexImage = buildEsp32Image({ chip: "esp32", version: "9.9.9", projectName: "globex" }, nodeSha256);
+    const artifact = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=firmware&name=globex-fw&chip=esp32",
+      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
+      payload: Buffer.from(globexImage),
+    });
+    assert.equal(artifact.statusCode, 201, artifact.body);
+    otherOrgIds.set("artifactId", artifact.json().artifactId);
+    otherOrgIds.set("sha256", artifact.json().sha256);
+    const signature = await cloud.app.inject({
+      method: "POST",
+      url: `/api/artifacts/${artifact.json().artifactId}/signatures`,
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(signature.statusCode, 201, signature.body);
+    const campaign = await cloud.app.inject({
+      method: "POST",
+      url: "/api/campaigns",
+      headers: bearer(globexAdmin),
+      payload: { name: "globex", artifactId: artifact.json().artifactId, target: { devices: ["gx-1"] } },
+    });
+    assert.equal(campaign.statusCode, 201, campaign.body);
+    otherOrgIds.set("campaignId", campaign.json().campaignId);
+    const plugin = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=plugin&name=globexplug&version=1.0.0&metrics=dew_point",
+      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
+      payload: await readFile(`${REPO_ROOT}firmware/build/plugins/dewpoint.wasm`),
+    });
+    assert.equal(plugin.statusCode, 201, plugin.body);
+    const pluginSignature = await cloud.app.inject({
+      method: "POST",
+      url: `/api/artifacts/${plugin.json().artifactId}/signatures`,
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(pluginSignature.statusCode, 201, pluginSignature.body);
+    const assignment = await cloud.app.inject({
+      method: "POST",
+      url: "/api/plugins/globexplug/assignments",
+      headers: bearer(globexAdmin),
+      payload: { version: "1.0.0", target: { devices: ["gx-1"] } },
+    });
+    assert.equal(assignment.statusCode, 201, assignment.body);
+    otherOrgIds.set("name", "globexplug");
+    otherOrgIds.set("assignmentId", assignment.json().assignmentId);
   });
   after(() => cloud?.close());
 

@@ -44,6 +44,10 @@ const COUNTERS: Record<string, [help: string, labels: string[]]> = {
   ],
   kestrel_gateway_artifact_fetch_failures_total: ["artifact downloads that failed, by code", ["code"]],
   kestrel_gateway_artifact_upstream_bytes_total: ["artifact bytes downloaded from the cloud", []],
+  kestrel_gateway_artifact_cache_requests_total: [
+    "device chunk requests, by whether the artifact was in the cache already (hit) or had to come from the cloud (miss)",
+    ["result"],
+  ],
   kestrel_gateway_artifact_chunks_served_total: ["artifact chunks sent to devices", []],
   kestrel_gateway_artifact_bytes_served_total: ["artifact bytes sent to devices", []],
   kestrel_gateway_artifact_refusals_total: [

@@ -182,6 +182,12 @@ describe("artifacts through the gateway", () => {
       "upstream bytes = one image",
     );
     assert.equal(await metric("kestrel_gateway_artifact_bytes_served_total"), 2 * artifact.size);
+    // Each device asked for its 16 KB windows; only a request made before the fill finished missed the cache.
+    const windows = 2 * Math.ceil(artifact.size / 16_384);
+    const hits = await metric("kestrel_gateway_artifact_cache_requests_total", { result: "hit" });
+    const misses = await metric("kestrel_gateway_artifact_cache_requests_total", { result: "miss" });
+    assert.ok(hits + misses >= windows && hits >= windows - 2, `${hits} hits, ${misses} misses`);
+    assert.equal(await metric("kestrel_gateway_artifact_downloads_active"), 0, "finished downloads free their place");
 
     for (const status of ["notified", "downloading", "verifying", "installed", "rebooting", "confirmed"]) {
       await a.report(campaignId, artifact.sha256, status);

@@ -95,6 +95,25 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
+
+  /** Applies a device's ack; a command it finishes publishes its one `command.done`/`command.failed` event. */
+  const applyAck = async (tenantId: string, deviceId: string, ack: CommandAck, receivedAt: number) => {
+    if (!(await commands.applyAck(tenantId, deviceId, ack, receivedAt))) return false;
+    const finished = ack.status === "accepted" ? null : await commands.find(tenantId, deviceId, ack.id);
+    if (finished && (finished.status === "done" || finished.status === "failed")) {
+      // Keyed by the command: a finished command never changes again, so this is its one event.
+      await events.publish(tenantId, `command.${finished.status}`, `${deviceId}|${finished.id}`, {
+        deviceId,
+        commandId: finished.id,
+        name: finished.name,
+        status: finished.status,
+        reason: finished.reason ?? null,
+        result: finished.result ?? null,
+        at: receivedAt,
+      });
+    }
+    return true;
+  };
   // Before the server waits for in-flight requests, so waiting long polls answer at once.
   app.addHook("preClose", async () => bell.close());
 
@@ -340,32 +359,16 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             const parsed = validateCommandAck(item.ack);
             return parsed.ok ? { ok: true, value: { ack: parsed.value } } : parsed;
           },
-          async (item, relayed) => {
-            if (relayed.delivery)
-              return commands.recordDelivery(
-                tenantId,
-                item.deviceId,
-                relayed.delivery.id,
-                relayed.delivery.outcome,
-                new Date(item.receivedAt),
-              );
-            if (!(await commands.applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt))) return false;
-            const finished =
-              relayed.ack.status === "accepted" ? null : await commands.find(tenantId, item.deviceId, relayed.ack.id);
-            if (finished && (finished.status === "done" || finished.status === "failed")) {
-              // Keyed by the command: a finished command never changes again, so this is its one event.
-              await events.publish(tenantId, `command.${finished.status}`, `${item.deviceId}|${finished.id}`, {
-                deviceId: item.deviceId,
-                commandId: finished.id,
-                name: finished.name,
-                status: finished.status,
-                reason: finished.reason ?? null,
-                result: finished.result ?? null,
-                at: item.receivedAt,
-              });
-            }
-            return true;
-          },
+          (item, relayed) =>
+            relayed.delivery
+              ? commands.recordDelivery(
+                  tenantId,
+                  item.deviceId,
+                  relayed.delivery.id,
+                  relayed.delivery.outcome,
+                  new Date(item.receivedAt),
+                )
+              : applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
         );
         if (result.rejected.length > 0)
           request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);

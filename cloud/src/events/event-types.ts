@@ -44,6 +44,15 @@ const commandData = {
   },
 } as const;
 
+const campaignId = {
+  type: "string",
+  description: "The campaign's id (a firmware campaign, or a plugin's delivery).",
+} as const;
+const transitionDetail = {
+  type: ["string", "null"],
+  description: "Why, in words: a halt reason, a device's failure reason, who paused or cancelled.",
+} as const;
+
 const pluginData = {
   type: "object",
   required: ["deviceId", "plugin", "version", "assignmentId", "campaignId", "status", "running", "at"],
@@ -52,7 +61,7 @@ const pluginData = {
     plugin: { type: "string", description: "The plugin's name." },
     version: { type: "string", description: "The version delivered." },
     assignmentId: { type: "string" },
-    campaignId: { type: "string" },
+    campaignId,
     status: { type: "string", enum: ["confirmed", "failed", "rolled-back"] },
     code: { type: ["string", "null"], description: "Why it failed or rolled back (artifact failure code)." },
     reason: { type: ["string", "null"] },
@@ -71,6 +80,39 @@ export const EVENT_TYPES = {
   },
   "command.done": { description: "A device finished a command.", data: commandData },
   "command.failed": { description: "A device refused or failed a command.", data: commandData },
+  "campaign.transition": {
+    description:
+      "A campaign (firmware, or a plugin's delivery) changed: created (`running`), `paused`, `halted`, `cancelled`, `completed`, or a stage started (`stage-started`) or finished and soaks (`stage-soaking`).",
+    data: {
+      type: "object",
+      required: ["campaignId", "from", "to", "stage", "detail", "at"],
+      properties: {
+        campaignId,
+        from: { type: ["string", "null"], description: "The status before; null for a creation and a stage's start." },
+        to: { type: "string" },
+        stage: { type: ["integer", "null"], description: "The stage (1-based) a stage event is about." },
+        detail: transitionDetail,
+        at,
+      },
+    },
+  },
+  "campaign.device_transition": {
+    description:
+      "A device of a campaign (firmware, or a plugin's delivery) changed status: notified, downloading, verifying, installed, rebooting, confirmed, failed or rolled-back.",
+    data: {
+      type: "object",
+      required: ["campaignId", "deviceId", "from", "to", "code", "detail", "at"],
+      properties: {
+        campaignId,
+        deviceId,
+        from: { type: "string" },
+        to: { type: "string" },
+        code: { type: ["string", "null"], description: "The failure code of `failed` and `rolled-back`." },
+        detail: transitionDetail,
+        at,
+      },
+    },
+  },
   "plugin.installed": {
     description: "A device installed and started a plugin version delivered to it (or runs it already).",
     data: pluginData,

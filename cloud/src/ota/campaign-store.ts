@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import type { ArtifactKind, PluginSettings, SignedText } from "@kestrel/wire/artifacts";
 import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
+import { boundedInsertMany } from "../storage/command-bounds.ts";
 import type { DeviceRolloutStatus, Stage, Thresholds } from "./rollout.ts";
 
 export type CampaignStatus = "running" | "paused" | "halted" | "cancelled" | "completed";
@@ -87,8 +88,6 @@ export interface CampaignDeviceDoc {
 }
 
 export const MAX_CAMPAIGNS_LISTED = 100;
-/** FerretDB v1 deadlocks on one write of 100 or more statements; stay well below. */
-const INSERT_BATCH = 50;
 const DUPLICATE_KEY = 11000;
 
 export function campaignDocId(tenantId: string, campaignId: string): string {
@@ -122,8 +121,9 @@ export class CampaignStore {
   }
 
   async insert(campaign: CampaignDoc, devices: CampaignDeviceDoc[]): Promise<void> {
-    for (let i = 0; i < devices.length; i += INSERT_BATCH)
-      await this.devices.insertMany(devices.slice(i, i + INSERT_BATCH), { ordered: false });
+    // A campaign's devices are new documents (the campaign id is new): any write error is a fault.
+    const [failure] = await boundedInsertMany(this.devices, devices);
+    if (failure) throw new Error(`campaign devices not stored: ${failure.errmsg ?? failure.code}`);
     // Last: a campaign is visible (and offered) only with all its devices in place.
     await this.campaigns.insertOne(campaign);
   }

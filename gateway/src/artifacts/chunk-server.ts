@@ -57,7 +57,9 @@ export class ChunkServer {
       return refusal(ChunkStatus.busy, BUSY_RETRY_MS + Math.floor(Math.random() * BUSY_RETRY_MS));
     // The place is taken before any wait, so devices arriving together cannot all slip past the limit.
     this.downloads.set(deviceId, { sha256, lastAt: now });
-    if (!cache.isReady(sha256) && !(await this.fetchedSoon(sha256))) {
+    const cached = cache.isReady(sha256);
+    metrics.inc("kestrel_gateway_artifact_cache_requests_total", { result: cached ? "hit" : "miss" });
+    if (!cached && !(await this.fetchedSoon(sha256))) {
       if (cache.lastFailure(sha256)?.retryable === false) return refusal(ChunkStatus.notFound);
       // Still coming from the cloud: the device asks again shortly, the fetch goes on meanwhile.
       return refusal(ChunkStatus.unavailable, UNAVAILABLE_RETRY_MS);
