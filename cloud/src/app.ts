@@ -29,6 +29,7 @@ import { createLogger } from "./observability/logger.ts";
 import { observabilityPlugin } from "./observability/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
 import { otaPlugin } from "./ota/plugin.ts";
+import { wasmPluginsPlugin } from "./plugins/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
 import { signingPlugin } from "./signing/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
@@ -124,6 +125,12 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     secrets,
     artifactMaxBytes: config.artifactMaxBytes,
     tickMs: config.otaTickMs,
+    offerLeaseMs: config.otaOfferLeaseMs,
+  });
+  await app.register(wasmPluginsPlugin, {
+    db,
+    secrets,
+    artifactMaxBytes: config.artifactMaxBytes,
     offerLeaseMs: config.otaOfferLeaseMs,
   });
   await app.register(dashboardPlugin, { dir: config.dashboardDir, sentryDsn: config.sentryDsn });

@@ -71,7 +71,7 @@ describe("artifact registry", () => {
       ["wrong target", image({ chip: "esp32s3" }), {}, 422, /wrong_target.*esp32s3/],
       ["another version than declared", good, { version: "1.0.0" }, 422, /version_mismatch/],
       ["empty", Buffer.alloc(0), {}, 422, /empty/],
-      ["a kind without a validator yet", good, { kind: "plugin" }, 422, /plugin/],
+      ["a kind without a validator yet", good, { kind: "model" }, 422, /model/],
       ["over ARTIFACT_MAX_BYTES", image({ size: MAX_BYTES + 50_000 }), {}, 413, /at most/],
     ];
     for (const [what, body, query, status, detail] of cases) {

@@ -242,6 +242,28 @@ describe("permission matrix over every /api route", () => {
     });
     assert.equal(campaign.statusCode, 201, campaign.body);
     otherOrgIds.set("campaignId", campaign.json().campaignId);
+    const plugin = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=plugin&name=globexplug&version=1.0.0&metrics=dew_point",
+      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
+      payload: await readFile(`${REPO_ROOT}firmware/build/plugins/dewpoint.wasm`),
+    });
+    assert.equal(plugin.statusCode, 201, plugin.body);
+    const pluginSignature = await cloud.app.inject({
+      method: "POST",
+      url: `/api/artifacts/${plugin.json().artifactId}/signatures`,
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(pluginSignature.statusCode, 201, pluginSignature.body);
+    const assignment = await cloud.app.inject({
+      method: "POST",
+      url: "/api/plugins/globexplug/assignments",
+      headers: bearer(globexAdmin),
+      payload: { version: "1.0.0", target: { devices: ["gx-1"] } },
+    });
+    assert.equal(assignment.statusCode, 201, assignment.body);
+    otherOrgIds.set("name", "globexplug");
+    otherOrgIds.set("assignmentId", assignment.json().assignmentId);
   });
   after(() => cloud?.close());
 

@@ -1,5 +1,5 @@
-// Signed artifact updates on the device, generic over the kind (an installer per kind; firmware's
-// writes an app partition with Moddable's `ota`):
+// Signed artifact updates on the device, generic over the kind (an installer per kind: firmware's
+// writes an app partition with Moddable's `ota`, a plugin's hands the module to kestrel/plugins):
 //
 //   offer (d/{id}/artifact) → trust records applied → manifest verified (trusted key, signature,
 //   kind, target, size, version or a signed downgrade grant) → random start delay within the
@@ -9,12 +9,19 @@
 //   gateway, sampling, no reset for otaHealthWindowMs) → confirmed; else back to the old image,
 //   which reports the rollback.
 //
+// A plugin takes the same path up to the SHA-256 check, then is loaded and started (no reboot):
+// confirmed, failed (refused, or it traps at start), or rolled back (an upgrade that failed to
+// start leaves the version before it running).
+//
 // Every step is reported on d/{id}/artifact/status. The job is kept in preference (its manifest,
-// signature and checkpoint), so a reset at any point resumes or concludes it.
+// signature and checkpoint), so a reset at any point resumes or concludes it. One job at a time: an
+// offer that comes while another artifact's job runs waits for it (a newer firmware offer replaces
+// a firmware job instead).
 
 import {
   ARTIFACT_LIMITS,
   type ArtifactFailure,
+  type ArtifactKind,
   type ArtifactManifest,
   type ArtifactOffer,
   type ArtifactStatus,
@@ -24,6 +31,8 @@ import {
   CHUNK_HEADER_BYTES,
   ChunkStatus,
   compareSemver,
+  isSemver,
+  type PluginSettings,
   parseArtifactManifest,
   parseArtifactOffer,
   parseDowngradeGrant,
@@ -35,6 +44,7 @@ import FirmwareInstaller from "kestrel/firmware-installer";
 import type Log from "kestrel/log";
 import { describeError } from "kestrel/log";
 import { lastInvalidVersion, markValid, rollback, runningState, runningVersion } from "kestrel/ota-rollback";
+import type PluginInstaller from "kestrel/plugin-installer";
 import { markDeliberateReset } from "kestrel/reset";
 import TrustStore from "kestrel/trust-store";
 import Preference from "preference";
@@ -68,6 +78,12 @@ type Stage = "waiting" | "downloading" | "rebooting";
 
 /** What survives a reset: the offer being worked on and how far it got. */
 interface Job {
+  /** Absent in jobs saved before plugins came through this pipeline: firmware. */
+  kind?: ArtifactKind;
+  /** The artifact's name (a plugin's: which plugin). */
+  name?: string;
+  /** A plugin's settings from the offer. */
+  plugin?: PluginSettings;
   campaign: string;
   manifest: string;
   sig: string;
@@ -80,6 +96,11 @@ interface Job {
   /** The version running when the offer came: the one a rollback returns to. */
   from: string;
 }
+
+/** What a plugin offer without settings installs: default config, running. */
+const PLUGIN_DEFAULTS: PluginSettings = Object.freeze({ config: Object.freeze({}), enabled: true });
+/** Offers waiting for the running job to end; more than this and the oldest is dropped (it comes again). */
+const DEFERRED_OFFERS = 4;
 
 /** esp_ota_img_states_t: a new image boots pending verification until confirmed. */
 const PENDING_VERIFY = 1;
@@ -117,6 +138,8 @@ export function readOtaSettings(config: Readonly<Record<string, unknown>>): OtaS
   };
 }
 
+type Installer = FirmwareInstaller | PluginInstaller;
+
 class Refusal extends Error {
   readonly code: ArtifactFailure;
 
@@ -131,12 +154,15 @@ export default class ArtifactUpdater {
   readonly #log: Log;
   readonly #settings: OtaSettings;
   readonly #trust: TrustStore;
-  readonly #installer = new FirmwareInstaller();
+  readonly #firmware = new FirmwareInstaller();
+  readonly #plugins: PluginInstaller | undefined;
   readonly #offerTopic: string;
   readonly #chunkTopic: string;
   readonly #statusTopic: string;
   readonly #version: string;
   #job: Job | undefined;
+  /** Offers that came while a job ran, oldest first. */
+  readonly #deferred: string[] = [];
   #online = false;
   /** Reports not sent yet (offline), oldest first; the last word on a job must reach the cloud. */
   readonly #unsent: string[] = [];
@@ -153,8 +179,10 @@ export default class ArtifactUpdater {
   #healthTimer: Timer | undefined;
   #progressStep = -1;
 
-  constructor(host: UpdaterHost, settings: OtaSettings) {
+  /** plugins: the installer for plugin artifacts, when this device runs plugins. */
+  constructor(host: UpdaterHost, settings: OtaSettings, plugins?: PluginInstaller) {
     this.#host = host;
+    this.#plugins = plugins;
     this.#log = host.log;
     this.#settings = settings;
     this.#trust = new TrustStore(settings.keys, host.log);
@@ -245,7 +273,8 @@ export default class ArtifactUpdater {
     }
     const offer = parsed.value;
     const current = this.#job;
-    if (runningState() === PENDING_VERIFY) {
+    // A plugin offer (it carries the plugin's settings) does not touch the image being verified.
+    if (runningState() === PENDING_VERIFY && offer.plugin === undefined) {
       this.#log.write(
         "info",
         "artifact offer ignored while this image is being verified",
@@ -255,21 +284,31 @@ export default class ArtifactUpdater {
       return;
     }
     const manifest = this.#verifiedManifest(offer);
+    if (!manifest) return;
     if (current && current.sha256 === manifest.sha256) {
       // The same artifact offered again (a lost report, or another campaign for it): carry on.
       current.campaign = offer.campaign;
+      if (offer.plugin) current.plugin = offer.plugin;
       this.#saveJob();
       this.#report(current.stage === "waiting" ? "notified" : "downloading", this.#progress());
+      // Waiting when the device reset: its start timer went with the reset.
+      if (current.stage === "waiting" && this.#startTimer === undefined) this.#startTimer = Timer.set(this.#onStart, 0);
       return;
     }
-    if (manifest.version === this.#version) {
-      this.#reportFor(offer.campaign, manifest.sha256, "confirmed", {
-        reason: `version ${manifest.version} runs already`,
-      });
+    if (manifest.version === this.#runningVersion(manifest.kind, manifest.name)) {
+      this.#settle(offer, manifest);
       return;
     }
-    if (current) this.#abandon(`superseded by campaign ${offer.campaign}`);
+    if (current) {
+      if (current.kind === "plugin" || manifest.kind === "plugin") {
+        this.#defer(text);
+        return;
+      }
+      this.#abandon(`superseded by campaign ${offer.campaign}`);
+    }
     this.#job = {
+      kind: manifest.kind,
+      name: manifest.name,
       campaign: offer.campaign,
       manifest: offer.manifest.text,
       sig: offer.manifest.sig,
@@ -278,8 +317,9 @@ export default class ArtifactUpdater {
       size: manifest.size,
       offset: 0,
       stage: "waiting",
-      from: this.#version,
+      from: this.#runningVersion(manifest.kind, manifest.name) ?? "",
     };
+    if (manifest.kind === "plugin") this.#job.plugin = offer.plugin ?? PLUGIN_DEFAULTS;
     this.#saveJob();
     const delay = Math.floor(Math.random() * offer.windowS * 1000);
     this.#log.write(
@@ -292,19 +332,52 @@ export default class ArtifactUpdater {
     this.#startTimer = Timer.set(this.#onStart, delay);
   }
 
-  /** The manifest, if everything about it checks out; else a Refusal saying why (and nothing changes). */
-  #verifiedManifest(offer: ArtifactOffer): ArtifactManifest {
-    const refuse = (code: ArtifactFailure, reason: string): never => {
+  /** The version of this artifact's kind and name running now: the image's, or the installed plugin's. */
+  #runningVersion(kind: ArtifactKind, name: string | undefined): string | undefined {
+    if (kind !== "plugin") return this.#version;
+    return name === undefined ? undefined : this.#plugins?.installedVersion(name);
+  }
+
+  /** The version running already: confirmed at once (a plugin takes the offer's settings). */
+  #settle(offer: ArtifactOffer, manifest: ArtifactManifest): void {
+    const running = this.#runningVersion(manifest.kind, manifest.name);
+    const problem =
+      manifest.kind === "plugin" ? this.#plugins?.settle(manifest.name, offer.plugin ?? PLUGIN_DEFAULTS) : undefined;
+    if (problem !== undefined) {
+      this.#reportFor(offer.campaign, manifest.sha256, "failed", { code: "start_failed", reason: problem, running });
+      return;
+    }
+    this.#reportFor(offer.campaign, manifest.sha256, "confirmed", {
+      reason: `version ${manifest.version} runs already`,
+      running,
+    });
+  }
+
+  /** Kept until the running job ends; the cloud offers it again anyway if the device resets meanwhile. */
+  #defer(text: string): void {
+    this.#deferred.push(text);
+    if (this.#deferred.length > DEFERRED_OFFERS) this.#deferred.shift();
+    this.#log.write("info", "artifact offer waits for the running job", { waiting: this.#deferred.length }, "ota");
+  }
+
+  /**
+   * The manifest, if everything about it checks out; else undefined, the refusal reported against
+   * the offer (no job exists for it) and nothing changed.
+   */
+  #verifiedManifest(offer: ArtifactOffer): ArtifactManifest | undefined {
+    let running: string | undefined = this.#version;
+    const refuse = (code: ArtifactFailure, reason: string): undefined => {
       const sha = /"sha256":"([0-9a-f]{64})"/.exec(offer.manifest.text)?.[1] ?? "0".repeat(64);
-      // Reported against the offer (no job exists for it), then nothing more is done.
-      this.#reportFor(offer.campaign, sha, "failed", { code, reason });
-      throw new Refusal(code, reason);
+      this.#log.write("error", "artifact offer refused", { campaign: offer.campaign, code, reason }, "ota");
+      this.#reportFor(offer.campaign, sha, "failed", { code, reason, running });
+      return undefined;
     };
     const refused = this.#trust.apply(offer.trust);
     if (refused > 0) this.#log.write("warn", "trust records refused", { refused }, "ota");
     const parsed = parseArtifactManifest(offer.manifest.text);
     if (!parsed.ok) return refuse("bad_signature", `manifest unreadable: ${parsed.error.message}`);
     const manifest = parsed.value;
+    running = this.#runningVersion(manifest.kind, manifest.name);
     if (!this.#trust.has(manifest.keyId))
       return refuse(
         "unknown_key",
@@ -312,21 +385,33 @@ export default class ArtifactUpdater {
       );
     if (!this.#trust.verify(offer.manifest, manifest.keyId))
       return refuse("bad_signature", `the manifest's signature does not verify with key ${manifest.keyId}`);
-    if (manifest.kind !== this.#installer.kind) return refuse("wrong_kind", `this device installs no ${manifest.kind}`);
+    const installer = this.#installerFor(manifest.kind);
+    if (!installer) return refuse("wrong_kind", `this device installs no ${manifest.kind}`);
     const { chip, board } = this.#settings;
     if (!targetMatches(manifest.target, chip, board))
       return refuse(
         "wrong_target",
         `built for ${manifest.target.chip}/${manifest.target.board}, this is ${chip}/${board}`,
       );
-    if (manifest.size > this.#installer.capacity)
-      return refuse("too_large", `${manifest.size} bytes do not fit the ${this.#installer.capacity}-byte partition`);
-    if (compareSemver(manifest.version, this.#version) < 0 && !this.#downgradeGranted(offer, manifest))
+    if (manifest.size > installer.capacity)
       return refuse(
-        "downgrade",
-        `${manifest.version} is older than ${this.#version} and the campaign allows no downgrade`,
+        "too_large",
+        `${manifest.size} bytes do not fit the ${installer.capacity}-byte ${installer.kind} store`,
       );
+    // A plugin installed outside this pipeline may carry a version that is not semver: any version replaces it.
+    if (isSemver(running) && compareSemver(manifest.version, running) < 0 && !this.#downgradeGranted(offer, manifest))
+      return refuse("downgrade", `${manifest.version} is older than ${running} and the campaign allows no downgrade`);
     return manifest;
+  }
+
+  #installerFor(kind: ArtifactKind | undefined): Installer | undefined {
+    if (kind === undefined || kind === "firmware") return this.#firmware;
+    return kind === "plugin" ? this.#plugins : undefined;
+  }
+
+  /** The job's installer (firmware's when the job is older than kinds). */
+  #installerOf(job: Job): Installer {
+    return this.#installerFor(job.kind) ?? this.#firmware;
   }
 
   #downgradeGranted(offer: ArtifactOffer, manifest: ArtifactManifest): boolean {
@@ -359,7 +444,7 @@ export default class ArtifactUpdater {
       return;
     }
     try {
-      this.#installer.begin();
+      this.#installerOf(job).begin();
     } catch (error) {
       this.#fail("flash_error", `cannot start writing: ${describeError(error)}`);
       return;
@@ -392,7 +477,7 @@ export default class ArtifactUpdater {
       try {
         if (at % CHECKPOINT_BYTES === 0) this.#checkpoint(at);
         const length = Math.min(REWRITE_BYTES, end - at);
-        (this.#digest as Digest).write(this.#installer.rewrite(at, length));
+        (this.#digest as Digest).write(this.#firmware.rewrite(at, length));
         this.#written = at + length;
       } catch (error) {
         this.#rewriting = false;
@@ -447,12 +532,13 @@ export default class ArtifactUpdater {
     // A chunk of an earlier request, answered after it was asked for again.
     if (header.offset !== this.#written) return;
     const data = message.subarray(CHUNK_HEADER_BYTES);
-    if (header.offset === 0) {
-      const problem = this.#installer.checkHead(data, this.#settings.chip, job.version);
+    const installer = this.#installerOf(job);
+    if (header.offset === 0 && installer instanceof FirmwareInstaller) {
+      const problem = installer.checkHead(data, this.#settings.chip, job.version);
       if (problem) throw new Refusal(problem.code, problem.reason);
     }
     try {
-      this.#installer.write(data);
+      installer.write(data);
     } catch (error) {
       throw new Refusal("flash_error", `writing the partition failed: ${describeError(error)}`);
     }
@@ -486,8 +572,13 @@ export default class ArtifactUpdater {
         "tampered",
         `the artifact hashes to ${digest.slice(0, 16)}…, its manifest says ${job.sha256.slice(0, 16)}…`,
       );
+    const installer = this.#installerOf(job);
+    if (!(installer instanceof FirmwareInstaller)) {
+      this.#concludePlugin(job, installer);
+      return;
+    }
     try {
-      this.#installer.complete();
+      installer.complete();
     } catch (error) {
       throw new Refusal("invalid_image", `the image did not pass its own check: ${describeError(error)}`);
     }
@@ -501,6 +592,19 @@ export default class ArtifactUpdater {
       markDeliberateReset("ota", this.#log);
       this.#host.restart();
     }, REBOOT_DELAY_MS);
+  }
+
+  /** The module is verified: the plugin starts (confirmed), or is refused (failed), or an upgrade of it is (rolled back). */
+  #concludePlugin(job: Job, installer: PluginInstaller): void {
+    const manifest = parseArtifactManifest(job.manifest);
+    if (!manifest.ok) throw new Refusal("bad_signature", `manifest unreadable: ${manifest.error.message}`);
+    const outcome = installer.complete(manifest.value, job.plugin ?? PLUGIN_DEFAULTS);
+    if (outcome.ok) {
+      this.#report("installed", {});
+      this.#finish("confirmed", {});
+    } else if (outcome.kept !== undefined)
+      this.#finish("rolled-back", { code: outcome.code, reason: outcome.reason, running: outcome.kept });
+    else this.#finish("failed", { code: outcome.code, reason: outcome.reason });
   }
 
   #checkpoint(offset: number): void {
@@ -567,11 +671,15 @@ export default class ArtifactUpdater {
 
   #report(status: ArtifactStatus, extra: Partial<ArtifactStatusReport>): void {
     const job = this.#job;
-    if (job) this.#reportFor(job.campaign, job.sha256, status, extra);
+    if (!job) return;
+    const running = this.#runningVersion(job.kind ?? "firmware", job.name);
+    this.#reportFor(job.campaign, job.sha256, status, { running, ...extra });
   }
 
+  /** `running` in extra: the version of the artifact's own kind (absent: no such plugin runs). */
   #reportFor(campaign: string, sha256: string, status: ArtifactStatus, extra: Partial<ArtifactStatusReport>): void {
-    const report: ArtifactStatusReport = { v: 1, campaign, sha256, status, ...extra, running: this.#version };
+    const report: ArtifactStatusReport = { v: 1, campaign, sha256, status, ...extra };
+    if (report.running === undefined) delete report.running;
     if (report.reason !== undefined) report.reason = report.reason.slice(0, ARTIFACT_LIMITS.reasonLength);
     const text = JSON.stringify(report);
     if (this.#online && this.#unsent.length === 0 && this.#host.publish(this.#statusTopic, text)) return;
@@ -601,15 +709,19 @@ export default class ArtifactUpdater {
     this.#stallTimer = undefined;
     this.#downloading = false;
     this.#rewriting = false;
-    this.#installer.cancel();
+    if (this.#job) {
+      this.#installerOf(this.#job).cancel();
+      this.#log.write("info", "update job ended", { campaign: this.#job.campaign, why }, "ota");
+    }
     this.#digest = undefined;
-    if (this.#job) this.#log.write("info", "update job ended", { campaign: this.#job.campaign, why }, "ota");
     this.#job = undefined;
     try {
       Preference.delete(PREFERENCE_DOMAIN, JOB_KEY);
     } catch (error) {
       this.#log.write("warn", "update job not cleared", { error: describeError(error) }, "ota");
     }
+    const next = this.#deferred.shift();
+    if (next !== undefined) Timer.set(() => this.message(this.#offerTopic, ArrayBuffer.fromString(next)), 0);
   }
 
   #loadJob(): Job | undefined {

@@ -22,7 +22,8 @@ import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
 import Log, { describeError } from "kestrel/log";
 import LogShipper from "kestrel/log-shipper";
 import { runningVersion } from "kestrel/ota-rollback";
-import Plugins, { parseTrustedKeys } from "kestrel/plugins";
+import PluginInstaller from "kestrel/plugin-installer";
+import Plugins from "kestrel/plugins";
 import PulseCapture from "kestrel/pulse-capture";
 import { type BootReport, forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
 import { parseSensorList, type SensorSpec } from "kestrel/sensor-config";
@@ -113,7 +114,7 @@ function openLogShipper(partition: string, log: Log): LogShipper | undefined {
   }
 }
 
-/** The plugin host, or undefined (no plugins run) when it has no partition or its keys are unusable. */
+/** The plugin host, or undefined (no plugins run) when it has no partition or it cannot be opened. */
 function openPlugins(
   settings: DeviceSettings,
   sensorNames: readonly string[],
@@ -122,8 +123,7 @@ function openPlugins(
 ): Plugins | undefined {
   if (settings.pluginPartition === "") return undefined;
   try {
-    const trustedKeys = parseTrustedKeys(settings.pluginKeys);
-    return new Plugins({ partition: settings.pluginPartition, trustedKeys, sensorNames, onChange, log });
+    return new Plugins({ partition: settings.pluginPartition, sensorNames, onChange, log });
   } catch (error) {
     log.write("error", "plugins unavailable", { error: describeError(error) }, "plugin");
     return undefined;
@@ -186,7 +186,6 @@ class Device {
   #sensors: SensorSet;
   #batcher: TelemetryBatcher;
   readonly #plugins: Plugins | undefined;
-  readonly #pluginTopic: string;
   /** A sample's row when plugins run: the sensors' values, then the plugins' metrics. */
   #row = new Float64Array(0);
   /** A plugin was stopped while computing the last row: the columns change once it is batched. */
@@ -239,7 +238,6 @@ class Device {
     this.#commands = new CommandHandler(this.#execute, this.#sendAck, log);
     this.#led = new StatusLed(settings.ledPin);
     this.#sensors = this.#sensorSet();
-    this.#pluginTopic = topics.plugin(settings.deviceId);
     this.#plugins = openPlugins(settings, this.#sensors.names, this.#onPluginsChanged, log);
     this.#batcher = this.#batcherFor(this.#sensors);
     this.#buffer = openBuffer(settings.flashPartition, log);
@@ -252,6 +250,7 @@ class Device {
         restart: () => System.restart(),
       },
       ota,
+      this.#plugins && new PluginInstaller(this.#plugins),
     );
   }
 
@@ -362,7 +361,6 @@ class Device {
       this.#client?.subscribe(this.#commandTopic);
       this.#client?.subscribe(this.#telemetryAckTopic);
       for (const topic of this.#updater.topics) this.#client?.subscribe(topic);
-      if (this.#plugins) this.#client?.subscribe(this.#pluginTopic);
     } catch (error) {
       this.#log.write("warn", "subscription failed", { error: describeError(error) });
       this.#connectionLost();
@@ -379,7 +377,6 @@ class Device {
     if (topic === this.#commandTopic) this.#commands.handle(data);
     else if (topic === this.#telemetryAckTopic) this.#onTelemetryAck(data);
     else if (this.#updater.handles(topic)) this.#updater.message(topic, data);
-    else if (topic === this.#pluginTopic) this.#plugins?.install(String.fromArrayBuffer(data));
   };
 
   /** For the updater: a status report or a chunk request, at QoS 1; false when it could not go. */

@@ -3,13 +3,19 @@
 // sensor values of the current sample by index, its own declared metrics, its own config numbers,
 // the sample's time and a rate-limited log.
 
-import type { LogLevel } from "@kestrel/wire";
+import {
+  type LogLevel,
+  PLUGIN_HOST_API,
+  PLUGIN_HOST_MODULE,
+  PLUGIN_LIMITS,
+  type PluginHostFunction,
+} from "@kestrel/wire";
 import type Log from "kestrel/log";
 import WasmInstance, { BUDGET_TRAP, type WasmImport } from "kestrel/wasm-instance";
 
 /** Per plugin: one 64 KiB page of linear memory, 8 KiB of wasm3 stack, a budget per call. */
 export const PLUGIN_RUN_LIMITS = Object.freeze({
-  memoryPages: 1,
+  memoryPages: PLUGIN_LIMITS.memoryPages,
   stackBytes: 8 * 1024,
   /** Start function and init(): name lookups and set-up. */
   initFuel: 200_000,
@@ -137,46 +143,38 @@ export default class PluginRuntime {
     this.#instance.close();
   }
 
-  /** The host API, as wasm3 links it: "module.field" → signature and function. */
+  /** The host API (its signatures are the wire's PLUGIN_HOST_API), as wasm3 links it: "module.field" → function. */
   #imports(): Record<string, WasmImport> {
     const { metrics, config, name } = this.spec;
     const text = (offset: number, length: number): string => this.#instance.string(offset, length);
-    return {
-      "kestrel.sensor": { signature: "i(ii)", fn: (offset, length) => this.#names.indexOf(text(offset, length)) },
-      "kestrel.value": {
-        signature: "F(i)",
-        fn: (index) => {
-          const values = this.#sample?.values;
-          return values !== undefined && index >= 0 && index < this.#names.length
-            ? (values[index] as number)
-            : Number.NaN;
-        },
+    const functions: Record<PluginHostFunction, WasmImport["fn"]> = {
+      sensor: (offset, length) => this.#names.indexOf(text(offset, length)),
+      value: (index) => {
+        const values = this.#sample?.values;
+        return values !== undefined && index >= 0 && index < this.#names.length
+          ? (values[index] as number)
+          : Number.NaN;
       },
-      "kestrel.metric": { signature: "i(ii)", fn: (offset, length) => metrics.indexOf(text(offset, length)) },
-      "kestrel.emit": {
-        signature: "v(iF)",
-        fn: (index, value) => {
-          const sample = this.#sample;
-          // A non-finite value cannot travel in a batch: it counts as no value this sample.
-          if (sample && index >= 0 && index < metrics.length && Number.isFinite(value))
-            sample.row[sample.offset + index] = value;
-          return undefined;
-        },
+      metric: (offset, length) => metrics.indexOf(text(offset, length)),
+      emit: (index, value) => {
+        const sample = this.#sample;
+        // A non-finite value cannot travel in a batch: it counts as no value this sample.
+        if (sample && index >= 0 && index < metrics.length && Number.isFinite(value))
+          sample.row[sample.offset + index] = value;
+        return undefined;
       },
-      "kestrel.config": {
-        signature: "F(ii)",
-        fn: (offset, length) => config[text(offset, length)] ?? Number.NaN,
+      config: (offset, length) => config[text(offset, length)] ?? Number.NaN,
+      log: (level, offset, length) => {
+        if (this.#logTokens <= 0) return undefined;
+        this.#logTokens--;
+        this.#log.write(LOG_LEVELS[level] ?? "info", text(offset, length), { plugin: name }, "plugin");
+        return undefined;
       },
-      "kestrel.log": {
-        signature: "v(iii)",
-        fn: (level, offset, length) => {
-          if (this.#logTokens <= 0) return undefined;
-          this.#logTokens--;
-          this.#log.write(LOG_LEVELS[level] ?? "info", text(offset, length), { plugin: name }, "plugin");
-          return undefined;
-        },
-      },
-      "kestrel.now": { signature: "F()", fn: () => this.#sample?.now ?? Date.now() },
+      now: () => this.#sample?.now ?? Date.now(),
     };
+    const imports: Record<string, WasmImport> = {};
+    for (const [field, fn] of Object.entries(functions))
+      imports[`${PLUGIN_HOST_MODULE}.${field}`] = { signature: PLUGIN_HOST_API[field as PluginHostFunction], fn };
+    return imports;
   }
 }

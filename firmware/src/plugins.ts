@@ -1,23 +1,16 @@
 // kestrel/plugins: the plugins installed on this device and their lifecycle. A plugin arrives as a
-// signed package (d/{id}/plugin): its manifest is checked against a trusted key (ECDSA P-256), its
-// bytes against the manifest's SHA-256 and size, and it must load and pass init() before it is
-// stored; an upgrade that fails to start leaves the version before it running (rollback). Enabled
-// plugins run on every sample; one that traps or runs out of budget is disabled with its reason.
+// signed artifact (kestrel/artifact-update verifies the manifest against the organization's keys and
+// the bytes against its SHA-256, kestrel/plugin-installer hands them here); it must load and pass
+// init() before it is stored; an upgrade that fails to start leaves the version before it running
+// (rollback). Enabled plugins run on every sample; one that traps or runs out of budget is disabled
+// with its reason.
 // The modules live in the "kplugins" flash partition (one 16 KiB slot each, the current and the
 // previous version of every plugin), their index in preference, so all of it survives reboots.
 
-import {
-  isPluginName,
-  PLUGIN_LIMITS,
-  type PluginConfig,
-  type PluginManifest,
-  type PluginStatus,
-  parsePluginManifest,
-  parsePluginPackage,
-  pluginMetricName,
-} from "@kestrel/wire";
+import { PLUGIN_LIMITS, type PluginConfig, type PluginStatus, pluginMetricName } from "@kestrel/wire";
+import { type ArtifactFailure, bytesToHex, type PluginSettings } from "@kestrel/wire/artifacts";
 import Flash from "flash";
-import { sha256, verifyP256 } from "kestrel/artifact-signature";
+import { sha256 } from "kestrel/artifact-signature";
 import type Log from "kestrel/log";
 import { describeError } from "kestrel/log";
 import PluginRuntime, { type PluginCounters, PluginError, type PluginSample } from "kestrel/plugin-host";
@@ -27,8 +20,6 @@ const PREFERENCE_DOMAIN = "kplugins";
 /** What DeviceState.plugins may hold (the wire's limit): installed plugins first, then the latest refusals. */
 const REPORTED_STATUSES = PLUGIN_LIMITS.perDevice * 2;
 const PREFERENCE_KEY = "index";
-const P256_PUBLIC_KEY_BYTES = 65;
-const SIGNATURE_BYTES = 64;
 
 /** One stored version of a plugin: where its bytes are and what its manifest said. */
 interface StoredVersion {
@@ -52,65 +43,30 @@ interface IndexEntry extends StoredVersion {
 /** The outcome of an operation, as a command ack reports it. */
 export type PluginOutcome = { ok: true; status: PluginStatus } | { ok: false; reason: string };
 
-const BASE64_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/** Standard base64 (the wire's format for bytes); throws on anything else. */
-export function decodeBase64(text: string): ArrayBuffer {
-  const clean = text.endsWith("==") ? text.slice(0, -2) : text.endsWith("=") ? text.slice(0, -1) : text;
-  if (clean.length % 4 === 1) throw new RangeError("invalid base64");
-  const bytes = new Uint8Array((clean.length * 3) >> 2);
-  let bits = 0;
-  let value = 0;
-  let at = 0;
-  for (let i = 0; i < clean.length; i++) {
-    const digit = BASE64_DIGITS.indexOf(clean[i] as string);
-    if (digit < 0) throw new RangeError("invalid base64");
-    value = (value << 6) | digit;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      bytes[at++] = (value >> bits) & 0xff;
-    }
-  }
-  return bytes.buffer;
+/** What a verified plugin artifact's manifest says about the module. */
+export interface PluginModule {
+  name: string;
+  version: string;
+  sha256: string;
+  metrics: string[];
 }
 
-function hex(buffer: ArrayBuffer): string {
-  const bytes = new Uint8Array(buffer);
-  let text = "";
-  for (let i = 0; i < bytes.length; i++) text += (bytes[i] as number).toString(16).padStart(2, "0");
-  return text;
-}
+/**
+ * An install's outcome in the artifact pipeline's terms: installed, or refused with a failure code;
+ * `kept` names the version still running when an upgrade was refused (a rollback).
+ */
+export type InstallOutcome = { ok: true; status: PluginStatus } | InstallRefusal;
 
-/** The plugin a package names, read leniently, so a refusal is reported under it even when the package is invalid. */
-function nameIn(payload: string): string | undefined {
-  try {
-    const name: unknown = JSON.parse(JSON.parse(payload).manifest).name;
-    return isPluginName(name) ? name : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** "keyId:base64,keyId:base64" (manifest config pluginKeys): the public keys plugins may be signed with. */
-export function parseTrustedKeys(text: string): Map<string, ArrayBuffer> {
-  const keys = new Map<string, ArrayBuffer>();
-  for (const item of text.split(",")) {
-    const entry = item.trim();
-    if (entry === "") continue;
-    const colon = entry.indexOf(":");
-    const key = colon > 0 ? decodeBase64(entry.slice(colon + 1)) : undefined;
-    if (!key || key.byteLength !== P256_PUBLIC_KEY_BYTES)
-      throw new RangeError(`pluginKeys: "${entry.slice(0, 40)}" is not keyId:base64 of a 65-byte P-256 public key`);
-    keys.set(entry.slice(0, colon), key);
-  }
-  return keys;
+export interface InstallRefusal {
+  ok: false;
+  code: ArtifactFailure;
+  reason: string;
+  kept?: string;
 }
 
 export interface PluginsOptions {
   /** The flash data partition holding the modules. */
   partition: string;
-  trustedKeys: ReadonlyMap<string, ArrayBuffer>;
   /** The sensors' metric names, in the order of the values each sample carries. */
   sensorNames: readonly string[];
   /** The set of metrics or a plugin's state changed: rebuild the batch rows, report the state. */
@@ -122,7 +78,6 @@ export default class Plugins {
   readonly #flash: Flash;
   readonly #slots: number;
   readonly #slotBytes: number;
-  readonly #keys: ReadonlyMap<string, ArrayBuffer>;
   readonly #onChange: () => void;
   readonly #log: Log;
   #index: IndexEntry[];
@@ -138,7 +93,6 @@ export default class Plugins {
     this.#flash = new Flash(options.partition);
     this.#slotBytes = Math.ceil(PLUGIN_LIMITS.moduleBytes / this.#flash.blockSize) * this.#flash.blockSize;
     this.#slots = Math.floor(this.#flash.byteLength / this.#slotBytes);
-    this.#keys = options.trustedKeys;
     this.#onChange = options.onChange;
     this.#log = options.log;
     this.#sensorNames = options.sensorNames;
@@ -210,21 +164,22 @@ export default class Plugins {
     return statuses;
   }
 
-  /** A package from d/{id}/plugin: verified, loaded and started, then stored; or refused with the reason. */
-  install(payload: string): PluginOutcome {
-    const parsed = parsePluginPackage(payload);
-    if (!parsed.ok) return this.#refuse(nameIn(payload), parsed.error.message);
-    const pkg = parsed.value;
-    const manifest = parsePluginManifest(pkg.manifest);
-    if (!manifest.ok) return this.#refuse(nameIn(payload), manifest.error.message);
-    const { name, version } = manifest.value;
+  /** The installed version of a plugin, if it is installed. */
+  versionOf(name: string): string | undefined {
+    return this.#find(name)?.version;
+  }
+
+  /**
+   * A verified module (its bytes match the signed manifest): loaded and started, then stored; or
+   * refused with the reason. Once installed it runs with `settings` (config, enabled or not).
+   */
+  install(module: PluginModule, bytes: ArrayBuffer, settings: PluginSettings): InstallOutcome {
+    const { name, version } = module;
     const existing = this.#find(name);
-    const bytes = this.#verify(pkg.manifest, pkg.signature, pkg.wasm, manifest.value);
-    if (typeof bytes === "string") return this.#refuse(name, bytes);
     if (existing === undefined && this.#index.length >= PLUGIN_LIMITS.perDevice)
-      return this.#refuse(name, `at most ${PLUGIN_LIMITS.perDevice} plugins per device`);
-    const config = pkg.config ?? existing?.config ?? {};
-    const spec = { name, version, metrics: manifest.value.metrics, config };
+      return this.#refuse(name, "no_room", `at most ${PLUGIN_LIMITS.perDevice} plugins per device`);
+    const { config, enabled } = settings;
+    const spec = { name, version, metrics: module.metrics, config };
     // It must start before it replaces anything: an upgrade that traps leaves the running version alone.
     const counters = existing ? this.#countersOf(name) : { calls: 0, errors: 0, fuel: 0 };
     let runtime: PluginRuntime;
@@ -232,30 +187,30 @@ export default class Plugins {
       runtime = new PluginRuntime(spec, bytes, this.#sensorNames, counters, this.#log);
     } catch (error) {
       const failure = PluginError.from(error);
-      const reason = existing
-        ? `upgrade to ${version} failed, kept ${existing.version}: ${failure.code}: ${failure.message}`
-        : `${failure.code}: ${failure.message}`;
-      return this.#refuse(name, reason);
+      const code: ArtifactFailure = failure.code === "refused" ? "invalid_module" : "start_failed";
+      const why = `${failure.code}: ${failure.message}`;
+      if (!existing) return this.#refuse(name, code, why);
+      const refusal = this.#refuse(name, code, `upgrade to ${version} failed, kept ${existing.version}: ${why}`);
+      return { ...refusal, kept: existing.version };
     }
     const slot = this.#freeSlot(existing);
     if (slot < 0) {
       runtime.close();
-      return this.#refuse(name, "no free plugin storage slot");
+      return this.#refuse(name, "no_room", "no free plugin storage slot");
     }
     try {
       this.#writeSlot(slot, bytes);
     } catch (error) {
       runtime.close();
-      return this.#refuse(name, `storing the module failed: ${describeError(error)}`);
+      return this.#refuse(name, "flash_error", `storing the module failed: ${describeError(error)}`);
     }
     const stored: StoredVersion = {
       version,
       slot,
-      sha256: manifest.value.sha256,
+      sha256: module.sha256,
       size: bytes.byteLength,
       metrics: spec.metrics,
     };
-    const enabled = pkg.enable ?? true;
     const entry: IndexEntry = { ...stored, name, config, enabled };
     if (existing) entry.previous = this.#versionOf(existing);
     this.#stop(name);
@@ -273,6 +228,15 @@ export default class Plugins {
     );
     this.#changed();
     return { ok: true, status: this.#status(entry) };
+  }
+
+  /** The installed version offered again: its config and enabled state become the offer's. */
+  settle(name: string, settings: PluginSettings): PluginOutcome {
+    const configured = this.configure(name, settings.config);
+    if (!configured.ok) return configured;
+    const entry = this.#find(name) as IndexEntry;
+    if (settings.enabled === (entry.enabled && entry.failure === undefined)) return configured;
+    return settings.enabled ? this.enable(name) : this.disable(name);
   }
 
   /** Starts a plugin that is installed (after a failure too: the operator decided to try again). */
@@ -334,40 +298,17 @@ export default class Plugins {
     return { ok: true, status: this.#status(entry) };
   }
 
-  /** The module's bytes, if its signature, key, hash and size check out; else why not. */
-  #verify(manifestText: string, signature: string, wasm: string, manifest: PluginManifest): ArrayBuffer | string {
-    const key = this.#keys.get(manifest.keyId);
-    if (!key) return `unknown signing key ${manifest.keyId}`;
-    let bytes: ArrayBuffer;
-    let signatureBytes: ArrayBuffer;
-    try {
-      signatureBytes = decodeBase64(signature);
-      bytes = decodeBase64(wasm);
-    } catch {
-      return "signature or module is not valid base64";
+  #refuse(name: string, code: ArtifactFailure, reason: string): InstallRefusal {
+    this.#log.write("error", "plugin refused", { plugin: name, code, reason }, "plugin");
+    // Newest last, and only as many as can be reported.
+    this.#reasons.delete(name);
+    this.#reasons.set(name, reason);
+    for (const oldest of this.#reasons.keys()) {
+      if (this.#reasons.size <= REPORTED_STATUSES) break;
+      this.#reasons.delete(oldest);
     }
-    if (signatureBytes.byteLength !== SIGNATURE_BYTES) return "signature must be 64 bytes";
-    if (!verifyP256(key, sha256(ArrayBuffer.fromString(manifestText)), signatureBytes))
-      return "signature does not verify: the manifest was not signed by this key";
-    if (bytes.byteLength !== manifest.size)
-      return `module is ${bytes.byteLength} bytes, the manifest says ${manifest.size}`;
-    if (hex(sha256(bytes)) !== manifest.sha256) return "module does not match the manifest's sha256";
-    return bytes;
-  }
-
-  #refuse(name: string | undefined, reason: string): PluginOutcome {
-    this.#log.write("error", "plugin refused", { plugin: name ?? "", reason }, "plugin");
-    if (name !== undefined) {
-      // Newest last, and only as many as can be reported.
-      this.#reasons.delete(name);
-      this.#reasons.set(name, reason);
-      for (const oldest of this.#reasons.keys()) {
-        if (this.#reasons.size <= REPORTED_STATUSES) break;
-        this.#reasons.delete(oldest);
-      }
-      this.#changed();
-    }
-    return { ok: false, reason };
+    this.#changed();
+    return { ok: false, code, reason };
   }
 
   #countersOf(name: string): PluginCounters {
@@ -447,7 +388,7 @@ export default class Plugins {
   #readSlot(entry: StoredVersion): ArrayBuffer {
     // An ArrayBuffer unless read asks for a mapped HostBuffer, which it does not here.
     const bytes = this.#flash.read(entry.slot * this.#slotBytes, entry.size) as ArrayBuffer;
-    if (hex(sha256(bytes)) !== entry.sha256)
+    if (bytesToHex(new Uint8Array(sha256(bytes))) !== entry.sha256)
       throw new PluginError("refused", "stored module does not match its sha256");
     return bytes;
   }

@@ -41,8 +41,6 @@ export interface DeviceSettings {
   logPartition: string;
   /** Data partition holding the plugins' modules; "" runs no plugins. */
   pluginPartition: string;
-  /** The keys plugins may be signed with: "keyId:base64 of the 65-byte P-256 public key", comma-separated. */
-  pluginKeys: string;
   /** A subsystem silent this long (beyond its own period) makes the software watchdog reboot the device. */
   watchdogTimeoutMs: number;
   /** This many abnormal resets in a row, none followed by safeModeWindowMs of clean running: safe mode. */
@@ -149,7 +147,6 @@ export function readSettings(config: Readonly<Record<string, unknown>>): DeviceS
     ledPin: integer(config, "ledPin", 0, 63),
     logPartition: text(config, "logPartition"),
     pluginPartition: optionalText(config, "pluginPartition"),
-    pluginKeys: optionalText(config, "pluginKeys"),
     watchdogTimeoutMs: integer(config, "watchdogTimeoutMs", 1_000, 3_600_000),
     safeModeAfterResets: integer(config, "safeModeAfterResets", 2, 100),
     safeModeWindowMs: integer(config, "safeModeWindowMs", 10_000, 86_400_000),

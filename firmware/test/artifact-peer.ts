@@ -4,15 +4,18 @@
 // manifests, trust records and downgrade grants. The tests make it lie on purpose (other bytes than
 // the manifest's, a shorter copy) to see the device refuse.
 
+import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import {
   ARTIFACT_LIMITS,
   type ArtifactManifest,
   type ArtifactOffer,
+  type ArtifactStatusReport,
   artifactTopics,
   CHUNK_HEADER_BYTES,
   ChunkStatus,
   parseArtifactChunkRequest,
+  parseArtifactStatusReport,
   type SignedText,
   type TrustRecord,
   writeChunkHeader,
@@ -20,6 +23,8 @@ import {
 import { buildEsp32Image, type Esp32ImageSpec, readEsp32Identity } from "@kestrel/wire/esp32-image";
 import { connectAsync, type MqttClient } from "mqtt";
 import { nodeSha256 } from "../sim/crypto.ts";
+import type { TestBroker } from "./broker.ts";
+import { waitUntil } from "./wait.ts";
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -99,6 +104,32 @@ export class SigningKey {
 
 export function offer(campaign: string, manifest: SignedText, extra: Partial<ArtifactOffer> = {}): ArtifactOffer {
   return { v: 1, campaign, manifest, trust: [], windowS: 0, ...extra };
+}
+
+/** The device's status reports the broker saw, oldest first (of one campaign, when given). */
+export function artifactReports(broker: TestBroker, deviceId: string, campaign?: string): ArtifactStatusReport[] {
+  return broker.published
+    .filter((message) => message.topic === artifactTopics.status(deviceId))
+    .map((message) => {
+      const parsed = parseArtifactStatusReport(message.payload);
+      assert.ok(parsed.ok, parsed.ok ? "" : parsed.error.message);
+      return parsed.value;
+    })
+    .filter((report) => campaign === undefined || report.campaign === campaign);
+}
+
+const FINAL = new Set(["confirmed", "failed", "rolled-back"]);
+
+/** The device's final report of a campaign: confirmed, failed or rolled-back. */
+export async function artifactOutcome(
+  broker: TestBroker,
+  deviceId: string,
+  campaign: string,
+  timeoutMs = 30_000,
+): Promise<ArtifactStatusReport> {
+  const final = () => artifactReports(broker, deviceId, campaign).find((report) => FINAL.has(report.status));
+  await waitUntil(() => final() !== undefined, `${deviceId} outcome of ${campaign}`, timeoutMs);
+  return final() as ArtifactStatusReport;
 }
 
 /** What the peer serves under a SHA-256: the bytes, which a test may make differ from the manifest's. */

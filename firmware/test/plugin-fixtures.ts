@@ -1,17 +1,18 @@
-// What the plugin tests share: the built example and faulty modules, a signing key the simulated
-// devices trust, signed packages of them, and the plugin states a device reports.
+// What the plugin tests share: the built example and faulty modules, an organization key the
+// simulated devices trust, plugin artifacts offered through the artifact pipeline (a signed
+// manifest, the module served in chunks by the test peer), and the plugin states a device reports.
 
-import { generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type PluginConfig, type PluginPackage, type PluginStatus, topics } from "@kestrel/wire";
-import { pluginPackage, trustedKeyEntry } from "../plugins/package.ts";
+import { type PluginConfig, type PluginStatus, topics } from "@kestrel/wire";
+import type { ArtifactManifest, ArtifactOffer } from "@kestrel/wire/artifacts";
+import { type ArtifactPeer, offer, SigningKey, sha256Hex } from "./artifact-peer.ts";
 import type { TestBroker } from "./broker.ts";
 
 export const PLUGIN_BUILD_DIR = join(import.meta.dirname, "..", "build", "plugins");
 
-export function pluginBytes(name: string): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(readFileSync(join(PLUGIN_BUILD_DIR, `${name}.wasm`)));
+export function pluginBytes(name: string): Buffer<ArrayBuffer> {
+  return Buffer.from(readFileSync(join(PLUGIN_BUILD_DIR, `${name}.wasm`)));
 }
 
 /** The metrics each example declares in its manifest. */
@@ -24,27 +25,50 @@ export const EXAMPLE_METRICS: Readonly<Record<string, string[]>> = Object.freeze
   recursion: ["depth"],
 });
 
-export const KEY_ID = "test-key";
-export const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
+export const signingKey = new SigningKey();
 /** The device config that makes it trust signingKey. */
-export const TRUSTED = { pluginKeys: trustedKeyEntry(KEY_ID, signingKey.publicKey) };
+export const TRUSTED = { otaKeys: signingKey.provisioned };
 
-export function signedPackage(
+/** A plugin offer and the bytes the peer serves for it. */
+export interface PluginDelivery {
+  offer: ArtifactOffer;
+  bytes: Buffer;
+  /** The SHA-256 the peer serves the bytes under: the manifest's, unless a test lies. */
+  servedAs?: string;
+}
+
+let campaigns = 0;
+
+export function pluginOffer(
   module: string,
-  options: { name?: string; version?: string; config?: PluginConfig; bytes?: Uint8Array; enable?: boolean } = {},
-): PluginPackage {
-  const name = options.name ?? module.replaceAll("-", "");
-  return pluginPackage(
-    options.bytes ?? pluginBytes(module),
-    {
-      name,
-      version: options.version ?? "1.0.0",
-      metrics: EXAMPLE_METRICS[module] ?? [],
-      keyId: KEY_ID,
-      privateKey: signingKey.privateKey,
-    },
-    { config: options.config, enable: options.enable },
-  );
+  options: {
+    name?: string;
+    version?: string;
+    config?: PluginConfig;
+    enabled?: boolean;
+    bytes?: Buffer;
+    key?: SigningKey;
+    manifest?: Partial<ArtifactManifest>;
+    extra?: Partial<ArtifactOffer>;
+  } = {},
+): PluginDelivery {
+  const bytes = options.bytes ?? pluginBytes(module);
+  const key = options.key ?? signingKey;
+  const manifest = key.manifest(bytes, {
+    kind: "plugin",
+    name: options.name ?? module.replaceAll("-", ""),
+    version: options.version ?? "1.0.0",
+    target: { chip: "*", board: "*" },
+    metrics: EXAMPLE_METRICS[module] ?? [],
+    ...options.manifest,
+  });
+  const plugin = { config: options.config ?? {}, enabled: options.enabled ?? true };
+  return { offer: offer(`cmp-plugin-${++campaigns}`, manifest, { plugin, ...options.extra }), bytes };
+}
+
+export async function deliver(peer: ArtifactPeer, deviceId: string, delivery: PluginDelivery): Promise<void> {
+  peer.serve(delivery.bytes, delivery.servedAs ?? sha256Hex(delivery.bytes));
+  await peer.publishOffer(deviceId, delivery.offer);
 }
 
 /**
@@ -67,8 +91,4 @@ export async function pluginState(
   }, timeoutMs);
   const plugins = (JSON.parse(state.payload) as { plugins: PluginStatus[] }).plugins;
   return plugins.find((plugin) => plugin.name === name) as PluginStatus;
-}
-
-export async function deliver(broker: TestBroker, deviceId: string, pkg: PluginPackage | string): Promise<void> {
-  await broker.publish(topics.plugin(deviceId), typeof pkg === "string" ? pkg : JSON.stringify(pkg));
 }

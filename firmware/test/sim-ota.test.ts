@@ -11,9 +11,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type ArtifactStatusReport, parseArtifactStatusReport } from "@kestrel/wire/artifacts";
 import { SIM_IMAGE_MARKERS, type SimDevice, startSimDevice } from "../sim/device.ts";
-import { ArtifactPeer, image, offer, SigningKey, sha256Hex } from "./artifact-peer.ts";
+import {
+  ArtifactPeer,
+  artifactOutcome,
+  artifactReports,
+  image,
+  offer,
+  SigningKey,
+  sha256Hex,
+} from "./artifact-peer.ts";
 import { startBroker, type TestBroker } from "./broker.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -41,26 +48,9 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function reports(deviceId: string, campaign?: string): ArtifactStatusReport[] {
-  return broker.published
-    .filter((message) => message.topic === `d/${deviceId}/artifact/status`)
-    .map((message) => {
-      const parsed = parseArtifactStatusReport(message.payload);
-      assert.ok(parsed.ok, parsed.ok ? "" : parsed.error.message);
-      return parsed.value;
-    })
-    .filter((report) => campaign === undefined || report.campaign === campaign);
-}
-
-async function outcome(deviceId: string, campaign: string, timeoutMs = 30_000): Promise<ArtifactStatusReport> {
-  const final = new Set(["confirmed", "failed", "rolled-back"]);
-  await waitUntil(
-    () => reports(deviceId, campaign).some((r) => final.has(r.status)),
-    `${deviceId} outcome of ${campaign}`,
-    timeoutMs,
-  );
-  return reports(deviceId, campaign).find((r) => final.has(r.status)) as ArtifactStatusReport;
-}
+const reports = (deviceId: string, campaign?: string) => artifactReports(broker, deviceId, campaign);
+const outcome = (deviceId: string, campaign: string, timeoutMs?: number) =>
+  artifactOutcome(broker, deviceId, campaign, timeoutMs);
 
 async function device(
   t: { after(fn: () => Promise<void>): void },

@@ -1,37 +1,54 @@
 // WebAssembly plugins on simulated devices: the real firmware in XS runs each plugin in wasm3 through
-// the native binding (the same C as on the ESP32). The example plugins give the outputs Node's own
-// WebAssembly gives for the same .wasm and inputs; faulty, unsigned and tampered plugins are refused
-// or stopped while the device keeps sampling and publishing; upgrades roll back; all of it persists.
+// the native binding (the same C as on the ESP32). Plugins arrive as signed artifacts (an offer, the
+// module in chunks from the test peer). The example plugins give the outputs Node's own WebAssembly
+// gives for the same .wasm and inputs; faulty, unsigned and tampered plugins are refused or stopped
+// while the device keeps sampling and publishing; upgrades roll back; all of it persists.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type CommandAck, type PluginStatus, parseTelemetryBatch, topics } from "@kestrel/wire";
+import { type CommandAck, PLUGIN_LIMITS, type PluginStatus, parseTelemetryBatch, topics } from "@kestrel/wire";
+import { artifactTopics } from "@kestrel/wire/artifacts";
 import { ReferencePlugin } from "../plugins/reference-host.ts";
+import { withCustomSection } from "../plugins/wasm-sections.ts";
 import { type SimDevice, startSimDevice } from "../sim/index.ts";
 import { type Delivered, firstArrivals } from "./arrivals.ts";
+import { ArtifactPeer, artifactOutcome, artifactReports, SigningKey, sha256Hex } from "./artifact-peer.ts";
 import { startBroker, type TestBroker } from "./broker.ts";
 import { captureLogs } from "./log-capture.ts";
-import { deliver, EXAMPLE_METRICS, pluginBytes, pluginState, signedPackage, TRUSTED } from "./plugin-fixtures.ts";
+import {
+  deliver,
+  EXAMPLE_METRICS,
+  type PluginDelivery,
+  pluginBytes,
+  pluginOffer,
+  pluginState,
+  signingKey,
+  TRUSTED,
+} from "./plugin-fixtures.ts";
 import { waitUntil } from "./wait.ts";
 
 const DEVICES = ["plug-ref", "plug-faults", "plug-refused", "plug-life"];
-const TOKENS = new Map(DEVICES.map((id) => [id, `token-${id}`]));
+const PEER = "plugin-peer";
+const TOKENS = new Map([...DEVICES, PEER].map((id) => [id, `token-${id}`]));
 /** A BME280: temperature, pressure and humidity, what the examples read. */
 const SENSORS = "bme280@0x76";
 const SENSOR_NAMES = ["temperature", "pressure", "humidity"];
 
 let broker: TestBroker;
+let peer: ArtifactPeer;
 let stateDir: string;
 
 before(async () => {
   broker = await startBroker(TOKENS);
+  peer = await ArtifactPeer.start(broker.url, PEER, TOKENS.get(PEER) ?? "");
   stateDir = mkdtempSync(join(tmpdir(), "kestrel-plugins-"));
 });
 
 after(async () => {
+  await peer.close();
   await broker.close();
   rmSync(stateDir, { recursive: true, force: true });
 });
@@ -50,8 +67,14 @@ async function bootDevice(deviceId: string, t: { after(fn: () => Promise<void>):
   });
   t.after(() => device.stop());
   await device.connected;
-  await broker.waitForSubscription(deviceId, topics.plugin(deviceId));
+  await broker.waitForSubscription(deviceId, artifactTopics.offer(deviceId));
   return device;
+}
+
+/** Offers the plugin and resolves with the device's final report of it. */
+async function install(deviceId: string, delivery: PluginDelivery) {
+  await deliver(peer, deviceId, delivery);
+  return artifactOutcome(broker, deviceId, delivery.offer.campaign);
 }
 
 function samplesOf(deviceId: string): Delivered[] {
@@ -81,12 +104,15 @@ test("the example plugins give in the simulator (wasm3 in XS) what the same .was
   const deviceId = "plug-ref";
   await bootDevice(deviceId, t);
   const configs = { smoothing: { window: 4 }, dewpoint: {}, threshold: { high: 22.5, hysteresis: 0.2 } };
-  for (const [name, config] of Object.entries(configs)) {
-    const since = broker.published.length;
-    await deliver(broker, deviceId, signedPackage(name, { config }));
-    const status = await pluginState(broker, deviceId, name, (s) => s.state === "enabled", since);
-    assert.equal(status.version, "1.0.0");
+  // Offered at once: the device works through them one after the other.
+  const deliveries = Object.entries(configs).map(([name, config]) => pluginOffer(name, { config }));
+  for (const delivery of deliveries) await deliver(peer, deviceId, delivery);
+  for (const delivery of deliveries) {
+    const report = await artifactOutcome(broker, deviceId, delivery.offer.campaign);
+    assert.deepEqual({ status: report.status, running: report.running }, { status: "confirmed", running: "1.0.0" });
   }
+  for (const name of Object.keys(configs))
+    assert.equal((await pluginState(broker, deviceId, name, (s) => s.state === "enabled")).version, "1.0.0");
   const metric = (name: string): string => `${name}__${EXAMPLE_METRICS[name]?.[0]}`;
   await waitUntil(
     () => samplesOf(deviceId).filter((sample) => metric("threshold") in sample.m).length >= 40,
@@ -120,20 +146,20 @@ test("a plugin that loops forever, reads out of bounds or recurses without end i
   const deviceId = "plug-faults";
   const device = await bootDevice(deviceId, t);
   let since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("spin"));
+  assert.equal((await install(deviceId, pluginOffer("spin"))).status, "confirmed", "it starts: init() is quick");
   const spin = await pluginState(broker, deviceId, "spin", (s) => s.state === "failed", since);
   assert.equal(spin.reason, "budget: [trap] execution budget exhausted");
   assert.equal(spin.errors, 1);
   assert.ok(spin.calls >= 1);
 
   since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("out-of-bounds"));
+  await install(deviceId, pluginOffer("out-of-bounds"));
   const outOfBounds = await pluginState(broker, deviceId, "outofbounds", (s) => s.state === "failed", since);
   assert.match(outOfBounds.reason ?? "", /^trap: \[trap\] out of bounds memory access/);
 
   // Recursing without end: stopped by the wasm3 value stack or the C stack guard, whichever is reached first.
   since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("recursion"));
+  await install(deviceId, pluginOffer("recursion"));
   const recursion = await pluginState(broker, deviceId, "recursion", (s) => s.state === "failed", since);
   assert.match(recursion.reason ?? "", /^trap: \[trap\] (stack overflow|native stack exhausted)/);
 
@@ -152,74 +178,74 @@ test("a plugin that loops forever, reads out of bounds or recurses without end i
   assert.equal(again.calls, spin.calls, "a stopped plugin is not called again");
 });
 
-/** The same bytes with a custom section appended, so the module grows past size without changing its code. */
-function padded(bytes: Uint8Array, size: number): Uint8Array<ArrayBuffer> {
-  const name = Buffer.from("padding");
-  const payload = size - bytes.byteLength - 8 - name.length;
-  const leb = (value: number): number[] => {
-    const out: number[] = [];
-    do {
-      const byte = value & 0x7f;
-      value >>>= 7;
-      out.push(value ? byte | 0x80 : byte);
-    } while (value);
-    return out;
-  };
-  const body = Buffer.concat([Buffer.from(leb(name.length)), name, Buffer.alloc(payload)]);
-  return new Uint8Array(Buffer.concat([bytes, Buffer.from([0, ...leb(body.length)]), body]));
+/** The same code grown past `size` bytes by a custom section. */
+function padded(bytes: Uint8Array, size: number): Buffer {
+  return withCustomSection(bytes, "padding", size - bytes.byteLength);
 }
 
-test("an unknown import, bytes that are not WebAssembly, an oversized module, an unsigned package, an unknown key and a tampered signature, manifest or module are refused before anything is stored", async (t) => {
+test("an unknown import, bytes that are not WebAssembly, an oversized module, an unsigned offer, an unknown key and a tampered signature, manifest or module are refused before anything is stored", async (t) => {
   const deviceId = "plug-refused";
   const device = await bootDevice(deviceId, t);
-  const refusal = async (name: string, pkg: object | string): Promise<string> => {
-    const since = broker.published.length;
-    await deliver(broker, deviceId, typeof pkg === "string" ? pkg : JSON.stringify(pkg));
-    const status = await pluginState(broker, deviceId, name, (s) => s.state === "failed", since);
-    return status.reason ?? "";
+  const refusal = async (delivery: PluginDelivery): Promise<string> => {
+    const report = await install(deviceId, delivery);
+    assert.equal(report.status, "failed", JSON.stringify(report));
+    return `${report.code}: ${report.reason}`;
   };
 
+  // Without a signature the offer is not even one: ignored, and nothing reported or installed (checked below).
+  const unsigned = pluginOffer("smoothing", { name: "unsigned" });
+  await peer.client.publishAsync(
+    artifactTopics.offer(deviceId),
+    JSON.stringify({ ...unsigned.offer, manifest: { text: unsigned.offer.manifest.text, sig: "" } }),
+    { qos: 1 },
+  );
+
   assert.equal(
-    await refusal("rogue", signedPackage("unknown-import", { name: "rogue" })),
+    await refusal(pluginOffer("unknown-import", { name: "rogue" })),
+    "invalid_module: refused: unknown import env.system",
+  );
+  assert.equal(
+    (await pluginState(broker, deviceId, "rogue", (s) => s.state === "failed")).reason,
     "refused: unknown import env.system",
+    "the device's state says it too",
   );
-  const garbage = signedPackage("smoothing", {
-    name: "garbage",
-    bytes: new Uint8Array(Buffer.from("not wasm at all")),
-  });
-  assert.equal(await refusal("garbage", garbage), "refused: not a WebAssembly 1.0 module");
+  const garbage = pluginOffer("smoothing", { name: "garbage", bytes: Buffer.from("not wasm at all") });
+  assert.equal(await refusal(garbage), "invalid_module: refused: not a WebAssembly 1.0 module");
 
-  const big = signedPackage("smoothing", { name: "big", bytes: padded(pluginBytes("smoothing"), 20_000) });
-  assert.match(await refusal("big", big), /exceeds 16384 bytes/);
+  const big = pluginOffer("smoothing", { name: "big", bytes: padded(pluginBytes("smoothing"), 20_000) });
+  assert.match(await refusal(big), new RegExp(`^bad_signature: .*at most ${PLUGIN_LIMITS.moduleBytes} bytes`));
 
-  const stranger = signedPackage("smoothing", { name: "stranger" });
-  const unknownKey = { ...stranger, manifest: stranger.manifest.replace('"keyId":"test-key"', '"keyId":"other-key"') };
-  assert.equal(await refusal("stranger", unknownKey), "unknown signing key other-key");
+  const stranger = pluginOffer("smoothing", { name: "stranger", key: new SigningKey() });
+  assert.match(await refusal(stranger), /^unknown_key: key [0-9a-f]{16} is not trusted/);
 
-  const unsigned = { ...signedPackage("smoothing", { name: "unsigned" }), signature: "" };
-  assert.equal(await refusal("unsigned", unsigned), "signature must be base64 of 64 bytes");
+  const forged = pluginOffer("smoothing", { name: "forged" });
+  forged.offer.manifest.sig = pluginOffer("dewpoint", { name: "forged" }).offer.manifest.sig;
+  assert.match(await refusal(forged), /^bad_signature: the manifest's signature does not verify/);
 
-  const forged = signedPackage("smoothing", { name: "forged" });
-  const otherSignature = signedPackage("dewpoint", { name: "forged" }).signature;
-  assert.match(await refusal("forged", { ...forged, signature: otherSignature }), /signature does not verify/);
+  const edited = pluginOffer("smoothing", { name: "edited" });
+  edited.offer.manifest.text = edited.offer.manifest.text.replace('"version":"1.0.0"', '"version":"9.9.9"');
+  assert.match(await refusal(edited), /^bad_signature: the manifest's signature does not verify/);
 
-  const edited = signedPackage("smoothing", { name: "edited" });
-  const newerClaim = { ...edited, manifest: edited.manifest.replace('"version":"1.0.0"', '"version":"9.9.9"') };
-  assert.match(await refusal("edited", newerClaim), /signature does not verify/);
-
-  const swapped = signedPackage("smoothing", { name: "swapped" });
-  const module = Buffer.from(swapped.wasm, "base64");
+  // The gateway serves other bytes than the signed ones: the SHA-256 of the download gives it away.
+  const swapped = pluginOffer("smoothing", { name: "swapped" });
+  const module = Buffer.from(swapped.bytes);
   module.writeUInt8((module.at(-1) as number) ^ 0xff, module.length - 1);
-  assert.equal(
-    await refusal("swapped", { ...swapped, wasm: module.toString("base64") }),
-    "module does not match the manifest's sha256",
+  assert.match(
+    await refusal({ ...swapped, bytes: module, servedAs: sha256Hex(swapped.bytes) }),
+    /^tampered: the artifact hashes to /,
   );
 
-  // Nothing was installed: every plugin the device reports is a refusal (version "0"), the newest first to stay.
+  // Nothing was installed: every plugin the device reports is a refusal (version "0").
   const last = broker.published.filter((message) => message.topic === topics.state(deviceId)).at(-1);
   const reported = (JSON.parse(last?.payload ?? "{}") as { plugins?: PluginStatus[] }).plugins ?? [];
-  assert.ok(reported.length > 0 && reported.every((plugin) => plugin.version === "0" && plugin.state === "failed"));
-  assert.equal(reported.at(-1)?.name, "swapped");
+  assert.deepEqual(
+    reported.map((plugin) => [plugin.name, plugin.version, plugin.state]),
+    [
+      ["rogue", "0", "failed"],
+      ["garbage", "0", "failed"],
+    ],
+  );
+  assert.deepEqual(artifactReports(broker, deviceId, unsigned.offer.campaign), [], "the unsigned offer got no answer");
   const count = samplesOf(deviceId).length;
   await waitUntil(() => samplesOf(deviceId).length >= count + 5, "five more samples");
   assert.ok(samplesOf(deviceId).every((sample) => Object.keys(sample.m).every((metric) => !metric.includes("__"))));
@@ -237,7 +263,7 @@ test("lifecycle: install, disable, enable, an upgrade that traps at start rolled
   };
 
   let since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("smoothing", { config: { window: 2 } }));
+  assert.equal((await install(deviceId, pluginOffer("smoothing", { config: { window: 2 } }))).status, "confirmed");
   await pluginState(broker, deviceId, "smoothing", (s) => s.state === "enabled" && s.version === "1.0.0", since);
   assert.ok((await samplesAfter(4, "samples with the plugin")).every((sample) => metric in sample.m));
 
@@ -249,7 +275,12 @@ test("lifecycle: install, disable, enable, an upgrade that traps at start rolled
   assert.ok((await samplesAfter(4, "samples once enabled again")).every((sample) => metric in sample.m));
 
   since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("init-trap", { name: "smoothing", version: "2.0.0" }));
+  const trapping = await install(deviceId, pluginOffer("init-trap", { name: "smoothing", version: "2.0.0" }));
+  assert.deepEqual(
+    { status: trapping.status, code: trapping.code, running: trapping.running },
+    { status: "rolled-back", code: "start_failed", running: "1.0.0" },
+  );
+  assert.match(trapping.reason ?? "", /^upgrade to 2\.0\.0 failed, kept 1\.0\.0: /);
   const rolledBack = await pluginState(broker, deviceId, "smoothing", (s) => s.reason !== undefined, since);
   assert.equal(rolledBack.version, "1.0.0");
   assert.equal(rolledBack.state, "enabled");
@@ -257,12 +288,34 @@ test("lifecycle: install, disable, enable, an upgrade that traps at start rolled
   assert.ok((await samplesAfter(4, "samples after the failed upgrade")).every((sample) => metric in sample.m));
 
   since = broker.published.length;
-  await deliver(broker, deviceId, signedPackage("smoothing", { version: "1.1.0", config: { window: 8 } }));
+  await install(deviceId, pluginOffer("smoothing", { version: "1.1.0", config: { window: 8 } }));
   const upgraded = await pluginState(broker, deviceId, "smoothing", (s) => s.version === "1.1.0", since);
   assert.deepEqual(
     { state: upgraded.state, previous: upgraded.previous, reason: upgraded.reason },
     { state: "enabled", previous: "1.0.0", reason: undefined },
   );
+
+  // Back to 1.0.0: refused without the campaign's signed grant, installed with it.
+  const older = pluginOffer("smoothing", { version: "1.0.0" });
+  const refusedDowngrade = await install(deviceId, older);
+  assert.deepEqual(
+    { status: refusedDowngrade.status, code: refusedDowngrade.code, running: refusedDowngrade.running },
+    { status: "failed", code: "downgrade", running: "1.1.0" },
+  );
+  const granted = pluginOffer("smoothing", { version: "1.1.0" });
+  granted.offer.campaign = "cmp-plugin-back";
+  granted.offer.manifest = older.offer.manifest;
+  granted.offer.downgrade = signingKey.downgradeGrant("cmp-plugin-back", sha256Hex(older.bytes));
+  assert.deepEqual(
+    { ...(await install(deviceId, { ...granted, bytes: older.bytes })) },
+    { v: 1, campaign: "cmp-plugin-back", sha256: sha256Hex(older.bytes), status: "confirmed", running: "1.0.0" },
+  );
+  // The same version offered again: nothing downloaded, its settings (here: disabled) applied.
+  since = broker.published.length;
+  const settled = pluginOffer("smoothing", { version: "1.0.0", enabled: false });
+  assert.equal((await install(deviceId, settled)).status, "confirmed");
+  await pluginState(broker, deviceId, "smoothing", (s) => s.state === "disabled", since);
+  assert.equal((await command(deviceId, "on-2", "plugin-enable", { name: "smoothing" })).status, "done");
 
   await command(deviceId, "reboot-1", "reboot", {});
   await waitUntil(() => device.restarts === 1, "the restart");
@@ -272,8 +325,8 @@ test("lifecycle: install, disable, enable, an upgrade that traps at start rolled
   );
   const afterReboot = (JSON.parse(rebooted.payload) as { plugins: PluginStatus[] }).plugins;
   assert.deepEqual(
-    afterReboot.map((plugin) => [plugin.name, plugin.version, plugin.state]),
-    [["smoothing", "1.1.0", "enabled"]],
+    afterReboot.map((plugin) => [plugin.name, plugin.version, plugin.state, plugin.previous]),
+    [["smoothing", "1.0.0", "enabled", "1.1.0"]],
   );
   const bootTwo = await samplesAfter(4, "samples after the reboot");
   assert.ok(
@@ -284,7 +337,7 @@ test("lifecycle: install, disable, enable, an upgrade that traps at start rolled
   const removed = await command(deviceId, "rm-1", "plugin-remove", { name: "smoothing" });
   assert.equal(removed.status, "done");
   assert.ok((await samplesAfter(4, "samples after the removal")).every((sample) => !(metric in sample.m)));
-  const missing = await command(deviceId, "on-2", "plugin-enable", { name: "smoothing" });
+  const missing = await command(deviceId, "on-3", "plugin-enable", { name: "smoothing" });
   assert.deepEqual(
     { status: missing.status, reason: missing.reason },
     { status: "failed", reason: "no plugin named smoothing" },

@@ -60,12 +60,28 @@ export class OtaOperator {
     return this.request("POST", "/api/signing/keys");
   }
 
-  async upload(image: Buffer, query: Record<string, string> = {}): Promise<UploadedArtifact> {
-    const search = new URLSearchParams({ kind: "firmware", name: "kestrel-fw", chip: "esp32", ...query });
+  upload(image: Buffer, query: Record<string, string> = {}): Promise<UploadedArtifact> {
+    return this.post({ kind: "firmware", name: "kestrel-fw", chip: "esp32", ...query }, image);
+  }
+
+  /** A WebAssembly plugin (it runs on any chip), signed when asked. */
+  async uploadPlugin(
+    wasm: Buffer,
+    plugin: { name: string; version: string; metrics: string[] },
+    signed = true,
+  ): Promise<UploadedArtifact> {
+    const { name, version, metrics } = plugin;
+    const artifact = await this.post({ kind: "plugin", name, version, metrics: metrics.join(",") }, wasm);
+    if (signed) await this.sign(artifact.artifactId);
+    return artifact;
+  }
+
+  private async post(query: Record<string, string>, bytes: Buffer): Promise<UploadedArtifact> {
+    const search = new URLSearchParams(query);
     const response = await fetch(`${this.baseUrl}/api/artifacts?${search}`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.token}`, "content-type": "application/octet-stream" },
-      body: new Uint8Array(image),
+      body: new Uint8Array(bytes),
     });
     const text = await response.text();
     if (response.status !== 201) throw new Error(`upload answered ${response.status}: ${text}`);

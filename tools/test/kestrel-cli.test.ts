@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -247,6 +247,71 @@ describe("kestrel CLI", () => {
     const denied = await kestrel(["keys", "create"], { env: { KESTREL_URL: cloud.url, KESTREL_API_KEY: key } });
     assert.equal(denied.code, EXIT.api);
     assert.match(denied.err, /403 forbidden/);
+  });
+
+  test("a plugin uploaded and signed, assigned with its config, shown per device, removed", async () => {
+    const wasm = join(dir, "dewpoint.wasm");
+    await copyFile(join(import.meta.dirname, "..", "..", "firmware", "build", "plugins", "dewpoint.wasm"), wasm);
+    const uploaded = await kestrel([
+      "upload",
+      wasm,
+      "--kind",
+      "plugin",
+      "--name",
+      "dewpoint",
+      "--version",
+      "1.0.0",
+      "--metrics",
+      "dew_point",
+      "--sign",
+      "--json",
+    ]);
+    assert.equal(uploaded.code, EXIT.ok, uploaded.err);
+    const artifact = JSON.parse(uploaded.out);
+    assert.deepEqual([artifact.kind, artifact.target.chip, artifact.metrics], ["plugin", "*", ["dew_point"]]);
+
+    const badConfig = await kestrel([
+      "plugin",
+      "assign",
+      "dewpoint",
+      "--version",
+      "1.0.0",
+      "--devices",
+      "cli-1",
+      "--config",
+      "fahrenheit",
+    ]);
+    assert.equal(badConfig.code, EXIT.usage);
+    const assigned = await kestrel([
+      "plugin",
+      "assign",
+      "dewpoint",
+      "--version",
+      "1.0.0",
+      "--devices",
+      "cli-1",
+      "--config",
+      "fahrenheit=1",
+      "--json",
+    ]);
+    assert.equal(assigned.code, EXIT.ok, assigned.err);
+    const assignment = JSON.parse(assigned.out);
+    assert.deepEqual(assignment.config, { fahrenheit: 1 });
+    await report("cli-1", assignment.campaignId, artifact.sha256, "confirmed", { running: "1.0.0" });
+    const shown = await kestrel(["plugin", "show", "dewpoint"]);
+    assert.equal(shown.code, EXIT.ok, shown.err);
+    assert.match(shown.out, /dewpoint {2}metrics dewpoint__dew_point/);
+    assert.match(shown.out, /cli-1 {2}wants 1\.0\.0, confirmed; runs not installed/);
+    const noPrevious = await kestrel(["plugin", "rollback", "dewpoint", assignment.assignmentId]);
+    assert.equal(noPrevious.code, EXIT.api);
+    assert.match(noPrevious.err, /409 no_previous_version/);
+    const removed = await kestrel(["plugin", "remove", "dewpoint", assignment.assignmentId]);
+    assert.equal(removed.code, EXIT.ok, removed.err);
+    const commands = await fetch(`${cloud.url}/api/devices/cli-1/commands`, {
+      headers: { authorization: `Bearer ${JSON.parse(await readFile(env.KESTREL_CONFIG as string, "utf8")).token}` },
+    });
+    const names = ((await commands.json()) as { items: Array<{ name: string }> }).items.map((item) => item.name);
+    assert.ok(names.includes("plugin-remove"), names.join(", "));
   });
 
   test("the bin runs as a command: help exits 0, an unknown command 1", async () => {

@@ -1,10 +1,22 @@
-// Signed artifacts on the wire: the one pipeline that carries firmware images now, and WASM plugins
+// Signed artifacts on the wire: the one pipeline that carries firmware images and WASM plugins now,
 // and TinyML models later. The cloud signs a manifest per artifact (ECDSA P-256 over SHA-256, raw
 // r||s, the form the device's mbedTLS check takes), offers it to devices through their gateway, the
 // device fetches the bytes in chunks from the gateway's cache, verifies, installs and reports each step.
 // Device-safe like the rest of the wire: no Node APIs; imported as `@kestrel/wire/artifacts`.
 
-import { fail, isObject, isUint, type Parsed, parseJson, WIRE_VERSION } from "@kestrel/wire";
+import {
+  fail,
+  isObject,
+  isPluginConfig,
+  isPluginMetricList,
+  isPluginName,
+  isUint,
+  type Parsed,
+  PLUGIN_LIMITS,
+  type PluginConfig,
+  parseJson,
+  WIRE_VERSION,
+} from "@kestrel/wire";
 
 export type ArtifactKind = "firmware" | "plugin" | "model";
 
@@ -107,14 +119,17 @@ export function bytesToHex(bytes: Uint8Array): string {
   return hex;
 }
 
-/** Which hardware an artifact is built for: a chip ("esp32", "esp32s3"...) and a board, "*" for any. */
+/**
+ * Which hardware an artifact is built for: a chip ("esp32", "esp32s3"...) and a board, "*" for any.
+ * A plugin (WebAssembly) runs on any chip: "*" there too; a firmware image names its chip.
+ */
 export interface ArtifactTarget {
   chip: string;
   board: string;
 }
 
 export function targetMatches(target: ArtifactTarget, chip: string, board: string): boolean {
-  return target.chip === chip && (target.board === "*" || target.board === board);
+  return (target.chip === "*" || target.chip === chip) && (target.board === "*" || target.board === board);
 }
 
 /** What an artifact is: its kind, name and version, what it runs on, and its bytes' size and digest. */
@@ -125,6 +140,8 @@ export interface ArtifactIdentity {
   target: ArtifactTarget;
   size: number;
   sha256: string;
+  /** A plugin's only: the metrics it may emit (signed, so no one can add one on the way). */
+  metrics?: string[];
 }
 
 /**
@@ -175,6 +192,12 @@ export interface DowngradeGrant {
   issued: number;
 }
 
+/** How a plugin offered to a device is to run there: per assignment, not signed (it is not code). */
+export interface PluginSettings {
+  config: PluginConfig;
+  enabled: boolean;
+}
+
 /** Payload of `d/{id}/artifact`: install this artifact, starting at a random moment within windowS seconds. */
 export interface ArtifactOffer {
   v: 1;
@@ -184,6 +207,8 @@ export interface ArtifactOffer {
   trust: SignedText[];
   windowS: number;
   downgrade?: SignedText;
+  /** With a plugin: its config and whether it runs once installed. */
+  plugin?: PluginSettings;
 }
 
 /** Payload of `d/{id}/artifact/get`: `length` bytes from `offset` (at most chunksPerRequest chunks). */
@@ -230,7 +255,10 @@ export type ArtifactFailure =
   | "download_failed"
   | "flash_error"
   | "health_check"
-  | "boot_failed";
+  | "boot_failed"
+  | "invalid_module"
+  | "start_failed"
+  | "no_room";
 
 const FAILURES: readonly string[] = Object.freeze([
   "tampered",
@@ -247,6 +275,9 @@ const FAILURES: readonly string[] = Object.freeze([
   "flash_error",
   "health_check",
   "boot_failed",
+  "invalid_module",
+  "start_failed",
+  "no_room",
 ]);
 
 /**
@@ -266,15 +297,31 @@ export interface ArtifactStatusReport {
   running?: string;
 }
 
-function isTarget(value: unknown): value is ArtifactTarget {
+function isTarget(value: unknown, kind: string): value is ArtifactTarget {
   return (
     isObject(value) &&
     typeof value.chip === "string" &&
     TARGET_PART.test(value.chip) &&
-    value.chip !== "*" &&
+    (value.chip !== "*" || kind !== "firmware") &&
     typeof value.board === "string" &&
     TARGET_PART.test(value.board)
   );
+}
+
+/** What a plugin's manifest must say beyond any artifact's: a plugin name, a size one slot holds, its metrics. */
+function pluginManifestError(raw: Record<string, unknown>): Parsed<never> | undefined {
+  if (raw.kind !== "plugin")
+    return raw.metrics === undefined ? undefined : fail("invalid_manifest", "only a plugin declares metrics");
+  if (!isPluginName(raw.name))
+    return fail("invalid_manifest", `a plugin's name is 1..${PLUGIN_LIMITS.nameLength} of a-z 0-9, from a letter`);
+  if (typeof raw.size === "number" && raw.size > PLUGIN_LIMITS.moduleBytes)
+    return fail("invalid_manifest", `a plugin is at most ${PLUGIN_LIMITS.moduleBytes} bytes`);
+  if (!isPluginMetricList(raw.metrics))
+    return fail(
+      "invalid_manifest",
+      `metrics must list at most ${PLUGIN_LIMITS.metricsPerPlugin} distinct names of a-z 0-9 _ (no "__"), 1..${PLUGIN_LIMITS.metricNameLength} long`,
+    );
+  return undefined;
 }
 
 export function validateArtifactManifest(raw: unknown): Parsed<ArtifactManifest> {
@@ -286,27 +333,28 @@ export function validateArtifactManifest(raw: unknown): Parsed<ArtifactManifest>
     return fail("invalid_manifest", `kind must be one of ${ARTIFACT_KINDS.join(", ")}`);
   if (typeof raw.name !== "string" || !NAME.test(raw.name)) return fail("invalid_manifest", "name is not valid");
   if (!isSemver(raw.version)) return fail("invalid_manifest", "version must be a semantic version");
-  if (!isTarget(raw.target)) return fail("invalid_manifest", "target must be { chip, board }");
+  if (!isTarget(raw.target, raw.kind)) return fail("invalid_manifest", "target must be { chip, board }");
   if (!isUint(raw.size, ARTIFACT_LIMITS.artifactBytes) || raw.size === 0)
     return fail("invalid_manifest", "size must be a positive byte count");
   if (!isSha256Hex(raw.sha256)) return fail("invalid_manifest", "sha256 must be 64 lower-case hex digits");
   if (typeof raw.keyId !== "string" || !KEY_ID.test(raw.keyId)) return fail("invalid_manifest", "keyId is not valid");
   if (!isUint(raw.issued, Number.MAX_SAFE_INTEGER)) return fail("invalid_manifest", "issued must be epoch ms");
-  return {
-    ok: true,
-    value: {
-      v: WIRE_VERSION,
-      artifact: raw.artifact,
-      kind: raw.kind as ArtifactKind,
-      name: raw.name,
-      version: raw.version,
-      target: { chip: raw.target.chip, board: raw.target.board },
-      size: raw.size,
-      sha256: raw.sha256,
-      keyId: raw.keyId,
-      issued: raw.issued,
-    },
+  const pluginError = pluginManifestError(raw);
+  if (pluginError) return pluginError;
+  const manifest: ArtifactManifest = {
+    v: WIRE_VERSION,
+    artifact: raw.artifact,
+    kind: raw.kind as ArtifactKind,
+    name: raw.name,
+    version: raw.version,
+    target: { chip: raw.target.chip, board: raw.target.board },
+    size: raw.size,
+    sha256: raw.sha256,
+    keyId: raw.keyId,
+    issued: raw.issued,
   };
+  if (isPluginMetricList(raw.metrics)) manifest.metrics = [...raw.metrics];
+  return { ok: true, value: manifest };
 }
 
 export function parseArtifactManifest(text: string): Parsed<ArtifactManifest> {
@@ -414,6 +462,16 @@ export function validateArtifactOffer(raw: unknown): Parsed<ArtifactOffer> {
   if (!isUint(raw.windowS, 86_400)) return fail("invalid_offer", "windowS must be 0..86400 seconds");
   if (raw.downgrade !== undefined && !isSignedText(raw.downgrade))
     return fail("invalid_offer", "downgrade must be { text, sig }");
+  const plugin = raw.plugin;
+  const settings =
+    isObject(plugin) && isPluginConfig(plugin.config) && typeof plugin.enabled === "boolean"
+      ? { config: { ...plugin.config }, enabled: plugin.enabled }
+      : undefined;
+  if (plugin !== undefined && !settings)
+    return fail(
+      "invalid_offer",
+      `plugin must be { config: at most ${PLUGIN_LIMITS.configEntries} numbers by name, enabled: boolean }`,
+    );
   const offer: ArtifactOffer = {
     v: WIRE_VERSION,
     campaign: raw.campaign,
@@ -422,6 +480,7 @@ export function validateArtifactOffer(raw: unknown): Parsed<ArtifactOffer> {
     windowS: raw.windowS,
   };
   if (raw.downgrade !== undefined) offer.downgrade = { text: raw.downgrade.text, sig: raw.downgrade.sig };
+  if (settings) offer.plugin = settings;
   return { ok: true, value: offer };
 }
 

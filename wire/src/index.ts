@@ -25,7 +25,6 @@ export type TopicKind =
   | "cmd"
   | "cmd/ack"
   | "log"
-  | "plugin"
   // Signed artifacts (firmware, plugins, models): @kestrel/wire/artifacts has their payloads.
   | "artifact"
   | "artifact/get"
@@ -39,8 +38,6 @@ export const topics = Object.freeze({
   command: (deviceId: string): string => `d/${deviceId}/cmd`,
   commandAck: (deviceId: string): string => `d/${deviceId}/cmd/ack`,
   log: (deviceId: string): string => `d/${deviceId}/log`,
-  /** Downlink: a signed plugin to install (PluginPackage). */
-  plugin: (deviceId: string): string => `d/${deviceId}/plugin`,
 });
 
 export interface ParsedTopic {
@@ -63,7 +60,6 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     case "cmd":
     case "cmd/ack":
     case "log":
-    case "plugin":
     case "artifact":
     case "artifact/get":
     case "artifact/chunk":
@@ -519,24 +515,64 @@ export const PLUGIN_LIMITS = Object.freeze({
   configEntries: 16,
   /** The module's bytes: what one storage slot on the device holds. */
   moduleBytes: 16 * 1024,
+  /** Linear memory a plugin may have: one 64 KiB page (the module's minimum may not exceed it). */
+  memoryPages: 1,
   versionLength: 32,
-  keyIdLength: 32,
   statusReasonLength: 200,
   /** Plugins installed on a device at once (each keeps its previous version too). */
   perDevice: 4,
 } as const);
 
+/**
+ * The host API, the only imports a plugin may have: module "kestrel", each function with its wasm3
+ * signature (result, then parameters: i i32, I i64, f f32, F f64, v none). The device links them
+ * (firmware/src/plugin-host.ts), the cloud refuses a module importing anything else at upload.
+ */
+export const PLUGIN_HOST_MODULE = "kestrel";
+export const PLUGIN_HOST_API = Object.freeze({
+  /** sensor(name ptr, len) → index of the sensor's metric in the sample, -1 when none. */
+  sensor: "i(ii)",
+  /** value(index) → this sample's reading, NaN when none. */
+  value: "F(i)",
+  /** metric(name ptr, len) → index of a metric the manifest declares, -1 otherwise. */
+  metric: "i(ii)",
+  /** emit(index, value): the metric's value for this sample. */
+  emit: "v(iF)",
+  /** config(name ptr, len) → the config number, NaN when unset. */
+  config: "F(ii)",
+  /** log(level, text ptr, len). */
+  log: "v(iii)",
+  /** now() → the sample's time, epoch ms. */
+  now: "F()",
+} as const);
+export type PluginHostFunction = keyof typeof PLUGIN_HOST_API;
+
+/** What a plugin exports: init() → 0 when ready, on_sample() once per sample. Same notation. */
+export const PLUGIN_ENTRY_POINTS = Object.freeze({ init: "i()", on_sample: "v()" } as const);
+
 const PLUGIN_NAME = /^[a-z][a-z0-9]{0,11}$/;
 const PLUGIN_METRIC = /^[a-z](?:[a-z0-9]|_(?!_)){0,15}$/;
 const PLUGIN_VERSION = /^[0-9A-Za-z.+-]{1,32}$/;
-const KEY_ID = /^[A-Za-z0-9_.-]{1,32}$/;
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Between a plugin's name and its metric's in a telemetry metric name: smoothing__temperature_avg. */
 export const PLUGIN_METRIC_SEPARATOR = "__";
 
 export function isPluginName(value: unknown): value is string {
   return typeof value === "string" && PLUGIN_NAME.test(value);
+}
+
+/** A metric a plugin may declare: a-z 0-9 _, no "__", 1..16. */
+export function isPluginMetric(value: unknown): value is string {
+  return typeof value === "string" && PLUGIN_METRIC.test(value);
+}
+
+/** At most metricsPerPlugin distinct plugin metric names. */
+export function isPluginMetricList(value: unknown): value is string[] {
+  return (
+    Array.isArray(value) &&
+    value.length <= PLUGIN_LIMITS.metricsPerPlugin &&
+    value.every(isPluginMetric) &&
+    new Set(value).size === value.length
+  );
 }
 
 /** The telemetry metric a plugin's metric travels as, marked as the plugin's by the separator. */
@@ -553,118 +589,17 @@ export function parsePluginMetricName(name: string): { plugin: string; metric: s
   return PLUGIN_NAME.test(plugin) && PLUGIN_METRIC.test(metric) ? { plugin, metric } : undefined;
 }
 
-/**
- * What the signature covers (its exact JSON text is signed, ECDSA P-256 over SHA-256): the artifact
- * kind, the plugin's name and version, the SHA-256 and size of its WebAssembly bytes, the id of the
- * key that signed it, and the metrics it emits.
- */
-export interface PluginManifest {
-  v: 1;
-  kind: "plugin";
-  name: string;
-  version: string;
-  sha256: string;
-  size: number;
-  keyId: string;
-  metrics: string[];
-}
-
-export function validatePluginManifest(raw: unknown): Parsed<PluginManifest> {
-  if (!isObject(raw)) return fail("invalid_manifest", "plugin manifest must be a JSON object");
-  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `plugin manifest v must be ${WIRE_VERSION}`);
-  if (raw.kind !== "plugin") return fail("invalid_manifest", 'kind must be "plugin"');
-  if (!isPluginName(raw.name))
-    return fail("invalid_manifest", `name must be 1..${PLUGIN_LIMITS.nameLength} of a-z 0-9, starting with a letter`);
-  if (typeof raw.version !== "string" || !PLUGIN_VERSION.test(raw.version))
-    return fail("invalid_manifest", `version must be 1..${PLUGIN_LIMITS.versionLength} of 0-9 A-Z a-z . + -`);
-  if (typeof raw.sha256 !== "string" || !SHA256_HEX.test(raw.sha256))
-    return fail("invalid_manifest", "sha256 must be 64 lowercase hex digits");
-  if (!isUint(raw.size, PLUGIN_LIMITS.moduleBytes) || raw.size === 0)
-    return fail("module_too_large", `size must be 1..${PLUGIN_LIMITS.moduleBytes} bytes`);
-  if (typeof raw.keyId !== "string" || !KEY_ID.test(raw.keyId))
-    return fail("invalid_manifest", `keyId must be 1..${PLUGIN_LIMITS.keyIdLength} of A-Z a-z 0-9 _ . -`);
-  if (
-    !Array.isArray(raw.metrics) ||
-    raw.metrics.length > PLUGIN_LIMITS.metricsPerPlugin ||
-    !raw.metrics.every((metric) => typeof metric === "string" && PLUGIN_METRIC.test(metric)) ||
-    new Set(raw.metrics).size !== raw.metrics.length
-  )
-    return fail(
-      "invalid_manifest",
-      `metrics must be at most ${PLUGIN_LIMITS.metricsPerPlugin} distinct names of a-z 0-9 _ (no "__"), 1..${PLUGIN_LIMITS.metricNameLength} long`,
-    );
-  return {
-    ok: true,
-    value: {
-      v: WIRE_VERSION,
-      kind: "plugin",
-      name: raw.name,
-      version: raw.version,
-      sha256: raw.sha256,
-      size: raw.size,
-      keyId: raw.keyId,
-      metrics: raw.metrics as string[],
-    },
-  };
-}
-
-export function parsePluginManifest(text: string): Parsed<PluginManifest> {
-  const json = parseJson(text);
-  return json.ok ? validatePluginManifest(json.value) : json;
-}
-
 /** A plugin's configuration: numbers by name, set per assignment (not signed: it is not code). */
 export type PluginConfig = Record<string, number>;
 
-function isPluginConfig(value: unknown): value is PluginConfig {
+/** At most configEntries finite numbers under metric-style names. */
+export function isPluginConfig(value: unknown): value is PluginConfig {
   if (!isObject(value)) return false;
   const keys = Object.keys(value);
   return (
     keys.length <= PLUGIN_LIMITS.configEntries &&
     keys.every((key) => isMetricName(key) && typeof value[key] === "number" && Number.isFinite(value[key]))
   );
-}
-
-/**
- * Payload of `d/{id}/plugin` (downlink, QoS 1): a signed plugin to install, or to upgrade the
- * installed plugin of that name to. `manifest` is the exact signed text; `signature` is base64 of
- * the 64-byte ECDSA P-256 signature (r || s) over it; `wasm` is base64 of the module.
- */
-export interface PluginPackage {
-  v: 1;
-  manifest: string;
-  signature: string;
-  wasm: string;
-  config?: PluginConfig;
-  /** Enable once installed (the default); false installs it disabled. */
-  enable?: boolean;
-}
-
-export function validatePluginPackage(raw: unknown): Parsed<PluginPackage> {
-  if (!isObject(raw)) return fail("invalid_plugin_package", "plugin package must be a JSON object");
-  if (raw.v !== WIRE_VERSION) return fail("unsupported_version", `plugin package v must be ${WIRE_VERSION}`);
-  if (typeof raw.manifest !== "string" || raw.manifest.length > 1024)
-    return fail("invalid_plugin_package", "manifest must be the signed manifest's JSON text (at most 1024 characters)");
-  if (typeof raw.signature !== "string" || raw.signature.length !== 88 || !BASE64.test(raw.signature))
-    return fail("invalid_plugin_package", "signature must be base64 of 64 bytes");
-  const wasmLimit = Math.ceil(PLUGIN_LIMITS.moduleBytes / 3) * 4;
-  if (typeof raw.wasm !== "string" || raw.wasm.length === 0 || !BASE64.test(raw.wasm))
-    return fail("invalid_plugin_package", "wasm must be base64 of the module");
-  if (raw.wasm.length > wasmLimit)
-    return fail("module_too_large", `the module exceeds ${PLUGIN_LIMITS.moduleBytes} bytes`);
-  if (raw.config !== undefined && !isPluginConfig(raw.config))
-    return fail("invalid_plugin_package", `config must map at most ${PLUGIN_LIMITS.configEntries} names to numbers`);
-  if (raw.enable !== undefined && typeof raw.enable !== "boolean")
-    return fail("invalid_plugin_package", "enable must be a boolean");
-  const value: PluginPackage = { v: WIRE_VERSION, manifest: raw.manifest, signature: raw.signature, wasm: raw.wasm };
-  if (raw.config !== undefined) value.config = raw.config as PluginConfig;
-  if (raw.enable !== undefined) value.enable = raw.enable;
-  return { ok: true, value };
-}
-
-export function parsePluginPackage(text: string): Parsed<PluginPackage> {
-  const json = parseJson(text);
-  return json.ok ? validatePluginPackage(json.value) : json;
 }
 
 /** "failed": refused or stopped (trap, budget, bad module); `reason` says why. */

@@ -22,7 +22,7 @@ import {
   targetMatches,
   writeChunkHeader,
 } from "../src/artifacts.ts";
-import { parseTopic } from "../src/index.ts";
+import { PLUGIN_LIMITS, parseTopic } from "../src/index.ts";
 
 const SHA = "a".repeat(64);
 const KEY = "0123456789abcdef";
@@ -92,6 +92,31 @@ describe("signed statements", () => {
     refused(parseArtifactManifest(JSON.stringify({ ...manifest, v: 2 })), "unsupported_version");
   });
 
+  test("a plugin's manifest names a plugin, fits a slot and declares its metrics; only a plugin runs on any chip", () => {
+    const plugin = {
+      ...manifest,
+      kind: "plugin",
+      name: "dewpoint",
+      target: { chip: "*", board: "*" },
+      size: 6357,
+      metrics: ["dew_point"],
+    };
+    const parsed = parseArtifactManifest(JSON.stringify(plugin));
+    assert.ok(parsed.ok);
+    assert.deepEqual(parsed.value, plugin);
+    const refusal = (change: Record<string, unknown>) =>
+      refused(parseArtifactManifest(JSON.stringify({ ...plugin, ...change })), "invalid_manifest");
+    refusal({ name: "Dew-Point" });
+    refusal({ name: "a".repeat(PLUGIN_LIMITS.nameLength + 1) });
+    refusal({ size: PLUGIN_LIMITS.moduleBytes + 1 });
+    refusal({ metrics: undefined });
+    refusal({ metrics: ["a__b"] });
+    refusal({ metrics: ["x", "x"] });
+    refusal({ metrics: ["a", "b", "c", "d", "e"] });
+    refused(parseArtifactManifest(JSON.stringify({ ...manifest, metrics: ["x"] })), "invalid_manifest");
+    assert.ok(targetMatches({ chip: "*", board: "*" }, "esp32s3", "moddable_two"));
+  });
+
   test("a target matches its chip, and its board unless the board is *", () => {
     assert.ok(targetMatches({ chip: "esp32", board: "*" }, "esp32", "moddable_two"));
     assert.ok(targetMatches({ chip: "esp32", board: "moddable_two" }, "esp32", "moddable_two"));
@@ -130,6 +155,18 @@ describe("offers, requests and reports", () => {
     const tooMany = Array.from({ length: ARTIFACT_LIMITS.trustRecords + 1 }, () => ({ text: "{}", sig: SIG }));
     refused(parseArtifactOffer(JSON.stringify({ ...offer, trust: tooMany })), "invalid_offer");
     refused(parseArtifactOffer(JSON.stringify({ ...offer, windowS: -1 })), "invalid_offer");
+  });
+
+  test("a plugin's offer carries its config and whether it runs, checked like the device checks config", () => {
+    const withPlugin = { ...offer, plugin: { config: { window: 8 }, enabled: false } };
+    const parsed = parseArtifactOffer(JSON.stringify(withPlugin));
+    assert.ok(parsed.ok);
+    assert.deepEqual(parsed.value.plugin, { config: { window: 8 }, enabled: false });
+    const bad = (plugin: unknown) => refused(parseArtifactOffer(JSON.stringify({ ...offer, plugin })), "invalid_offer");
+    bad({ config: { window: "8" }, enabled: true });
+    bad({ config: { Window: 8 }, enabled: true });
+    bad({ config: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i])), enabled: true });
+    bad({ config: {} });
   });
 
   test("a chunk request asks for at most four chunks", () => {

@@ -26,6 +26,8 @@ export interface UploadRequest {
   /** Taken from the content when the kind's content states it (a firmware image does). */
   version: string | undefined;
   target: ArtifactTarget;
+  /** A plugin's: the metrics it may emit (signed with it). */
+  metrics: string[] | undefined;
   notes: string;
   createdBy: string;
   /** Declared size (Content-Length), checked against the limit before anything is read. */
@@ -51,14 +53,19 @@ export class ArtifactRegistry {
   /** Stores the artifact if its content passes its kind's validator; otherwise throws and keeps nothing. */
   async upload(tenantId: string, request: UploadRequest, body: AsyncIterable<Uint8Array>): Promise<ArtifactDoc> {
     const { kind, name, target } = request;
+    // A plugin that emits nothing (it only logs) declares no metrics.
+    const metrics = kind === "plugin" ? (request.metrics ?? []) : request.metrics;
     const validator = VALIDATORS.get(kind);
     if (!validator) throw new Problem(422, "unsupported_kind", `artifacts of kind ${kind} cannot be uploaded yet`);
+    const declared = { kind, name, version: request.version, target, metrics };
+    const declaredError = validator.checkDeclared(declared);
+    if (declaredError) throw new Problem(400, "invalid_request", `${declaredError.code}: ${declaredError.message}`);
     if (request.declaredBytes !== undefined && request.declaredBytes > this.maxBytes)
       throw new Problem(413, "payload_too_large", `an artifact is at most ${this.maxBytes} bytes`);
     if (request.version !== undefined && (await this.store.exists(tenantId, kind, name, request.version)))
       throw new Problem(409, "artifact_exists", `${kind} ${name} ${request.version} exists already`);
 
-    const check = validator.begin({ kind, name, version: request.version, target });
+    const check = validator.begin(declared);
     const hash = createHash("sha256");
     let size = 0;
     const maxBytes = this.maxBytes;
@@ -88,6 +95,7 @@ export class ArtifactRegistry {
       name,
       version: result.version,
       target,
+      ...(metrics === undefined ? {} : { metrics }),
       size,
       sha256: hash.digest("hex"),
       notes: request.notes,

@@ -19,8 +19,9 @@ export interface UploadQuery {
   kind: ArtifactKind;
   name: string;
   version?: string;
-  chip: string;
+  chip?: string;
   board?: string;
+  metrics?: string;
   notes?: string;
 }
 
@@ -65,6 +66,11 @@ export const artifactViewSchema = {
     },
     size: { type: "integer" },
     sha256: SHA256,
+    metrics: {
+      type: "array",
+      items: { type: "string" },
+      description: "A plugin's: the metrics it may emit, as <plugin>__<metric> in telemetry.",
+    },
     notes: { type: "string" },
     details: { type: "object", additionalProperties: { type: "string" } },
     createdBy: { type: "string" },
@@ -84,15 +90,34 @@ export const artifactViewSchema = {
 export const uploadQuerySchema = {
   type: "object",
   additionalProperties: false,
-  required: ["kind", "name", "chip"],
+  required: ["kind", "name"],
   properties: {
     kind: KIND,
-    name: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" },
-    version: { type: "string", maxLength: 32, description: "Optional for firmware: the image states it." },
-    chip: { type: "string", pattern: "^[a-z0-9_-]{1,32}$" },
+    name: {
+      type: "string",
+      pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+      description: "A plugin's: 1..12 of a-z 0-9, from a letter.",
+    },
+    version: {
+      type: "string",
+      maxLength: 32,
+      description: "A semantic version; optional for firmware (the image states it), required for a plugin.",
+    },
+    chip: {
+      type: "string",
+      pattern: "^[a-z0-9_-]{1,32}$",
+      description: "Required for firmware: the chip the image is built for. A plugin runs on any (*).",
+    },
     board: { type: "string", pattern: "^[a-z0-9_*-]{1,32}$" },
+    metrics: {
+      type: "string",
+      maxLength: 80,
+      pattern: "^[a-z0-9_,]*$",
+      description: "A plugin's: the metrics it may emit, comma-separated (at most 4), e.g. dew_point.",
+    },
     notes: { type: "string", maxLength: 2000, pattern: ONE_LINE_PATTERN },
   },
+  // One example: the fuzz run's example phase mixes fields of several, and a plugin's fields do not fit firmware.
   examples: [{ kind: "firmware", name: "kestrel-fw", version: "1.2.0", chip: "esp32", board: "*", notes: "fixes" }],
 } as const;
 

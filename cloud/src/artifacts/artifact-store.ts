@@ -55,6 +55,7 @@ export function manifestText(doc: ArtifactDoc, keyId: string, issued: number): s
     keyId,
     issued,
   };
+  if (doc.metrics) manifest.metrics = doc.metrics;
   return JSON.stringify(manifest);
 }
 

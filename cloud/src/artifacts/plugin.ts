@@ -37,6 +37,7 @@ export function toArtifactView(doc: ArtifactDoc): ArtifactView {
     name: doc.name,
     version: doc.version,
     target: doc.target,
+    ...(doc.metrics ? { metrics: doc.metrics } : {}),
     size: doc.size,
     sha256: doc.sha256,
     notes: doc.notes,
@@ -85,7 +86,7 @@ export async function artifactsPlugin(app: FastifyInstance, options: ArtifactsOp
         const tenantId = orgOf(request);
         if (!request.headers["content-type"]?.startsWith(OCTET_STREAM))
           throw new Problem(415, "unsupported_media_type", `send the artifact's bytes as ${OCTET_STREAM}`);
-        const { kind, name, version, chip, board = "*", notes = "" } = request.query;
+        const { kind, name, version, chip = "*", board = "*", metrics, notes = "" } = request.query;
         const length = request.headers["content-length"];
         // A refusal mid-body must still answer: stop reading without destroying the request, and
         // close the connection after the answer rather than read the rest of an oversized body.
@@ -99,6 +100,7 @@ export async function artifactsPlugin(app: FastifyInstance, options: ArtifactsOp
               name,
               version,
               target: { chip, board },
+              metrics: metrics === undefined ? undefined : metrics.split(",").filter((metric) => metric !== ""),
               notes,
               createdBy: actorOf(principalOf(request)),
               declaredBytes: length === undefined ? undefined : Number(length),

@@ -1,11 +1,13 @@
 // Content checks by artifact kind: an upload is accepted only if its bytes are what its kind says.
-// Each kind registers one validator; `firmware` (ESP32 application images) is the first, plugins and
-// models add theirs when their issues land. A kind without a validator cannot be uploaded.
+// Each kind registers one validator: `firmware` (ESP32 application images) and `plugin`
+// (plugin-validator.ts); models add theirs when their issue lands. A kind without a validator cannot
+// be uploaded.
 
 import { createHash } from "node:crypto";
 import type { WireError } from "@kestrel/wire";
 import { type ArtifactKind, type ArtifactTarget, isSemver } from "@kestrel/wire/artifacts";
 import { Esp32ImageChecker, type Sha256 } from "@kestrel/wire/esp32-image";
+import { pluginValidator } from "./plugin-validator.ts";
 
 /** What the uploader says the artifact is; the validator may fill in what the content tells (version). */
 export interface DeclaredArtifact {
@@ -13,6 +15,8 @@ export interface DeclaredArtifact {
   name: string;
   version: string | undefined;
   target: ArtifactTarget;
+  /** A plugin's: the metrics it may emit. */
+  metrics: string[] | undefined;
 }
 
 export type CheckResult =
@@ -28,6 +32,8 @@ export interface ContentCheck {
 
 export interface ArtifactValidator {
   readonly kind: ArtifactKind;
+  /** What is wrong with the declared fields for this kind, before any byte is read. */
+  checkDeclared(declared: DeclaredArtifact): WireError | undefined;
   begin(declared: DeclaredArtifact): ContentCheck;
 }
 
@@ -47,6 +53,12 @@ export function nodeSha256(): Sha256 {
  */
 export const firmwareValidator: ArtifactValidator = {
   kind: "firmware",
+  checkDeclared(declared) {
+    if (declared.target.chip === "*")
+      return { code: "chip_required", message: "chip= names the chip the image is for" };
+    if (declared.metrics !== undefined) return { code: "invalid_metrics", message: "only a plugin declares metrics" };
+    return undefined;
+  },
   begin(declared) {
     const checker = new Esp32ImageChecker(nodeSha256());
     return {
@@ -92,4 +104,7 @@ export const firmwareValidator: ArtifactValidator = {
   },
 };
 
-export const VALIDATORS: ReadonlyMap<ArtifactKind, ArtifactValidator> = new Map([["firmware", firmwareValidator]]);
+export const VALIDATORS: ReadonlyMap<ArtifactKind, ArtifactValidator> = new Map([
+  ["firmware", firmwareValidator],
+  ["plugin", pluginValidator],
+]);

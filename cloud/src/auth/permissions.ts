@@ -36,6 +36,8 @@ export const PERMISSIONS = Object.freeze({
   "artifacts:write": { roles: OPERATORS, scope: "write" },
   "campaigns:read": { roles: EVERYONE, scope: "read" },
   "campaigns:write": { roles: OPERATORS, scope: "write" },
+  "plugins:read": { roles: EVERYONE, scope: "read" },
+  "plugins:write": { roles: OPERATORS, scope: "write" },
   "signing:admin": { roles: ADMINS, scope: "admin" },
   "members:admin": { roles: ADMINS, scope: "admin" },
   "keys:admin": { roles: ADMINS, scope: "admin" },

@@ -126,6 +126,23 @@ const changeProperties = {
   },
 } as const;
 
+/** One plugin as a device reports it (DeviceState.plugins). */
+export const pluginStatusSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["name", "version", "state", "calls", "errors", "fuel"],
+  properties: {
+    name: { type: "string" },
+    version: { type: "string" },
+    state: { type: "string", enum: ["enabled", "disabled", "failed"] },
+    reason: { type: "string", description: "Why it was refused or stopped (a trap, its execution budget)." },
+    previous: { type: "string", description: "The version kept to roll back to." },
+    calls: { type: "integer", description: "on_sample calls since the device booted." },
+    errors: { type: "integer", description: "Calls that trapped or ran out of budget." },
+    fuel: { type: "integer", description: "The most execution budget one call used." },
+  },
+} as const;
+
 export const deviceViewSchema = {
   type: "object",
   additionalProperties: false,
@@ -169,21 +186,7 @@ export const deviceViewSchema = {
     plugins: {
       type: "array",
       description: "The WebAssembly plugins the device last reported (docs/protocol.md, Plugins).",
-      items: {
-        type: "object",
-        additionalProperties: false,
-        required: ["name", "version", "state", "calls", "errors", "fuel"],
-        properties: {
-          name: { type: "string" },
-          version: { type: "string" },
-          state: { type: "string", enum: ["enabled", "disabled", "failed"] },
-          reason: { type: "string", description: "Why it was refused or stopped (a trap, its execution budget)." },
-          previous: { type: "string", description: "The version kept to roll back to." },
-          calls: { type: "integer", description: "on_sample calls since the device booted." },
-          errors: { type: "integer", description: "Calls that trapped or ran out of budget." },
-          fuel: { type: "integer", description: "The most execution budget one call used." },
-        },
-      },
+      items: pluginStatusSchema,
     },
     latest: {
       type: ["object", "null"],

@@ -44,10 +44,30 @@ const commandData = {
   },
 } as const;
 
-const campaignId = { type: "string", description: "The OTA campaign's id." } as const;
+const campaignId = {
+  type: "string",
+  description: "The campaign's id (a firmware campaign, or a plugin's delivery).",
+} as const;
 const transitionDetail = {
   type: ["string", "null"],
   description: "Why, in words: a halt reason, a device's failure reason, who paused or cancelled.",
+} as const;
+
+const pluginData = {
+  type: "object",
+  required: ["deviceId", "plugin", "version", "assignmentId", "campaignId", "status", "running", "at"],
+  properties: {
+    deviceId,
+    plugin: { type: "string", description: "The plugin's name." },
+    version: { type: "string", description: "The version delivered." },
+    assignmentId: { type: "string" },
+    campaignId,
+    status: { type: "string", enum: ["confirmed", "failed", "rolled-back"] },
+    code: { type: ["string", "null"], description: "Why it failed or rolled back (artifact failure code)." },
+    reason: { type: ["string", "null"] },
+    running: { type: ["string", "null"], description: "The plugin version the device runs now, if any." },
+    at,
+  },
 } as const;
 
 export const EVENT_TYPES = {
@@ -62,7 +82,7 @@ export const EVENT_TYPES = {
   "command.failed": { description: "A device refused or failed a command.", data: commandData },
   "campaign.transition": {
     description:
-      "An OTA campaign changed: created (`running`), `paused`, `halted`, `cancelled`, `completed`, or a stage started (`stage-started`) or finished and soaks (`stage-soaking`).",
+      "A campaign (firmware, or a plugin's delivery) changed: created (`running`), `paused`, `halted`, `cancelled`, `completed`, or a stage started (`stage-started`) or finished and soaks (`stage-soaking`).",
     data: {
       type: "object",
       required: ["campaignId", "from", "to", "stage", "detail", "at"],
@@ -78,7 +98,7 @@ export const EVENT_TYPES = {
   },
   "campaign.device_transition": {
     description:
-      "A device of an OTA campaign changed status: notified, downloading, verifying, installed, rebooting, confirmed, failed or rolled-back.",
+      "A device of a campaign (firmware, or a plugin's delivery) changed status: notified, downloading, verifying, installed, rebooting, confirmed, failed or rolled-back.",
     data: {
       type: "object",
       required: ["campaignId", "deviceId", "from", "to", "code", "detail", "at"],
@@ -92,6 +112,18 @@ export const EVENT_TYPES = {
         at,
       },
     },
+  },
+  "plugin.installed": {
+    description: "A device installed and started a plugin version delivered to it (or runs it already).",
+    data: pluginData,
+  },
+  "plugin.failed": {
+    description: "A device refused a plugin version delivered to it (signature, module, start) or could not get it.",
+    data: pluginData,
+  },
+  "plugin.rolled_back": {
+    description: "A plugin upgrade failed to start on a device, which kept running the version before it.",
+    data: pluginData,
   },
   "export.ready": {
     description: "A scheduled export finished: its file is stored, or it was delivered to its webhook.",

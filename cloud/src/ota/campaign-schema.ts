@@ -82,7 +82,7 @@ const thresholdsSchema = {
   properties: { failureRate: RATE, rollbackRate: RATE, watchdogRate: RATE },
 } as const;
 
-const targetSchema = {
+export const targetSchema = {
   type: "object",
   additionalProperties: false,
   properties: {

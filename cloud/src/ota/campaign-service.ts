@@ -8,11 +8,14 @@ import type { Db } from "mongodb";
 import type { ArtifactRegistry } from "../artifacts/artifact-registry.ts";
 import type { ArtifactDoc } from "../artifacts/artifact-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
+import type { EventType } from "../events/event-types.ts";
 import { Problem } from "../http/problem.ts";
 import { CampaignHistory } from "./campaign-history.ts";
 import {
   type CampaignDeviceDoc,
   type CampaignDoc,
+  type CampaignPlugin,
   CampaignStore,
   type CampaignTarget,
   campaignDeviceId,
@@ -41,6 +44,8 @@ export interface CampaignRequest {
   thresholds?: Partial<Thresholds>;
   allowDowngrade?: boolean;
   autoAdvance?: boolean;
+  /** A plugin's rollout (only plugin assignments make one, cloud/src/plugins). */
+  plugin?: CampaignPlugin;
 }
 
 export interface CampaignServiceOptions {
@@ -58,6 +63,13 @@ export const DEFAULT_STAGES: readonly Stage[] = Object.freeze([
 export const DEFAULT_THRESHOLDS: Thresholds = Object.freeze({ failureRate: 0.1, rollbackRate: 0.1, watchdogRate: 0.1 });
 export const MAX_CAMPAIGN_DEVICES = 10_000;
 
+/** The domain event of a plugin delivery's outcome on a device. */
+const PLUGIN_OUTCOME_EVENTS: Partial<Record<DeviceRolloutStatus, EventType>> = {
+  confirmed: "plugin.installed",
+  failed: "plugin.failed",
+  "rolled-back": "plugin.rolled_back",
+};
+
 export interface DeviceOffer {
   deviceId: string;
   offer: ArtifactOffer;
@@ -68,6 +80,7 @@ export class CampaignService {
   readonly history: CampaignHistory;
   private readonly resets: ResetLog;
   private readonly devices: DeviceStore;
+  private readonly events: EventPublisher;
   private readonly now: () => number;
 
   constructor(
@@ -79,6 +92,7 @@ export class CampaignService {
     this.history = new CampaignHistory(db);
     this.resets = new ResetLog(db);
     this.devices = new DeviceStore(db);
+    this.events = new EventPublisher(db);
     this.now = options.now ?? Date.now;
   }
 
@@ -92,6 +106,12 @@ export class CampaignService {
     const artifact = await this.registry.require(tenantId, request.artifactId);
     if (artifact.signatures.length === 0)
       throw new Problem(409, "artifact_unsigned", `sign artifact ${artifact.artifactId} before rolling it out`);
+    if ((artifact.kind === "plugin") !== (request.plugin !== undefined))
+      throw new Problem(
+        409,
+        "use_plugin_assignment",
+        `a plugin reaches devices through an assignment (POST /api/plugins/${artifact.name}/assignments), with its config`,
+      );
     const stages = request.stages ?? [...DEFAULT_STAGES];
     checkStages(stages);
     const deviceIds = await this.resolveTarget(tenantId, request.target);
@@ -125,6 +145,7 @@ export class CampaignService {
       thresholds: { ...DEFAULT_THRESHOLDS, ...request.thresholds },
       allowDowngrade,
       autoAdvance: request.autoAdvance ?? true,
+      ...(request.plugin ? { plugin: request.plugin } : {}),
       status: "running",
       stage: 0,
       stageStartedAt: now,
@@ -159,7 +180,8 @@ export class CampaignService {
     return campaign;
   }
 
-  private async resolveTarget(tenantId: string, target: Partial<CampaignTarget>): Promise<string[]> {
+  /** The devices a target names now (tags and groups resolved), refused when unknown, none or too many. */
+  async resolveTarget(tenantId: string, target: Partial<CampaignTarget>): Promise<string[]> {
     const listed = [...new Set(target.devices ?? [])];
     const known = await this.devices.existing(tenantId, listed);
     const unknown = listed.filter((deviceId) => !known.has(deviceId));
@@ -174,11 +196,11 @@ export class CampaignService {
     return deviceIds;
   }
 
-  /** A device takes part in one unfinished campaign per kind at a time. */
+  /** A device takes part in one unfinished campaign per kind (per plugin, for plugins) at a time. */
   private async refuseBusyDevices(tenantId: string, artifact: ArtifactDoc, deviceIds: string[]): Promise<void> {
     const wanted = new Set(deviceIds);
     for (const other of await this.store.unfinished(tenantId)) {
-      if (other.kind !== artifact.kind) continue;
+      if (other.kind !== artifact.kind || (other.plugin && other.plugin.name !== artifact.name)) continue;
       const busy = (await this.store.devicesOf(tenantId, other.campaignId))
         .filter((device) => wanted.has(device.deviceId))
         .map((device) => device.deviceId);
@@ -346,6 +368,7 @@ export class CampaignService {
       windowS: campaign.startWindowSeconds,
     };
     if (campaign.allowDowngrade) offer.downgrade = await this.currentGrant(campaign);
+    if (campaign.plugin) offer.plugin = { config: campaign.plugin.config, enabled: campaign.plugin.enabled };
     return offer;
   }
 
@@ -386,9 +409,35 @@ export class CampaignService {
         ...(report.reason === undefined ? {} : { detail: report.reason }),
         ...(report.code === undefined ? {} : { code: report.code }),
       });
-      if (TERMINAL.has(report.status)) await this.evaluate(campaign, false);
+      if (TERMINAL.has(report.status)) {
+        await this.publishPluginOutcome(campaign, deviceId, report, receivedAt);
+        await this.evaluate(campaign, false);
+      }
     }
     return true;
+  }
+
+  /** A plugin delivery's outcome on a device, for partners (webhooks): once per campaign and device. */
+  private async publishPluginOutcome(
+    campaign: CampaignDoc,
+    deviceId: string,
+    report: ArtifactStatusReport,
+    at: number,
+  ): Promise<void> {
+    const type = PLUGIN_OUTCOME_EVENTS[report.status];
+    if (!campaign.plugin || !type) return;
+    await this.events.publish(campaign.tenantId, type, `${campaign.campaignId}|${deviceId}`, {
+      deviceId,
+      plugin: campaign.plugin.name,
+      version: campaign.version,
+      assignmentId: campaign.plugin.assignmentId,
+      campaignId: campaign.campaignId,
+      status: report.status,
+      code: report.code ?? null,
+      reason: report.reason ?? null,
+      running: report.running ?? null,
+      at,
+    });
   }
 
   private async deviceTransition(

@@ -5,7 +5,7 @@
 // offer twice at once.
 
 import { randomBytes } from "node:crypto";
-import type { ArtifactKind, SignedText } from "@kestrel/wire/artifacts";
+import type { ArtifactKind, PluginSettings, SignedText } from "@kestrel/wire/artifacts";
 import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import { boundedInsertMany } from "../storage/command-bounds.ts";
 import type { DeviceRolloutStatus, Stage, Thresholds } from "./rollout.ts";
@@ -16,6 +16,12 @@ export interface CampaignTarget {
   devices: string[];
   tags: string[];
   groups: string[];
+}
+
+/** A plugin rollout's own part: which plugin, the assignment it delivers, the settings its offers carry. */
+export interface CampaignPlugin extends PluginSettings {
+  name: string;
+  assignmentId: string;
 }
 
 export interface CampaignDoc {
@@ -41,6 +47,8 @@ export interface CampaignDoc {
   downgradeGrant?: SignedText;
   /** Start the next stage by itself once a stage has soaked; else an operator advances. */
   autoAdvance: boolean;
+  /** A plugin rollout's: set by its assignment (cloud/src/plugins). */
+  plugin?: CampaignPlugin;
   status: CampaignStatus;
   /** Index of the current stage. */
   stage: number;

@@ -30,6 +30,7 @@ import { LogStore } from "../logs/log-store.ts";
 import { CampaignHistory } from "../ota/campaign-history.ts";
 import { CampaignStore } from "../ota/campaign-store.ts";
 import { ResetLog } from "../ota/reset-log.ts";
+import { AssignmentStore } from "../plugins/assignment-store.ts";
 import { SigningService } from "../signing/signing-service.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { InvitationStore } from "../tenants/invitation-store.ts";
@@ -145,6 +146,7 @@ export async function connectDb(uri: string, dbName: string, options: MongoClien
       CampaignStore.createIndexes,
       CampaignHistory.createIndexes,
       ResetLog.createIndexes,
+      AssignmentStore.createIndexes,
       EndpointStore.createIndexes,
       RuleStore.createIndexes,
       AlertStore.createIndexes,

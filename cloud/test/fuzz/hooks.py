@@ -161,6 +161,34 @@ def _valid_rule(body):
 PUBLIC_URL = __import__("re").compile(r"^https?://[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(:[0-9]{1,5})?(/[^\s]*)?$")
 
 
+# protocol.md, operator API (artifacts): what an upload declares must fit its kind.
+_RE = __import__("re")
+PLUGIN_NAME = _RE.compile(r"^[a-z][a-z0-9]{0,11}$")
+PLUGIN_METRIC = _RE.compile(r"^[a-z](?:[a-z0-9]|_(?!_)){0,15}$")
+SEMVER = _RE.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+    r"(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+
+
+def _declares_its_kind(query):
+    """Firmware names its chip and declares no metrics; a plugin has a plugin name, a semantic version
+    and at most 4 distinct metric names (a-z 0-9 _, no "__", 1..16)."""
+    kind, metrics = query.get("kind"), query.get("metrics")
+    if kind == "firmware":
+        return bool(query.get("chip")) and metrics is None
+    if kind == "plugin":
+        names = [name for name in (metrics or "").split(",") if name]
+        return (
+            bool(PLUGIN_NAME.match(query.get("name", "")))
+            and bool(SEMVER.match(query.get("version", "")))
+            and len(names) <= 4
+            and len(set(names)) == len(names)
+            and all(PLUGIN_METRIC.match(name) for name in names)
+        )
+    return True
+
+
 @schemathesis.hook
 def filter_case(ctx, case):
     meta = getattr(case, "meta", None)
@@ -172,6 +200,8 @@ def filter_case(ctx, case):
         return False
     if path in RANGE_OPERATIONS and not _makes_a_range(query):
         return False
+    if path == "/api/artifacts" and method == "POST":
+        return _declares_its_kind(query)
     if path == "/api/org/settings" and isinstance(body, dict):
         retention = body.get("retention") or {}
         # protocol.md: rollupDays may not be shorter than rawDays.

@@ -18,14 +18,13 @@ export function isDeviceUplink(topic: string): boolean {
 }
 
 /**
- * Devices subscribe to their command, telemetry-ack, plugin-package, artifact offer and chunk topics
- * only, without wildcards.
+ * Devices subscribe to their command, telemetry-ack, artifact offer and chunk topics only (plugins
+ * come as artifacts), without wildcards.
  */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
   return (
     topicFilter === topics.command(deviceId) ||
     topicFilter === topics.telemetryAck(deviceId) ||
-    topicFilter === topics.plugin(deviceId) ||
     topicFilter === artifactTopics.offer(deviceId) ||
     topicFilter === artifactTopics.chunk(deviceId)
   );

@@ -45,6 +45,7 @@ const USAGE = `usage: kestrel <command> [options]
 
   login --url URL (--email EMAIL (--password P | --password-stdin) [--organization ID] | --api-key KEY)
   upload FILE --name NAME --chip CHIP [--board BOARD] [--version SEMVER] [--kind firmware] [--notes TEXT] [--sign]
+  upload FILE --kind plugin --name NAME --version SEMVER [--metrics M1,M2] [--notes TEXT] [--sign]
   sign ARTIFACT_ID
   artifacts [--kind KIND] [--name NAME]
   keys | keys create | keys revoke KEY_ID
@@ -53,6 +54,9 @@ const USAGE = `usage: kestrel <command> [options]
         [--failure-rate R] [--rollback-rate R] [--watchdog-rate R] [--allow-downgrade] [--manual]
   campaign list | show ID | devices ID | pause ID | resume ID | cancel ID | advance ID
   campaign watch ID [--interval SECONDS] [--timeout SECONDS]
+  plugin assign NAME --version SEMVER (--devices A,B | --tags T | --groups G)... [--config K=V,K=V] [--disabled]
+  plugin show NAME | upgrade NAME ASSIGNMENT_ID --version SEMVER | rollback NAME ASSIGNMENT_ID
+        | remove NAME ASSIGNMENT_ID
 
   --json prints the API's answer. Credentials: KESTREL_URL + KESTREL_API_KEY, or the saved login
   (KESTREL_CONFIG, default ~/.config/kestrel/credentials.json).
@@ -71,6 +75,9 @@ const OPTIONS = {
   board: { type: "string" },
   version: { type: "string" },
   kind: { type: "string" },
+  metrics: { type: "string" },
+  config: { type: "string" },
+  disabled: { type: "boolean" },
   notes: { type: "string" },
   sign: { type: "boolean" },
   artifact: { type: "string" },
@@ -264,12 +271,11 @@ function artifactLine(artifact: Artifact): string {
 async function upload(values: Values, positionals: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   // Relative to where the user ran it, also through npm exec (which changes the directory).
   const file = resolve(env.INIT_CWD ?? process.cwd(), positional(positionals, 1, "the artifact FILE"));
-  const query = new URLSearchParams({
-    kind: values.kind ?? "firmware",
-    name: required(values, "name"),
-    chip: required(values, "chip"),
-    board: values.board ?? "*",
-  });
+  const kind = values.kind ?? "firmware";
+  // A plugin (WebAssembly) runs on any chip; a firmware image names its own.
+  const query = new URLSearchParams({ kind, name: required(values, "name"), board: values.board ?? "*" });
+  if (kind !== "plugin" || values.chip) query.set("chip", required(values, "chip"));
+  if (values.metrics) query.set("metrics", values.metrics);
   if (values.version) query.set("version", values.version);
   if (values.notes) query.set("notes", values.notes);
   const client = await api(env);
@@ -282,14 +288,18 @@ async function upload(values: Values, positionals: string[], env: NodeJS.Process
   return EXIT.ok;
 }
 
-function campaignBody(values: Values): Record<string, unknown> {
-  const target = { devices: list(values, "devices"), tags: list(values, "tags"), groups: list(values, "groups") };
-  if (target.devices.length + target.tags.length + target.groups.length === 0)
+function target(values: Values): Record<string, string[]> {
+  const named = { devices: list(values, "devices"), tags: list(values, "tags"), groups: list(values, "groups") };
+  if (named.devices.length + named.tags.length + named.groups.length === 0)
     throw new UsageError("name the devices: --devices, --tags or --groups");
+  return named;
+}
+
+function campaignBody(values: Values): Record<string, unknown> {
   const body: Record<string, unknown> = {
     name: values.name ?? `rollout ${new Date().toISOString().slice(0, 16)}`,
     artifactId: required(values, "artifact"),
-    target,
+    target: target(values),
   };
   const soak = number(values, "soak", 0, 30 * 86_400) ?? 3600;
   if (values.stages !== undefined) {
@@ -476,6 +486,108 @@ async function keysCommand(values: Values, positionals: string[], env: NodeJS.Pr
   throw new UsageError(`unknown keys command ${action}`);
 }
 
+interface PluginAssignment {
+  assignmentId: string;
+  version: string;
+  previousVersion: string | null;
+  config: Record<string, number>;
+  enabled: boolean;
+  rollout: { status: string; haltReason: string | null; counts: Record<string, number> };
+}
+
+interface PluginView {
+  name: string;
+  telemetryMetrics: string[];
+  assignments: PluginAssignment[];
+  devices: Array<{
+    deviceId: string;
+    wanted: string;
+    delivery: { status: string; code: string | null; reason: string | null };
+    installed: { version: string; state: string; reason?: string; calls: number; errors: number } | null;
+  }>;
+  totals: Record<string, number>;
+}
+
+/** "window=8,fahrenheit=1" as the config numbers. */
+function pluginConfig(text: string): Record<string, number> {
+  const config: Record<string, number> = {};
+  for (const entry of text.split(",").filter(Boolean)) {
+    const [name = "", raw = ""] = entry.split("=");
+    const value = Number(raw);
+    if (name.trim() === "" || raw.trim() === "" || !Number.isFinite(value))
+      throw new UsageError(`--config: "${entry}" is not NAME=NUMBER`);
+    config[name.trim()] = value;
+  }
+  return config;
+}
+
+function assignmentLine(assignment: PluginAssignment): string {
+  const counts = Object.entries(assignment.rollout.counts)
+    .map(([status, count]) => `${count} ${status}`)
+    .join(", ");
+  const halted = assignment.rollout.haltReason ? ` (${assignment.rollout.haltReason})` : "";
+  return `${assignment.assignmentId}  ${assignment.version}${assignment.enabled ? "" : " disabled"}  config ${JSON.stringify(assignment.config)}  rollout ${assignment.rollout.status}${halted}: ${counts || "no devices"}`;
+}
+
+function pluginReport(plugin: PluginView): string {
+  const lines = [`${plugin.name}  metrics ${plugin.telemetryMetrics.join(", ") || "none"}`];
+  lines.push(...plugin.assignments.map(assignmentLine));
+  for (const device of plugin.devices) {
+    const installed = device.installed
+      ? `${device.installed.version} ${device.installed.state}, ${device.installed.calls} calls, ${device.installed.errors} errors${device.installed.reason ? `: ${device.installed.reason}` : ""}`
+      : "not installed";
+    const why = device.delivery.reason ? ` (${device.delivery.code}: ${device.delivery.reason})` : "";
+    lines.push(`  ${device.deviceId}  wants ${device.wanted}, ${device.delivery.status}${why}; runs ${installed}`);
+  }
+  const { devices = 0, running = 0, failed = 0, pending = 0 } = plugin.totals;
+  lines.push(`${devices} devices: ${running} running, ${failed} failed, ${pending} pending`);
+  return `${lines.join("\n")}\n`;
+}
+
+async function pluginCommand(
+  values: Values,
+  positionals: string[],
+  env: NodeJS.ProcessEnv,
+  io: CliIo,
+): Promise<number> {
+  const action = positional(positionals, 1, "the plugin command (assign, show, upgrade, rollback, remove)");
+  const name = positional(positionals, 2, "the plugin NAME");
+  const client = await api(env);
+  const base = `/api/plugins/${encodeURIComponent(name)}`;
+  const assignment = () => `${base}/assignments/${encodeURIComponent(positional(positionals, 3, "the ASSIGNMENT_ID"))}`;
+  const show = (answer: PluginAssignment) => {
+    io.out(values.json ? `${JSON.stringify(answer)}\n` : `${assignmentLine(answer)}\n`);
+    return EXIT.ok;
+  };
+  switch (action) {
+    case "assign": {
+      const body: Record<string, unknown> = { version: required(values, "version"), target: target(values) };
+      if (values.config !== undefined) body.config = pluginConfig(values.config);
+      if (values.disabled) body.enabled = false;
+      return show(await client.request<PluginAssignment>("POST", `${base}/assignments`, { json: body }));
+    }
+    case "show": {
+      const plugin = await client.request<PluginView>("GET", base);
+      io.out(values.json ? `${JSON.stringify(plugin)}\n` : pluginReport(plugin));
+      return EXIT.ok;
+    }
+    case "upgrade":
+      return show(
+        await client.request<PluginAssignment>("POST", `${assignment()}/upgrade`, {
+          json: { version: required(values, "version") },
+        }),
+      );
+    case "rollback":
+      return show(await client.request<PluginAssignment>("POST", `${assignment()}/rollback`));
+    case "remove":
+      await client.request("DELETE", assignment());
+      io.out(`${name} removed from the assignment's devices\n`);
+      return EXIT.ok;
+    default:
+      throw new UsageError(`unknown plugin command ${action}`);
+  }
+}
+
 /** Runs one command line; the exit code says how it went. */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   try {
@@ -510,6 +622,8 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
         return await keysCommand(values, positionals, env, io);
       case "campaign":
         return await campaignCommand(values, positionals, env, io);
+      case "plugin":
+        return await pluginCommand(values, positionals, env, io);
       default:
         throw new UsageError(`unknown command ${command}`);
     }
