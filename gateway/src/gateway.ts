@@ -1,4 +1,4 @@
-// Composes the gateway: the device-facing MQTT broker (embedded aedes with device
+// Composes the gateway: the device-facing MQTT broker (embedded, with device
 // authentication and topic ACLs, or a bridge to an external one), the durable uplink
 // to the cloud, the command relay, and a small HTTP server for health and Prometheus
 // metrics. With GATEWAY_WORKERS > 1 several processes each run the part below the
@@ -214,6 +214,7 @@ export async function startGatewayCore(
       // Read here rather than kept up to date on every message.
       metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
       metrics.set("kestrel_gateway_queue_bytes", queues.uplink.bytes);
+      metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
       const memory = process.memoryUsage();
       metrics.set("process_resident_memory_bytes", memory.rss);
       metrics.set("nodejs_heap_used_bytes", memory.heapUsed);
