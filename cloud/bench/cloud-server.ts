@@ -10,7 +10,13 @@ import { loadConfig } from "../src/config.ts";
 import { connectDb } from "../src/storage/connect.ts";
 
 const uri = process.env.BENCH_MONGODB_URI as string;
-const config = loadConfig({ PORT: "0", LOG_LEVEL: "silent", EXPORT_SCHEDULER: "off" });
+// BENCH_CLOUD_ENV: more configuration as JSON (replicas sharing SECRETS_KEY, webhook allow-lists).
+const config = loadConfig({
+  PORT: "0",
+  LOG_LEVEL: "silent",
+  EXPORT_SCHEDULER: "off",
+  ...(JSON.parse(process.env.BENCH_CLOUD_ENV ?? "{}") as Record<string, string>),
+});
 const database = await connectDb(uri, process.env.BENCH_MONGODB_DB as string);
 const app = await buildApp({ db: database.db, config });
 await app.listen({ port: 0, host: "127.0.0.1" });

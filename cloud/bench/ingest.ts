@@ -81,12 +81,12 @@ async function rawBaselines(
 }
 
 /** Items the gateway (its HTTP side at gatewayUrl) holds that the cloud has not answered 200 for yet. */
-async function gatewayQueued(gatewayUrl: string): Promise<number> {
+export async function gatewayQueued(gatewayUrl: string): Promise<number> {
   const response = await fetch(`${gatewayUrl}/healthz`);
   return ((await response.json()) as { queued: number }).queued;
 }
 
-async function waitFor(condition: () => Promise<boolean>, started: number, what: string): Promise<number> {
+export async function waitFor(condition: () => Promise<boolean>, started: number, what: string): Promise<number> {
   while (!(await condition())) {
     if (performance.now() - started > DRAIN_TIMEOUT_MS) throw new Error(`${what} did not happen in time`);
     await new Promise((resolve) => setTimeout(resolve, 10));

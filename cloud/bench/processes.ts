@@ -15,11 +15,12 @@ export async function startCloudProcess(
   uri: string,
   db: string,
   nodeFlags: string[] = [],
+  config: Record<string, string> = {},
 ): Promise<Service & { nextLine(): Promise<string | undefined> }> {
   const profile = process.env.BENCH_CLOUD_PROF;
   const flags = [...nodeFlags, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])];
   const child = spawn(process.execPath, [...flags, "--import", "tsx", join(import.meta.dirname, "cloud-server.ts")], {
-    env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db },
+    env: { ...process.env, BENCH_MONGODB_URI: uri, BENCH_MONGODB_DB: db, BENCH_CLOUD_ENV: JSON.stringify(config) },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();

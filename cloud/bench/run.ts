@@ -1,5 +1,6 @@
 // Runs the cloud benchmarks named on the command line, or all of them.
 
+import { alertsBenchmark } from "./alerts.ts";
 import { devicesBenchmark } from "./devices.ts";
 import { historyBenchmark } from "./history.ts";
 import { ingestBenchmark } from "./ingest.ts";
@@ -8,6 +9,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   ingest: ingestBenchmark,
   history: historyBenchmark,
   devices: devicesBenchmark,
+  alerts: alertsBenchmark,
   // export.ts runs when imported.
   export: async () => {
     await import("./export.ts");

@@ -28,6 +28,19 @@ export interface CloudConfig {
   webhookAllowedNetworks: string[];
   /** AES-256 key for secrets the cloud reads back (SECRETS_KEY, base64); unset: one generated under dataDir. */
   secretsKey: Buffer | undefined;
+  /** Whether this replica delivers partner webhooks (WEBHOOK_DISPATCHER=on|off; one replica at a time does). */
+  webhookDispatcher: boolean;
+  /**
+   * The operations token (OPS_TOKEN): scrapers of /metrics must present it as a bearer token when
+   * set, and it is required to change the log level at run time (PUT /ops/log-level).
+   */
+  opsToken: string | undefined;
+  /** Sentry DSN (SENTRY_DSN): errors are reported there when set, by the cloud and the dashboard. */
+  sentryDsn: string | undefined;
+  /** Sentry environment tag (SENTRY_ENVIRONMENT). */
+  sentryEnvironment: string;
+  /** How often the alert engine checks offline devices, reset windows and system metrics (ALERT_SWEEP_SECONDS). */
+  alertSweepSeconds: number;
   /**
    * Which proxies' X-Forwarded-For to believe for the client's address (TRUST_PROXY): false (the
    * socket's peer is the client), or the proxies' addresses and CIDRs.
@@ -97,6 +110,30 @@ function secretsKey(env: Env): Buffer | undefined {
   return key;
 }
 
+function secretToken(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError(`${name} must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -`);
+  }
+  return raw;
+}
+
+function sentryDsn(env: Env): string | undefined {
+  const raw = env.SENTRY_DSN;
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  if (!/^https?:$/.test(url.protocol) || url.username === "" || !/^\/.*\d+$/.test(url.pathname)) {
+    throw new ConfigError("SENTRY_DSN must be a DSN URL like https://<key>@<host>/<project>");
+  }
+  return raw;
+}
+
 function mongoUri(env: Env): string | undefined {
   const raw = env.MONGODB_URI;
   if (raw === undefined || raw === "") return undefined;
@@ -152,6 +189,11 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     exportMaxWaitSeconds: integer(env, "EXPORT_MAX_WAIT", 300, 0, 3600),
     webhookAllowedNetworks: networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
     secretsKey: secretsKey(env),
+    webhookDispatcher: onOff(env, "WEBHOOK_DISPATCHER", true),
+    opsToken: secretToken(env, "OPS_TOKEN"),
+    sentryDsn: sentryDsn(env),
+    sentryEnvironment: env.SENTRY_ENVIRONMENT || "production",
+    alertSweepSeconds: integer(env, "ALERT_SWEEP_SECONDS", 5, 1, 3600),
     trustProxy: trustProxy(env),
     rateLimits: {
       perCredential: integer(env, "RATE_LIMIT_PER_MINUTE", 6000, 1, 10_000_000),

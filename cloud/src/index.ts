@@ -7,6 +7,7 @@ export type { CommandList, CommandView } from "./commands/command-view.ts";
 export { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
 export type { DeviceList, DeviceView } from "./devices/device-view.ts";
 export type { LogList } from "./logs/plugin.ts";
+export { createLogger } from "./observability/logger.ts";
 export { connectDb, type Database } from "./storage/connect.ts";
 export {
   type EmbeddedFerretDb,

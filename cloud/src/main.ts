@@ -2,9 +2,9 @@
 // JSON logs to stdout, clean shutdown on SIGINT/SIGTERM.
 
 import type { FastifyInstance } from "fastify";
-import { pino } from "pino";
 import { buildApp } from "./app.ts";
 import { type CloudConfig, ConfigError, loadConfig } from "./config.ts";
+import { createLogger } from "./observability/logger.ts";
 import { openDatabase } from "./storage/open.ts";
 
 let config: CloudConfig;
@@ -18,7 +18,7 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, base: { service: "cloud" } });
+const logger = createLogger({ service: "cloud", level: config.logLevel });
 const database = await openDatabase(config, logger);
 let app: FastifyInstance;
 try {
@@ -28,6 +28,16 @@ try {
   logger.fatal({ err: error }, "cloud did not start");
   await database.close();
   process.exit(1);
+}
+
+// An error nothing handled: logged and reported (when SENTRY_DSN is set), then the process stops,
+// as its state is unknown; the orchestrator starts it again.
+for (const origin of ["uncaughtException", "unhandledRejection"] as const) {
+  process.on(origin, (error: unknown) => {
+    logger.fatal({ err: error, origin }, "unhandled error");
+    app.errorTracker?.capture(error);
+    void (app.errorTracker?.flush() ?? Promise.resolve()).finally(() => process.exit(1));
+  });
 }
 
 let stopping = false;

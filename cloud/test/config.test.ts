@@ -19,6 +19,11 @@ test("defaults run on a laptop", () => {
     exportMaxWaitSeconds: 300,
     webhookAllowedNetworks: [],
     secretsKey: undefined,
+    webhookDispatcher: true,
+    opsToken: undefined,
+    sentryDsn: undefined,
+    sentryEnvironment: "production",
+    alertSweepSeconds: 5,
     trustProxy: false,
     rateLimits: { perCredential: 6000, perAnonymousClient: 600, perGateway: 120_000 },
   });
@@ -37,11 +42,21 @@ test("values from the environment are used", () => {
     EXPORT_FILE_TTL_DAYS: "30",
     WEBHOOK_ALLOWED_NETWORKS: "127.0.0.0/8, fd00::/8",
     SECRETS_KEY: Buffer.alloc(32, 7).toString("base64"),
+    WEBHOOK_DISPATCHER: "off",
+    OPS_TOKEN: "scrape-token-0123456789",
+    SENTRY_DSN: "https://public@sentry.example.com/42",
+    SENTRY_ENVIRONMENT: "staging",
+    ALERT_SWEEP_SECONDS: "2",
     TRUST_PROXY: "10.0.0.0/8, 192.0.2.1",
     RATE_LIMIT_PER_MINUTE: "100",
     EXPORT_ALLOWED_LATENESS: "30",
     EXPORT_MAX_WAIT: "900",
   });
+  assert.equal(config.webhookDispatcher, false);
+  assert.equal(config.opsToken, "scrape-token-0123456789");
+  assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
+  assert.equal(config.sentryEnvironment, "staging");
+  assert.equal(config.alertSweepSeconds, 2);
   assert.deepEqual(config.trustProxy, ["10.0.0.0/8", "192.0.2.1"]);
   assert.equal(config.rateLimits.perCredential, 100);
   assert.equal(config.exportAllowedLatenessSeconds, 30);
@@ -76,6 +91,11 @@ test("bad values are refused with a message naming the variable", () => {
     [{ EXPORT_MAX_WAIT: "7200" }, /EXPORT_MAX_WAIT must be an integer between 0 and 3600/],
     [{ WEBHOOK_ALLOWED_NETWORKS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_NETWORKS/],
     [{ SECRETS_KEY: "c2hvcnQ=" }, /SECRETS_KEY must be 32 bytes in base64/],
+    [{ WEBHOOK_DISPATCHER: "1" }, /WEBHOOK_DISPATCHER must be on or off/],
+    [{ OPS_TOKEN: "short" }, /OPS_TOKEN must be 16..256 characters/],
+    [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
+    [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
+    [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

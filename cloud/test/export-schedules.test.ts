@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { TelemetrySample } from "@kestrel/wire";
 import { pino } from "pino";
@@ -11,57 +9,21 @@ import { ExportFileExpiry } from "../src/exports/file-expiry.ts";
 import { ExportRunStore, runId } from "../src/exports/run-store.ts";
 import type { CreatedScheduleView, RunView, ScheduleView } from "../src/exports/schedule-schema.ts";
 import { ExportScheduler, type SchedulerOptions } from "../src/exports/scheduler.ts";
-import { WebhookEgress, WebhookRefused } from "../src/exports/webhook-egress.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
+import { WebhookEgress, WebhookRefused } from "../src/webhooks/egress.ts";
 import { parseCsv } from "./csv.ts";
 import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
+import { closedUrl, type Receiver, signatureValid, startReceiver } from "./webhook-receiver.ts";
 
 const MINUTE = 60_000;
-
-const SLOW_MS = 1500;
-
-interface Delivery {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A local webhook receiver: records every POST; /fail answers 500, /slow answers after SLOW_MS. */
-async function startReceiver(): Promise<{ server: Server; url: string; deliveries: Delivery[] }> {
-  const deliveries: Delivery[] = [];
-  const server = createServer((request, response) => {
-    const parts: Buffer[] = [];
-    request.on("data", (part: Buffer) => parts.push(part));
-    request.on("end", () => {
-      deliveries.push({
-        path: request.url ?? "",
-        headers: request.headers,
-        body: Buffer.concat(parts).toString("utf8"),
-      });
-      response.statusCode = request.url === "/fail" ? 500 : 200;
-      setTimeout(() => response.end(), request.url === "/slow" ? SLOW_MS : 0);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, deliveries };
-}
-
-/** What a receiver does (cloud/README.md): recompute HMAC-SHA256 over `<t>.<raw body>` and compare. */
-function signatureValid(headers: IncomingHttpHeaders, body: string, secret: string): boolean {
-  const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(headers["kestrel-signature"] ?? ""));
-  if (!match) return false;
-  const [, timestamp = "", signature = ""] = match;
-  const expected = createHmac("sha256", secret).update(`${timestamp}.${body}`).digest();
-  return timingSafeEqual(expected, Buffer.from(signature, "hex"));
-}
 
 describe("scheduled exports", () => {
   let cloud: TestCloud;
   let acme: Credentials;
   let globex: Credentials;
   let session: string;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: Receiver;
   // Samples every 5 s around now, so every schedule's first tick has a full minute of data.
   const start = Date.now() - (Date.now() % MINUTE) - 5 * MINUTE;
   const stored: TelemetrySample[] = Array.from({ length: 240 }, (_, seq) => ({
@@ -119,7 +81,7 @@ describe("scheduled exports", () => {
     receiver = await startReceiver();
   });
   after(async () => {
-    receiver?.server.close();
+    await receiver?.close();
     await cloud?.close();
   });
 
@@ -229,12 +191,8 @@ describe("scheduled exports", () => {
   });
 
   test("a failed delivery is recorded as failed with its reason", async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-    const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/`;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
     const refusing = await schedule({ destination: { type: "webhook", url: `${receiver.url}/fail` } });
-    const unreachable = await schedule({ destination: { type: "webhook", url: closedUrl } });
+    const unreachable = await schedule({ destination: { type: "webhook", url: await closedUrl() } });
     const now = Math.max(refusing.nextRunAt, unreachable.nextRunAt) + 100;
     const runs = await replica(() => now).poll();
     assert.equal(runs.length, 2);

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import type { LightMyRequestResponse } from "fastify";
+import { type AlertDoc, alertId } from "../src/alerts/alert-store.ts";
 import type { ApiRoute } from "../src/auth/access.ts";
 import { permissionTable } from "../src/auth/permission-table.ts";
 import {
@@ -25,6 +26,7 @@ import { KeyStore } from "../src/keys/key-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
 import { InvitationStore } from "../src/tenants/invitation-store.ts";
 import { memberIdOf } from "../src/tenants/membership-store.ts";
+import { type DeliveryDoc, deliveryId } from "../src/webhooks/delivery-store.ts";
 import { addMember, bearer, bootstrapTenant, login, startTestCloud, type TestCloud } from "./helpers.ts";
 
 type Caller = { kind: "role"; role: Role } | { kind: "key"; scope: Scope; secret: string } | { kind: "gateway" };
@@ -145,6 +147,68 @@ describe("permission matrix over every /api route", () => {
     );
     otherOrgIds.set("invitationId", invitation.doc._id);
     otherOrgIds.set("keyId", globexKey.doc.keyId);
+    const endpoint = await cloud.app.inject({
+      method: "POST",
+      url: "/api/webhooks/endpoints",
+      headers: bearer(globexAdmin),
+      payload: { url: "https://partner.example.com/globex", events: ["command.done"] },
+    });
+    assert.equal(endpoint.statusCode, 201, endpoint.body);
+    const endpointId = endpoint.json<{ endpointId: string }>().endpointId;
+    const delivery = deliveryId(endpointId, "evt_globex");
+    // A finished delivery, straight into the log: nothing is queued to an address outside this machine.
+    await cloud.db.collection<DeliveryDoc>("webhook_deliveries").insertOne({
+      _id: delivery,
+      tenantId: globex.tenantId,
+      endpointId,
+      eventId: "evt_globex",
+      eventType: "command.done",
+      body: "{}",
+      createdAt: Date.now(),
+      status: "succeeded",
+      attempts: [],
+      nextAttemptAt: null,
+      succeededAt: Date.now(),
+      deadAt: null,
+      deadReason: null,
+    });
+    otherOrgIds.set("endpointId", endpointId);
+    const alertRule = await cloud.app.inject({
+      method: "POST",
+      url: "/api/alerts/rules",
+      headers: bearer(globexAdmin),
+      payload: { name: "Globex", condition: { kind: "safe_mode" } },
+    });
+    assert.equal(alertRule.statusCode, 201, alertRule.body);
+    const ruleId = alertRule.json<{ ruleId: string }>().ruleId;
+    const alert = alertId(ruleId, "gx-1", 1);
+    await cloud.db.collection<AlertDoc>("alerts").insertOne({
+      _id: alert,
+      tenantId: globex.tenantId,
+      ruleId,
+      ruleName: "Globex",
+      kind: "safe_mode",
+      severity: "warning",
+      subject: "gx-1",
+      deviceId: "gx-1",
+      metric: null,
+      silenced: false,
+      firedAt: Date.now(),
+      value: 1,
+      resolvedAt: null,
+      resolvedValue: null,
+    });
+    const silence = await cloud.app.inject({
+      method: "POST",
+      url: "/api/alerts/silences",
+      headers: bearer(globexAdmin),
+      payload: { deviceId: "gx-1", endsAt: Date.now() + 3_600_000 },
+    });
+    assert.equal(silence.statusCode, 201, silence.body);
+    otherOrgIds.set("ruleId", ruleId);
+    otherOrgIds.set("alertId", alert);
+    otherOrgIds.set("silenceId", silence.json<{ silenceId: string }>().silenceId);
+    otherOrgIds.set("deliveryId", delivery);
   });
   after(() => cloud?.close());
 

@@ -21,6 +21,7 @@ type ClusterMessage =
   | { kind: "disconnect"; id: number; deviceId: string }
   | { kind: "health"; id: number }
   | { kind: "metrics"; id: number }
+  | { kind: "log-level"; id: number; level: string }
   | { kind: "answer"; id: number; health?: GatewayHealth; metrics?: string };
 
 /** A worker that does not answer within this is left out (health, metrics) or not waited for (takeover). */
@@ -145,9 +146,11 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
   started = true;
 
   /** Every ready worker's answer, by worker index; a worker that does not answer is left out. */
-  const ask = async (kind: "health" | "metrics") => {
+  const ask = async (question: { kind: "health" } | { kind: "metrics" } | { kind: "log-level"; level: string }) => {
     const ready = slots.filter((slot) => slot.ready);
-    const answers = await Promise.all(ready.map((slot) => slot.questions.ask(send(slot), (id) => ({ kind, id }))));
+    const answers = await Promise.all(
+      ready.map((slot) => slot.questions.ask(send(slot), (id) => ({ ...question, id }))),
+    );
     const byWorker = new Map<number, Extract<ClusterMessage, { kind: "answer" }>>();
     answers.forEach((answer, i) => {
       const slot = ready[i];
@@ -158,7 +161,7 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
   };
 
   const health = async (): Promise<GatewayHealth> => {
-    const answers = [...(await ask("health")).values()].flatMap((answer) => answer.health ?? []);
+    const answers = [...(await ask({ kind: "health" })).values()].flatMap((answer) => answer.health ?? []);
     return {
       status: "ok",
       clients: answers.reduce((total, health) => total + health.clients, 0),
@@ -201,12 +204,17 @@ export async function startGatewayCluster(config: GatewayConfig, logger: Logger)
     {
       health,
       async renderMetrics() {
-        const answers = await ask("metrics");
+        const answers = await ask({ kind: "metrics" });
         const texts = new Map<number | "primary", string>(
           [...answers].map(([worker, answer]) => [worker, answer.metrics ?? ""]),
         );
-        texts.set("primary", primaryMetrics.render());
+        texts.set("primary", await primaryMetrics.render());
         return mergeWorkerMetrics(texts);
+      },
+      async setLogLevel(level) {
+        logger.level = level;
+        // A worker started later takes LOG_LEVEL from the environment, as every worker did at first.
+        await ask({ kind: "log-level", level });
       },
     },
     logger.child({ component: "http" }),
@@ -256,6 +264,10 @@ export async function startGatewayWorker(config: GatewayConfig, logger: Logger):
   let core: GatewayCore | undefined;
   process.on("message", (message: ClusterMessage) => {
     if (message.kind === "answer") return questions.settle(message.id, message);
+    if (message.kind === "log-level") {
+      logger.level = message.level;
+      return toPrimary({ kind: "answer", id: message.id });
+    }
     if (message.kind !== "disconnect" && message.kind !== "health" && message.kind !== "metrics") return;
     const reply = (answer: { health?: GatewayHealth; metrics?: string }) =>
       toPrimary({ kind: "answer", id: message.id, ...answer });

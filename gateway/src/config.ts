@@ -36,6 +36,8 @@ export interface GatewayConfig {
   queueMaxBytes: number;
   authCacheTtlMs: number;
   cloudTimeoutMs: number;
+  /** The operations token (OPS_TOKEN): required to change the log level at run time (PUT /log-level). */
+  opsToken: string | undefined;
   logLevel: string;
   /** MQTT over TLS; undefined when MQTT_TLS_PORT is unset. */
   tls: TlsListenerConfig | undefined;
@@ -108,7 +110,7 @@ function gatewayId(env: Env): string | undefined {
   return raw;
 }
 
-const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const gatewayKey = env.GATEWAY_KEY ?? "";
@@ -144,10 +146,20 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
+    opsToken: opsToken(env),
     logLevel,
     tls,
     externalBroker: bridge,
   };
+}
+
+function opsToken(env: Env): string | undefined {
+  const raw = env.OPS_TOKEN;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^[A-Za-z0-9._~+/-]{16,256}$/.test(raw)) {
+    throw new ConfigError("OPS_TOKEN must be 16..256 characters of A-Z a-z 0-9 . _ ~ + / -");
+  }
+  return raw;
 }
 
 function pemFile(name: string, path: string | undefined): string {

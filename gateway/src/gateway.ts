@@ -215,9 +215,6 @@ export async function startGatewayCore(
       metrics.set("kestrel_gateway_queue_depth", forwarder.depth);
       metrics.set("kestrel_gateway_queue_bytes", queues.uplink.bytes);
       metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
-      const memory = process.memoryUsage();
-      metrics.set("process_resident_memory_bytes", memory.rss);
-      metrics.set("nodejs_heap_used_bytes", memory.heapUsed);
       return metrics.render();
     },
     disconnectDevice: (deviceId) => embedded?.disconnectDevice(deviceId) ?? Promise.resolve(),
@@ -234,7 +231,17 @@ export async function startGatewayCore(
 
 export async function startGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
   const core = await startGatewayCore(config, logger);
-  const http = await serveHealth(config, core, logger.child({ component: "http" }));
+  const http = await serveHealth(
+    config,
+    {
+      health: () => core.health(),
+      renderMetrics: () => core.renderMetrics(),
+      setLogLevel: async (level) => {
+        logger.level = level;
+      },
+    },
+    logger.child({ component: "http" }),
+  );
   logger.info(
     {
       mqtt: core.mqttPort,

@@ -19,7 +19,13 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, base: { service: "gateway" } });
+// Device tokens and the gateway key never reach a log line, whatever object carries them.
+const SECRET_FIELDS = ["password", "token", "gatewayKey", "authorization"];
+const logger = pino({
+  level: config.logLevel,
+  base: { service: "gateway" },
+  redact: { paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]), censor: "[redacted]" },
+});
 const gateway = cluster.isWorker
   ? await startGatewayWorker(config, logger)
   : config.workers > 1

@@ -128,7 +128,11 @@ describe("bridge to an external broker", () => {
     gateway = await startBridgeGateway({ QUEUE_MAX_BYTES: String(1024 * 1024) });
     const boots = Array.from({ length: 40 }, (_, i) => 100 + i);
     for (const boot of boots) await device.publishAsync("d/br-1/telemetry", bigBatch(boot), { qos: 1 });
-    await until(() => gateway.metrics.value("kestrel_gateway_queue_refused_total") > 0, "a refused message", 20_000);
+    await until(
+      async () => (await gateway.metrics.value("kestrel_gateway_queue_refused_total")) > 0,
+      "a refused message",
+      20_000,
+    );
     cloud.failIngestWith = undefined;
     const storedBoots = () =>
       new Set(cloud.ingests.flatMap((ingest) => ingest.telemetry.map((t) => t.batch.boot)).filter((b) => b >= 100));

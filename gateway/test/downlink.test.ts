@@ -83,7 +83,7 @@ describe("command relay", () => {
       ],
     );
     for (const { receivedAt } of cloud.acks) assert.ok(receivedAt >= before && receivedAt <= Date.now());
-    assert.match(gateway.metrics.render(), /kestrel_gateway_commands_published_total 1\b/);
+    assert.match(await gateway.metrics.render(), /kestrel_gateway_commands_published_total 1\b/);
   });
 
   test("only devices listening on their command topic are polled for", async () => {
@@ -112,7 +112,7 @@ describe("command relay", () => {
       cloud.acks.slice(relayed).map((a) => a.ack.id),
       ["cmd-2"],
     );
-    assert.match(gateway.metrics.render(), /kestrel_gateway_messages_rejected_total\{reason="invalid_ack"\} 1\b/);
+    assert.match(await gateway.metrics.render(), /kestrel_gateway_messages_rejected_total\{reason="invalid_ack"\} 1\b/);
   });
 
   test("acks are retried while the cloud refuses them, and none is lost", async () => {
@@ -129,7 +129,7 @@ describe("command relay", () => {
     cloud.failAcksWith = undefined;
     await until(() => cloud.acks.length > relayed, "the ack after the outage", 10_000);
     assert.deepEqual(cloud.acks[relayed]?.ack, { v: 1, id: "cmd-3", status: "failed", reason: "x" });
-    assert.match(gateway.metrics.render(), /kestrel_gateway_downlink_failures_total\{operation="ack"\} [1-9]/);
+    assert.match(await gateway.metrics.render(), /kestrel_gateway_downlink_failures_total\{operation="ack"\} [1-9]/);
   });
 });
 

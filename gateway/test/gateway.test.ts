@@ -83,10 +83,12 @@ describe("gateway", () => {
   });
 
   test("a wrong token or an unknown device is refused and counted", async () => {
-    const before = gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
+    const before = await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
     await assert.rejects(device("dev-a", "not-the-token"), /Bad username or password/);
     await assert.rejects(device("dev-zz", "whatever"), /Bad username or password/);
-    const afterCount = gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
+    const afterCount = await gateway.metrics.value("kestrel_gateway_auth_failures_total", {
+      reason: "wrong_credentials",
+    });
     assert.equal(afterCount - before, 2);
   });
 
@@ -107,7 +109,7 @@ describe("gateway", () => {
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     client.publish("d/dev-a/telemetry", JSON.stringify(batch(1, 0, 1)), { qos: 1 });
     await closed;
-    assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);
+    assert.equal(await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);
     const smuggled = cloud.ingests.flatMap((r) => r.telemetry).filter((t) => t.batch.boot === 1);
     assert.deepEqual(smuggled, []);
   });
@@ -117,7 +119,7 @@ describe("gateway", () => {
     // SUBACK 0x80: mqtt.js turns the refusal into an error.
     await assert.rejects(client.subscribeAsync("d/dev-a/cmd", { qos: 1 }), /Unspecified error/);
     await assert.rejects(client.subscribeAsync("d/+/cmd", { qos: 1 }), /Unspecified error/);
-    assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" }), 2);
+    assert.equal(await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" }), 2);
     const own = await client.subscribeAsync("d/dev-b/cmd", { qos: 1 });
     assert.equal(own[0]?.qos, 1);
   });
@@ -141,7 +143,7 @@ describe("gateway", () => {
         .then(queuedText)
         .then((text) => void acks.push({ ack, onDisk: text.includes(`"seq":${ack.seq},"ts":`) }));
     });
-    const published = gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total");
+    const published = await gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total");
     await client.publishAsync("d/dev-a/telemetry", JSON.stringify(batch(8, 500, 3)), { qos: 1 });
     await client.publishAsync("d/dev-a/telemetry", JSON.stringify({ v: 1, boot: 8, samples: [] }), { qos: 1 });
     await client.publishAsync("d/dev-a/telemetry", JSON.stringify(batch(8, 503, 2)), { qos: 1 });
@@ -151,7 +153,7 @@ describe("gateway", () => {
       { ack: { v: 1, boot: 8, seq: 502 }, onDisk: true },
       { ack: { v: 1, boot: 8, seq: 504 }, onDisk: true },
     ]);
-    assert.equal(gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total") - published, 2);
+    assert.equal((await gateway.metrics.value("kestrel_gateway_telemetry_acks_published_total")) - published, 2);
   });
 
   test("malformed telemetry is dropped and counted, and the device keeps its connection", async () => {
@@ -162,8 +164,11 @@ describe("gateway", () => {
     });
     await client.publishAsync("d/dev-b/telemetry", JSON.stringify(batch(9, 100, 2)), { qos: 1 });
     await until(() => forwardedSamples("dev-b").length >= 2 || undefined, "valid batch after bad ones");
-    assert.equal(gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_json" }), 1);
-    assert.equal(gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_sample" }), 1);
+    assert.equal(await gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_json" }), 1);
+    assert.equal(
+      await gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_sample" }),
+      1,
+    );
     assert.equal(client.connected, true);
     assert.deepEqual(
       forwardedSamples("dev-b").map((s) => s.seq),
@@ -176,7 +181,10 @@ describe("gateway", () => {
     cloud.failWith = 503;
     const sent = batch(4, 0, 3);
     await client.publishAsync("d/dev-a/telemetry", JSON.stringify(sent), { qos: 1 });
-    await until(() => gateway.metrics.value("kestrel_gateway_forward_failures_total") > 0 || undefined, "a failure");
+    await until(
+      async () => (await gateway.metrics.value("kestrel_gateway_forward_failures_total")) > 0 || undefined,
+      "a failure",
+    );
     assert.ok(gateway.forwarder.depth >= 1);
     cloud.failWith = undefined;
     await until(() => gateway.forwarder.depth === 0 || undefined, "queue drained", 10_000);

@@ -64,7 +64,7 @@ describe("device logs through the gateway", () => {
     assert.equal(forwarded?.deviceId, "log-dev");
     assert.deepEqual(forwarded?.batch, batch);
     assert.ok(Number(forwarded?.receivedAt) >= before && Number(forwarded?.receivedAt) <= Date.now());
-    assert.equal(gateway.metrics.value("kestrel_gateway_messages_in_total", { kind: "log" }), 1);
+    assert.equal(await gateway.metrics.value("kestrel_gateway_messages_in_total", { kind: "log" }), 1);
   });
 
   test("a malformed log batch is dropped and counted, and the device keeps its connection", async () => {
@@ -74,7 +74,7 @@ describe("device logs through the gateway", () => {
     const good = { v: 1, records: [{ boot: 1, seq: 1, ts: 1, level: "warn", tag: "main", msg: "after" }] };
     await client.publishAsync("d/log-dev/log", JSON.stringify(good), { qos: 1 });
     await until(() => forwardedLogs().length > count, "the valid batch after the bad one");
-    assert.equal(gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_log" }), 1);
+    assert.equal(await gateway.metrics.value("kestrel_gateway_messages_rejected_total", { reason: "invalid_log" }), 1);
     assert.deepEqual(
       forwardedLogs()
         .slice(count)

@@ -87,9 +87,12 @@ describe("mosquitto clients against the gateway", () => {
     const own = await run("mosquitto_sub", [...credentials("mq-2"), "-q", "1", "-t", "d/mq-2/cmd", "-W", "1"]);
     // -W 1 ends a healthy subscription after one second with exit code 27 (timeout).
     assert.equal(own.code, 27, own.stderr);
-    const before = gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" });
+    const before = await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" });
     const foreign = await run("mosquitto_sub", [...credentials("mq-2"), "-q", "1", "-t", "d/mq-1/cmd", "-W", "2"]);
     assert.match(foreign.stderr, /denied/i);
-    assert.equal(gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" }) - before, 1);
+    assert.equal(
+      (await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "subscribe" })) - before,
+      1,
+    );
   });
 });

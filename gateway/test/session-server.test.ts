@@ -179,18 +179,18 @@ describe("the gateway's MQTT sessions on the wire", () => {
     const client = await raw();
     client.write(connectPacket("ss-3", token("ss-3")));
     await client.packets(1, "CONNACK");
-    const before = rejected("oversize_packet");
+    const before = await rejected("oversize_packet");
     client.write(publishPacket("d/ss-3/log", "x".repeat(MAX_PACKET_BYTES), 1));
     await client.whenClosed("the connection closed");
     assert.deepEqual(
       client.received.map((p) => p.cmd),
       ["connack"],
     );
-    assert.equal(rejected("oversize_packet") - before, 1);
+    assert.equal((await rejected("oversize_packet")) - before, 1);
   });
 
   test("another protocol name is closed without a CONNACK; another MQTT level gets CONNACK 1", async () => {
-    const before = rejected("bad_protocol");
+    const before = await rejected("bad_protocol");
     const wrongName = await raw();
     const bytes = mqttPacket.generate(connectPacket("ss-4", token("ss-4")));
     bytes.write("MQTX", 4, "latin1");
@@ -205,7 +205,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
       mqtt5.received.map((p) => p.cmd === "connack" && p.returnCode),
       [ConnackCode.unacceptableProtocolVersion],
     );
-    assert.equal(rejected("bad_protocol") - before, 2);
+    assert.equal((await rejected("bad_protocol")) - before, 2);
   });
 
   test("MQTT 3.1 clients (MQIsdp, level 3) connect and publish", async () => {
@@ -223,7 +223,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
   });
 
   test("a packet before CONNECT, or a second CONNECT, closes the connection and is counted", async () => {
-    const before = rejected("protocol_violation");
+    const before = await rejected("protocol_violation");
     const early = await raw();
     early.write({ cmd: "pingreq" });
     await early.whenClosed("closed on a packet before CONNECT");
@@ -234,7 +234,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
     await twice.packets(1, "CONNACK");
     twice.write(connectPacket("ss-6", token("ss-6")));
     await twice.whenClosed("closed on the second CONNECT");
-    assert.equal(rejected("protocol_violation") - before, 2);
+    assert.equal((await rejected("protocol_violation")) - before, 2);
   });
 
   test("a device silent for 1.5 keep-alive periods is disconnected and its will published; a pinging one stays", async () => {
@@ -313,7 +313,10 @@ describe("the gateway's MQTT sessions on the wire", () => {
       client.received.map((p) => p.cmd === "connack" && p.returnCode),
       [ConnackCode.notAuthorized],
     );
-    assert.equal(gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "will_outside_topics" }), 1);
+    assert.equal(
+      await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "will_outside_topics" }),
+      1,
+    );
   });
 });
 

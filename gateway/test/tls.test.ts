@@ -96,7 +96,7 @@ describe("gateway over TLS", () => {
     const { cert, key } = ca.issue("dev-b", { kind: "client" });
     const client = await connect({ clientId: "dev-b", cert, key });
     assert.equal(client.connected, true);
-    assert.ok(gateway.metrics.value("kestrel_gateway_connections_total", { auth: "certificate" }) >= 1);
+    assert.ok((await gateway.metrics.value("kestrel_gateway_connections_total", { auth: "certificate" })) >= 1);
   });
 
   test("mutual TLS: a certificate for another device, or from another CA, is refused and counted", async () => {
@@ -105,17 +105,20 @@ describe("gateway over TLS", () => {
     const untrusted = otherCa.issue("dev-a", { kind: "client" });
     await assert.rejects(connect({ clientId: "dev-a", cert: untrusted.cert, key: untrusted.key }), /Not authorized/);
     assert.equal(
-      gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "certificate_cn_mismatch" }),
+      await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "certificate_cn_mismatch" }),
       1,
     );
-    assert.equal(gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "bad_client_certificate" }), 1);
+    assert.equal(
+      await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "bad_client_certificate" }),
+      1,
+    );
   });
 
   test("mutual TLS: an expired client certificate is refused and counted", async () => {
     const stale = ca.issue("dev-a", { kind: "client" }, expired());
     await assert.rejects(connect({ clientId: "dev-a", cert: stale.cert, key: stale.key }), /Not authorized/);
     assert.equal(
-      gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "client_certificate_expired" }),
+      await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "client_certificate_expired" }),
       1,
     );
   });
@@ -148,7 +151,11 @@ describe("gateway over TLS", () => {
         }),
         (error: NodeJS.ErrnoException) => error.code === "CERT_HAS_EXPIRED",
       );
-      assert.match(staleGateway.metrics.render(), /^kestrel_gateway_connections_total 0$/m);
+      assert.doesNotMatch(
+        await staleGateway.metrics.render(),
+        /^kestrel_gateway_connections_total\{/m,
+        "nobody connected",
+      );
       assert.equal(staleGateway.mqttPort, undefined, "MQTT_PORT=off leaves only the TLS listener");
     } finally {
       await staleGateway.stop();

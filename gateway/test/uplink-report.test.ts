@@ -51,6 +51,6 @@ describe("uplink progress reports", () => {
     const empty = (await cloud.uplinkProgress())[0];
     assert.equal(empty?.pending, 0);
     assert.ok((empty?.completeUntil.getTime() ?? 0) >= before, "nothing waits: complete up to the report");
-    assert.equal(metrics.value("kestrel_gateway_uplink_reports_failed_total"), 0);
+    assert.equal(await metrics.value("kestrel_gateway_uplink_reports_failed_total"), 0);
   });
 });

@@ -89,6 +89,8 @@ if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # ss counts the TCP segments the gateway sends in its latency test.
 command -v ss >/dev/null || debian_packages "the gateway latency test" iproute2
+# promtool checks both /metrics outputs and the rules in manifests/observability/ (tests).
+command -v promtool >/dev/null || debian_packages "the metrics and alerting-rule tests" prometheus
 # The device checks against a Moddable SDK (npm run check:moddable -w firmware, not part of make test):
 # only when MODDABLE names one. Its tools need GLib; its Linux simulator (mcsim) GTK 3, run under Xvfb.
 if [ -n "${MODDABLE:-}" ] && { ! pkg-config --exists glib-2.0 gtk+-3.0 2>/dev/null || ! command -v xvfb-run >/dev/null; }; then

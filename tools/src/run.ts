@@ -3,6 +3,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { createLogger } from "@kestrel/cloud";
 import { pino } from "pino";
 import { startPlatform } from "./platform.ts";
 
@@ -15,7 +16,10 @@ if (!Number.isInteger(deviceCount) || deviceCount < 1 || deviceCount > 200) {
 }
 const logPath = resolve(process.env.LOG_FILE || join(dataDir, "logs", "kestrel.log"));
 mkdirSync(join(logPath, ".."), { recursive: true });
-const logger = pino({ level: process.env.LOG_LEVEL || "info" }, pino.destination({ dest: logPath, sync: false }));
+const logger = createLogger({
+  level: process.env.LOG_LEVEL || "info",
+  destination: pino.destination({ dest: logPath, sync: false }),
+});
 
 const platform = await startPlatform({
   dataDir,

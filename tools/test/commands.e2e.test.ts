@@ -30,8 +30,8 @@ describe("commands end to end", () => {
     deviceId = device.deviceId;
     await device.connected;
     const { metrics } = platform.gateway;
-    assert.ok(metrics.value("kestrel_gateway_connections_total", { auth: "certificate" }) >= 1);
-    assert.equal(metrics.value("kestrel_gateway_connections_total", { auth: "token" }), 0);
+    assert.ok((await metrics.value("kestrel_gateway_connections_total", { auth: "certificate" })) >= 1);
+    assert.equal(await metrics.value("kestrel_gateway_connections_total", { auth: "token" }), 0);
   });
 
   after(async () => {

@@ -44,7 +44,7 @@ test("links dropped right after a telemetry publish: every reading reaches the c
     seed: 7,
     clock,
   });
-  const connections = () => gateway.metrics.value("kestrel_gateway_connections_total", { auth: "token" });
+  const connections = async () => await gateway.metrics.value("kestrel_gateway_connections_total", { auth: "token" });
   try {
     for (const at of DROPS_AT) {
       await clock.runUntil(START + at);
@@ -54,7 +54,7 @@ test("links dropped right after a telemetry publish: every reading reaches the c
   } finally {
     await device.stop();
   }
-  assert.equal(connections(), 1 + DROPS_AT.length, "the link dropped after each armed publish and came back");
+  assert.equal(await connections(), 1 + DROPS_AT.length, "the link dropped after each armed publish and came back");
   // Everything the gateway took is delivered before the history is read (the cloud applies its
   // journal before answering a read).
   await until(async () => (gateway.forwarder.depth === 0 ? true : undefined), "the gateway's queue drained");

@@ -21,7 +21,11 @@ import {
 } from "./api.ts";
 import { DeviceDetail } from "./device-detail.ts";
 import { DeviceTable } from "./device-list.ts";
+import { startErrorTracking } from "./error-tracking.ts";
 import { TelemetryChart } from "./telemetry-chart.ts";
+
+// Reporting is best effort: a dashboard without it still works.
+startErrorTracking().catch(() => undefined);
 
 const REFRESH_MS = 3000;
 // Typing settles before the list is asked again.

@@ -29,6 +29,8 @@ export const PERMISSIONS = Object.freeze({
   "exports:write": { roles: OPERATORS, scope: "write" },
   "alerts:read": { roles: EVERYONE, scope: "read" },
   "alerts:write": { roles: OPERATORS, scope: "write" },
+  "webhooks:read": { roles: EVERYONE, scope: "read" },
+  "webhooks:write": { roles: OPERATORS, scope: "write" },
   "org:read": { roles: EVERYONE, scope: "read" },
   "members:admin": { roles: ADMINS, scope: "admin" },
   "keys:admin": { roles: ADMINS, scope: "admin" },

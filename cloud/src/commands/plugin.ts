@@ -7,6 +7,7 @@ import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { countPattern } from "../http/text-schema.ts";
@@ -91,6 +92,7 @@ interface AckBody {
 
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
+  const events = new EventPublisher(options.db);
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
@@ -390,6 +392,20 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             rejected.push({ index, ...parsed.error });
           } else if (await commands.applyAck(tenantId, item.deviceId, parsed.value, item.receivedAt)) {
             applied++;
+            const finished =
+              parsed.value.status === "accepted" ? null : await commands.find(tenantId, item.deviceId, parsed.value.id);
+            if (finished && (finished.status === "done" || finished.status === "failed")) {
+              // Keyed by the command: a finished command never changes again, so this is its one event.
+              await events.publish(tenantId, `command.${finished.status}`, `${item.deviceId}|${finished.id}`, {
+                deviceId: item.deviceId,
+                commandId: finished.id,
+                name: finished.name,
+                status: finished.status,
+                reason: finished.reason ?? null,
+                result: finished.result ?? null,
+                at: item.receivedAt,
+              });
+            }
           } else {
             // An ack repeated by a retry, or for a command this tenant never sent: nothing to change.
             ignored++;

@@ -9,19 +9,25 @@ import { sendProblem } from "../http/problem.ts";
 
 export interface DashboardOptions {
   dir: string;
+  /** Where the browser SDK sends error reports (the Sentry DSN), allowed by the page's connect-src. */
+  sentryDsn?: string | undefined;
 }
 
 // ApexCharts sets inline styles on its SVG, hence 'unsafe-inline' for styles only.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+function contentSecurityPolicy(sentryDsn: string | undefined): string {
+  return [
+    "default-src 'self'",
+    `connect-src 'self'${sentryDsn ? ` ${new URL(sentryDsn).origin}` : ""}`,
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
 
 export async function dashboardPlugin(app: FastifyInstance, options: DashboardOptions): Promise<void> {
+  const policy = contentSecurityPolicy(options.sentryDsn);
   try {
     await access(join(options.dir, "index.html"));
   } catch {
@@ -36,7 +42,7 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
     prefix: "/",
     setHeaders: (response) => {
       // Replaces the API's deny-all policy (security-headers.ts) for the dashboard's own files.
-      response.setHeader("content-security-policy", CONTENT_SECURITY_POLICY);
+      response.setHeader("content-security-policy", policy);
     },
   });
 }

@@ -9,6 +9,7 @@ import { orgOf } from "../auth/access.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import { newSecret } from "../auth/secrets.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
+import { WebhookEgress } from "../webhooks/egress.ts";
 import { cronProblem, nextTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES } from "./export-format.ts";
@@ -33,7 +34,6 @@ import {
 import { ExportScheduleStore, MAX_SCHEDULES, type ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduler } from "./scheduler.ts";
 import { exportFileName, TelemetryExport } from "./telemetry-export.ts";
-import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulesOptions {
   db: Db;
@@ -69,7 +69,7 @@ function scheduleProblem(body: CreateScheduleBody, egress: WebhookEgress): strin
   if (device !== undefined) return `"${device}" is not a device id`;
   const metric = body.metrics?.find((name) => !isMetricName(name));
   if (metric !== undefined) return `"${metric}" is not a metric name`;
-  return body.destination.type === "webhook" ? egress.urlProblem(body.destination.url) : undefined;
+  return body.destination.type === "webhook" ? egress.urlProblem(body.destination.url, "destination.url") : undefined;
 }
 
 function toScheduleView(doc: ScheduleDoc, now: number): ScheduleView {

@@ -21,8 +21,11 @@ import { pipeline } from "node:stream/promises";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
 import type { SecretBox } from "../auth/secret-box.ts";
+import { EventPublisher } from "../events/event-publisher.ts";
 import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
+import { WebhookEgress } from "../webhooks/egress.ts";
+import { WebhookPoster } from "../webhooks/http-post.ts";
 import { latestTick } from "./cron.ts";
 import { ExportFileStore } from "./export-file-store.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
@@ -31,7 +34,6 @@ import type { ScheduleDoc } from "./schedule-store.ts";
 import { ExportScheduleStore } from "./schedule-store.ts";
 import { type ExportScope, exportFileName, TelemetryExport } from "./telemetry-export.ts";
 import { WebhookSender } from "./webhook-delivery.ts";
-import { WebhookEgress } from "./webhook-egress.ts";
 
 export interface SchedulerOptions {
   /** Opens the schedules' sealed signing secrets. */
@@ -110,6 +112,7 @@ export class ExportScheduler {
   private readonly exporter: TelemetryExport;
   private readonly secrets: SecretBox;
   private readonly webhooks: WebhookSender;
+  private readonly events: EventPublisher;
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly leaseMs: number;
@@ -140,14 +143,14 @@ export class ExportScheduler {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.fileTtlMs = options.fileTtlMs ?? DEFAULT_FILE_TTL_MS;
+    this.events = new EventPublisher(db, this.now);
     this.allowedLatenessMs = options.allowedLatenessMs ?? DEFAULT_ALLOWED_LATENESS_MS;
     this.maxWaitMs = Math.max(options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS, this.allowedLatenessMs);
     this.progress = new UplinkProgressStore(db);
     this.telemetry = new TelemetryStore(db);
     this.webhooks = new WebhookSender(
-      options.egress ?? new WebhookEgress(),
+      new WebhookPoster(options.egress ?? new WebhookEgress(), options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS),
       options.spoolDir ?? tmpdir(),
-      options.webhookTimeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS,
       this.now,
     );
   }
@@ -355,6 +358,16 @@ export class ExportScheduler {
       log.warn({ error: outcome.error }, "scheduled export failed");
     }
     await this.runs.finish(run._id, outcome, finishedAt);
+    if (outcome.status === "succeeded") {
+      await this.events.publish(run.tenantId, "export.ready", run._id, {
+        scheduleId: run.scheduleId,
+        runId: run._id,
+        destination: run.destination,
+        rows: outcome.rows,
+        fileUrl: chunks !== undefined ? `/api/exports/runs/${run._id}/file` : null,
+        at: finishedAt.getTime(),
+      });
+    }
     return { ...run, ...outcome, finishedAt };
   }
 

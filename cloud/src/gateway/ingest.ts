@@ -11,6 +11,7 @@ import {
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
+import { DeviceStateJournal, type JournalledState } from "../alerts/device-state-journal.ts";
 import type { DeviceStore } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
@@ -28,6 +29,7 @@ export class IngestService {
   private readonly telemetry: TelemetryStore;
   private readonly logs: LogStore;
   private readonly known: KnownDevices;
+  private readonly stateJournal: DeviceStateJournal;
 
   constructor(
     db: Db,
@@ -36,6 +38,7 @@ export class IngestService {
     this.telemetry = new TelemetryStore(db);
     this.logs = new LogStore(db);
     this.known = new KnownDevices(devices);
+    this.stateJournal = new DeviceStateJournal(db);
   }
 
   async ingest(tenantId: string, request: IngestRequest): Promise<IngestResult> {
@@ -69,12 +72,17 @@ export class IngestService {
     // Devices' latest sample and lastSeen follow when the journal is applied (TelemetryStore), once per device.
     const stored = await this.telemetry.store(tenantId, batches);
 
+    const states: JournalledState[] = [];
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
-      if (parsed.ok) await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
-      else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+      if (parsed.ok) {
+        await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
+        states.push({ deviceId, receivedAt, state: parsed.value });
+      } else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
     }
+    // Connection, safe-mode and reset changes reach the alert engine (alerts/alert-engine.ts) in order.
+    await this.stateJournal.append(tenantId, states);
 
     const logBatches: DeviceLogBatch[] = [];
     for (const [index, { deviceId, receivedAt, batch }] of logItems.entries()) {

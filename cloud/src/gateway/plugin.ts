@@ -222,6 +222,8 @@ export async function gatewayApiPlugin(app: FastifyInstance, options: GatewayApi
     async (request) => {
       const tenantId = orgOf(request);
       const result = await ingest.ingest(tenantId, request.body);
+      app.metrics.ingestSamples.inc(result.accepted);
+      for (const { kind, code } of result.rejected) app.metrics.ingestRejected.inc({ kind, code });
       request.log.debug({ tenantId, accepted: result.accepted }, "ingest");
       if (result.rejected.length > 0) {
         request.log.warn({ tenantId, rejected: result.rejected }, `ingest rejected ${result.rejected.length} items`);

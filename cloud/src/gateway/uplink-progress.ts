@@ -14,7 +14,7 @@ export interface UplinkReport {
   at: number;
 }
 
-interface ProgressDoc {
+export interface ProgressDoc {
   _id: string;
   tenantId: string;
   gatewayId: string;
@@ -59,5 +59,10 @@ export class UplinkProgressStore {
     const docs = await this.progress.find({ tenantId }).toArray();
     const live = docs.filter((doc) => doc.reportedAt.getTime() > now - FORGET_GATEWAY_AFTER_MS);
     return live.length === 0 ? undefined : Math.min(...live.map((doc) => doc.completeUntil.getTime()));
+  }
+
+  /** The organization's gateways that reported since `since` (the system alert rules on gateway queues). */
+  recent(tenantId: string, since: number): Promise<ProgressDoc[]> {
+    return this.progress.find({ tenantId, reportedAt: { $gte: new Date(since) } }).toArray();
   }
 }

@@ -2,6 +2,8 @@
 // exist before the app serves a request.
 
 import { type Db, MongoClient } from "mongodb";
+import { AlertStore } from "../alerts/alert-store.ts";
+import { RuleStore } from "../alerts/rule-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
@@ -15,6 +17,8 @@ import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { InvitationStore } from "../tenants/invitation-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
+import { DeliveryStore } from "../webhooks/delivery-store.ts";
+import { EndpointStore } from "../webhooks/endpoint-store.ts";
 
 export interface Database {
   client: MongoClient;
@@ -23,7 +27,12 @@ export interface Database {
 }
 
 export async function connectDb(uri: string, dbName: string): Promise<Database> {
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000, appName: "kestrel-cloud" });
+  // Command monitoring feeds the MongoDB latency histogram of /metrics.
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 10_000,
+    appName: "kestrel-cloud",
+    monitorCommands: true,
+  });
   await client.connect();
   try {
     const db = client.db(dbName);
@@ -41,6 +50,10 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
       CommandStore.createIndexes,
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
+      EndpointStore.createIndexes,
+      RuleStore.createIndexes,
+      AlertStore.createIndexes,
+      DeliveryStore.createIndexes,
     ]) {
       await createIndexes(db);
     }

@@ -92,6 +92,8 @@ type JournalItems = Array<{ deviceId: string; boot: number; samples: TelemetryBa
 interface JournalDoc {
   _id: ObjectId;
   tenantId: string;
+  /** When it was journalled, epoch ms (the ObjectId's own time has whole seconds; absent on older documents). */
+  at?: number;
   /** JSON of JournalItems, packed like the buckets' samples (documents from before that were arrays). */
   items: string | JournalItems;
 }
@@ -167,6 +169,18 @@ function key(...parts: Array<string | number>): string {
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
 
+/** What one apply pass stored: the samples new to the store (not those stored before), per device. */
+export interface AppliedPass {
+  /** When each applied journal document was written, epoch ms. */
+  journalledAt: number[];
+  devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
+}
+
+/** Called after each pass has stored its samples, before its journal documents are deleted. */
+export type ApplyObserver = (pass: AppliedPass) => Promise<void>;
+
+const observers = new WeakMap<Db, Set<ApplyObserver>>();
+
 export class TelemetryStore {
   private readonly buckets: Collection<BucketDoc>;
   private readonly journal: Collection<JournalDoc>;
@@ -184,6 +198,17 @@ export class TelemetryStore {
     this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
   }
 
+  /**
+   * Calls `observer` after every pass that applies journalled telemetry in this process (alert
+   * evaluation, metrics): streaming, under the apply lease. Answers the unsubscribe.
+   */
+  static observe(db: Db, observer: ApplyObserver): () => void {
+    const set = observers.get(db) ?? new Set();
+    observers.set(db, set);
+    set.add(observer);
+    return () => set.delete(observer);
+  }
+
   static async createIndexes(db: Db): Promise<void> {
     // For retention; reads and writes go by _id.
     await db.collection<BucketDoc>("telemetry_buckets").createIndex({ tenantId: 1, deviceId: 1, hour: 1 });
@@ -199,6 +224,7 @@ export class TelemetryStore {
     await this.journal.insertOne({
       _id: new ObjectId(),
       tenantId,
+      at: Date.now(),
       items: JSON.stringify(
         batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
       ),
@@ -314,12 +340,27 @@ export class TelemetryStore {
         ),
       ),
     );
+    // What this pass stored anew (writeBuckets left only that in the incoming buckets): a sample sent or
+    // applied again is not shown twice.
+    const applied = new Map<string, AppliedPass["devices"][number]>();
+    for (const { tenantId, deviceId, s } of incoming.values()) {
+      const deviceKey = key(tenantId, deviceId);
+      const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
+      applied.set(deviceKey, observed);
+      observed.samples.push(...Object.values(s));
+    }
+    const pass: AppliedPass = {
+      journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
+      devices: [...applied.values()],
+    };
+    for (const observer of observers.get(this.db) ?? []) await observer(pass);
   }
 
   /**
    * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
    * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
-   * incoming samples were stored already.
+   * incoming samples were stored already, and leaves in each incoming bucket only the samples it
+   * stored anew (what the apply observers are shown).
    */
   private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
     const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
@@ -327,18 +368,19 @@ export class TelemetryStore {
     const again = new Map<string, number>();
     for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
       const before = unpack(stored.get(_id)?.s);
-      let repeated = 0;
-      for (const sampleKey of Object.keys(s)) if (before[sampleKey]) repeated++;
-      if (repeated > 0) {
+      const repeated = Object.keys(s).filter((sampleKey) => before[sampleKey]);
+      if (repeated.length > 0) {
         const deviceKey = key(tenantId, deviceId);
-        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated);
+        again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated.length);
       }
-      // Only a bucket that gains samples is written (and its rollups recomputed).
-      if (repeated === Object.keys(s).length) continue;
       const merged = { ...s, ...before };
+      for (const sampleKey of repeated) delete s[sampleKey];
+      // Only a bucket that gains samples is written (and its rollups recomputed).
+      if (Object.keys(s).length === 0) continue;
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
       buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r });
     }
+
     await this.replaceAll(this.buckets, buckets);
     const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
     await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);

@@ -129,6 +129,38 @@ def _poisons_prototypes(value):
     return False
 
 
+def _valid_level(condition):
+    """protocol.md, alerts: a level's op names its lines (above: high, below: low, outside: both, low
+    below high), and clear levels sit on the inside of them."""
+    op, low, high = condition.get("op"), condition.get("low"), condition.get("high")
+    if (op != "above") != (low is not None) or (op != "below") != (high is not None):
+        return False
+    clear_low, clear_high = condition.get("clearLow"), condition.get("clearHigh")
+    if clear_low is not None and (low is None or clear_low < low):
+        return False
+    if clear_high is not None and (high is None or clear_high > high):
+        return False
+    if op == "outside" and (low >= high or (clear_low if clear_low is not None else low) > (clear_high if clear_high is not None else high)):
+        return False
+    return True
+
+
+def _valid_rule(body):
+    """protocol.md, alerts: a consistent condition (levels as above; a rate's clear rate not above its rate)."""
+    condition = body.get("condition") if isinstance(body, dict) else None
+    if not isinstance(condition, dict):
+        return True
+    if condition.get("kind") in ("threshold", "system"):
+        return _valid_level(condition)
+    if condition.get("kind") == "rate" and condition.get("clearPerMinute") is not None:
+        return condition["clearPerMinute"] <= condition.get("perMinute", 0)
+    return True
+
+
+# protocol.md, webhook endpoints: a public http(s) URL (an IP literal or a local name is refused).
+PUBLIC_URL = __import__("re").compile(r"^https?://[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(:[0-9]{1,5})?(/[^\s]*)?$")
+
+
 @schemathesis.hook
 def filter_case(ctx, case):
     meta = getattr(case, "meta", None)
@@ -151,4 +183,15 @@ def filter_case(ctx, case):
         return body["expiresAt"] > time.time() * 1000 + 60_000
     if path == "/api/exports/schedules" and method == "POST" and isinstance(body, dict):
         return _valid_cron_semantics(body.get("cron", "* * * * *"))
+    if path.startswith("/api/alerts/rules") and method in ("POST", "PATCH"):
+        return _valid_rule(body)
+    if path == "/api/alerts/silences" and method == "POST" and isinstance(body, dict):
+        import time
+
+        # protocol.md, silences: endsAt after startsAt (default now) and after now.
+        now = time.time() * 1000
+        return body.get("endsAt", 0) > max(body.get("startsAt", now), now) + 60_000
+    if path.startswith("/api/webhooks/endpoints") and method in ("POST", "PATCH") and isinstance(body, dict):
+        url = body.get("url")
+        return url is None or bool(PUBLIC_URL.match(url))
     return True

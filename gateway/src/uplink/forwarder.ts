@@ -284,8 +284,11 @@ export class UplinkForwarder {
         logger.error("skipped a queue record that does not decode");
       }
     }
+    const sent = performance.now();
+    const took = () => (performance.now() - sent) / 1000;
     try {
       const result = await this.options.cloud.ingest(ingestBody(items));
+      metrics.forwardDuration.observe({ outcome: "ok" }, took());
       window.done = true;
       if (!this.windows.some((other) => other.failed)) this.failures = 0;
       await this.release();
@@ -303,7 +306,9 @@ export class UplinkForwarder {
       logger.debug({ items: records.length, accepted: result.accepted }, "forwarded");
     } catch (error) {
       metrics.inc("kestrel_gateway_forward_failures_total");
-      if (error instanceof CloudError && !error.retryable) {
+      const dropped = error instanceof CloudError && !error.retryable;
+      metrics.forwardDuration.observe({ outcome: dropped ? "dropped" : "retry" }, took());
+      if (dropped) {
         // The cloud will refuse the same request again: log what is dropped, keep the pipe moving.
         window.done = true;
         await this.release();

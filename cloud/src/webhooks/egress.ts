@@ -1,7 +1,7 @@
-// Where export webhooks may go: http(s) to public addresses, and to loopback, private, link-local or
-// other internal ranges only when WEBHOOK_ALLOWED_NETWORKS lists them. Checked when a schedule is
-// created (IP literals and localhost names) and again for every address DNS gives at delivery, so a
-// name that resolves inward later is refused too.
+// Where webhooks (partner endpoints and scheduled exports alike) may go: http(s) to public addresses,
+// and to loopback, private, link-local or other internal ranges only when WEBHOOK_ALLOWED_NETWORKS
+// lists them. Checked when an endpoint or schedule is saved (IP literals and localhost names) and
+// again for every address DNS gives at delivery, so a name that resolves inward later is refused too.
 
 import { lookup as dnsLookup } from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
@@ -67,17 +67,20 @@ export class WebhookEgress {
       : undefined;
   }
 
-  /** Why this is not a URL a webhook may have, or undefined: http(s), no user info, not internal as written. */
-  urlProblem(raw: string): string | undefined {
+  /**
+   * Why this is not a URL a webhook may have, or undefined: http(s), no user info, not internal as
+   * written. `field` names it in the answer (the body property it came from).
+   */
+  urlProblem(raw: string, field = "url"): string | undefined {
     let url: URL;
     try {
       url = new URL(raw);
     } catch {
-      return "destination.url is not a URL";
+      return `${field} is not a URL`;
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") return "destination.url must be http or https";
+    if (url.protocol !== "http:" && url.protocol !== "https:") return `${field} must be http or https`;
     // A secret there would be shown in every listing and log.
-    if (url.username !== "" || url.password !== "") return "destination.url must not hold a user name or password";
+    if (url.username !== "" || url.password !== "") return `${field} must not hold a user name or password`;
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     if (isIP(host) !== 0) return this.addressProblem(host);
     return LOCAL_NAMES.test(host) ? this.addressProblem("127.0.0.1") : undefined;

@@ -1,0 +1,49 @@
+// The evaluators' per-device rule states: `alert_sample_states` (threshold and rate rules, written
+// only in the telemetry apply pass) and `alert_device_states` (offline, safe mode, watchdog resets,
+// written only by the alert engine), one document per device each, so each has one writer.
+
+import type { Collection, Db } from "mongodb";
+import type { RuleState } from "./conditions.ts";
+
+export interface RuleStatesDoc {
+  _id: string;
+  tenantId: string;
+  /** The device, or a system subject. */
+  subject: string;
+  rules: Record<string, RuleState>;
+}
+
+export interface DeviceTrackDoc extends RuleStatesDoc {
+  /** The device's connection as the engine last saw it, for device.online/offline events. */
+  online: boolean | null;
+  /** Gateway receive time of the last state applied; older ones are late and skipped. */
+  stateAt: number;
+  boot: number | null;
+  /** Times of watchdog resets seen, newest last, pruned to the longest window of the rules. */
+  watchdogResets: number[];
+}
+
+export function stateDocId(tenantId: string, subject: string): string {
+  return `${tenantId}|${subject}`;
+}
+
+export class RuleStateStore<T extends RuleStatesDoc> {
+  private readonly states: Collection<T>;
+
+  constructor(db: Db, collection: "alert_sample_states" | "alert_device_states" | "alert_system_states") {
+    this.states = db.collection<T>(collection);
+  }
+
+  async read(ids: string[]): Promise<Map<string, T>> {
+    const docs = await Promise.all(ids.map((_id) => this.states.findOne({ _id } as never) as Promise<T | null>));
+    return new Map(docs.filter((doc) => doc !== null).map((doc) => [doc._id, doc]));
+  }
+
+  async write(docs: T[]): Promise<void> {
+    if (docs.length === 0) return;
+    await this.states.bulkWrite(
+      docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })) as never,
+      { ordered: false },
+    );
+  }
+}

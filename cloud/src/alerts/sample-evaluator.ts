@@ -1,0 +1,164 @@
+// Streaming evaluation of threshold and rate-of-change rules, called by the telemetry applier
+// after each pass has stored its samples (under the apply lease: one replica evaluates at a time),
+// with the samples new to the store only: one sent or applied again is never evaluated twice.
+// Each device's samples are evaluated in device-time order. Samples arrive a little out of order
+// across passes (the gateway has several requests in flight), so one up to the rule's window (its
+// hold or rate window, at least REORDER_TOLERANCE_MS) older than the newest evaluated is still
+// evaluated; an older one is late: skipped and counted, so it never fires or resolves anything.
+// State is written when it changed; the alert and its event are written before it, and both are
+// idempotent, so a pass that is applied again changes nothing.
+
+import type { FastifyBaseLogger } from "fastify";
+import type { Db } from "mongodb";
+import type { DeviceDoc } from "../devices/device-store.ts";
+import type { CloudMetrics } from "../metrics/cloud-metrics.ts";
+import type { AppliedPass } from "../telemetry/telemetry-store.ts";
+import { SAMPLE_KINDS } from "./alert-schema.ts";
+import type { AlertRecorder } from "./alert-store.ts";
+import { initialState, type RuleState, type Step, stepLevel, stepRate } from "./conditions.ts";
+import { ruleMatches } from "./rule-scope.ts";
+import { RuleStateStore, type RuleStatesDoc, stateDocId } from "./rule-state-store.ts";
+import type { RuleDoc, RuleStore } from "./rule-store.ts";
+
+const DEVICES_AT_ONCE = 16;
+/** How far out of order a sample may arrive and still be evaluated (rules with longer windows allow more). */
+const REORDER_TOLERANCE_MS = 10_000;
+const LABELS_TTL_MS = 30_000;
+/**
+ * An unchanged state is still written once its last evaluated time has moved on this much (device
+ * time), so a late sample is recognised after a restart or a lease change too (to this precision).
+ */
+const LAST_TS_PERSIST_MS = 10_000;
+
+type Labels = Pick<DeviceDoc, "tags" | "groups">;
+
+function toleranceOf(rule: RuleDoc): number {
+  const condition = rule.condition;
+  const windowSeconds =
+    condition.kind === "rate" ? condition.windowSeconds : condition.kind === "threshold" ? condition.forSeconds : 0;
+  return Math.max(REORDER_TOLERANCE_MS, windowSeconds * 1000);
+}
+
+function sameState(a: RuleState | undefined, b: RuleState): boolean {
+  return (
+    a !== undefined &&
+    b.lastTs - a.lastTs < LAST_TS_PERSIST_MS &&
+    a.status === b.status &&
+    a.since === b.since &&
+    a.episode === b.episode &&
+    a.alertId === b.alertId &&
+    a.points === undefined &&
+    b.points === undefined
+  );
+}
+
+export class SampleEvaluator {
+  private readonly states: RuleStateStore<RuleStatesDoc>;
+  private readonly labels = new Map<string, { until: number; labels: Labels }>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly rules: RuleStore,
+    private readonly recorder: AlertRecorder,
+    private readonly metrics: CloudMetrics,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.states = new RuleStateStore(db, "alert_sample_states");
+  }
+
+  async evaluate(pass: AppliedPass): Promise<void> {
+    const evaluations = new Map<string, number>();
+    let late = 0;
+    const work: Array<() => Promise<void>> = [];
+    const byTenant = new Map<string, AppliedPass["devices"]>();
+    for (const device of pass.devices)
+      byTenant.set(device.tenantId, [...(byTenant.get(device.tenantId) ?? []), device]);
+    for (const [tenantId, devices] of byTenant) {
+      const rules = (await this.rules.enabled(tenantId)).filter((rule) => SAMPLE_KINDS.includes(rule.condition.kind));
+      if (rules.length === 0) continue;
+      const needLabels = rules.some((rule) => rule.scope.type === "tag" || rule.scope.type === "group");
+      for (const { deviceId, samples } of devices) {
+        work.push(async () => {
+          const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
+          const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
+          if (matching.length === 0) return;
+          const ordered = [...samples].sort((a, b) => a.ts - b.ts);
+          const _id = stateDocId(tenantId, deviceId);
+          const doc = (await this.states.read([_id])).get(_id) ?? { _id, tenantId, subject: deviceId, rules: {} };
+          let changed = false;
+          for (const rule of matching) {
+            let state = doc.rules[rule._id] ?? initialState();
+            const before = doc.rules[rule._id];
+            for (const { ts, m } of ordered) {
+              const metric = "metric" in rule.condition ? rule.condition.metric : "";
+              const value = m[metric];
+              if (value === undefined) continue;
+              if (ts < state.lastTs - toleranceOf(rule)) {
+                late++;
+                continue;
+              }
+              evaluations.set(rule.condition.kind, (evaluations.get(rule.condition.kind) ?? 0) + 1);
+              state = await this.apply(rule, tenantId, deviceId, state, this.step(rule, state, value, ts), value, ts);
+            }
+            if (!sameState(before, state)) changed = true;
+            doc.rules[rule._id] = state;
+          }
+          if (changed) await this.states.write([doc]);
+        });
+      }
+    }
+    for (let i = 0; i < work.length; i += DEVICES_AT_ONCE) {
+      await Promise.all(work.slice(i, i + DEVICES_AT_ONCE).map((run) => run()));
+    }
+    for (const [kind, count] of evaluations) this.metrics.alertEvaluations.inc({ kind }, count);
+    if (late > 0) this.metrics.alertLateSamples.inc(late);
+  }
+
+  private step(rule: RuleDoc, state: RuleState, value: number, at: number): Step {
+    const condition = rule.condition;
+    if (condition.kind === "rate") return stepRate(condition, state, value, at);
+    if (condition.kind === "threshold") return stepLevel(condition, state, value, at);
+    throw new Error(`rule kind ${condition.kind} is not evaluated on samples`);
+  }
+
+  /** Records the step's transition (alert and event first), answers the state to keep. */
+  private async apply(
+    rule: RuleDoc,
+    tenantId: string,
+    deviceId: string,
+    previous: RuleState,
+    step: Step,
+    value: number,
+    at: number,
+  ): Promise<RuleState> {
+    const subject = {
+      tenantId,
+      subject: deviceId,
+      deviceId,
+      metric: "metric" in rule.condition ? rule.condition.metric : null,
+    };
+    if (step.transition === "fired") {
+      const alertId = await this.recorder.fired(rule, subject, step.state.episode, at, value);
+      this.log.info({ tenantId, deviceId, ruleId: rule._id, alertId, value }, "alert fired");
+      return { ...step.state, alertId };
+    }
+    if (step.transition === "resolved" && previous.alertId) {
+      await this.recorder.resolved(rule, subject, previous.alertId, at, value);
+      this.log.info({ tenantId, deviceId, ruleId: rule._id, alertId: previous.alertId, value }, "alert resolved");
+    }
+    return step.state;
+  }
+
+  private async labelsOf(tenantId: string, deviceId: string): Promise<Labels> {
+    const key = stateDocId(tenantId, deviceId);
+    const hit = this.labels.get(key);
+    if (hit && hit.until > Date.now()) return hit.labels;
+    const doc = await this.db
+      .collection<DeviceDoc>("devices")
+      .findOne({ _id: key }, { projection: { tags: 1, groups: 1 } });
+    const labels = { tags: doc?.tags ?? [], groups: doc?.groups ?? [] };
+    if (this.labels.size > 100_000) this.labels.clear();
+    this.labels.set(key, { until: Date.now() + LABELS_TTL_MS, labels });
+    return labels;
+  }
+}

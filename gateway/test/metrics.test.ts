@@ -1,0 +1,98 @@
+// The gateway's /metrics through prom-client: the names the hand-written renderer had, the new
+// forward-latency histogram and process metrics, valid for `promtool check metrics`; and the log
+// level changed at run time with the operations token.
+
+import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { connectAsync } from "mqtt";
+import { pino } from "pino";
+import { loadGatewayConfig } from "../src/config.ts";
+import { type Gateway, startGateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+import { promtoolCheckMetrics } from "./promtool.ts";
+import { until } from "./until.ts";
+
+const OPS_TOKEN = "ops-token-0123456789abcdef";
+
+describe("gateway metrics", () => {
+  let cloud: CloudPeer;
+  let gateway: Gateway;
+
+  before(async () => {
+    cloud = await startCloudPeer({ "dev-a": "token-a-secret" });
+    gateway = await startGateway(
+      loadGatewayConfig({
+        MQTT_PORT: "0",
+        GATEWAY_HTTP_PORT: "0",
+        CLOUD_URL: cloud.url,
+        GATEWAY_KEY: cloud.gatewayKey,
+        FORWARD_INTERVAL_MS: "20",
+        OPS_TOKEN: OPS_TOKEN,
+        GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-metrics-")),
+      }),
+      pino({ level: "silent" }),
+    );
+  });
+  after(async () => {
+    await gateway?.stop();
+    await cloud?.close();
+  });
+
+  test("/metrics keeps the gateway's metric names, adds latency and process metrics, and passes promtool", async () => {
+    const device = await connectAsync(`mqtt://127.0.0.1:${gateway.mqttPort}`, {
+      clientId: "dev-a",
+      username: "dev-a",
+      password: "token-a-secret",
+      reconnectPeriod: 0,
+    });
+    const batch = { v: 1, boot: 1, samples: [{ seq: 0, ts: 1_764_000_000_000, m: { temperature: 21 } }] };
+    await device.publishAsync("d/dev-a/telemetry", JSON.stringify(batch), { qos: 1 });
+    await until(() => cloud.ingests.length > 0, "a forwarded batch");
+    const response = await fetch(`http://127.0.0.1:${gateway.httpPort}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    for (const name of [
+      "kestrel_gateway_connections_total",
+      "kestrel_gateway_messages_in_total",
+      "kestrel_gateway_forwarded_items_total",
+      "kestrel_gateway_connected_clients",
+      "kestrel_gateway_queue_depth",
+      "kestrel_gateway_queue_bytes",
+      "kestrel_gateway_queue_oldest_age_seconds",
+      "process_resident_memory_bytes",
+      "nodejs_heap_used_bytes",
+    ]) {
+      assert.match(text, new RegExp(`^# TYPE ${name} `, "m"), name);
+    }
+    assert.match(text, /^kestrel_gateway_connections_total\{auth="token"\} 1$/m);
+    assert.match(text, /^kestrel_gateway_messages_in_total\{kind="telemetry"\} 1$/m);
+    assert.match(text, /^kestrel_gateway_connected_clients 1$/m);
+    assert.match(text, /^kestrel_gateway_forward_duration_seconds_count\{outcome="ok"\} [1-9]/m);
+    assert.match(text, /^process_cpu_seconds_total /m);
+    const check = await promtoolCheckMetrics(text);
+    assert.equal(check.code, 0, check.output);
+    assert.equal(check.output.trim(), "", "no lint findings");
+    await device.endAsync();
+  });
+
+  test("the log level changes at run time, with the operations token only", async () => {
+    const url = `http://127.0.0.1:${gateway.httpPort}/log-level`;
+    const put = (level: string, token?: string) =>
+      fetch(url, {
+        method: "PUT",
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        body: JSON.stringify({ level }),
+      });
+    assert.equal((await put("debug")).status, 401);
+    assert.equal((await put("debug", "wrong-token-0123456789abcd")).status, 401);
+    assert.equal((await put("loud", OPS_TOKEN)).status, 400);
+    const changed = await put("debug", OPS_TOKEN);
+    assert.deepEqual(await changed.json(), { level: "debug" });
+    const read = await fetch(url, { headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+    assert.deepEqual(await read.json(), { level: "debug" });
+  });
+});
