@@ -320,6 +320,8 @@ describe("the gateway's MQTT sessions on the wire", () => {
   });
 });
 
+const CONNECT_TIMEOUT_MS = 1000;
+
 describe("the session server on its own", () => {
   let server: Server;
   let port: number;
@@ -344,8 +346,9 @@ describe("the session server on its own", () => {
     sessions = new MqttSessionServer({
       hooks,
       maxPacketBytes: 1024 * 1024,
-      maxWaitingPublishes: 4,
+      maxPendingReplies: 4,
       maxBacklogBytes: 64 * 1024,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
     });
     server = createServer({ noDelay: true }, sessions.handle);
     port = await listen(server, 0, "127.0.0.1");
@@ -356,7 +359,7 @@ describe("the session server on its own", () => {
     server.close();
   });
 
-  test("a connection with maxWaitingPublishes unacknowledged is not read until some are acknowledged", async () => {
+  test("a connection with maxPendingReplies unanswered is not read until some are answered", async () => {
     const client = await RawClient.open(port);
     client.write(connectPacket("bp-1", "x"));
     await client.packets(1, "CONNACK");
@@ -374,6 +377,21 @@ describe("the session server on its own", () => {
       [1, 2, 3, 4, 5, 6, 7],
     );
     client.socket.destroy();
+  });
+
+  test("a CONNECT trickled in slower than connectTimeoutMs allows is cut off, however steady the trickle", async () => {
+    const client = await RawClient.open(port);
+    const bytes = mqttPacket.generate(connectPacket("bp-3", "x"));
+    const openedAt = Date.now();
+    // One byte every 200 ms takes several times the timeout; the last byte is never sent.
+    for (const byte of bytes.subarray(0, -1)) {
+      if (client.closed) break;
+      client.write(Buffer.from([byte]));
+      await sleep(200);
+    }
+    assert.equal(client.closed, true, "closed before the CONNECT could complete");
+    assert.ok(Date.now() - openedAt >= CONNECT_TIMEOUT_MS);
+    assert.deepEqual(client.received, []);
   });
 
   test("a client that reads nothing is refused further messages once its backlog is full", async () => {

@@ -83,14 +83,17 @@ export interface SessionServerOptions {
   maxPacketBytes: number;
   /** Bytes written but not yet taken by the client's TCP window before its connection stops being read. */
   maxBacklogBytes?: number;
-  /** Publishes read but not yet acknowledged before the connection stops being read. */
-  maxWaitingPublishes?: number;
-  /** A connection that sends no CONNECT within this is closed. */
+  /**
+   * Packets read but not yet answered (publishes waiting for their ack, and the replies queued behind
+   * them) before the connection stops being read.
+   */
+  maxPendingReplies?: number;
+  /** A connection whose CONNECT has not arrived whole this long after it opened is closed. */
   connectTimeoutMs?: number;
 }
 
 const DEFAULT_MAX_BACKLOG_BYTES = 1024 * 1024;
-const DEFAULT_MAX_WAITING_PUBLISHES = 64;
+const DEFAULT_MAX_PENDING_REPLIES = 64;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** How long a closing connection may take to flush what it was sent before it is cut. */
 const CLOSE_GRACE_MS = 5_000;
@@ -125,7 +128,6 @@ export class MqttSession {
   /** Frames read after the CONNECT while it is being authenticated (at most the rest of that read). */
   private early: Frame[] = [];
   private readonly replies: Reply[] = [];
-  private waitingPublishes = 0;
   /** QoS 2 packet ids whose PUBREC was queued and whose PUBREL has not come yet. */
   private readonly awaitingRelease = new Set<number>();
   private nextPacketId = 1;
@@ -146,7 +148,10 @@ export class MqttSession {
       clearTimeout(this.graceTimer);
       this.close("connection_lost");
     });
-    this.watch(host.options.connectTimeoutMs, "connect_timeout");
+    // From the connection's start, not its last byte: trickling a CONNECT does not hold a connection open.
+    this.timer = setTimeout(() => {
+      if (this.state === "awaiting_connect") this.close("connect_timeout");
+    }, host.options.connectTimeoutMs);
   }
 
   get connected(): boolean {
@@ -182,7 +187,7 @@ export class MqttSession {
     this.will = will;
     this.socket.write(encode.connack(ConnackCode.accepted));
     // MQTT 3.1.1, 3.1.2.10: one and a half keep-alive periods without a packet end the connection.
-    this.watch(keepaliveSeconds * 1500, "keepalive_timeout");
+    this.watchKeepAlive(keepaliveSeconds * 1500);
     const early = this.early;
     this.early = [];
     for (const frame of early) if (!this.handle(frame)) return;
@@ -215,7 +220,7 @@ export class MqttSession {
       return;
     }
     if (
-      this.waitingPublishes >= this.host.options.maxWaitingPublishes ||
+      this.replies.length >= this.host.options.maxPendingReplies ||
       this.socket.writableLength >= this.host.options.maxBacklogBytes
     ) {
       this.paused = true;
@@ -334,7 +339,6 @@ export class MqttSession {
     if (qos === 2) this.awaitingRelease.add(packetId);
     const reply: Reply = { bytes: undefined, settled: false, closeWith: undefined };
     this.replies.push(reply);
-    this.waitingPublishes++;
     this.hooks.publish(this, message, false).then(
       (messages) => {
         const ack = qos === 1 ? encode.puback(packetId) : qos === 2 ? encode.pubrec(packetId) : undefined;
@@ -352,7 +356,6 @@ export class MqttSession {
 
   private settle(reply: Reply): void {
     reply.settled = true;
-    this.waitingPublishes--;
     this.flush();
   }
 
@@ -406,7 +409,7 @@ export class MqttSession {
     if (
       this.paused &&
       this.state === "connected" &&
-      this.waitingPublishes < this.host.options.maxWaitingPublishes &&
+      this.replies.length < this.host.options.maxPendingReplies &&
       this.socket.writableLength < this.host.options.maxBacklogBytes
     ) {
       this.paused = false;
@@ -415,14 +418,12 @@ export class MqttSession {
   }
 
   /** Closes the connection once `limitMs` pass without a byte from the client (0: never). */
-  private watch(limitMs: number, reason: CloseReason): void {
+  private watchKeepAlive(limitMs: number): void {
     clearTimeout(this.timer);
     if (limitMs <= 0) return;
     const check = () => {
       const idle = Date.now() - this.lastHeard;
-      // The client waits for our verdict on its CONNECT; that time is not its silence.
-      if (this.state === "authenticating") this.timer = setTimeout(check, limitMs);
-      else if (idle >= limitMs) this.close(reason);
+      if (idle >= limitMs) this.close("keepalive_timeout");
       else this.timer = setTimeout(check, limitMs - idle);
     };
     this.timer = setTimeout(check, limitMs);
@@ -468,7 +469,7 @@ export class MqttSessionServer implements SessionHost {
   constructor(options: SessionServerOptions) {
     this.options = {
       maxBacklogBytes: DEFAULT_MAX_BACKLOG_BYTES,
-      maxWaitingPublishes: DEFAULT_MAX_WAITING_PUBLISHES,
+      maxPendingReplies: DEFAULT_MAX_PENDING_REPLIES,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       ...options,
     };
