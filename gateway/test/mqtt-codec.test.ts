@@ -171,4 +171,12 @@ describe("encoding", () => {
       }
     }
   });
+
+  test("a PUBLISH encoded after a PUBACK is one buffer holding both, in that order", () => {
+    const bytes = encode.publish("d/dev-1/telemetry/ack", '{"v":1}', 0, 0, encode.puback(9));
+    assert.deepEqual(
+      parsed(bytes).map((p) => (p.cmd === "publish" ? `publish ${p.topic} ${p.payload}` : `${p.cmd} ${p.messageId}`)),
+      ["puback 9", 'publish d/dev-1/telemetry/ack {"v":1}'],
+    );
+  });
 });

@@ -341,10 +341,10 @@ export class MqttSession {
     this.replies.push(reply);
     this.hooks.publish(this, message, false).then(
       (messages) => {
-        const ack = qos === 1 ? encode.puback(packetId) : qos === 2 ? encode.pubrec(packetId) : undefined;
-        const parts = messages?.map((out) => encode.publish(out.topic, out.payload, 0)) ?? [];
-        if (ack) parts.unshift(ack);
-        reply.bytes = parts.length === 1 ? parts[0] : parts.length > 1 ? Buffer.concat(parts) : undefined;
+        let bytes = qos === 1 ? encode.puback(packetId) : qos === 2 ? encode.pubrec(packetId) : undefined;
+        // Each message is encoded after what precedes it: the reply is one Buffer, one write.
+        for (const out of messages ?? []) bytes = encode.publish(out.topic, out.payload, 0, 0, bytes);
+        reply.bytes = bytes;
         this.settle(reply);
       },
       () => {
