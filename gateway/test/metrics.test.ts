@@ -4,17 +4,12 @@
 // the operations token.
 
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
 import { connect as connectTcp } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync } from "mqtt";
 import mqttPacket from "mqtt-packet";
-import { pino } from "pino";
-import { loadGatewayConfig } from "../src/config.ts";
-import { type Gateway, startGateway } from "../src/gateway.ts";
-import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+import type { Gateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { promtoolCheckMetrics } from "./promtool.ts";
 import { until } from "./until.ts";
 
@@ -35,18 +30,7 @@ describe("gateway metrics", () => {
 
   before(async () => {
     cloud = await startCloudPeer({ "dev-a": "token-a-secret" });
-    gateway = await startGateway(
-      loadGatewayConfig({
-        MQTT_PORT: "0",
-        GATEWAY_HTTP_PORT: "0",
-        CLOUD_URL: cloud.url,
-        GATEWAY_KEY: cloud.gatewayKey,
-        FORWARD_INTERVAL_MS: "20",
-        OPS_TOKEN: OPS_TOKEN,
-        GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-metrics-")),
-      }),
-      pino({ level: "silent" }),
-    );
+    gateway = await startGatewayFor(cloud, { OPS_TOKEN });
   });
   after(async () => {
     await gateway?.stop();

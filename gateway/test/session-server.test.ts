@@ -9,14 +9,11 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connectAsync, type MqttClient } from "mqtt";
 import mqttPacket, { type Packet } from "mqtt-packet";
-import { pino } from "pino";
 import { ConnackCode, type InboundPublish } from "../src/broker/mqtt-codec.ts";
 import { MqttSessionServer, type SessionHooks } from "../src/broker/session-server.ts";
-import { loadGatewayConfig } from "../src/config.ts";
-import { type Gateway, startGateway } from "../src/gateway.ts";
+import type { Gateway } from "../src/gateway.ts";
 import { listen } from "../src/servers.ts";
-import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
-import { tempDir } from "./real-cloud.ts";
+import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { until } from "./until.ts";
 
 /** A device speaking raw MQTT: what it writes is exactly what the test says, what it reads is parsed by mqtt-packet. */
@@ -79,6 +76,14 @@ const publishPacket = (topic: string, payload: string, messageId: number, qos: 0
   retain: false,
 });
 
+/** The last will the firmware leaves: its state, offline. */
+const offlineWill = (deviceId: string) => ({
+  topic: `d/${deviceId}/state`,
+  payload: Buffer.from('{"v":1,"online":false}'),
+  qos: 1 as const,
+  retain: true,
+});
+
 const DEVICES = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`ss-${i}`, `token-ss-${i}-secret`]));
 const token = (id: string) => DEVICES[id] as string;
 const MAX_PACKET_BYTES = 4096;
@@ -99,18 +104,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
 
   before(async () => {
     cloud = await startCloudPeer(DEVICES);
-    gateway = await startGateway(
-      loadGatewayConfig({
-        MQTT_PORT: "0",
-        GATEWAY_HTTP_PORT: "0",
-        CLOUD_URL: cloud.url,
-        GATEWAY_KEY: cloud.gatewayKey,
-        FORWARD_INTERVAL_MS: "20",
-        MQTT_MAX_PACKET_BYTES: String(MAX_PACKET_BYTES),
-        GATEWAY_DATA_DIR: await tempDir("gateway-sessions"),
-      }),
-      pino({ level: "silent" }),
-    );
+    gateway = await startGatewayFor(cloud, { MQTT_MAX_PACKET_BYTES: String(MAX_PACKET_BYTES) });
   });
 
   after(async () => {
@@ -238,12 +232,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
   });
 
   test("a device silent for 1.5 keep-alive periods is disconnected and its will published; a pinging one stays", async () => {
-    const will = {
-      topic: "d/ss-7/state",
-      payload: Buffer.from('{"v":1,"online":false}'),
-      qos: 1 as const,
-      retain: true,
-    };
+    const will = offlineWill("ss-7");
     const silent = await raw();
     silent.write(connectPacket("ss-7", token("ss-7"), { keepalive: 1, will }));
     const pinging = await raw();
@@ -263,12 +252,7 @@ describe("the gateway's MQTT sessions on the wire", () => {
   });
 
   test("a new connection with the same client id takes over: the old one closes, its will queued first", async () => {
-    const will = {
-      topic: "d/ss-9/state",
-      payload: Buffer.from('{"v":1,"online":false}'),
-      qos: 1 as const,
-      retain: true,
-    };
+    const will = offlineWill("ss-9");
     const first = await raw();
     first.write(connectPacket("ss-9", token("ss-9"), { will }));
     await first.packets(1, "first CONNACK");
