@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { TelemetrySample } from "@kestrel/wire";
 import { CSV_HEADER, csvField } from "../src/exports/export-format.ts";
+import { exportWorkers, MAX_EXPORT_WORKERS } from "../src/exports/export-workers.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import type { Credentials } from "../src/tenants/bootstrap.ts";
 import { parseCsv } from "./csv.ts";
@@ -205,6 +206,37 @@ describe("telemetry export", () => {
       all.json().map((record: ExportedRecord) => record.deviceId),
       quiet.map(() => "gx-1"),
     );
+  });
+
+  test("encoded in worker threads: more exports than workers all complete, a reader leaving mid-way frees its worker, a stopped worker is replaced", async () => {
+    const workers = exportWorkers(cloud.db);
+    const url = `/api/devices/dev-busy/telemetry/export?${range}`;
+    const expected = records("dev-busy", busy.slice(0, 3600), 7);
+    const answers = await Promise.all(Array.from({ length: MAX_EXPORT_WORKERS + 2 }, () => get(url)));
+    for (const answer of answers) assert.deepEqual(fromCsv(answer.body), expected);
+    assert.equal(workers.stats().workers, MAX_EXPORT_WORKERS, "never more workers than the bound");
+
+    // A real client that reads one chunk and leaves, as a browser tab closed mid-download does.
+    const address = await cloud.app.listen({ port: 0, host: "127.0.0.1" });
+    const leave = new AbortController();
+    const response = await fetch(`${address}${url}`, { headers: bearer(session), signal: leave.signal });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    assert.ok((await reader.read()).value, "a first chunk");
+    leave.abort();
+    for (let waited = 0; workers.stats().busy > 0; waited += 50) {
+      assert.ok(waited < 10_000, "the worker is freed once its reader has left");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+
+    // Workers stopped in the middle of an export: it fails, the next one gets a new worker.
+    const cut = fetch(`${address}${url}`, { headers: bearer(session) }).then(async (answer) => {
+      const body = (answer.body as ReadableStream<Uint8Array>).getReader();
+      await body.read();
+      await workers.close();
+      for (;;) if ((await body.read()).done) return;
+    });
+    await assert.rejects(cut, "the cut export does not end as if it were whole");
+    assert.deepEqual(fromCsv((await get(url)).body), expected);
   });
 
   test("csvField quotes only what RFC 4180 requires, and the parser reads it back", () => {

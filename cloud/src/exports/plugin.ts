@@ -10,6 +10,7 @@ import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
 import { CONTENT_TYPES, type ExportTally } from "./export-format.ts";
 import { type ExportQuery, type OrgExportQuery, parseDeviceScope, parseExportQuery } from "./export-query.ts";
 import { deviceExportQuerySchema, exportResponse, orgExportQuerySchema } from "./export-schema.ts";
+import { closeExportWorkers } from "./export-workers.ts";
 import { schedulesPlugin } from "./schedule-plugin.ts";
 import { type ExportScope, exportFileName, TelemetryExport } from "./telemetry-export.ts";
 
@@ -31,6 +32,7 @@ export interface ExportsOptions {
 
 export async function exportsPlugin(app: FastifyInstance, options: ExportsOptions): Promise<void> {
   const exporter = new TelemetryExport(options.db);
+  app.addHook("onClose", () => closeExportWorkers(options.db));
 
   async function sendExport(reply: FastifyReply, tenantId: string, scope: ExportScope): Promise<FastifyReply> {
     await exporter.checkDevices(tenantId, scope.devices);

@@ -1,13 +1,15 @@
 // What an export holds and where its bytes come from: the devices of a scope (listed, or every
 // device of the organization, paged), their raw samples in time order from the telemetry store,
-// encoded as a back-pressure aware byte stream.
+// encoded as a back-pressure aware byte stream. The encoding runs in an export worker
+// (export-workers.ts): its heap is bounded apart from the API's.
 
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { Db } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { type ExportBatch, type ExportFormat, type ExportTally, encodeExport } from "./export-format.ts";
+import { exportWorkers } from "./export-workers.ts";
 
 /** Every device of the organization, or these ones. */
 export type DeviceScope = "all" | readonly string[];
@@ -42,7 +44,7 @@ export class TelemetryExport {
   private readonly devices: DeviceStore;
   private readonly telemetry: TelemetryStore;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.devices = new DeviceStore(db);
     this.telemetry = new TelemetryStore(db);
   }
@@ -55,11 +57,18 @@ export class TelemetryExport {
     if (missing !== undefined) throw deviceNotFound(missing);
   }
 
-  /** The encoded export; `tally` counts what was written once the stream has ended. */
+  /**
+   * The encoded export, from an export worker; `tally` counts what was written once the stream
+   * has ended. What this process journalled is applied first, so the export reads its writes.
+   */
   stream(tenantId: string, scope: ExportScope, tally: ExportTally): Readable {
+    return exportWorkers(this.db).stream({ tenantId, scope }, tally, () => this.telemetry.settle());
+  }
+
+  /** The export's bytes, encoded here: what an export worker runs. */
+  encode(tenantId: string, scope: ExportScope, tally: ExportTally): AsyncGenerator<Buffer> {
     const metrics = scope.metrics && [...scope.metrics];
-    const chunks = encodeExport(scope.format, this.batches(tenantId, scope), tally, metrics);
-    return Readable.from(chunks, { objectMode: false, highWaterMark: 64 * 1024 });
+    return encodeExport(scope.format, this.batches(tenantId, scope), tally, metrics);
   }
 
   private async *batches(tenantId: string, scope: ExportScope): AsyncGenerator<ExportBatch> {
@@ -69,7 +78,6 @@ export class TelemetryExport {
       }
     }
   }
-
   private async *deviceIds(tenantId: string, devices: DeviceScope): AsyncGenerator<string> {
     if (devices !== "all") {
       yield* devices;

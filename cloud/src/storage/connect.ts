@@ -26,6 +26,19 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Where a database was opened: what another thread (an export worker) needs to open it too. */
+export interface DatabaseAddress {
+  uri: string;
+  dbName: string;
+}
+
+const addresses = new WeakMap<Db, DatabaseAddress>();
+
+/** The address `connectDb` opened this database at, if it did. */
+export function databaseAddress(db: Db): DatabaseAddress | undefined {
+  return addresses.get(db);
+}
+
 export async function connectDb(uri: string, dbName: string): Promise<Database> {
   // Command monitoring feeds the MongoDB latency histogram of /metrics.
   const client = new MongoClient(uri, {
@@ -36,6 +49,7 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
   await client.connect();
   try {
     const db = client.db(dbName);
+    addresses.set(db, { uri, dbName });
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
