@@ -1,17 +1,19 @@
 // Benchmark: device search and filters over 100,000 devices of one organization, through the
 // HTTP API (schema, access hook, query, serialisation), against a point read of one device by id
 // measured in the same run.   npm run bench -w cloud -- devices   (DEVICES=100000 ROUNDS=20 BUDGET_S=30)
+// Every answer is checked: non-empty, and each device in it satisfies the query (and its order).
+// FERRETDB_BACKEND=postgresql measures the embedded FerretDB on PostgreSQL.
 // Uses MONGODB_URI when set, else the embedded FerretDB. Each query runs ROUNDS times, but stops
 // after BUDGET_S seconds once it has MIN_ROUNDS: on FerretDB v1 every list query scans the collection.
 
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildApp } from "../src/app.ts";
 import { secretHash } from "../src/auth/secrets.ts";
 import { loadConfig } from "../src/config.ts";
 import { DeviceStore, NEVER_SEEN } from "../src/devices/device-store.ts";
-import type { DeviceList } from "../src/devices/device-view.ts";
+import type { DeviceList, DeviceView } from "../src/devices/device-view.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { bootstrap } from "../src/tenants/bootstrap.ts";
@@ -56,9 +58,12 @@ export async function devicesBenchmark(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-devices-"));
   const config = loadConfig({
     DATA_DIR: dir,
+    ...(process.env.FERRETDB_BACKEND && { FERRETDB_BACKEND: process.env.FERRETDB_BACKEND }),
     ...(process.env.MONGODB_URI && { MONGODB_URI: process.env.MONGODB_URI }),
   });
-  const ferret = config.mongoUri ? undefined : await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  const ferret = config.mongoUri
+    ? undefined
+    : await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb"), backend: config.embeddedBackend });
   const database = await connectDb(config.mongoUri ?? (ferret?.uri as string), `bench_devices_${Date.now()}`);
   const app = await buildApp({ db: database.db, config });
   try {
@@ -106,28 +111,101 @@ export async function devicesBenchmark(): Promise<void> {
     };
 
     const firstPage = await get("/api/devices?sort=name&limit=50");
-    const queries: Array<[string, (round: number) => string]> = [
-      ["point read by id (baseline)", (r) => `/api/devices/dev-${String((r * 7919) % DEVICES).padStart(6, "0")}`],
-      ["list, sort=id, first page", () => "/api/devices?limit=50"],
-      ["q=<id prefix>", (r) => `/api/devices?q=dev-0${r % 10}12&limit=50`],
-      ["q=<name prefix>", (r) => `/api/devices?q=${WORDS[r % WORDS.length]}%201&limit=50`],
-      ["online=false", () => "/api/devices?online=false&limit=50"],
-      ["fw=<version>", (r) => `/api/devices?fw=${FIRMWARE[r % FIRMWARE.length]}&limit=50`],
-      ["tag=<tag>", (r) => `/api/devices?tag=line-${r % 50}&limit=50`],
+    const deviceId = (r: number) => `dev-${String((r * 7919) % DEVICES).padStart(6, "0")}`;
+    // Each query comes with what its answer must be: a row times a query that returns what it claims.
+    type Check = (items: DeviceView[], round: number) => void;
+    const every =
+      (what: string, holds: (item: DeviceView, round: number) => boolean): Check =>
+      (items, round) => {
+        const wrong = items.find((item) => !holds(item, round));
+        if (wrong) throw new Error(`${wrong.deviceId} does not satisfy ${what}`);
+      };
+    const ordered =
+      (what: string, key: (item: DeviceView) => string | number, direction: 1 | -1): Check =>
+      (items) => {
+        for (let i = 1; i < items.length; i++) {
+          const [a, b] = [key(items[i - 1] as DeviceView), key(items[i] as DeviceView)];
+          if ((a < b ? -1 : a > b ? 1 : 0) * direction > 0) throw new Error(`not ordered by ${what}`);
+        }
+      };
+    const idPrefix = (r: number) => deviceId(r).slice(0, 9);
+    // Device i has word i % 8, firmware i % 4 (online unless i % 4 = 0) and site i % 20: a name word w,
+    // its firmware w % 4 and a site congruent to w mod 4 are all held by the devices i = w mod 8, g mod 20.
+    const combined = (r: number) => {
+      const w = [1, 2, 3, 5, 6, 7][r % 6] as number;
+      return { word: WORDS[w] as string, fw: FIRMWARE[w % 4] as string, group: `site-${(w % 4) + 4 * (r % 5)}` };
+    };
+    const firstNames = new Set(firstPage.items.map((item) => item.deviceId));
+    const queries: Array<[string, (round: number) => string, Check[]]> = [
+      [
+        "point read by id (baseline)",
+        (r) => `/api/devices/${deviceId(r)}`,
+        [every("the id asked for", (item, r) => item.deviceId === deviceId(r))],
+      ],
+      [
+        "list, sort=id, first page",
+        () => "/api/devices?limit=50",
+        [every("the first ids", (item) => item.deviceId < "dev-000050"), ordered("id", (item) => item.deviceId, 1)],
+      ],
+      [
+        "q=<id prefix>",
+        (r) => `/api/devices?q=${idPrefix(r)}&limit=50`,
+        [every("the id prefix", (item, r) => item.deviceId.startsWith(idPrefix(r)))],
+      ],
+      [
+        "q=<name prefix>",
+        (r) => `/api/devices?q=${WORDS[r % WORDS.length]}%201&limit=50`,
+        [every("the name prefix", (item, r) => item.name.startsWith(`${WORDS[r % WORDS.length]} 1`))],
+      ],
+      ["online=false", () => "/api/devices?online=false&limit=50", [every("offline", (item) => !item.online)]],
+      [
+        "fw=<version>",
+        (r) => `/api/devices?fw=${FIRMWARE[r % FIRMWARE.length]}&limit=50`,
+        [every("the firmware", (item, r) => item.fw === FIRMWARE[r % FIRMWARE.length])],
+      ],
+      [
+        "tag=<tag>",
+        (r) => `/api/devices?tag=line-${r % 50}&limit=50`,
+        [every("the tag", (item, r) => item.tags.includes(`line-${r % 50}`))],
+      ],
       [
         "lastSeenBefore (stale), sort=lastSeen",
         () => `/api/devices?lastSeenBefore=${NOW - 86_400_000}&sort=lastSeen&limit=50`,
+        [
+          every("seen before the bound", (item) => (item.lastSeen ?? 0) < NOW - 86_400_000),
+          ordered("lastSeen", (item) => item.lastSeen ?? 0, 1),
+        ],
       ],
-      ["sort=lastSeen desc", () => "/api/devices?sort=lastSeen&order=desc&limit=50"],
-      ["sort=name, next page (cursor)", () => `/api/devices?sort=name&limit=50&cursor=${firstPage.nextCursor}`],
+      [
+        "sort=lastSeen desc",
+        () => "/api/devices?sort=lastSeen&order=desc&limit=50",
+        [ordered("lastSeen, descending", (item) => item.lastSeen ?? 0, -1)],
+      ],
+      [
+        "sort=name, next page (cursor)",
+        () => `/api/devices?sort=name&limit=50&cursor=${firstPage.nextCursor}`,
+        [
+          every("after the first page", (item) => !firstNames.has(item.deviceId)),
+          ordered("name", (item) => item.name, 1),
+        ],
+      ],
       [
         "q + online + fw + group",
-        (r) => `/api/devices?q=${WORDS[r % WORDS.length]}&online=true&fw=1.1.0&group=site-${r % 20}&limit=50`,
+        (r) => {
+          const { word, fw, group } = combined(r);
+          return `/api/devices?q=${word}&online=true&fw=${fw}&group=${group}&limit=50`;
+        },
+        [
+          every("all four", (item, r) => {
+            const { word, fw, group } = combined(r);
+            return item.name.startsWith(word) && item.online && item.fw === fw && item.groups.includes(group);
+          }),
+        ],
       ],
     ];
 
     const results: Array<{ name: string; p50: number; p99: number; items: number; rounds: number }> = [];
-    for (const [name, url] of queries) {
+    for (const [name, url, checks] of queries) {
       const times: number[] = [];
       let items = 0;
       const started = performance.now();
@@ -136,7 +214,10 @@ export async function devicesBenchmark(): Promise<void> {
         const before = performance.now();
         const body = await get(url(round));
         times.push(performance.now() - before);
-        items += "items" in body ? body.items.length : 1;
+        const answer = "items" in body ? body.items : [body as unknown as DeviceView];
+        if (answer.length === 0) throw new Error(`${name}: ${url(round)} answered no device`);
+        for (const check of checks) check(answer, round);
+        items += answer.length;
       }
       times.sort((a, b) => a - b);
       const rounds = times.length;
@@ -144,10 +225,13 @@ export async function devicesBenchmark(): Promise<void> {
     }
 
     const baseline = results[0]?.p50 ?? 1;
-    const backend = config.mongoUri ? "MongoDB (MONGODB_URI)" : "embedded FerretDB v1 (SQLite)";
+    const load = loadavg()
+      .map((value) => value.toFixed(2))
+      .join(" ");
+    const backend = config.mongoUri ? "MongoDB (MONGODB_URI)" : `embedded FerretDB v1 (${config.embeddedBackend})`;
     process.stdout.write(
       `${DEVICES} devices (+1,000 of another organization) on ${backend}, bulk-loaded in ${loadSeconds.toFixed(1)} s; ` +
-        `up to ${ROUNDS} rounds per query (fewer once a query used ${BUDGET_MS / 1000} s)\n\n` +
+        `up to ${ROUNDS} rounds per query (fewer once a query used ${BUDGET_MS / 1000} s); load average ${load}\n\n` +
         "| query | rounds | p50 ms | p99 ms | p50 / point read | items |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (const { name, p50, p99, items, rounds } of results) {

@@ -19,6 +19,7 @@ import { startGatewayProcess } from "../../gateway/bench/harness.ts";
 import { buildLoadTools, type Load, processTreeCpuSeconds, startLoad } from "../../gateway/bench/loadgen.ts";
 import { stopProcess } from "../../gateway/test/mosquitto-broker.ts";
 import { freePort } from "../../gateway/test/real-cloud.ts";
+import { loadConfig } from "../src/config.ts";
 import { connectDb } from "../src/storage/connect.ts";
 import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { TelemetryStore } from "../src/telemetry/telemetry-store.ts";
@@ -113,7 +114,10 @@ export async function ingestBenchmark(): Promise<void> {
 /** One run; answers the acknowledged-and-stored rate over the raw baseline's. */
 async function ingestRun(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-bench-ingest-"));
-  const ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  const ferret = await startEmbeddedFerretDb({
+    dataDir: join(dir, "ferretdb"),
+    backend: loadConfig(process.env).embeddedBackend,
+  });
   const dbName = `bench_ingest_${Date.now()}`;
   const database = await connectDb(ferret.uri, dbName);
   let load: Load | undefined;
@@ -159,7 +163,7 @@ async function ingestRun(): Promise<number> {
     const cpu = () => ({
       gateway: processTreeCpuSeconds(gateway?.child.pid ?? -1),
       cloud: processTreeCpuSeconds(cloud?.child.pid ?? -1),
-      ferretdb: processTreeCpuSeconds(ferret.pid ?? -1),
+      ferretdb: processTreeCpuSeconds(ferret.pid),
     });
     const cpuBefore = cpu();
     const loadAverage = loadavg()[0] ?? 0;

@@ -4,12 +4,15 @@
 import { isIP } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_EMBEDDED_BACKEND, EMBEDDED_BACKENDS, type EmbeddedBackend } from "./storage/embedded-backend.ts";
 
 export interface CloudConfig {
   port: number;
   host: string;
   /** Unset: start the embedded FerretDB under `dataDir`. */
   mongoUri: string | undefined;
+  /** The embedded FerretDB's storage (FERRETDB_BACKEND), when MONGODB_URI is unset. */
+  embeddedBackend: EmbeddedBackend;
   mongoDb: string;
   dataDir: string;
   sessionTtlSeconds: number;
@@ -143,6 +146,14 @@ function mongoUri(env: Env): string | undefined {
   return raw;
 }
 
+function embeddedBackend(env: Env): EmbeddedBackend {
+  const raw = env.FERRETDB_BACKEND;
+  if (raw === undefined || raw === "") return DEFAULT_EMBEDDED_BACKEND;
+  const backend = EMBEDDED_BACKENDS.find((name) => name === raw);
+  if (!backend) throw new ConfigError(`FERRETDB_BACKEND must be one of ${EMBEDDED_BACKENDS.join(", ")}, got "${raw}"`);
+  return backend;
+}
+
 function directory(env: Env, name: string, fallback: string): string {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -178,6 +189,7 @@ export function loadConfig(env: Env = process.env): CloudConfig {
     port: integer(env, "PORT", 8080, 0, 65535),
     host: env.HOST || "127.0.0.1",
     mongoUri: mongoUri(env),
+    embeddedBackend: embeddedBackend(env),
     mongoDb,
     dataDir: directory(env, "DATA_DIR", join(REPO_ROOT, ".data")),
     sessionTtlSeconds: integer(env, "SESSION_TTL", 8 * 3600, 60, 30 * 86400),

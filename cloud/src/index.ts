@@ -9,6 +9,7 @@ export type { DeviceList, DeviceView } from "./devices/device-view.ts";
 export type { LogList } from "./logs/plugin.ts";
 export { createLogger } from "./observability/logger.ts";
 export { connectDb, type Database } from "./storage/connect.ts";
+export { DEFAULT_EMBEDDED_BACKEND, EMBEDDED_BACKENDS, type EmbeddedBackend } from "./storage/embedded-backend.ts";
 export {
   type EmbeddedFerretDb,
   EmbeddedFerretDbError,

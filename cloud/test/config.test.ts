@@ -8,6 +8,7 @@ test("defaults run on a laptop", () => {
     port: 8080,
     host: "127.0.0.1",
     mongoUri: undefined,
+    embeddedBackend: "sqlite",
     mongoDb: "kestrel",
     dataDir: join(REPO_ROOT, ".data"),
     sessionTtlSeconds: 28_800,
@@ -51,7 +52,9 @@ test("values from the environment are used", () => {
     RATE_LIMIT_PER_MINUTE: "100",
     EXPORT_ALLOWED_LATENESS: "30",
     EXPORT_MAX_WAIT: "900",
+    FERRETDB_BACKEND: "postgresql",
   });
+  assert.equal(config.embeddedBackend, "postgresql");
   assert.equal(config.webhookDispatcher, false);
   assert.equal(config.opsToken, "scrape-token-0123456789");
   assert.equal(config.sentryDsn, "https://public@sentry.example.com/42");
@@ -96,6 +99,7 @@ test("bad values are refused with a message naming the variable", () => {
     [{ SENTRY_DSN: "https://sentry.example.com/42" }, /SENTRY_DSN must be a DSN URL/],
     [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
     [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
+    [{ FERRETDB_BACKEND: "mysql" }, /FERRETDB_BACKEND must be one of sqlite, postgresql, got "mysql"/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

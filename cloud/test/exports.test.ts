@@ -72,7 +72,7 @@ describe("telemetry export", () => {
 
   before(async () => {
     cloud = await startTestCloud();
-    acme = await bootstrapTenant(cloud.db, "Acme", ["dev-1", "dev-busy", "dev-none"]);
+    acme = await bootstrapTenant(cloud.db, "Acme", ["dev-1", "dev-busy", "dev-none", "dev-long"]);
     globex = await bootstrapTenant(cloud.db, "Globex", ["gx-1"]);
     session = await login(cloud.app, acme.admin.email);
     const store = new TelemetryStore(cloud.db);
@@ -216,12 +216,24 @@ describe("telemetry export", () => {
     for (const answer of answers) assert.deepEqual(fromCsv(answer.body), expected);
     assert.equal(workers.stats().workers, MAX_EXPORT_WORKERS, "never more workers than the bound");
 
+    // A day at 1 Hz, four metrics: ~20 MB of CSV, more than a loopback connection buffers, so an export of it
+    // cannot have been encoded whole by the time its reader leaves or its worker is stopped.
+    const day = Array.from({ length: 86_400 }, (_, i) => ({
+      boot: 1,
+      seq: i,
+      ts: T0 + i * 1000,
+      m: { temperature: 20 + i / 1e4, pressure: 100_000 + i, humidity: 40, battery: 3.7 },
+    }));
+    await new TelemetryStore(cloud.db).importSamples(acme.tenantId, "dev-long", day);
+    const longUrl = `/api/devices/dev-long/telemetry/export?from=${T0}&to=${T0 + 86_400_000}`;
+
     // A real client that reads one chunk and leaves, as a browser tab closed mid-download does.
     const address = await cloud.app.listen({ port: 0, host: "127.0.0.1" });
     const leave = new AbortController();
-    const response = await fetch(`${address}${url}`, { headers: bearer(session), signal: leave.signal });
+    const response = await fetch(`${address}${longUrl}`, { headers: bearer(session), signal: leave.signal });
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
     assert.ok((await reader.read()).value, "a first chunk");
+    assert.equal(workers.stats().busy, 1, "the long export is still being encoded");
     leave.abort();
     for (let waited = 0; workers.stats().busy > 0; waited += 50) {
       assert.ok(waited < 10_000, "the worker is freed once its reader has left");
@@ -229,7 +241,7 @@ describe("telemetry export", () => {
     }
 
     // Workers stopped in the middle of an export: it fails, the next one gets a new worker.
-    const cut = fetch(`${address}${url}`, { headers: bearer(session) }).then(async (answer) => {
+    const cut = fetch(`${address}${longUrl}`, { headers: bearer(session) }).then(async (answer) => {
       const body = (answer.body as ReadableStream<Uint8Array>).getReader();
       await body.read();
       await workers.close();

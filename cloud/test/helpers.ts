@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
-import type { Db } from "mongodb";
+import type { Db, MongoClient, MongoClientOptions } from "mongodb";
 import { buildApp } from "../src/app.ts";
 import { hashPassword } from "../src/auth/passwords.ts";
 import type { Role } from "../src/auth/permissions.ts";
@@ -19,18 +19,24 @@ import { MembershipStore } from "../src/tenants/membership-store.ts";
 export interface TestCloud {
   app: FastifyInstance;
   db: Db;
+  client: MongoClient;
   close(): Promise<void>;
 }
 
-export async function startTestCloud(env: Record<string, string> = {}): Promise<TestCloud> {
+/** `clientOptions` go to the driver (command monitoring, say). */
+export async function startTestCloud(
+  env: Record<string, string> = {},
+  clientOptions: MongoClientOptions = {},
+): Promise<TestCloud> {
   const dir = await mkdtemp(join(tmpdir(), "kestrel-cloud-test-"));
   const ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
   const config = loadConfig({ DATA_DIR: dir, ...env });
-  const database = await connectDb(ferret.uri, config.mongoDb);
+  const database = await connectDb(ferret.uri, config.mongoDb, clientOptions);
   const app = await buildApp({ db: database.db, config });
   return {
     app,
     db: database.db,
+    client: database.client,
     close: async () => {
       await app.close();
       await database.close();

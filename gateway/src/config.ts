@@ -35,6 +35,8 @@ export interface GatewayConfig {
   uplinkReportIntervalMs: number;
   queueMaxBytes: number;
   authCacheTtlMs: number;
+  /** While the cloud cannot answer, a device it accepted this recently (same token) is still let in. */
+  authStaleMaxMs: number;
   cloudTimeoutMs: number;
   /** The operations token (OPS_TOKEN): required to change the log level at run time (PUT /log-level). */
   opsToken: string | undefined;
@@ -145,6 +147,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     uplinkReportIntervalMs: integer(env, "UPLINK_REPORT_INTERVAL_MS", 5000, 100, 600_000),
     queueMaxBytes: integer(env, "QUEUE_MAX_BYTES", 1024 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     authCacheTtlMs: integer(env, "AUTH_CACHE_TTL_MS", 60_000, 0, 86_400_000),
+    authStaleMaxMs: integer(env, "AUTH_STALE_MAX_MS", 30 * 60_000, 0, 7 * 86_400_000),
     cloudTimeoutMs: integer(env, "CLOUD_TIMEOUT_MS", 10_000, 100, 120_000),
     opsToken: opsToken(env),
     logLevel,

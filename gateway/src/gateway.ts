@@ -35,8 +35,12 @@ export interface Gateway {
   readonly httpPort: number;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
-  stop(): Promise<void>;
+  /** `deliverMs`: how long the uplink may still try to deliver what is queued (it stays on disk). */
+  stop(deliverMs?: number): Promise<void>;
 }
+
+/** A device waits for its CONNACK while the cloud is asked: the question gets this long at most. */
+const AUTH_ASK_TIMEOUT_MS = 3_000;
 
 /** One process's gateway: everything but the HTTP server. */
 export interface GatewayCore {
@@ -49,7 +53,8 @@ export interface GatewayCore {
   renderMetrics(): Promise<string>;
   /** Closes the device's connection here, if it has one (a worker's share of a takeover). */
   disconnectDevice(deviceId: string): Promise<void>;
-  stop(): Promise<void>;
+  /** `deliverMs`: how long the uplink may still try to deliver what is queued (it stays on disk). */
+  stop(deliverMs?: number): Promise<void>;
 }
 
 /** This process's place in a gateway of GATEWAY_WORKERS processes. */
@@ -159,7 +164,11 @@ export async function startGatewayCore(
   } else {
     embedded = await startEmbeddedBroker({
       config,
-      authenticator: new DeviceAuthenticator(cloud, config.authCacheTtlMs),
+      authenticator: new DeviceAuthenticator(cloud, {
+        ttlMs: config.authCacheTtlMs,
+        staleMaxMs: config.authStaleMaxMs,
+        askTimeoutMs: Math.min(config.cloudTimeoutMs, AUTH_ASK_TIMEOUT_MS),
+      }),
       intake,
       commands,
       metrics,
@@ -218,12 +227,14 @@ export async function startGatewayCore(
       return metrics.render();
     },
     disconnectDevice: (deviceId) => embedded?.disconnectDevice(deviceId) ?? Promise.resolve(),
-    async stop() {
+    async stop(deliverMs?: number) {
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
-      await forwarder.stop();
-      await Promise.all(orphans.map(async (orphan) => Promise.all([orphan.relay.stop(), orphan.forwarder.stop()])));
+      await forwarder.stop(deliverMs);
+      await Promise.all(
+        orphans.map(async (orphan) => Promise.all([orphan.relay.stop(), orphan.forwarder.stop(deliverMs)])),
+      );
       await reporter?.stop();
     },
   };
@@ -257,8 +268,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     httpPort: http.port,
     metrics: core.metrics,
     forwarder: core.forwarder,
-    async stop() {
-      await core.stop();
+    async stop(deliverMs?: number) {
+      await core.stop(deliverMs);
       await close(http.server);
       logger.info("gateway stopped");
     },

@@ -32,11 +32,15 @@ const gateway = cluster.isWorker
     ? await startGatewayCluster(config, logger)
     : await startGateway(config, logger);
 
+/** The longest a stop may take. */
+const STOP_DEADLINE_MS = 10_000;
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
-    if (stopping) return;
+    // A second signal, or a stop past its deadline (a hung dependency), exits at once.
+    if (stopping) process.exit(130);
     stopping = true;
+    setTimeout(() => process.exit(1), STOP_DEADLINE_MS).unref();
     gateway.stop().then(
       () => process.exit(0),
       (error: unknown) => {

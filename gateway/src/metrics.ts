@@ -15,6 +15,10 @@ const LINT_FAILING_DEFAULTS = [
 const COUNTERS: Record<string, [help: string, labels: string[]]> = {
   kestrel_gateway_connections_total: ["MQTT clients that authenticated, by means (token, certificate)", ["auth"]],
   kestrel_gateway_auth_failures_total: ["MQTT connections refused, by reason", ["reason"]],
+  kestrel_gateway_auth_stale_admissions_total: [
+    "devices let in on an earlier verdict of the cloud, because the cloud could not answer",
+    [],
+  ],
   kestrel_gateway_messages_in_total: ["MQTT messages accepted from devices, by kind", ["kind"]],
   kestrel_gateway_messages_rejected_total: ["MQTT messages refused or dropped, by reason", ["reason"]],
   kestrel_gateway_acl_denials_total: ["publish or subscribe attempts outside a device's topics", ["action"]],

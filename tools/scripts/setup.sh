@@ -83,6 +83,11 @@ if [ "${SKIP_CHROMIUM:-}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
 fi
 # The TLS tests make their CA and certificates at test time.
 command -v openssl >/dev/null || debian_packages "the TLS tests" openssl
+# The embedded FerretDB's PostgreSQL backend (FERRETDB_BACKEND=postgresql) and its test: Debian's server,
+# which our FerretDB program runs itself (tools/ferretdb/postgres.go).
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+  debian_packages "the PostgreSQL backend of the embedded FerretDB" postgresql
+fi
 # Third-party clients in the gateway tests, the broker in its benchmark.
 if ! command -v mosquitto_pub >/dev/null || [ ! -x /usr/sbin/mosquitto ]; then
   debian_packages "the gateway tests and benchmark" mosquitto mosquitto-clients

@@ -6,7 +6,14 @@
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bootstrap, buildApp, connectDb, loadConfig, startEmbeddedFerretDb } from "@kestrel/cloud";
+import {
+  bootstrap,
+  buildApp,
+  connectDb,
+  type EmbeddedBackend,
+  loadConfig,
+  startEmbeddedFerretDb,
+} from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
 import { type Gateway, loadGatewayConfig, startGateway } from "@kestrel/gateway";
 import { CertificateAuthority, type IssuedCertificate, tlsListenerEnv } from "@kestrel/gateway/pki";
@@ -17,6 +24,8 @@ export interface PlatformOptions {
   deviceCount: number;
   logger: Logger;
   mongoUri?: string;
+  /** The embedded FerretDB's storage when mongoUri is not given; default FERRETDB_BACKEND or the embedded default. */
+  backend?: EmbeddedBackend;
   cloudPort?: number;
   /** MQTT over TLS; a free port unless given. */
   mqttTlsPort?: number;
@@ -56,7 +65,51 @@ export interface Platform {
   devices: SimDevice[];
   /** Stops the devices only, leaving the pipeline running so it can drain. */
   stopDevices(): Promise<void>;
+  /**
+   * Stops everything, in order, each part within its own deadline (STOP_DEADLINES), whatever the
+   * database does: at most STOP_DEADLINE_MS in all, FerretDB killed if it does not stop by then.
+   * What was acknowledged is on disk (gateway queue, cloud journal) and is delivered on the next start.
+   */
   stop(): Promise<void>;
+  /** The FerretDB process started for this platform, if any. */
+  readonly databasePid: number | undefined;
+}
+
+/** How long each part may take to stop before the next one goes ahead anyway. */
+export const STOP_DEADLINES = {
+  devices: 1_500,
+  gateway: 3_000,
+  cloud: 2_000,
+  /** The cloud's database client. */
+  store: 1_000,
+  /** FerretDB, killed past this. */
+  database: 2_000,
+} as const;
+export const STOP_DEADLINE_MS = Object.values(STOP_DEADLINES).reduce((sum, ms) => sum + ms, 0);
+/** What the gateway's uplink may still spend delivering while it stops; the rest stays queued on disk. */
+const GATEWAY_DELIVER_MS = 1_500;
+
+type StopStep = { part: keyof typeof STOP_DEADLINES; stop: () => Promise<void> };
+
+/** Runs the step, but waits for it no longer than its deadline. */
+async function stopWithin(step: StopStep, logger: Logger): Promise<void> {
+  const deadlineMs = STOP_DEADLINES[step.part];
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), deadlineMs);
+  });
+  const outcome = await Promise.race([
+    step.stop().then(
+      () => "stopped" as const,
+      (error: unknown) => {
+        logger.error({ err: error, part: step.part }, "stop failed");
+        return "failed" as const;
+      },
+    ),
+    late,
+  ]);
+  clearTimeout(timer);
+  if (outcome === "late") logger.warn({ part: step.part, deadlineMs }, "did not stop in time; going on");
 }
 
 const ADMIN_EMAIL = "admin@kestrel.local";
@@ -97,20 +150,25 @@ async function loadSavedCredentials(path: string): Promise<Credentials | undefin
 
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
   const { logger, dataDir } = options;
-  const stops: Array<() => Promise<void>> = [];
+  const stops: StopStep[] = [];
+  let databasePid: number | undefined;
   const stopAll = async () => {
-    for (const stop of stops.reverse()) {
-      await stop().catch((error: unknown) => logger.error({ err: error }, "stop failed"));
-    }
+    for (const step of stops.reverse()) await stopWithin(step, logger);
     stops.length = 0;
   };
   try {
     await mkdir(dataDir, { recursive: true });
     let mongoUri = options.mongoUri;
     if (!mongoUri) {
-      const ferret = await startEmbeddedFerretDb({ dataDir: join(dataDir, "ferretdb") });
-      stops.push(() => ferret.stop());
+      const ferret = await startEmbeddedFerretDb({
+        dataDir: join(dataDir, "ferretdb"),
+        backend: options.backend ?? loadConfig({ ...process.env, DATA_DIR: dataDir }).embeddedBackend,
+        // Killed within its step's deadline if a graceful stop does not end it.
+        stopTimeoutMs: STOP_DEADLINES.database - 500,
+      });
+      stops.push({ part: "database", stop: () => ferret.stop() });
       mongoUri = ferret.uri;
+      databasePid = ferret.pid;
     }
     const config = loadConfig({
       ...process.env,
@@ -120,7 +178,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       DATA_DIR: dataDir,
     });
     const store = await connectDb(mongoUri, config.mongoDb);
-    stops.push(() => store.close());
+    stops.push({ part: "store", stop: () => store.close() });
 
     const credentialsPath = join(dataDir, "credentials.json");
     const deviceIds = Array.from({ length: options.deviceCount }, (_, i) => `sim-${String(i + 1).padStart(3, "0")}`);
@@ -131,8 +189,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     }
 
     const app = await buildApp({ db: store.db, logger: logger.child({ service: "cloud" }), config });
+    stops.push({ part: "cloud", stop: () => app.close() });
     await app.listen({ port: config.port, host: config.host });
-    stops.push(() => app.close());
     const address = app.server.address();
     const cloudPort = typeof address === "object" && address ? address.port : config.port;
     const cloudUrl = `http://127.0.0.1:${cloudPort}`;
@@ -156,7 +214,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       }),
       logger.child({ service: "gateway" }),
     );
-    stops.push(() => gateway.stop());
+    stops.push({ part: "gateway", stop: () => gateway.stop(GATEWAY_DELIVER_MS) });
     const mqttUrl = `mqtts://127.0.0.1:${gateway.mqttTlsPort}`;
     const mqttPlainUrl = gateway.mqttPort === undefined ? undefined : `mqtt://127.0.0.1:${gateway.mqttPort}`;
 
@@ -165,7 +223,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       const running = devices.splice(0);
       await Promise.all(running.map((device) => device.stop()));
     };
-    stops.push(stopDevices);
+    stops.push({ part: "devices", stop: stopDevices });
     for (const [index, device] of credentials.devices.entries()) {
       const certificate = pki.devices.get(device.deviceId);
       devices.push(
@@ -194,6 +252,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       devices: [...devices],
       stopDevices,
       stop: stopAll,
+      databasePid,
     };
   } catch (error) {
     await stopAll();

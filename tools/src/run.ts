@@ -5,7 +5,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "@kestrel/cloud";
 import { pino } from "pino";
-import { startPlatform } from "./platform.ts";
+import { STOP_DEADLINE_MS, startPlatform } from "./platform.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const dataDir = resolve(process.env.DATA_DIR || join(root, ".data"));
@@ -55,12 +55,18 @@ process.stdout.write(
   ].join("\n"),
 );
 
+// Ctrl-C or SIGTERM: a stop bounded by STOP_DEADLINE_MS whatever the database does, then exit; a
+// second one exits at once. Either way FerretDB goes too (it is killed on exit if still running).
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
-    if (stopping) return;
+    if (stopping) {
+      process.stdout.write("stopping now\n");
+      process.exit(130);
+    }
     stopping = true;
-    process.stdout.write("\nstopping...\n");
+    process.stdout.write(`\nstopping (at most ${Math.ceil(STOP_DEADLINE_MS / 1000)} s; Ctrl-C again to quit now)...\n`);
+    setTimeout(() => process.exit(1), STOP_DEADLINE_MS + 500).unref();
     platform.stop().then(
       () => {
         logger.flush();

@@ -75,7 +75,7 @@ describe("make run", () => {
     process.kill(-(child.pid ?? 0), "SIGINT");
     // make passes the interrupt on to its caller as it should (killed by SIGINT), but says nothing.
     assert.ok(["exit 0", "SIGINT"].includes(await exited), stderr);
-    assert.match(stdout, /stopping\.\.\.\nstopped\n$/);
+    assert.match(stdout, /stopping \(at most 10 s; Ctrl-C again to quit now\)\.\.\.\nstopped\n$/);
     assert.doesNotMatch(stderr, /make: \*\*\*/, "make reports no interrupt");
     assert.match(await readFile(logPath, "utf8"), /login failed/);
   });

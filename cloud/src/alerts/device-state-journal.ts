@@ -4,6 +4,7 @@
 
 import type { DeviceState } from "@kestrel/wire";
 import { type Collection, type Db, ObjectId } from "mongodb";
+import { boundedBulkWrite } from "../storage/command-bounds.ts";
 
 export interface JournalledState {
   deviceId: string;
@@ -33,10 +34,9 @@ export class DeviceStateJournal {
   }
 
   async remove(docs: StateJournalDoc[]): Promise<void> {
-    if (docs.length === 0) return;
-    await this.journal.bulkWrite(
+    await boundedBulkWrite(
+      this.journal,
       docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
-      { ordered: false },
     );
   }
 }

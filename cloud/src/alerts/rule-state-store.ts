@@ -2,7 +2,9 @@
 // only in the telemetry apply pass) and `alert_device_states` (offline, safe mode, watchdog resets,
 // written only by the alert engine), one document per device each, so each has one writer.
 
-import type { Collection, Db } from "mongodb";
+import type { AnyBulkWriteOperation, Collection, Db, Filter } from "mongodb";
+import { boundedBulkWrite } from "../storage/command-bounds.ts";
+import { pointReads } from "../storage/point-reads.ts";
 import type { RuleState } from "./conditions.ts";
 
 export interface RuleStatesDoc {
@@ -35,15 +37,19 @@ export class RuleStateStore<T extends RuleStatesDoc> {
   }
 
   async read(ids: string[]): Promise<Map<string, T>> {
-    const docs = await Promise.all(ids.map((_id) => this.states.findOne({ _id } as never) as Promise<T | null>));
-    return new Map(docs.filter((doc) => doc !== null).map((doc) => [doc._id, doc]));
+    const docs = await pointReads(this.states, ids);
+    return new Map(docs.map((doc) => [doc._id, doc]));
   }
 
   async write(docs: T[]): Promise<void> {
-    if (docs.length === 0) return;
-    await this.states.bulkWrite(
-      docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })) as never,
-      { ordered: false },
+    // One document per device of the pass: as many as the fleet, so in bounded commands.
+    await boundedBulkWrite(
+      this.states,
+      docs.map(
+        (doc): AnyBulkWriteOperation<T> => ({
+          replaceOne: { filter: { _id: doc._id } as Filter<T>, replacement: doc, upsert: true },
+        }),
+      ),
     );
   }
 }

@@ -41,8 +41,16 @@ function prefix(p: string): { $regex: string } {
   return { $regex: `^${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}` };
 }
 
-export function encodeCursor(search: Pick<DeviceSearch, "sort" | "order">, last: DeviceDoc): string {
-  const value = search.sort === "id" ? last.deviceId : search.sort === "name" ? last.nameKey : last.lastSeen.getTime();
+/** The sort position a cursor records: the last listed device's. */
+export interface SortPosition {
+  deviceId: string;
+  nameKey: string;
+  /** Epoch ms. */
+  lastSeen: number;
+}
+
+export function encodeCursor(search: Pick<DeviceSearch, "sort" | "order">, last: SortPosition): string {
+  const value = search.sort === "id" ? last.deviceId : search.sort === "name" ? last.nameKey : last.lastSeen;
   return Buffer.from(JSON.stringify([search.sort, search.order, value, last.deviceId])).toString("base64url");
 }
 

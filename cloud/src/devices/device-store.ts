@@ -1,12 +1,24 @@
 // Devices of a tenant: identity, labels, token hash, and the state the platform
 // last heard from them. The id `<tenantId>|<deviceId>` makes every single-device
-// lookup a point read, the only filter FerretDB v1 pushes down to SQLite; the
-// search indexes below serve MongoDB (FerretDB answers the same queries by scan).
+// lookup a point read, the only filter FerretDB v1 pushes down; the search
+// indexes below serve MongoDB's list queries, and on FerretDB the device
+// directory (device-directory.ts) serves them, kept up to date from here.
 
 import type { DeviceMode, DeviceState, PluginStatus, ResetReason } from "@kestrel/wire";
-import { type Collection, type Db, type Filter, MongoServerError, type Sort } from "mongodb";
+import {
+  type AnyBulkWriteOperation,
+  type Collection,
+  type Db,
+  type Filter,
+  MongoServerError,
+  type Sort,
+} from "mongodb";
 import { secretMatches } from "../auth/secrets.ts";
-import { type DeviceSearch, searchFilter, searchSort } from "./device-query.ts";
+import { boundedBulkWrite, boundedInsertMany } from "../storage/command-bounds.ts";
+import { isFerretDb } from "../storage/engine.ts";
+import { pointReads } from "../storage/point-reads.ts";
+import { DeviceDirectory, type DirectoryEntry, entryFits, entryOf } from "./device-directory.ts";
+import { type DeviceSearch, type SortPosition, searchFilter, searchSort } from "./device-query.ts";
 import type { DeviceChanges, LatestSample, MetadataValue } from "./device-view.ts";
 
 export interface DeviceDoc {
@@ -44,6 +56,25 @@ export interface DeviceDoc {
 
 export const NEVER_SEEN = new Date(0);
 
+/** The server-side deadline of a list query on MongoDB (an index range scan of a page). */
+const LIST_MAX_TIME_MS = 5_000;
+
+/** A page of the device list: its devices, and the sort position it ended at when there is a next page. */
+export interface DevicePage {
+  items: DeviceDoc[];
+  endedAt: SortPosition | undefined;
+}
+
+/** What one apply pass learnt of a device from its telemetry. */
+export interface TelemetrySeen {
+  tenantId: string;
+  deviceId: string;
+  /** The newest sample's time, never past the cloud's clock. */
+  seenAt: Date;
+  /** The newest sample, when it is newer than the device's latest. */
+  latest?: LatestSample;
+}
+
 export function deviceDocId(tenantId: string, deviceId: string): string {
   return `${tenantId}|${deviceId}`;
 }
@@ -69,9 +100,12 @@ const DUPLICATE_KEY = 11000;
 
 export class DeviceStore {
   private readonly devices: Collection<DeviceDoc>;
+  /** The list's index on FerretDB; MongoDB has its own indexes. */
+  private readonly directory: DeviceDirectory | undefined;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.devices = db.collection<DeviceDoc>("devices");
+    this.directory = isFerretDb(db) ? new DeviceDirectory(db) : undefined;
   }
 
   /**
@@ -110,11 +144,14 @@ export class DeviceStore {
 
   /** Registers the device or replaces its token. */
   async upsertWithToken(tenantId: string, deviceId: string, tokenHash: string): Promise<void> {
+    const _id = deviceDocId(tenantId, deviceId);
     await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId) },
+      { _id },
       { $set: { tokenHash }, $setOnInsert: DeviceStore.newDoc(tenantId, deviceId) },
       { upsert: true },
     );
+    const doc = this.directory && (await this.devices.findOne({ _id }));
+    if (doc) await this.directory?.put(tenantId, [doc]);
   }
 
   /** Adds a device; null when the tenant has one with this id already. */
@@ -132,6 +169,7 @@ export class DeviceStore {
     };
     try {
       await this.devices.insertOne(doc);
+      await this.directory?.put(tenantId, [doc]);
       return doc;
     } catch (error) {
       if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return null;
@@ -145,27 +183,33 @@ export class DeviceStore {
     devices: Array<{ deviceId: string; changes: DeviceChanges; state?: Partial<DeviceDoc> }>,
     tokenHash: string,
   ): Promise<void> {
-    await this.devices.insertMany(
-      devices.map(({ deviceId, changes, state }) => ({
-        _id: deviceDocId(tenantId, deviceId),
-        ...DeviceStore.newDoc(tenantId, deviceId),
-        ...labelFields(changes),
-        ...state,
-        tokenHash,
-      })),
-      { ordered: false },
-    );
+    const docs: DeviceDoc[] = devices.map(({ deviceId, changes, state }) => ({
+      _id: deviceDocId(tenantId, deviceId),
+      ...DeviceStore.newDoc(tenantId, deviceId),
+      ...labelFields(changes),
+      ...state,
+      tokenHash,
+    }));
+    const writeErrors = await boundedInsertMany(this.devices, docs);
+    if (writeErrors.length > 0) {
+      throw new Error(`${writeErrors.length} devices not created, first: ${writeErrors[0]?.errmsg ?? "unknown"}`);
+    }
+    await this.directory?.put(tenantId, docs);
   }
 
   /** Applies the changes; null when there is no such device in the tenant. */
   async update(tenantId: string, deviceId: string, changes: DeviceChanges): Promise<DeviceDoc | null> {
     const _id = deviceDocId(tenantId, deviceId);
     const result = await this.devices.updateOne({ _id }, { $set: labelFields(changes) });
-    return result.matchedCount === 0 ? null : this.devices.findOne({ _id });
+    if (result.matchedCount === 0) return null;
+    const doc = await this.devices.findOne({ _id });
+    if (doc) await this.directory?.put(tenantId, [doc]);
+    return doc;
   }
 
   async remove(tenantId: string, deviceId: string): Promise<boolean> {
     const result = await this.devices.deleteOne({ _id: deviceDocId(tenantId, deviceId) });
+    if (result.deletedCount === 1) await this.directory?.remove(tenantId, [deviceId]);
     return result.deletedCount === 1;
   }
 
@@ -179,24 +223,41 @@ export class DeviceStore {
     return this.devices.findOne({ _id: deviceDocId(tenantId, deviceId) });
   }
 
-  /** One page of the search, plus one more document when there is a next page. */
-  search(tenantId: string, search: DeviceSearch): Promise<DeviceDoc[]> {
-    const filter: Filter<DeviceDoc> = searchFilter(tenantId, search);
-    const sort: Sort = searchSort(search);
-    return this.devices
-      .find(filter, { projection: { tokenHash: 0 } })
-      .sort(sort)
-      .limit(search.limit + 1)
-      .toArray();
+  /**
+   * One page of the search, and where it ended when there is a next page. On FerretDB the directory
+   * names the page's devices, which are then read by `_id` and checked against the search again (a
+   * device whose entry was stale is left out of this page).
+   */
+  async search(tenantId: string, search: DeviceSearch): Promise<DevicePage> {
+    if (!this.directory) {
+      const filter: Filter<DeviceDoc> = searchFilter(tenantId, search);
+      const sort: Sort = searchSort(search);
+      const docs = await this.devices
+        .find(filter, { projection: { tokenHash: 0 }, maxTimeMS: LIST_MAX_TIME_MS })
+        .sort(sort)
+        .limit(search.limit + 1)
+        .toArray();
+      const items = docs.slice(0, search.limit);
+      const last = items.at(-1);
+      return { items, endedAt: docs.length > search.limit && last ? entryOf(last) : undefined };
+    }
+    const candidates = await this.directory.page(tenantId, search);
+    const listed = candidates.slice(0, search.limit);
+    const docs = await pointReads(
+      this.devices,
+      listed.map((entry) => deviceDocId(tenantId, entry.deviceId)),
+      { tokenHash: 0 },
+    );
+    return {
+      items: docs.filter((doc) => entryFits(entryOf(doc), search)),
+      endedAt: candidates.length > search.limit ? listed.at(-1) : undefined,
+    };
   }
 
   /** Which of these device ids exist in the tenant (one point read each). */
   async existing(tenantId: string, deviceIds: Iterable<string>): Promise<Set<string>> {
-    const ids = [...new Set(deviceIds)];
-    const found = await Promise.all(
-      ids.map((deviceId) => this.devices.findOne({ _id: deviceDocId(tenantId, deviceId) }, { projection: { _id: 1 } })),
-    );
-    return new Set(ids.filter((_, i) => found[i] !== null));
+    const ids = [...new Set(deviceIds)].map((deviceId) => deviceDocId(tenantId, deviceId));
+    return new Set((await pointReads(this.devices, ids, { deviceId: 1 })).map((doc) => doc.deviceId));
   }
 
   /** True only for a device of this tenant whose token matches. */
@@ -209,37 +270,115 @@ export class DeviceStore {
   }
 
   /**
-   * Moves lastSeen forward and, given a sample newer than the device's latest (the caller, the one
-   * writer of telemetry, knows), sets it. One update by `_id`: FerretDB looks only that up by index.
+   * Moves each device's lastSeen forward and, given a sample newer than the device's latest (the
+   * caller, the one writer of telemetry, knows), sets it. Updates by `_id` only, the one filter
+   * FerretDB looks up by index, in bounded commands.
    */
-  async recordTelemetry(tenantId: string, deviceId: string, seenAt: Date, latest?: LatestSample): Promise<void> {
-    await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId) },
-      latest ? { $max: { lastSeen: seenAt }, $set: { latest } } : { $max: { lastSeen: seenAt } },
+  async recordTelemetry(seen: TelemetrySeen[]): Promise<void> {
+    await boundedBulkWrite(
+      this.devices,
+      seen.map(({ tenantId, deviceId, seenAt, latest }) => ({
+        updateOne: {
+          filter: { _id: deviceDocId(tenantId, deviceId) },
+          update: latest ? { $max: { lastSeen: seenAt }, $set: { latest } } : { $max: { lastSeen: seenAt } },
+        },
+      })),
     );
+    const byTenant = new Map<string, Map<string, (entry: DirectoryEntry) => DirectoryEntry>>();
+    for (const { tenantId, deviceId, seenAt } of seen) {
+      const updates = byTenant.get(tenantId) ?? new Map<string, (entry: DirectoryEntry) => DirectoryEntry>();
+      byTenant.set(tenantId, updates);
+      updates.set(deviceId, (entry) => ({ ...entry, lastSeen: Math.max(entry.lastSeen, seenAt.getTime()) }));
+    }
+    for (const [tenantId, updates] of byTenant) await this.directory?.patch(tenantId, updates);
   }
 
   /**
-   * Applies a reported state unless a later one (by gateway receive time) was applied already. A state
-   * the device sent (online) moves lastSeen to its receive time, never past now; the last will
-   * (`online: false`) does not: the broker sent it once it noticed the device was gone.
+   * Applies reported states, each unless a later one (by gateway receive time) was applied already,
+   * as if one after the other in receive order. A state the device sent (online) moves lastSeen to
+   * its receive time, never past now; the last will (`online: false`) does not: the broker sent it
+   * once it noticed the device was gone. Point reads and updates by `_id` only (a filter on
+   * `stateAt` too would make FerretDB scan the collection for every state), in bounded commands;
+   * the check and the write are not atomic, so this process applies one batch at a time.
    */
-  async recordState(tenantId: string, deviceId: string, state: DeviceState, receivedAt: number): Promise<void> {
-    const update: Partial<DeviceDoc> = { online: state.online, stateAt: receivedAt };
-    if (state.fw !== undefined) update.fw = state.fw;
-    if (state.boot !== undefined) update.boot = state.boot;
-    if (state.reset !== undefined) update.reset = state.reset;
-    if (state.mode !== undefined) update.mode = state.mode;
-    if (state.uptime !== undefined) update.uptime = state.uptime;
-    if (state.heap !== undefined) update.heap = state.heap;
-    if (state.rssi !== undefined) update.rssi = state.rssi;
-    if (state.dropped !== undefined) update.dropped = state.dropped;
-    if (state.plugins !== undefined) update.plugins = state.plugins;
-    await this.devices.updateOne(
-      { _id: deviceDocId(tenantId, deviceId), stateAt: { $not: { $gt: receivedAt } } },
-      state.online
-        ? { $set: update, $max: { lastSeen: new Date(Math.min(receivedAt, Date.now())) } }
-        : { $set: update },
+  recordStates(tenantId: string, states: ReportedState[]): Promise<void> {
+    const previous = statesApplying.get(this.db) ?? Promise.resolve();
+    const next = previous.then(() => this.applyStates(tenantId, states));
+    statesApplying.set(
+      this.db,
+      next.catch(() => undefined),
     );
+    return next;
   }
+
+  private async applyStates(tenantId: string, states: ReportedState[]): Promise<void> {
+    const byDevice = new Map<string, ReportedState[]>();
+    for (const reported of states)
+      byDevice.set(reported.deviceId, [...(byDevice.get(reported.deviceId) ?? []), reported]);
+    const stored = new Map(
+      (
+        await pointReads(
+          this.devices,
+          [...byDevice.keys()].map((deviceId) => deviceDocId(tenantId, deviceId)),
+          { stateAt: 1 },
+        )
+      ).map((doc) => [doc._id, doc.stateAt ?? Number.NEGATIVE_INFINITY]),
+    );
+    const updates: AnyBulkWriteOperation<DeviceDoc>[] = [];
+    const listed = new Map<string, (entry: DirectoryEntry) => DirectoryEntry>();
+    for (const [deviceId, reported] of byDevice) {
+      const _id = deviceDocId(tenantId, deviceId);
+      const appliedAt = stored.get(_id);
+      if (appliedAt === undefined) continue;
+      const update: Partial<DeviceDoc> = {};
+      let newest = appliedAt;
+      let seenAt: number | undefined;
+      for (const { state, receivedAt } of reported.sort((a, b) => a.receivedAt - b.receivedAt)) {
+        if (receivedAt < newest) continue;
+        newest = receivedAt;
+        Object.assign(update, stateFields(state), { stateAt: receivedAt });
+        if (state.online) seenAt = Math.min(receivedAt, Date.now());
+      }
+      if (update.stateAt === undefined) continue;
+      updates.push({
+        updateOne: {
+          filter: { _id },
+          update: seenAt === undefined ? { $set: update } : { $set: update, $max: { lastSeen: new Date(seenAt) } },
+        },
+      });
+      listed.set(deviceId, (entry) => ({
+        ...entry,
+        online: update.online ?? entry.online,
+        fw: update.fw ?? entry.fw,
+        lastSeen: seenAt === undefined ? entry.lastSeen : Math.max(entry.lastSeen, seenAt),
+      }));
+    }
+    await boundedBulkWrite(this.devices, updates);
+    await this.directory?.patch(tenantId, listed);
+  }
+}
+
+/** A state as the gateway received it. */
+export interface ReportedState {
+  deviceId: string;
+  state: DeviceState;
+  receivedAt: number;
+}
+
+// Per database, in this process: the state batch being applied (see recordStates).
+const statesApplying = new WeakMap<Db, Promise<void>>();
+
+/** The device fields a state sets: `online` always, the rest when the state carries them. */
+function stateFields(state: DeviceState): Partial<DeviceDoc> {
+  const fields: Partial<DeviceDoc> = { online: state.online };
+  if (state.fw !== undefined) fields.fw = state.fw;
+  if (state.boot !== undefined) fields.boot = state.boot;
+  if (state.reset !== undefined) fields.reset = state.reset;
+  if (state.mode !== undefined) fields.mode = state.mode;
+  if (state.uptime !== undefined) fields.uptime = state.uptime;
+  if (state.heap !== undefined) fields.heap = state.heap;
+  if (state.rssi !== undefined) fields.rssi = state.rssi;
+  if (state.dropped !== undefined) fields.dropped = state.dropped;
+  if (state.plugins !== undefined) fields.plugins = state.plugins;
+  return fields;
 }

@@ -115,13 +115,8 @@ export async function devicesPlugin(app: FastifyInstance, options: DevicesOption
     },
     async (request): Promise<DeviceList> => {
       const search = toSearch(request.query);
-      const docs = await devices.search(orgOf(request), search);
-      const page = docs.slice(0, search.limit);
-      const last = page.at(-1);
-      return {
-        items: page.map(toDeviceView),
-        nextCursor: docs.length > search.limit && last ? encodeCursor(search, last) : null,
-      };
+      const { items, endedAt } = await devices.search(orgOf(request), search);
+      return { items: items.map(toDeviceView), nextCursor: endedAt ? encodeCursor(search, endedAt) : null };
     },
   );
 

@@ -3,6 +3,7 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import { MongoClient } from "mongodb";
+import { CLIENT_DEADLINES } from "../storage/connect.ts";
 import type { ExportTally } from "./export-format.ts";
 import type { ExportJob, FromWorker, ToWorker, WorkerData } from "./export-workers.ts";
 import { TelemetryExport } from "./telemetry-export.ts";
@@ -11,7 +12,8 @@ const { uri, dbName, window } = workerData as WorkerData;
 const port = parentPort;
 if (!port) throw new Error("export-worker.ts runs as a worker thread");
 
-const client = new MongoClient(uri, { appName: "kestrel-export", maxPoolSize: 2 });
+// The API's deadlines on every call (storage/connect.ts); one export at a time needs few connections.
+const client = new MongoClient(uri, { ...CLIENT_DEADLINES, appName: "kestrel-export", maxPoolSize: 2 });
 const exporter = new TelemetryExport(client.db(dbName));
 
 let credits = 0;

@@ -91,9 +91,9 @@ export class TelemetryExport {
         limit: DEVICE_PAGE,
         ...(after !== undefined && { after: { value: after, deviceId: after } }),
       });
-      for (const doc of page.slice(0, DEVICE_PAGE)) yield doc.deviceId;
-      if (page.length <= DEVICE_PAGE) return;
-      after = page[DEVICE_PAGE - 1]?.deviceId;
+      for (const doc of page.items) yield doc.deviceId;
+      if (!page.endedAt) return;
+      after = page.endedAt.deviceId;
     }
   }
 }

@@ -11,8 +11,8 @@ import {
   validateTelemetryBatch,
 } from "@kestrel/wire";
 import type { Db } from "mongodb";
-import { DeviceStateJournal, type JournalledState } from "../alerts/device-state-journal.ts";
-import type { DeviceStore } from "../devices/device-store.ts";
+import { DeviceStateJournal } from "../alerts/device-state-journal.ts";
+import type { DeviceStore, ReportedState } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
 
@@ -72,15 +72,14 @@ export class IngestService {
     // Devices' latest sample and lastSeen follow when the journal is applied (TelemetryStore), once per device.
     const stored = await this.telemetry.store(tenantId, batches);
 
-    const states: JournalledState[] = [];
+    const states: ReportedState[] = [];
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
-      if (parsed.ok) {
-        await this.devices.recordState(tenantId, deviceId, parsed.value, receivedAt);
-        states.push({ deviceId, receivedAt, state: parsed.value });
-      } else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+      if (parsed.ok) states.push({ deviceId, state: parsed.value, receivedAt });
+      else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
     }
+    await this.devices.recordStates(tenantId, states);
     // Connection, safe-mode and reset changes reach the alert engine (alerts/alert-engine.ts) in order.
     await this.stateJournal.append(tenantId, states);
 

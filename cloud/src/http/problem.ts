@@ -10,6 +10,7 @@ import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import FindMyWay from "find-my-way";
+import { isDatabaseUnavailable } from "../storage/availability.ts";
 import { type ProblemDetails, problemSchema } from "./problem-schema.ts";
 
 /** An error the client can act on; its code is stable, its detail is for humans. */
@@ -68,6 +69,13 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "invalid_request",
   FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_request",
   FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
+};
+
+/** A database that did not answer in time (storage/availability.ts): worth retrying shortly. */
+const DATABASE_UNAVAILABLE = {
+  status: 503,
+  code: "database_unavailable",
+  detail: "the database did not answer in time; retry shortly",
 };
 
 // Errors raised by the router: no hook has run for them.
@@ -139,6 +147,7 @@ const isMethod = (method: string): method is Method => (METHODS as readonly stri
 
 function toProblem(error: FastifyError | Problem): { status: number; code: string; detail: string } {
   if (error instanceof Problem) return { status: error.status, code: error.code, detail: error.message };
+  if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (error.validation) return { status: 400, code: "invalid_request", detail: error.message };
   const status = error.statusCode ?? 500;
   if (status >= 500 || status < 400) return { status: 500, code: "internal_error", detail: "internal server error" };
@@ -167,6 +176,7 @@ async function problemDetails(app: FastifyInstance): Promise<void> {
     if (status >= 500) request.log.error({ err: error }, "request failed");
     else request.log.info({ code, status }, detail);
     if (error instanceof Problem) reply.headers(error.headers);
+    if (code === DATABASE_UNAVAILABLE.code) reply.header("retry-after", "2");
     return sendProblem(reply, status, code, detail);
   });
 

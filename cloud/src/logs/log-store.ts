@@ -1,9 +1,13 @@
 // Device log records, one document per record with id `<tenant>|<device>|<boot>|<seq>`, so a batch
 // the gateway forwards again is stored once. Bounded per device: past the cap plus a tenth, the
-// oldest records (by device time) are deleted back down to the cap.
+// oldest records (by device time) are deleted back down to the cap. Counting a device's records is a
+// scan of the collection on FerretDB v1, so a process counts only once it stored a tenth of the cap
+// for that device since it last counted: a device holds at most the cap plus a tenth, plus a tenth
+// per replica storing its logs.
 
 import type { LogBatch, LogLevel, LogRecord } from "@kestrel/wire";
-import { type Collection, type Db, MongoBulkWriteError, type WriteError } from "mongodb";
+import type { Collection, Db } from "mongodb";
+import { boundedInsertMany } from "../storage/command-bounds.ts";
 
 export const MAX_RECORDS_PER_DEVICE = 10_000;
 const DUPLICATE_KEY = 11000;
@@ -72,8 +76,13 @@ function toDoc(tenantId: string, deviceId: string, receivedAt: number, record: L
   };
 }
 
+/** Devices whose tally of records stored since the last count this process keeps. */
+const TALLIES_MAX = 100_000;
+
 export class LogStore {
   private readonly logs: Collection<LogDoc>;
+  /** Per `<tenant>|<device>`: records this process stored since it last counted the device's. */
+  private readonly sinceCount = new Map<string, number>();
 
   constructor(
     db: Db,
@@ -93,7 +102,18 @@ export class LogStore {
     );
     if (docs.length === 0) return { accepted: 0, duplicates: 0 };
     const duplicates = await this.insert(docs);
-    for (const deviceId of new Set(batches.map((b) => b.deviceId))) await this.trim(tenantId, deviceId);
+    const slack = Math.ceil(this.maxPerDevice / 10);
+    if (this.sinceCount.size > TALLIES_MAX) this.sinceCount.clear();
+    for (const { deviceId, batch } of batches) {
+      const key = `${tenantId}|${deviceId}`;
+      const tally = (this.sinceCount.get(key) ?? 0) + batch.records.length;
+      if (tally < slack) {
+        this.sinceCount.set(key, tally);
+        continue;
+      }
+      this.sinceCount.set(key, 0);
+      await this.trim(tenantId, deviceId);
+    }
     return { accepted: docs.length - duplicates, duplicates };
   }
 
@@ -117,15 +137,10 @@ export class LogStore {
   }
 
   private async insert(docs: LogDoc[]): Promise<number> {
-    try {
-      await this.logs.insertMany(docs, { ordered: false });
-      return 0;
-    } catch (error) {
-      if (!(error instanceof MongoBulkWriteError)) throw error;
-      const writeErrors: WriteError[] = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-      if (writeErrors.some((writeError) => writeError.code !== DUPLICATE_KEY)) throw error;
-      return writeErrors.length;
-    }
+    const writeErrors = await boundedInsertMany(this.logs, docs);
+    const other = writeErrors.find((writeError) => writeError.code !== DUPLICATE_KEY);
+    if (other) throw new Error(`storing device logs failed: ${other.errmsg ?? other.code}`);
+    return writeErrors.length;
   }
 
   private async trim(tenantId: string, deviceId: string): Promise<void> {

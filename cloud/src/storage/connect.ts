@@ -1,7 +1,20 @@
-// Connects to MongoDB (or FerretDB) and makes sure every capability's indexes
-// exist before the app serves a request.
+// Connects to MongoDB (or FerretDB) with a deadline on every call, and makes
+// sure every capability's indexes exist before the app serves a request.
+//
+// Deadlines, all client-side (FerretDB v1 honours `maxTimeMS` only on finds and
+// aggregations, and a stopped server honours nothing):
+// - the driver's monitor checks the server every HEARTBEAT_MS and gives it
+//   CHECK_TIMEOUT_MS to answer; a check that times out marks the server
+//   unknown and interrupts the operations in flight on it;
+// - while the server is unknown, an operation waits SERVER_SELECTION_MS for it
+//   and then fails, and a connection is waited for WAIT_QUEUE_MS at most;
+// - SOCKET_TIMEOUT_MS bounds any one answer, for a server that still answers
+//   the monitor but not a command (a wedged backend).
+// Each failure reaches the API's error handler, which answers 503 (see
+// availability.ts); the monitor keeps checking, so the next call after the
+// server is back succeeds: nothing to restart.
 
-import { type Db, MongoClient } from "mongodb";
+import { type Db, MongoClient, type MongoClientOptions } from "mongodb";
 import { AlertStore } from "../alerts/alert-store.ts";
 import { RuleStore } from "../alerts/rule-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
@@ -19,6 +32,9 @@ import { MembershipStore } from "../tenants/membership-store.ts";
 import { TenantStore } from "../tenants/tenant-store.ts";
 import { DeliveryStore } from "../webhooks/delivery-store.ts";
 import { EndpointStore } from "../webhooks/endpoint-store.ts";
+import { DatabaseProbe, registerProbe } from "./availability.ts";
+import { MAX_POOL_SIZE } from "./command-bounds.ts";
+import { detectEngine } from "./engine.ts";
 
 export interface Database {
   client: MongoClient;
@@ -39,17 +55,72 @@ export function databaseAddress(db: Db): DatabaseAddress | undefined {
   return addresses.get(db);
 }
 
-export async function connectDb(uri: string, dbName: string): Promise<Database> {
-  // Command monitoring feeds the MongoDB latency histogram of /metrics.
-  const client = new MongoClient(uri, {
-    serverSelectionTimeoutMS: 10_000,
-    appName: "kestrel-cloud",
-    monitorCommands: true,
+/** The driver's own minimum. */
+const HEARTBEAT_MS = 500;
+const CHECK_TIMEOUT_MS = 1_500;
+const SERVER_SELECTION_MS = 1_000;
+const WAIT_QUEUE_MS = 2_000;
+const SOCKET_TIMEOUT_MS = 15_000;
+/** How long the first connection may take (a database still starting up). */
+const CONNECT_DEADLINE_MS = 15_000;
+/** How long closing may wait for the server before the connections are dropped. */
+const CLOSE_DEADLINE_MS = 2_000;
+
+export const CLIENT_DEADLINES: MongoClientOptions = {
+  maxPoolSize: MAX_POOL_SIZE,
+  heartbeatFrequencyMS: HEARTBEAT_MS,
+  connectTimeoutMS: CHECK_TIMEOUT_MS,
+  serverSelectionTimeoutMS: SERVER_SELECTION_MS,
+  waitQueueTimeoutMS: WAIT_QUEUE_MS,
+  socketTimeoutMS: SOCKET_TIMEOUT_MS,
+};
+
+/** `client.close()`, but never longer than the deadline: then the connections are closed unanswered. */
+export async function closeClient(client: MongoClient, deadlineMs = CLOSE_DEADLINE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), deadlineMs);
   });
-  await client.connect();
+  const outcome = await Promise.race([client.close().then(() => "closed" as const), late]);
+  clearTimeout(timer);
+  if (outcome === "late") await client.close(true);
+}
+
+/** Connects, retrying while the server is not up yet, for at most CONNECT_DEADLINE_MS. */
+async function connected(client: MongoClient): Promise<void> {
+  const deadline = Date.now() + CONNECT_DEADLINE_MS;
+  for (;;) {
+    try {
+      await client.connect();
+      await client.db("admin").command({ ping: 1 });
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+/**
+ * Opens the database. `options` go to the driver over the deadlines above (a test's command
+ * monitoring, say); a `maxPoolSize` in the URI is kept too.
+ */
+export async function connectDb(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<Database> {
+  // Command monitoring feeds the MongoDB latency histogram of /metrics.
+  const settings: MongoClientOptions = {
+    appName: "kestrel-cloud",
+    ...CLIENT_DEADLINES,
+    monitorCommands: true,
+    ...options,
+  };
+  if (/[?&]maxPoolSize=/i.test(uri) && options.maxPoolSize === undefined) delete settings.maxPoolSize;
+  const client = new MongoClient(uri, settings);
+  const probe = new DatabaseProbe(uri, dbName);
   try {
+    await connected(client);
     const db = client.db(dbName);
     addresses.set(db, { uri, dbName });
+    await detectEngine(db);
     for (const createIndexes of [
       TenantStore.createIndexes,
       MembershipStore.createIndexes,
@@ -71,9 +142,16 @@ export async function connectDb(uri: string, dbName: string): Promise<Database> 
     ]) {
       await createIndexes(db);
     }
-    return { client, db, close: () => client.close() };
+    registerProbe(db, probe);
+    return {
+      client,
+      db,
+      close: async () => {
+        await Promise.all([closeClient(client), probe.close()]);
+      },
+    };
   } catch (error) {
-    await client.close();
+    await Promise.all([closeClient(client), probe.close()]);
     throw error;
   }
 }

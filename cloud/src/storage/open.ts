@@ -10,8 +10,9 @@ import { startEmbeddedFerretDb } from "./embedded-ferretdb.ts";
 export async function openDatabase(config: CloudConfig, logger: Logger): Promise<Database> {
   if (config.mongoUri) return connectDb(config.mongoUri, config.mongoDb);
   const dataDir = join(config.dataDir, "ferretdb");
-  const ferret = await startEmbeddedFerretDb({ dataDir, logger: logger.child({ component: "ferretdb" }) });
-  logger.info({ dataDir }, "embedded FerretDB started (MONGODB_URI not set)");
+  const backend = config.embeddedBackend;
+  const ferret = await startEmbeddedFerretDb({ dataDir, backend, logger: logger.child({ component: "ferretdb" }) });
+  logger.info({ dataDir, backend }, "embedded FerretDB started (MONGODB_URI not set)");
   try {
     const database = await connectDb(ferret.uri, config.mongoDb);
     return {

@@ -39,6 +39,8 @@ export interface TelemetryOptions {
 }
 
 const APPLY_INTERVAL_MS = 250;
+/** How long closing waits for the pass in hand. */
+const APPLY_STOP_DEADLINE_MS = 3_000;
 
 const INSTANT = { type: "string", pattern: INSTANT_PATTERN } as const;
 /** Devices one latest-values answer covers at most. */
@@ -55,17 +57,17 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
   const devices = new DeviceStore(options.db);
   const telemetry = new TelemetryStore(options.db);
   // Journalled telemetry becomes history, rollups and latest values here, soon after ingest.
+  telemetry.startPasses();
   const applier = setInterval(() => {
     telemetry
       .applyPending()
       .catch((error: unknown) => app.log.error({ err: error }, "applying the telemetry journal failed"));
   }, options.applyIntervalMs ?? APPLY_INTERVAL_MS);
   applier.unref();
+  // What is journalled is durable: closing ends the pass in hand (bounded) and leaves the rest to the next one.
   app.addHook("onClose", async () => {
     clearInterval(applier);
-    await telemetry
-      .settle()
-      .catch((error: unknown) => app.log.error({ err: error }, "applying the telemetry journal on close failed"));
+    await telemetry.stopPasses(APPLY_STOP_DEADLINE_MS);
   });
   app.get<{ Params: DeviceIdParams; Querystring: HistoryQuery }>(
     "/api/devices/:deviceId/telemetry",

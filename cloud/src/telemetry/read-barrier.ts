@@ -1,7 +1,9 @@
-// Read-your-writes across the API: a GET waits until telemetry this process
-// has journalled is applied, so a device's latest sample and lastSeen (and
-// every history read) include what this replica has acknowledged. A no-op when
-// nothing was journalled since the last pass.
+// Read-your-writes across the API: a GET under /api waits until telemetry this
+// process has journalled is applied, so a device's latest sample and lastSeen
+// (and every history read) include what this replica has acknowledged. A no-op
+// when nothing was journalled since the last pass; bounded, as every read of
+// the telemetry store is (TelemetryStore.settleForRead). Health and the other
+// public routes never wait.
 
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
@@ -11,7 +13,9 @@ import { TelemetryStore } from "./telemetry-store.ts";
 async function readBarrier(app: FastifyInstance, options: { db: Db }): Promise<void> {
   const telemetry = new TelemetryStore(options.db);
   app.addHook("onRequest", async (request) => {
-    if (request.method === "GET") await telemetry.settle();
+    const route = request.routeOptions;
+    if (request.method !== "GET" || route.config.public === true || !route.url?.startsWith("/api/")) return;
+    await telemetry.settleForRead();
   });
 }
 

@@ -27,11 +27,14 @@
 // race. Reads apply what is pending first (settle), so this process reads its
 // writes.
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { TelemetryBatch } from "@kestrel/wire";
 import { type Collection, type Db, ObjectId } from "mongodb";
 import { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
 import { SlotLease } from "../retention/lease.ts";
+import { boundedBulkWrite } from "../storage/command-bounds.ts";
+import { pointReads } from "../storage/point-reads.ts";
 import type { HistorySample } from "./history-schema.ts";
 import {
   type Buckets,
@@ -46,13 +49,14 @@ import {
 
 export { HOUR_MS } from "./rollups.ts";
 
-// Point reads in flight at once.
-const READ_CONCURRENCY = 16;
 /** Journal documents applied per pass: bounds a pass's memory and time. */
 const JOURNAL_BATCH = 50;
 const APPLY_LEASE_MS = 30_000;
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
+/** The longest a read waits for this process's journalled telemetry to be applied (see settleForRead). */
+export const READ_SETTLE_MAX_MS = 1_000;
+const LAGGING_ROUND_MS = 500;
 /** How often a run waiting for another replica to apply the journal looks again. */
 const JOURNAL_RECHECK_MS = 250;
 
@@ -74,6 +78,8 @@ interface BucketDoc {
   s: string;
   /** The 1m rollups of the hour, recomputed from `s` whenever it changes. */
   r: Buckets;
+  /** The sample keys the last write added, by journal document (see `apply`); packed like `s`. */
+  j?: string;
 }
 
 interface IncomingBucket {
@@ -81,6 +87,10 @@ interface IncomingBucket {
   deviceId: string;
   hour: number;
   s: HourSamples;
+  /** Per sample key, the journal document it comes from (absent for an import). */
+  from: Record<string, string>;
+  /** Sample keys already counted for their device by an earlier attempt of this pass (see `apply`). */
+  counted: Set<string>;
 }
 
 function unpack(packed: string | undefined): HourSamples {
@@ -120,6 +130,8 @@ interface LatestDoc {
   /** Distinct samples stored for the device, and samples that arrived again after that (absent before counting). */
   stored?: number;
   duplicates?: number;
+  /** The journal documents the last write counted (see `apply`). */
+  j?: string[];
 }
 
 export interface DeviceBatch {
@@ -164,10 +176,38 @@ function key(...parts: Array<string | number>): string {
   return parts.join("|");
 }
 
-// Per database, in this process: the pass queue (passes never overlap, whichever store runs them)
-// and whether this process journalled something since its last pass began.
+/** A bucket id's parts: tenant, device, hour (tenant and device ids hold no "|"). */
+function splitBucketId(id: string): [string, string, number] {
+  const [tenantId = "", deviceId = "", hour = "0"] = id.split("|");
+  return [tenantId, deviceId, Number(hour)];
+}
+
+/** What a pass or an import read before merging: buckets and rollup documents by id. */
+interface StoredForMerge {
+  buckets: Map<string, BucketDoc>;
+  rollups: Map<string, RollupDoc>;
+}
+
+/** The documents a merge writes, and the repeats it found per device. */
+interface Merged {
+  buckets: BucketDoc[];
+  rollups: RollupDoc[];
+  again: Map<string, number>;
+}
+
+/** Waits for every promise; then throws the first failure, if any. */
+async function allSettledOrThrow(work: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((outcome) => outcome.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+// Per database, in this process: the pass queue (passes never overlap, whichever store runs them),
+// whether this process journalled something since its last pass began, and whether it is closing.
 const applying = new WeakMap<Db, Promise<void>>();
 const journalled = new WeakSet<Db>();
+const stopped = new WeakSet<Db>();
+/** Per database, in this process: when the round in progress started, and how long the last one took. */
+const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }>();
 
 /** What one apply pass stored: the samples new to the store (not those stored before), per device. */
 export interface AppliedPass {
@@ -245,6 +285,22 @@ export class TelemetryStore {
   }
 
   /**
+   * settle(), bounded for a read: waits at most READ_SETTLE_MAX_MS, and not at all while applying
+   * runs behind (a round takes longer than LAGGING_ROUND_MS, as under a large fleet's load, where
+   * every read would otherwise wait a round): the read then sees what is applied, the apply lag
+   * behind. A failed pass is logged by the applier; the read goes to the database itself.
+   */
+  async settleForRead(): Promise<void> {
+    if (this.lagging(LAGGING_ROUND_MS)) return;
+    const waited = new AbortController();
+    await Promise.race([
+      this.settle().catch(() => undefined),
+      sleep(READ_SETTLE_MAX_MS, undefined, { signal: waited.signal }).catch(() => undefined),
+    ]);
+    waited.abort();
+  }
+
+  /**
    * Applies the journal until it holds nothing written before `before`, by any replica: this
    * process applies it when it can take the lease, else waits for the holder. False when that did
    * not happen within timeoutMs.
@@ -269,16 +325,53 @@ export class TelemetryStore {
     });
   }
 
+  /** Lets passes run (again) in this process: the API calls it when it starts. */
+  startPasses(): void {
+    stopped.delete(this.db);
+  }
+
+  /**
+   * Ends this process's passes after the batch in hand and waits for that, `deadlineMs` at most.
+   * What is left stays journalled, for the next pass of any replica (or of this one restarted).
+   */
+  async stopPasses(deadlineMs: number): Promise<void> {
+    stopped.add(this.db);
+    const waited = new AbortController();
+    await Promise.race([
+      (applying.get(this.db) ?? Promise.resolve()).catch(() => undefined),
+      sleep(deadlineMs, undefined, { signal: waited.signal }).catch(() => undefined),
+    ]);
+    waited.abort();
+  }
+
+  /**
+   * True while this process applies slower than `thresholdMs` a round (one batch of the journal):
+   * the round in progress has run that long, or the last one took that long.
+   */
+  private lagging(thresholdMs: number): boolean {
+    const round = rounds.get(this.db);
+    if (!round) return false;
+    return round.lastMs > thresholdMs || (round.startedAt !== undefined && Date.now() - round.startedAt > thresholdMs);
+  }
+
   private async applyAll(): Promise<void> {
-    while (await this.lease.acquire(APPLY_PASS_MAX_MS)) {
-      const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
-      if (docs.length === 0) return;
-      await this.apply(docs);
-      // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
-      await this.journal.bulkWrite(
-        docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
-        { ordered: false },
-      );
+    const round = rounds.get(this.db) ?? { startedAt: undefined, lastMs: 0 };
+    rounds.set(this.db, round);
+    while (!stopped.has(this.db) && (await this.lease.acquire(APPLY_PASS_MAX_MS))) {
+      round.startedAt = Date.now();
+      try {
+        const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
+        if (docs.length === 0) return;
+        await this.apply(docs);
+        // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
+        await boundedBulkWrite(
+          this.journal,
+          docs.map(({ _id }) => ({ deleteOne: { filter: { _id } } })),
+        );
+      } finally {
+        round.lastMs = Date.now() - round.startedAt;
+        round.startedAt = undefined;
+      }
     }
   }
 
@@ -286,31 +379,68 @@ export class TelemetryStore {
    * One pass: each touched hourly bucket is read, merged and replaced with its minute rollups
    * recomputed; then the touched days' hour rollups and years' day rollups; then the devices'
    * latest sample. Replacing whole documents is safe because only the lease holder writes them.
+   *
+   * A pass that fails midway (the database stalls) leaves its journal documents, and the next pass
+   * applies them again, on top of what the failed one wrote. For the samples that changes nothing;
+   * for the per-device counts it would, so each bucket and each device's counts remember which
+   * journal documents their last write came from (`j`): a sample found in its bucket is counted as
+   * received again only if another journal document put it there, and a device's counts skip the
+   * journal documents they counted already. (A failed pass's documents are the oldest left, so the
+   * next pass always holds them again.)
    */
   private async apply(docs: JournalDoc[]): Promise<void> {
     const incoming = new Map<string, IncomingBucket>();
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
-    for (const { tenantId, items } of docs) {
-      for (const { deviceId, boot, samples } of typeof items === "string"
-        ? (JSON.parse(items) as JournalItems)
-        : items) {
+    const parsed = docs.map(({ _id, tenantId, items }) => ({
+      journalId: _id.toHexString(),
+      tenantId,
+      items: typeof items === "string" ? (JSON.parse(items) as JournalItems) : items,
+    }));
+    // Everything the pass reads, read at once: latest values and counts, buckets and their rollups.
+    const deviceKeys = new Set<string>();
+    const bucketIds = new Set<string>();
+    for (const { tenantId, items } of parsed) {
+      for (const { deviceId, samples } of items) {
+        deviceKeys.add(key(tenantId, deviceId));
+        for (const { ts } of samples) bucketIds.add(key(tenantId, deviceId, hourStart(ts)));
+      }
+    }
+    const [previousDocs, stored] = await Promise.all([
+      pointReads(this.latest, [...deviceKeys]),
+      this.readStored([...bucketIds]),
+    ]);
+    const previous = new Map(previousDocs.map((doc) => [doc._id, doc]));
+    for (const { journalId, tenantId, items } of parsed) {
+      for (const { deviceId, boot, samples } of items) {
         const deviceKey = key(tenantId, deviceId);
-        const values = latest.get(deviceKey) ?? { _id: deviceKey, tenantId, deviceId, m: {}, stored: 0, duplicates: 0 };
+        const values = latest.get(deviceKey) ?? {
+          _id: deviceKey,
+          tenantId,
+          deviceId,
+          m: {},
+          stored: 0,
+          duplicates: 0,
+          j: [],
+        };
         latest.set(deviceKey, values);
+        if (!values.j?.includes(journalId)) values.j?.push(journalId);
+        const countedBefore = previous.get(deviceKey)?.j?.includes(journalId) ?? false;
         for (const { seq, ts, m } of samples) {
           const hour = hourStart(ts);
           const id = key(tenantId, deviceId, hour);
-          const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+          const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {}, from: {}, counted: new Set() };
           incoming.set(id, bucket);
           const sampleKey = `${boot}-${seq}`;
           if (bucket.s[sampleKey]) {
             // Twice in this pass: the first one stands, as it would had it been stored already.
-            values.duplicates = (values.duplicates ?? 0) + 1;
+            if (!countedBefore) values.duplicates = (values.duplicates ?? 0) + 1;
             continue;
           }
           bucket.s[sampleKey] = { ts, m };
-          values.stored = (values.stored ?? 0) + 1;
+          bucket.from[sampleKey] = journalId;
+          if (countedBefore) bucket.counted.add(sampleKey);
+          else values.stored = (values.stored ?? 0) + 1;
           for (const [name, v] of Object.entries(m)) {
             const current = values.m[name];
             if (!current || ts >= current.ts) values.m[name] = { v, ts };
@@ -320,27 +450,31 @@ export class TelemetryStore {
         }
       }
     }
-    for (const [deviceKey, again] of await this.writeBuckets(incoming)) {
+    const merged = this.merge(incoming, stored);
+    for (const [deviceKey, again] of merged.again) {
       const values = latest.get(deviceKey);
       if (!values) continue;
       values.stored = (values.stored ?? 0) - again;
       values.duplicates = (values.duplicates ?? 0) + again;
     }
-    const newestBefore = await this.mergeLatest([...latest.values()]);
-
+    const newestBefore = this.mergeLatest([...latest.values()], previous);
     const now = Date.now();
-    // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
-    await Promise.all(
-      [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) =>
-        this.devices.recordTelemetry(
+    // Every write of the pass at once. Their order does not matter: a failure leaves the journal, and
+    // the next pass writes again what is missing (see above); all end before the next pass reads.
+    await allSettledOrThrow([
+      this.writeMerged(merged),
+      this.replaceAll(this.latest, [...latest.values()]),
+      // lastSeen moves to the newest sample, but never past now; `latest` only to a newer sample than stored.
+      this.devices.recordTelemetry(
+        [...newest].map(([deviceKey, { tenantId, deviceId, sample }]) => ({
           tenantId,
           deviceId,
-          new Date(Math.min(sample.ts, now)),
-          sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
-        ),
+          seenAt: new Date(Math.min(sample.ts, now)),
+          latest: sample.ts > (newestBefore.get(deviceKey) ?? Number.NEGATIVE_INFINITY) ? sample : undefined,
+        })),
       ),
-    );
-    // What this pass stored anew (writeBuckets left only that in the incoming buckets): a sample sent or
+    ]);
+    // What this pass stored anew (merge left only that in the incoming buckets): a sample sent or
     // applied again is not shown twice.
     const applied = new Map<string, AppliedPass["devices"][number]>();
     for (const { tenantId, deviceId, s } of incoming.values()) {
@@ -356,35 +490,73 @@ export class TelemetryStore {
     for (const observer of observers.get(this.db) ?? []) await observer(pass);
   }
 
+  /** The stored buckets with these ids, and the hour and day rollup documents they sum up into. */
+  private async readStored(bucketIds: string[]): Promise<StoredForMerge> {
+    const rollupIds = new Set<string>();
+    for (const id of bucketIds) {
+      const [tenantId, deviceId, hour] = splitBucketId(id);
+      rollupIds.add(key("1h", tenantId, deviceId, rollupDocStart("1h", hour)));
+      rollupIds.add(key("1d", tenantId, deviceId, rollupDocStart("1d", hour)));
+    }
+    const [buckets, rollups] = await Promise.all([
+      pointReads(this.buckets, bucketIds),
+      pointReads(this.rollups, [...rollupIds]),
+    ]);
+    return {
+      buckets: new Map(buckets.map((doc) => [doc._id, doc])),
+      rollups: new Map(rollups.map((doc) => [doc._id, doc])),
+    };
+  }
+
   /**
-   * Adds samples to their hourly buckets (a sample already stored stays as it is) and recomputes
-   * every rollup level over them. Answers, per device (`<tenant>|<device>`), how many of the
-   * incoming samples were stored already, and leaves in each incoming bucket only the samples it
-   * stored anew (what the apply observers are shown).
+   * Adds samples to their stored hourly buckets (a sample already stored stays as it is) and
+   * recomputes every rollup level over them: the documents to write, and, per device
+   * (`<tenant>|<device>`), how many of the incoming samples, not counted yet, were stored already by
+   * another journal document. Leaves in each incoming bucket only the samples no other journal
+   * document stored (what the apply observers are shown).
    */
-  private async writeBuckets(incoming: Map<string, IncomingBucket>): Promise<Map<string, number>> {
-    const stored = new Map((await this.pointReads(this.buckets, [...incoming.keys()])).map((doc) => [doc._id, doc]));
+  private merge(incoming: Map<string, IncomingBucket>, stored: StoredForMerge): Merged {
     const buckets: BucketDoc[] = [];
     const again = new Map<string, number>();
-    for (const [_id, { tenantId, deviceId, hour, s }] of incoming) {
-      const before = unpack(stored.get(_id)?.s);
-      const repeated = Object.keys(s).filter((sampleKey) => before[sampleKey]);
+    for (const [_id, { tenantId, deviceId, hour, s, from, counted }] of incoming) {
+      const doc = stored.buckets.get(_id);
+      const before = unpack(doc?.s);
+      const addedBefore = doc?.j === undefined ? {} : (JSON.parse(doc.j) as Record<string, string[]>);
+      const added: Record<string, string[]> = {};
+      const repeated: string[] = [];
+      for (const sampleKey of Object.keys(s)) {
+        const journalId = from[sampleKey];
+        if (!before[sampleKey]) {
+          if (journalId !== undefined) {
+            const keys = added[journalId] ?? [];
+            keys.push(sampleKey);
+            added[journalId] = keys;
+          }
+          continue;
+        }
+        // Added by this very journal document in a pass that failed afterwards: not a repeat.
+        const ownEarlierWrite = journalId !== undefined && (addedBefore[journalId]?.includes(sampleKey) ?? false);
+        if (!ownEarlierWrite && !counted.has(sampleKey)) repeated.push(sampleKey);
+      }
       if (repeated.length > 0) {
         const deviceKey = key(tenantId, deviceId);
         again.set(deviceKey, (again.get(deviceKey) ?? 0) + repeated.length);
       }
+      const gains = Object.keys(s).some((sampleKey) => !before[sampleKey]);
       const merged = { ...s, ...before };
       for (const sampleKey of repeated) delete s[sampleKey];
       // Only a bucket that gains samples is written (and its rollups recomputed).
-      if (Object.keys(s).length === 0) continue;
+      if (!gains) continue;
       const r = rollUpSamples(Object.values(merged), MINUTE_MS);
-      buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r });
+      buckets.push({ _id, tenantId, deviceId, hour, s: JSON.stringify(merged), r, j: JSON.stringify(added) });
     }
+    const days = this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)], stored.rollups);
+    const years = this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)], stored.rollups);
+    return { buckets, rollups: [...days, ...years], again };
+  }
 
-    await this.replaceAll(this.buckets, buckets);
-    const days = await this.rollUp("1h", buckets, (bucket) => [bucket.hour, mergeAll(bucket.r)]);
-    await this.rollUp("1d", days, (day) => [day.start, mergeAll(day.b)]);
-    return again;
+  private async writeMerged({ buckets, rollups }: Merged): Promise<void> {
+    await allSettledOrThrow([this.replaceAll(this.buckets, buckets), this.replaceAll(this.rollups, rollups)]);
   }
 
   /**
@@ -397,12 +569,12 @@ export class TelemetryStore {
     for (const { boot, seq, ts, m } of samples) {
       const hour = hourStart(ts);
       const id = key(tenantId, deviceId, hour);
-      const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {} };
+      const bucket = incoming.get(id) ?? { tenantId, deviceId, hour, s: {}, from: {}, counted: new Set() };
       incoming.set(id, bucket);
       bucket.s[`${boot}-${seq}`] = { ts, m };
     }
     await this.applying(async () => {
-      await this.writeBuckets(incoming);
+      await this.writeMerged(this.merge(incoming, await this.readStored([...incoming.keys()])));
     });
   }
 
@@ -417,12 +589,13 @@ export class TelemetryStore {
     return next;
   }
 
-  /** Sets, in the `level` documents, the aggregate each finer document sums up to; answers them. */
-  private async rollUp<T extends { tenantId: string; deviceId: string }>(
+  /** The `level` documents, from `stored`, with the aggregate each finer document sums up to set. */
+  private rollUp<T extends { tenantId: string; deviceId: string }>(
     level: "1h" | "1d",
     finer: T[],
     aggregate: (doc: T) => [number, MetricAggs],
-  ): Promise<RollupDoc[]> {
+    stored: Map<string, RollupDoc>,
+  ): RollupDoc[] {
     const updates = new Map<string, RollupDoc>();
     for (const doc of finer) {
       const [start, aggs] = aggregate(doc);
@@ -439,27 +612,16 @@ export class TelemetryStore {
       updates.set(_id, update);
       update.b[start] = aggs;
     }
-    const stored = new Map((await this.pointReads(this.rollups, [...updates.keys()])).map((doc) => [doc._id, doc]));
-    const docs = [...updates.values()].map((update) => ({
-      ...update,
-      b: { ...stored.get(update._id)?.b, ...update.b },
-    }));
-    await this.replaceAll(this.rollups, docs);
-    return docs;
+    return [...updates.values()].map((update) => ({ ...update, b: { ...stored.get(update._id)?.b, ...update.b } }));
   }
 
-  /** Merges the pass's latest values into the stored ones; answers each device's newest sample time before. */
-  private async mergeLatest(updates: LatestDoc[]): Promise<Map<string, number>> {
-    const previous = new Map(
-      (
-        await this.pointReads(
-          this.latest,
-          updates.map((u) => u._id),
-        )
-      ).map((d) => [d._id, d]),
-    );
+  /**
+   * Merges the pass's latest values and counts into `updates` (written by the caller) from the stored
+   * ones; answers each device's newest sample time before.
+   */
+  private mergeLatest(updates: LatestDoc[], previous: Map<string, LatestDoc>): Map<string, number> {
     const newestBefore = new Map<string, number>();
-    const docs = updates.map((update) => {
+    for (const update of updates) {
       const before = previous.get(update._id);
       // The newest sample holds the latest value of each of its metrics, so its time is the largest of theirs.
       if (before) newestBefore.set(update._id, Math.max(...Object.values(before.m).map(({ ts }) => ts)));
@@ -468,37 +630,18 @@ export class TelemetryStore {
         const current = m[name];
         if (!current || value.ts >= current.ts) m[name] = value;
       }
-      const stored = (before?.stored ?? 0) + (update.stored ?? 0);
-      const duplicates = (before?.duplicates ?? 0) + (update.duplicates ?? 0);
-      return { ...update, m, stored, duplicates };
-    });
-    await this.replaceAll(this.latest, docs);
+      update.m = m;
+      update.stored = (before?.stored ?? 0) + (update.stored ?? 0);
+      update.duplicates = (before?.duplicates ?? 0) + (update.duplicates ?? 0);
+    }
     return newestBefore;
   }
 
   private async replaceAll<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
-    if (docs.length === 0) return;
-    await collection.bulkWrite(
+    await boundedBulkWrite(
+      collection,
       docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })) as never,
-      { ordered: false },
     );
-  }
-
-  private async pointReads<T extends { _id: string }>(
-    collection: Collection<T>,
-    ids: string[],
-    projection?: Record<string, 1>,
-  ): Promise<T[]> {
-    const found: T[] = [];
-    for (let i = 0; i < ids.length; i += READ_CONCURRENCY) {
-      const docs = await Promise.all(
-        ids
-          .slice(i, i + READ_CONCURRENCY)
-          .map((_id) => collection.findOne({ _id } as never, { projection }) as Promise<T | null>),
-      );
-      for (const doc of docs) if (doc) found.push(doc);
-    }
-    return found;
   }
 
   /** True once nothing journalled is left to apply (benchmarks wait on it). */
@@ -512,7 +655,7 @@ export class TelemetryStore {
    * The caller must already know the device belongs to the tenant.
    */
   async *iterateHours(tenantId: string, deviceId: string, from: number, to: number): AsyncGenerator<HistorySample[]> {
-    await this.settle();
+    await this.settleForRead();
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) {
       // Read in a call of its own: the bucket document is not kept alive by this generator while it waits.
       const samples = await this.hourSamples(key(tenantId, deviceId, hour), from, to);
@@ -527,11 +670,11 @@ export class TelemetryStore {
 
   /** Samples with from <= ts < to, ordered by ts, boot, seq. */
   async read(tenantId: string, deviceId: string, from: number, to: number): Promise<HistorySample[]> {
-    await this.settle();
+    await this.settleForRead();
     const ids: string[] = [];
     for (let hour = hourStart(from); hour < to; hour += HOUR_MS) ids.push(key(tenantId, deviceId, hour));
     const samples: HistorySample[] = [];
-    for (const doc of await this.pointReads(this.buckets, ids)) samples.push(...bucketSamples(doc, from, to));
+    for (const doc of await pointReads(this.buckets, ids)) samples.push(...bucketSamples(doc, from, to));
     return samples.sort(bySampleOrder);
   }
 
@@ -543,26 +686,26 @@ export class TelemetryStore {
     from: number,
     to: number,
   ): Promise<Buckets> {
-    await this.settle();
+    await this.settleForRead();
     const starts: number[] = [];
     for (let start = rollupDocStart(level, from); start < to; start = nextDocStart(level, start)) starts.push(start);
     const buckets: Buckets = {};
     if (level === "1m") {
       // Minute rollups live in the hourly raw buckets, next to what they sum up.
       const ids = starts.map((start) => key(tenantId, deviceId, start));
-      for (const doc of await this.pointReads(this.buckets, ids, { r: 1 })) Object.assign(buckets, doc.r);
+      for (const doc of await pointReads(this.buckets, ids, { r: 1 })) Object.assign(buckets, doc.r);
     } else {
       const ids = starts.map((start) => key(level, tenantId, deviceId, start));
-      for (const doc of await this.pointReads(this.rollups, ids)) Object.assign(buckets, doc.b);
+      for (const doc of await pointReads(this.rollups, ids)) Object.assign(buckets, doc.b);
     }
     return buckets;
   }
 
   /** Latest value of every metric of the given devices (those with telemetry), or of all the tenant's devices. */
   async readLatest(tenantId: string, deviceIds: string[] | undefined, limit: number): Promise<LatestValues[]> {
-    await this.settle();
+    await this.settleForRead();
     const docs = deviceIds
-      ? await this.pointReads(
+      ? await pointReads(
           this.latest,
           deviceIds.map((deviceId) => key(tenantId, deviceId)),
         )

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import type { Collection, Db, Filter } from "mongodb";
 import type { EventType } from "../events/event-types.ts";
+import { pointReads } from "../storage/point-reads.ts";
 
 export type DeliveryStatus = "pending" | "succeeded" | "dead";
 
@@ -216,12 +217,13 @@ export class AttemptStats {
     for (let minute = now - (now % MINUTE_MS); minute > now - windowMs - MINUTE_MS; minute -= MINUTE_MS) {
       ids.push(`${tenantId}|${minute}`);
     }
-    const docs = await Promise.all(ids.map((_id) => this.stats.findOne({ _id })));
+    // A minute a read: a long window is many, a few at a time.
+    const docs = await pointReads(this.stats, ids);
     let ok = 0;
     let failed = 0;
     for (const doc of docs) {
-      ok += doc?.ok ?? 0;
-      failed += doc?.failed ?? 0;
+      ok += doc.ok;
+      failed += doc.failed;
     }
     return ok + failed === 0 ? null : failed / (ok + failed);
   }

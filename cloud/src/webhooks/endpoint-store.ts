@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import type { Collection, Db } from "mongodb";
 import type { EventType } from "../events/event-types.ts";
+import { pointReads } from "../storage/point-reads.ts";
 
 /** Endpoints one organization may have. */
 export const MAX_ENDPOINTS = 20;
@@ -125,8 +126,8 @@ export class EndpointStore {
 
   /** Endpoints by id (any organization), for the dispatcher. */
   async byIds(ids: Iterable<string>): Promise<Map<string, EndpointDoc>> {
-    const docs = await Promise.all([...new Set(ids)].map((_id) => this.endpoints.findOne({ _id })));
-    return new Map(docs.filter((doc) => doc !== null).map((doc) => [doc._id, doc]));
+    const docs = await pointReads(this.endpoints, [...new Set(ids)]);
+    return new Map(docs.map((doc) => [doc._id, doc]));
   }
 
   healthOf(endpointId: string): Promise<EndpointHealthDoc | null> {

@@ -125,7 +125,11 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       if (!decision.ok)
         return deny("wrong_credentials", ConnackCode.badUsernameOrPassword, "unknown device or wrong token");
       auth = "token";
-      log.info({ deviceId, auth, cached: decision.cached }, "device authenticated");
+      if (decision.source === "stale") {
+        // Let in on the cloud's earlier yes, because the cloud cannot answer now.
+        metrics.inc("kestrel_gateway_auth_stale_admissions_total");
+        log.warn({ deviceId }, "device admitted on an earlier verdict: the cloud cannot check credentials now");
+      } else log.info({ deviceId, auth, source: decision.source }, "device authenticated");
     }
     metrics.inc("kestrel_gateway_connections_total", { auth });
     // Another worker's connection of this device closes first, as the session server closes one of its own.

@@ -43,8 +43,9 @@ export class CloudClient {
       : new HttpAgent({ keepAlive: true });
   }
 
-  async authenticateDevice(deviceId: string, token: string): Promise<DeviceAuthResult> {
-    const response = await this.post("/api/gateway/v1/device-auth", { deviceId, token });
+  /** `timeoutMs`: this question's own deadline (a device waits for its CONNACK meanwhile). */
+  async authenticateDevice(deviceId: string, token: string, timeoutMs?: number): Promise<DeviceAuthResult> {
+    const response = await this.post("/api/gateway/v1/device-auth", { deviceId, token }, timeoutMs);
     if (response.status === 401 || response.status === 404) {
       const problem = readJson(response);
       // A 401 for our own gateway key is a configuration fault, not a bad device.
@@ -82,7 +83,7 @@ export class CloudClient {
     this.expectOk(response);
   }
 
-  private async post(path: string, body: Buffer | object): Promise<CloudResponse> {
+  private async post(path: string, body: Buffer | object, timeoutMs = this.options.timeoutMs): Promise<CloudResponse> {
     const url = `${this.options.baseUrl}${path}`;
     const payload = Buffer.isBuffer(body) ? body : JSON.stringify(body);
     try {
@@ -97,7 +98,7 @@ export class CloudClient {
               "content-length": Buffer.byteLength(payload),
               authorization: `Bearer ${this.options.gatewayKey}`,
             },
-            signal: AbortSignal.timeout(this.options.timeoutMs),
+            signal: AbortSignal.timeout(timeoutMs),
           },
           (response) => {
             const chunks: Buffer[] = [];
