@@ -4,7 +4,10 @@
 import { createServer as createNetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, DEFAULT_CIPHERS, TLSSocket } from "node:tls";
 import { type DeviceCommand, isDeviceId, topics } from "@kestrel/wire";
+import { type ArtifactOffer, artifactTopics } from "@kestrel/wire/artifacts";
 import type { Logger } from "pino";
+import type { ArtifactRelay } from "../artifacts/artifact-relay.ts";
+import type { ChunkServer } from "../artifacts/chunk-server.ts";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
 import type { DeviceMessageIntake } from "../intake.ts";
@@ -28,6 +31,8 @@ export interface DeviceBroker {
    * rejects when the device cannot get it here (not connected, not subscribed, not reading).
    */
   publishCommand(deviceId: string, command: DeviceCommand): Promise<void>;
+  /** Publishes an artifact offer to the device's offer topic at QoS 1; rejects as publishCommand does. */
+  publishOffer(deviceId: string, offer: ArtifactOffer): Promise<void>;
   /** Stops taking messages; the caller then drains the queues. */
   close(): Promise<void>;
 }
@@ -46,6 +51,8 @@ export interface EmbeddedBrokerOptions {
   authenticator: DeviceAuthenticator;
   intake: DeviceMessageIntake;
   commands: CommandRelay;
+  artifacts: ArtifactRelay;
+  chunks: ChunkServer;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Set when this process is one of several workers. */
@@ -77,7 +84,7 @@ function clientCertificate(socket: Socket): PeerCertificate | undefined {
 }
 
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
-  const { config, authenticator, intake, commands, metrics, claims } = options;
+  const { config, authenticator, intake, commands, artifacts, chunks, metrics, claims } = options;
   const log = options.logger;
 
   /** Resolves with the CONNACK return code: a device id, then its certificate or its token. */
@@ -150,15 +157,19 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       /**
        * The PUBACK is written only once this resolves, so an acknowledged message is on disk; a
        * rejection closes the connection without it, and the device keeps the message and retries. A
-       * telemetry ack goes straight to the device's own connection (no other client may subscribe
-       * to it), in the PUBACK's write. QoS 0: a lost ack only delays the device, which resends and
-       * gets the next, cumulative one.
+       * telemetry ack, or the chunks a device asked for, go straight to the device's own connection
+       * (no other client may subscribe to them), in the PUBACK's write. QoS 0: a lost telemetry ack
+       * only delays the device, which resends and gets the next, cumulative one; a lost chunk is asked
+       * for again.
        */
       async publish(session, message) {
-        const ack = (await intake.accept(session.clientId, message.topic, message.payload))?.telemetryAck;
-        if (!ack || !session.subscriptions.has(ack.topic)) return undefined;
-        metrics.inc("kestrel_gateway_telemetry_acks_published_total");
-        return [ack];
+        const accepted = await intake.accept(session.clientId, message.topic, message.payload);
+        const ack = accepted?.telemetryAck;
+        const out = [...(ack ? [ack] : []), ...(accepted?.replies ?? [])].filter((m) =>
+          session.subscriptions.has(m.topic),
+        );
+        if (ack && out.includes(ack)) metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+        return out;
       },
       maySubscribe(session, topicFilter) {
         if (maySubscribe(session.clientId, topicFilter)) return true;
@@ -172,12 +183,16 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       // Commands are fetched only for devices listening on their command topic; the rest stay queued in the cloud.
       subscribed(session, topicFilters) {
         if (topicFilters.includes(topics.command(session.clientId))) commands.deviceReady(session.clientId);
+        if (topicFilters.includes(artifactTopics.offer(session.clientId))) artifacts.deviceReady(session.clientId);
       },
       unsubscribed(session, topicFilters) {
         if (topicFilters.includes(topics.command(session.clientId))) commands.deviceGone(session.clientId);
+        if (topicFilters.includes(artifactTopics.offer(session.clientId))) artifacts.deviceGone(session.clientId);
       },
       closed(session, reason) {
         commands.deviceGone(session.clientId);
+        artifacts.deviceGone(session.clientId);
+        chunks.deviceGone(session.clientId);
         log.info({ deviceId: session.clientId, reason }, "device disconnected");
       },
       connectionError(session, error) {
@@ -232,6 +247,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     },
     publishCommand: async (deviceId, command) =>
       sessions.deliver(deviceId, topics.command(deviceId), JSON.stringify(command), 1),
+    publishOffer: async (deviceId, offer) =>
+      sessions.deliver(deviceId, artifactTopics.offer(deviceId), JSON.stringify(offer), 1),
     disconnectDevice: (deviceId) => sessions.disconnect(deviceId),
     async close() {
       // No new connections, then every session ends (wills queued) before the caller drains the queues.
