@@ -3,6 +3,8 @@
 //   npm run bench -w gateway     (CLIENTS=10,100,1000 SECONDS=10 BROKERS=mosquitto,mochi,gateway)
 //   GATEWAY_WORKERS=1,2          the gateway is measured with each of these process counts
 //   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway process there (--cpu-prof)
+//   BROKERS=...,aedes,session    also the bare MQTT layers (bench/bare-broker.ts): aedes, and the
+//                                gateway's own session server, without authentication, intake or disk
 // The load comes from the compiled generator (tools/loadgen): one publish in flight per client,
 // every client subscribed to its telemetry-ack topic as the firmware is. Mosquitto is driven by one
 // and by two generator processes, and every run reports the CPU the broker and the generator used:
@@ -31,8 +33,9 @@ const GATEWAY_WORKERS = list("GATEWAY_WORKERS", "1,2").map(Number);
 if ([...CLIENT_COUNTS, ...GATEWAY_WORKERS].some((n) => !Number.isInteger(n) || n < 1) || !(SECONDS > 0)) {
   throw new Error("CLIENTS and GATEWAY_WORKERS must be lists of positive integers, SECONDS a positive number");
 }
-const unknown = BROKERS.filter((broker) => !["mosquitto", "mochi", "gateway"].includes(broker));
-if (unknown.length > 0) throw new Error(`BROKERS may name mosquitto, mochi and gateway, not ${unknown.join(", ")}`);
+const KNOWN_BROKERS = ["mosquitto", "mochi", "gateway", "aedes", "session"];
+const unknown = BROKERS.filter((broker) => !KNOWN_BROKERS.includes(broker));
+if (unknown.length > 0) throw new Error(`BROKERS may name ${KNOWN_BROKERS.join(", ")}, not ${unknown.join(", ")}`);
 
 interface Broker {
   port: number;
@@ -59,6 +62,19 @@ const cloud = await startCloudPeer(
 async function startMochi(): Promise<Broker> {
   const port = await freePort();
   const child = spawn(tools.mochi, [`-addr=127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"] });
+  await waitForPort(port, child);
+  return { port, child, stop: () => stopProcess(child) };
+}
+
+/** An MQTT layer alone, as its own process (bench/bare-broker.ts); GATEWAY_CPU_PROF profiles it too. */
+async function startBareLayer(layer: "aedes" | "session"): Promise<Broker> {
+  const port = await freePort();
+  const profile = process.env.GATEWAY_CPU_PROF;
+  const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [];
+  const script = join(import.meta.dirname, "bare-broker.ts");
+  const child = spawn(process.execPath, ["--import", "tsx", ...flags, script, layer, String(port)], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   await waitForPort(port, child);
   return { port, child, stop: () => stopProcess(child) };
 }
@@ -131,6 +147,9 @@ try {
       for (const generators of [1, 2]) await measure("mosquitto", () => startMosquitto(dir), clients, generators);
     }
     if (BROKERS.includes("mochi")) await measure("mochi-mqtt", startMochi, clients, 1);
+    for (const layer of ["aedes", "session"] as const) {
+      if (BROKERS.includes(layer)) await measure(`bare ${layer}`, () => startBareLayer(layer), clients, 1);
+    }
     for (const workers of BROKERS.includes("gateway") ? GATEWAY_WORKERS : []) {
       const name = workers === 1 ? "gateway (1 process)" : `gateway (${workers} workers)`;
       await measure(name, () => startGateway(runs++, workers), clients, 1);

@@ -12,6 +12,8 @@ export interface GatewayConfig {
   mqttHost: string;
   /** Plain MQTT over TCP; undefined when MQTT_PORT is "off" (then only the TLS listener serves). */
   mqttPort: number | undefined;
+  /** The longest MQTT packet a device may send (MQTT_MAX_PACKET_BYTES); a longer one closes its connection. */
+  mqttMaxPacketBytes: number;
   httpHost: string;
   httpPort: number;
   cloudUrl: string;
@@ -141,6 +143,8 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   return {
     mqttHost: env.MQTT_HOST || "127.0.0.1",
     mqttPort: plainOff ? undefined : integer(env, "MQTT_PORT", 1883, 0, 65535),
+    // A full batch of the wire's 100 samples, or a log batch, is a few KiB; MQTT's own limit is 256 MiB.
+    mqttMaxPacketBytes: integer(env, "MQTT_MAX_PACKET_BYTES", 256 * 1024, 1024, 268_435_455),
     httpHost: env.GATEWAY_HTTP_HOST || "127.0.0.1",
     httpPort: integer(env, "GATEWAY_HTTP_PORT", 8081, 0, 65535),
     cloudUrl: url(env, "CLOUD_URL", "http://127.0.0.1:8080"),

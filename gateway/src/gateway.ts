@@ -1,4 +1,4 @@
-// Composes the gateway: the device-facing MQTT broker (embedded aedes with device
+// Composes the gateway: the device-facing MQTT broker (embedded, with device
 // authentication and topic ACLs, or a bridge to an external one), the durable uplink
 // to the cloud, the command relay, the artifact cache and relay (signed updates), and a
 // small HTTP server for health and Prometheus metrics. With GATEWAY_WORKERS > 1 several processes each run the part below the

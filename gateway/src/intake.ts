@@ -1,5 +1,5 @@
 // What the gateway does with a message a device published, whichever broker received it (the
-// embedded aedes or an external one through the bridge): validate the payload, make it durable
+// embedded one or an external one through the bridge): validate the payload, make it durable
 // (the uplink queue, or the command-ack queue) and count it. The broker acknowledges only after,
 // and for telemetry also sends the device the application-level ack the intake returns.
 

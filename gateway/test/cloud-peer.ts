@@ -2,9 +2,15 @@
 // what the gateway sends and make the cloud fail on demand. The real cloud is
 // exercised by the end-to-end tests in tools/.
 
+import { mkdtemp } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { IngestRequest } from "@kestrel/wire";
+import { pino } from "pino";
+import { loadGatewayConfig } from "../src/config.ts";
+import { type Gateway, startGateway } from "../src/gateway.ts";
 
 export interface CloudPeer {
   url: string;
@@ -20,6 +26,25 @@ export interface CloudPeer {
   /** Devices' artifact status reports relayed by the gateway, in arrival order. */
   artifactReports: Array<{ deviceId: string; receivedAt: number; report: Record<string, unknown> }>;
   close(): Promise<void>;
+}
+
+/**
+ * A gateway in this process for the peer's devices: MQTT and HTTP on free ports, forwarding every
+ * 20 ms, its queues in a fresh directory, silent; `env` adds to that or overrides it.
+ */
+export async function startGatewayFor(cloud: CloudPeer, env: Record<string, string> = {}): Promise<Gateway> {
+  return startGateway(
+    loadGatewayConfig({
+      MQTT_PORT: "0",
+      GATEWAY_HTTP_PORT: "0",
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      FORWARD_INTERVAL_MS: "20",
+      GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-")),
+      ...env,
+    }),
+    pino({ level: "silent" }),
+  );
 }
 
 export async function startCloudPeer(devices: Record<string, string>): Promise<CloudPeer> {

@@ -2,7 +2,10 @@
 // TLS 1.2, one suite at a time, curve P-256, ECDSA and RSA signatures with SHA-256), it completes the
 // handshake for every forward-secret suite the device offers (ECDSA and RSA certificates served side
 // by side, DH parameters for DHE-RSA) and refuses RSA key exchange; a device's RSA client certificate
-// authenticates it. A certificate list whose keys do not pair up is a clear configuration error.
+// authenticates it. Then MQTT itself over each certificate, through the gateway's session layer: a
+// device limited to the ECDSA or to an RSA suite publishes and gets its PUBACK and telemetry ack, and
+// one with an RSA client certificate connects without a token. A certificate list whose keys do not
+// pair up is a clear configuration error.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -10,8 +13,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import type { ConnectionOptions, TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import { DEVICE_TLS } from "@kestrel/wire/device-tls";
+import { connectAsync, type IClientOptions } from "mqtt";
 import { pino } from "pino";
 import { ConfigError, loadGatewayConfig } from "../src/config.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
@@ -19,6 +24,8 @@ import { CertificateAuthority, type IssuedCertificate, tlsListenerEnv } from "..
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 
 const run = promisify(execFile);
+
+const BATCH = JSON.stringify({ v: 1, boot: 1, samples: [{ seq: 4, ts: 1_764_000_000_000, m: { temperature: 20 } }] });
 
 interface Handshake {
   ok: boolean;
@@ -85,6 +92,25 @@ describe("gateway TLS against Moddable's ClientHello", () => {
     );
   });
 
+  /** An MQTT client over TLS 1.2 offering the device's curve and signature algorithms, and these suites. */
+  const mqttOverTls = (suites: readonly string[], options: IClientOptions) => {
+    // mqtt.js hands its options to tls.connect, but types only a few of them.
+    const deviceTls: Pick<ConnectionOptions, "maxVersion" | "ciphers" | "ecdhCurve" | "sigalgs"> = {
+      maxVersion: "TLSv1.2",
+      ciphers: suites.join(":"),
+      ecdhCurve: DEVICE_TLS.groups.join(":"),
+      sigalgs: DEVICE_TLS.signatureAlgorithms.join(":"),
+    };
+    return connectAsync(`mqtts://127.0.0.1:${gateway.mqttTlsPort}`, {
+      clientId: "dev-a",
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      ca: ca.certificate,
+      ...deviceTls,
+      ...options,
+    });
+  };
+
   after(async () => {
     await gateway.stop();
     await cloud.close();
@@ -119,6 +145,49 @@ describe("gateway TLS against Moddable's ClientHello", () => {
     );
     assert.ok(result.ok, result.output.slice(-1500));
     assert.match(result.output, /Client Certificate Types|Acceptable client certificate CA names/);
+  });
+
+  for (const [suite, certificate] of [
+    ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDSA"],
+    ["ECDHE-RSA-AES128-GCM-SHA256", "RSA"],
+    ["DHE-RSA-AES128-GCM-SHA256", "RSA"],
+  ] as const) {
+    test(`MQTT over ${suite} (the ${certificate} certificate): a QoS 1 publish gets its PUBACK and telemetry ack`, async () => {
+      const client = await mqttOverTls([suite], { username: "dev-a", password: "token-a" });
+      try {
+        const socket = client.stream as TLSSocket;
+        assert.equal(socket.getCipher().standardName.includes(certificate === "ECDSA" ? "ECDSA" : "RSA"), true);
+        // An EC certificate names its curve; an RSA one has a modulus.
+        const served = socket.getPeerCertificate();
+        assert.ok(certificate === "ECDSA" ? served.asn1Curve : served.modulus, "the expected certificate served");
+        await client.subscribeAsync("d/dev-a/telemetry/ack", { qos: 0 });
+        const ack = new Promise<string>((resolve) =>
+          client.once("message", (_topic, payload) => resolve(`${payload}`)),
+        );
+        await client.publishAsync("d/dev-a/telemetry", BATCH, { qos: 1 });
+        assert.deepEqual(JSON.parse(await ack), { v: 1, boot: 1, seq: 4 });
+      } finally {
+        await client.endAsync();
+      }
+    });
+  }
+
+  test("MQTT with an RSA client certificate and the device's suites: connected without a token", async () => {
+    const device = ca.issue("dev-a", { kind: "client" });
+    const before = await gateway.metrics.value("kestrel_gateway_connections_total", { auth: "certificate" });
+    const client = await mqttOverTls(
+      DEVICE_TLS.cipherSuites.map((suite) => suite.openssl),
+      { cert: device.cert, key: device.key },
+    );
+    try {
+      await client.publishAsync("d/dev-a/telemetry", BATCH, { qos: 1 });
+      assert.equal(
+        (await gateway.metrics.value("kestrel_gateway_connections_total", { auth: "certificate" })) - before,
+        1,
+      );
+    } finally {
+      await client.endAsync();
+    }
   });
 
   test("certificate and key lists that do not pair up are refused with a clear error", () => {

@@ -241,6 +241,14 @@ describe("gateway configuration", () => {
       () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), CLOUD_URL: "ftp://x" }),
       /CLOUD_URL must use http or https/,
     );
+    // Under 1 KiB, or over the longest remaining length MQTT can encode.
+    for (const bytes of ["512", "268435456"]) {
+      assert.throws(
+        () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), MQTT_MAX_PACKET_BYTES: bytes }),
+        /MQTT_MAX_PACKET_BYTES must be an integer between 1024 and 268435455/,
+      );
+    }
+    assert.equal(loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20) }).mqttMaxPacketBytes, 256 * 1024);
   });
 
   test("the artifact cache and download limit: defaults, values, refusals", () => {

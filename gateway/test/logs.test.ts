@@ -2,15 +2,10 @@
 // forwarded to the cloud like telemetry; a malformed one is dropped and counted.
 
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type MqttClient } from "mqtt";
-import { pino } from "pino";
-import { loadGatewayConfig } from "../src/config.ts";
-import { type Gateway, startGateway } from "../src/gateway.ts";
-import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+import type { Gateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { until } from "./until.ts";
 
 const DEVICES = { "log-dev": "token-log-secret" };
@@ -22,17 +17,7 @@ describe("device logs through the gateway", () => {
 
   before(async () => {
     cloud = await startCloudPeer(DEVICES);
-    gateway = await startGateway(
-      loadGatewayConfig({
-        MQTT_PORT: "0",
-        GATEWAY_HTTP_PORT: "0",
-        CLOUD_URL: cloud.url,
-        GATEWAY_KEY: cloud.gatewayKey,
-        FORWARD_INTERVAL_MS: "20",
-        GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-logs-")),
-      }),
-      pino({ level: "silent" }),
-    );
+    gateway = await startGatewayFor(cloud);
     client = await connectAsync(`mqtt://127.0.0.1:${gateway.mqttPort}`, {
       clientId: "log-dev",
       username: "log-dev",

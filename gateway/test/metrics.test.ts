@@ -1,21 +1,28 @@
 // The gateway's /metrics through prom-client: the names the hand-written renderer had, the new
-// forward-latency histogram and process metrics, valid for `promtool check metrics`; and the log
-// level changed at run time with the operations token.
+// forward-latency histogram and process metrics, valid for `promtool check metrics`; what breaks the
+// MQTT protocol on the device port, counted by reason; and the log level changed at run time with
+// the operations token.
 
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { connect as connectTcp } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { connectAsync } from "mqtt";
-import { pino } from "pino";
-import { loadGatewayConfig } from "../src/config.ts";
-import { type Gateway, startGateway } from "../src/gateway.ts";
-import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
+import mqttPacket from "mqtt-packet";
+import type { Gateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { promtoolCheckMetrics } from "./promtool.ts";
 import { until } from "./until.ts";
 
 const OPS_TOKEN = "ops-token-0123456789abcdef";
+
+/** Writes bytes to a fresh connection and resolves once the gateway closed it. */
+function closedOn(port: number, bytes: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, "127.0.0.1", () => socket.write(bytes));
+    socket.on("close", () => resolve());
+    socket.on("error", () => undefined);
+  });
+}
 
 describe("gateway metrics", () => {
   let cloud: CloudPeer;
@@ -23,18 +30,7 @@ describe("gateway metrics", () => {
 
   before(async () => {
     cloud = await startCloudPeer({ "dev-a": "token-a-secret" });
-    gateway = await startGateway(
-      loadGatewayConfig({
-        MQTT_PORT: "0",
-        GATEWAY_HTTP_PORT: "0",
-        CLOUD_URL: cloud.url,
-        GATEWAY_KEY: cloud.gatewayKey,
-        FORWARD_INTERVAL_MS: "20",
-        OPS_TOKEN: OPS_TOKEN,
-        GATEWAY_DATA_DIR: await mkdtemp(join(tmpdir(), "kestrel-gateway-metrics-")),
-      }),
-      pino({ level: "silent" }),
-    );
+    gateway = await startGatewayFor(cloud, { OPS_TOKEN });
   });
   after(async () => {
     await gateway?.stop();
@@ -77,6 +73,35 @@ describe("gateway metrics", () => {
     assert.equal(check.code, 0, check.output);
     assert.equal(check.output.trim(), "", "no lint findings");
     await device.endAsync();
+  });
+
+  test("packets that break MQTT close their connection and are counted by reason in /metrics", async () => {
+    const port = gateway.mqttPort ?? 0;
+    const connect = mqttPacket.generate({
+      cmd: "connect",
+      clientId: "dev-a",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 60,
+    });
+    const wrongName = Buffer.from(connect);
+    wrongName.write("MQTX", 4, "latin1");
+    await Promise.all([
+      // A remaining length of five bytes.
+      closedOn(port, Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x7f])),
+      // A PUBLISH announcing 256 MiB, over MQTT_MAX_PACKET_BYTES: refused on its header.
+      closedOn(port, Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f])),
+      // A PINGREQ before any CONNECT.
+      closedOn(port, Buffer.from([0xc0, 0x00])),
+      closedOn(port, wrongName),
+    ]);
+    const text = await fetch(`http://127.0.0.1:${gateway.httpPort}/metrics`).then((r) => r.text());
+    for (const reason of ["malformed_packet", "oversize_packet", "protocol_violation", "bad_protocol"]) {
+      assert.match(text, new RegExp(`^kestrel_gateway_messages_rejected_total\\{reason="${reason}"\\} 1$`, "m"));
+    }
+    const check = await promtoolCheckMetrics(text);
+    assert.equal(check.code, 0, check.output);
   });
 
   test("the log level changes at run time, with the operations token only", async () => {

@@ -5,11 +5,8 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { pino } from "pino";
-import { loadGatewayConfig } from "../src/config.ts";
-import { type Gateway, startGateway } from "../src/gateway.ts";
-import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
-import { tempDir } from "./real-cloud.ts";
+import type { Gateway } from "../src/gateway.ts";
+import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { until } from "./until.ts";
 
 const execFileAsync = promisify(execFile);
@@ -43,17 +40,7 @@ describe("mosquitto clients against the gateway", () => {
 
   before(async () => {
     cloud = await startCloudPeer(DEVICES);
-    gateway = await startGateway(
-      loadGatewayConfig({
-        MQTT_PORT: "0",
-        GATEWAY_HTTP_PORT: "0",
-        CLOUD_URL: cloud.url,
-        GATEWAY_KEY: cloud.gatewayKey,
-        FORWARD_INTERVAL_MS: "20",
-        GATEWAY_DATA_DIR: await tempDir("gateway-mosquitto"),
-      }),
-      pino({ level: "silent" }),
-    );
+    gateway = await startGatewayFor(cloud);
   });
 
   after(async () => {

@@ -11,12 +11,6 @@ export function mayPublish(deviceId: string, topic: string): boolean {
   return parsed !== undefined && parsed.deviceId === deviceId && DEVICE_PUBLISHES.has(parsed.kind);
 }
 
-/** A topic devices publish to, which therefore no client can subscribe to (see maySubscribe). */
-export function isDeviceUplink(topic: string): boolean {
-  const kind = parseTopic(topic)?.kind;
-  return kind !== undefined && DEVICE_PUBLISHES.has(kind);
-}
-
 /**
  * Devices subscribe to their command, telemetry-ack, artifact offer and chunk topics only (plugins
  * come as artifacts), without wildcards.
