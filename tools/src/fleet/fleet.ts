@@ -16,6 +16,7 @@
 
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as wait } from "node:timers/promises";
+import { LATEST_LISTED_MAX } from "@kestrel/cloud";
 import { type TelemetryBatch, topics } from "@kestrel/wire";
 import { connect, type MqttClient } from "mqtt";
 import { formatSummary, Latencies, type Summary } from "./stats.ts";
@@ -351,8 +352,9 @@ async function sampleCounters(
   devices: FleetDevice[],
 ): Promise<Map<string, { stored: number; duplicates: number }>> {
   const counters = new Map<string, { stored: number; duplicates: number }>();
-  for (let i = 0; i < devices.length; i += 1_000) {
-    const slice = devices.slice(i, i + 1_000);
+  // As many ids a call as the API takes in `deviceIds`.
+  for (let i = 0; i < devices.length; i += LATEST_LISTED_MAX) {
+    const slice = devices.slice(i, i + LATEST_LISTED_MAX);
     const { body } = await api.call(
       "GET",
       `/api/telemetry/latest?deviceIds=${slice.map((device) => device.deviceId).join(",")}`,
