@@ -301,7 +301,10 @@ class FleetDevice {
   /** Resolves once every publish is acknowledged (or failed), or after `timeoutMs`. */
   async settled(timeoutMs: number): Promise<void> {
     if (this.pending === 0) return;
-    await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), sleep(timeoutMs)]);
+    // The timer ends with the wait: a pending one would keep the process alive after the run.
+    const settled = new AbortController();
+    await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), sleepUnless(timeoutMs, settled.signal)]);
+    settled.abort();
   }
 
   /** Disconnects; `force` drops what is still in flight instead of waiting for it. */
