@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import type { Logger } from "pino";
 import { alertsPlugin } from "./alerts/plugin.ts";
+import { artifactsPlugin } from "./artifacts/plugin.ts";
 import { accessPlugin } from "./auth/access.ts";
 import { authPlugin } from "./auth/plugin.ts";
 import { SecretBox } from "./auth/secret-box.ts";
@@ -27,7 +28,9 @@ import { ErrorTracker } from "./observability/error-tracking.ts";
 import { createLogger } from "./observability/logger.ts";
 import { observabilityPlugin } from "./observability/plugin.ts";
 import { openApiPlugin } from "./openapi/plugin.ts";
+import { otaPlugin } from "./ota/plugin.ts";
 import { retentionPlugin } from "./retention/plugin.ts";
+import { signingPlugin } from "./signing/plugin.ts";
 import { telemetryPlugin } from "./telemetry/plugin.ts";
 import { telemetryReadBarrierPlugin } from "./telemetry/read-barrier.ts";
 import { invitationPlugin } from "./tenants/invitation-plugin.ts";
@@ -113,6 +116,15 @@ export async function buildApp({ db, logger = false, config }: BuildAppOptions):
     webhookAllowedNetworks: config.webhookAllowedNetworks,
     metrics: app.metrics,
     dispatcher: config.webhookDispatcher,
+  });
+  await app.register(signingPlugin, { db, secrets });
+  await app.register(artifactsPlugin, { db, secrets, maxBytes: config.artifactMaxBytes });
+  await app.register(otaPlugin, {
+    db,
+    secrets,
+    artifactMaxBytes: config.artifactMaxBytes,
+    tickMs: config.otaTickMs,
+    offerLeaseMs: config.otaOfferLeaseMs,
   });
   await app.register(dashboardPlugin, { dir: config.dashboardDir, sentryDsn: config.sentryDsn });
   return app;

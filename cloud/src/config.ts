@@ -51,6 +51,15 @@ export interface CloudConfig {
   trustProxy: false | string[];
   /** Requests a minute per credential, per anonymous client address and per gateway key (RATE_LIMIT_*). */
   rateLimits: RateLimits;
+  /** The largest artifact (firmware image, plugin, model) an upload may carry (ARTIFACT_MAX_BYTES). */
+  artifactMaxBytes: number;
+  /** How often the campaign runner soaks and advances stages (OTA_TICK_MS). */
+  otaTickMs: number;
+  /**
+   * An artifact offer with no report from its device for this long is made again (OTA_OFFER_LEASE_MS):
+   * an offer lost on the way (a gateway that dropped its poll, a device offline) costs at most this.
+   */
+  otaOfferLeaseMs: number;
 }
 
 export interface RateLimits {
@@ -212,5 +221,8 @@ export function loadConfig(env: Env = process.env): CloudConfig {
       perAnonymousClient: integer(env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 600, 1, 10_000_000),
       perGateway: integer(env, "RATE_LIMIT_GATEWAY_PER_MINUTE", 120_000, 1, 10_000_000),
     },
+    artifactMaxBytes: integer(env, "ARTIFACT_MAX_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    otaTickMs: integer(env, "OTA_TICK_MS", 2000, 50, 600_000),
+    otaOfferLeaseMs: integer(env, "OTA_OFFER_LEASE_MS", 60_000, 1000, 86_400_000),
   };
 }

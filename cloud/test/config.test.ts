@@ -27,6 +27,9 @@ test("defaults run on a laptop", () => {
     alertSweepSeconds: 5,
     trustProxy: false,
     rateLimits: { perCredential: 6000, perAnonymousClient: 600, perGateway: 120_000 },
+    artifactMaxBytes: 16 * 1024 * 1024,
+    otaTickMs: 2000,
+    otaOfferLeaseMs: 60_000,
   });
 });
 
@@ -53,6 +56,9 @@ test("values from the environment are used", () => {
     EXPORT_ALLOWED_LATENESS: "30",
     EXPORT_MAX_WAIT: "900",
     FERRETDB_BACKEND: "postgresql",
+    ARTIFACT_MAX_BYTES: "4194304",
+    OTA_TICK_MS: "500",
+    OTA_OFFER_LEASE_MS: "30000",
   });
   assert.equal(config.embeddedBackend, "postgresql");
   assert.equal(config.webhookDispatcher, false);
@@ -75,6 +81,9 @@ test("values from the environment are used", () => {
   assert.equal(config.exportFileTtlDays, 30);
   assert.deepEqual(config.webhookAllowedNetworks, ["127.0.0.0/8", "fd00::/8"]);
   assert.deepEqual(config.secretsKey, Buffer.alloc(32, 7));
+  assert.equal(config.artifactMaxBytes, 4_194_304);
+  assert.equal(config.otaTickMs, 500);
+  assert.equal(config.otaOfferLeaseMs, 30_000);
 });
 
 test("bad values are refused with a message naming the variable", () => {
@@ -100,6 +109,9 @@ test("bad values are refused with a message naming the variable", () => {
     [{ SENTRY_DSN: "not a url" }, /SENTRY_DSN must be a DSN URL/],
     [{ ALERT_SWEEP_SECONDS: "0" }, /ALERT_SWEEP_SECONDS must be an integer between 1/],
     [{ FERRETDB_BACKEND: "mysql" }, /FERRETDB_BACKEND must be one of sqlite, postgresql, got "mysql"/],
+    [{ ARTIFACT_MAX_BYTES: "12" }, /ARTIFACT_MAX_BYTES must be an integer between 1024/],
+    [{ OTA_TICK_MS: "soon" }, /OTA_TICK_MS/],
+    [{ OTA_OFFER_LEASE_MS: "0" }, /OTA_OFFER_LEASE_MS must be an integer between 1000/],
   ] as const) {
     assert.throws(
       () => loadConfig(env),

@@ -37,6 +37,8 @@ describe("input bounds", () => {
       ["/api/devices", 200],
       ["/api/exports/runs", 200],
       ["/api/telemetry/latest", 1000],
+      ["/api/artifacts", 200],
+      ["/api/campaigns", 100],
     ];
     for (const [url, max] of lists) {
       for (const limit of ["0", String(max + 1)]) {
@@ -67,6 +69,7 @@ describe("input bounds", () => {
         },
       ],
       ["POST", "/api/org/members", { email: "op\u0000@example.com", role: "user" }],
+      ["POST", "/api/campaigns", { name: "fw\u0000 1.3", artifactId: "art_x", target: { devices: ["dev-1"] } }],
     ];
     for (const [method, url, payload] of attempts) {
       const response = await call(method as "POST", url, payload);

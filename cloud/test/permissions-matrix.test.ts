@@ -5,8 +5,10 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
+import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import type { LightMyRequestResponse } from "fastify";
 import { type AlertDoc, alertId } from "../src/alerts/alert-store.ts";
+import { nodeSha256 } from "../src/artifacts/validators.ts";
 import type { ApiRoute } from "../src/auth/access.ts";
 import { permissionTable } from "../src/auth/permission-table.ts";
 import {
@@ -209,6 +211,37 @@ describe("permission matrix over every /api route", () => {
     otherOrgIds.set("alertId", alert);
     otherOrgIds.set("silenceId", silence.json<{ silenceId: string }>().silenceId);
     otherOrgIds.set("deliveryId", delivery);
+    const globexSigningKey = await cloud.app.inject({
+      method: "POST",
+      url: "/api/signing/keys",
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(globexSigningKey.statusCode, 201, globexSigningKey.body);
+    otherOrgIds.set("signingKeyId", globexSigningKey.json().key.keyId);
+    const globexImage = buildEsp32Image({ chip: "esp32", version: "9.9.9", projectName: "globex" }, nodeSha256);
+    const artifact = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=firmware&name=globex-fw&chip=esp32",
+      headers: { ...bearer(globexAdmin), "content-type": "application/octet-stream" },
+      payload: Buffer.from(globexImage),
+    });
+    assert.equal(artifact.statusCode, 201, artifact.body);
+    otherOrgIds.set("artifactId", artifact.json().artifactId);
+    otherOrgIds.set("sha256", artifact.json().sha256);
+    const signature = await cloud.app.inject({
+      method: "POST",
+      url: `/api/artifacts/${artifact.json().artifactId}/signatures`,
+      headers: bearer(globexAdmin),
+    });
+    assert.equal(signature.statusCode, 201, signature.body);
+    const campaign = await cloud.app.inject({
+      method: "POST",
+      url: "/api/campaigns",
+      headers: bearer(globexAdmin),
+      payload: { name: "globex", artifactId: artifact.json().artifactId, target: { devices: ["gx-1"] } },
+    });
+    assert.equal(campaign.statusCode, 201, campaign.body);
+    otherOrgIds.set("campaignId", campaign.json().campaignId);
   });
   after(() => cloud?.close());
 

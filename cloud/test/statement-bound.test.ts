@@ -1,7 +1,7 @@
 // The embedded FerretDB must never get a command that can wedge it: one update of 100 statements
 // (or enough concurrent ones) holds its whole connection pool and hangs the server. A fleet's worth
 // of traffic goes through the real code paths here (devices, telemetry, states, logs, commands,
-// alert rule states, alerts and their events), against the real FerretDB, while the driver's
+// alert rule states, alerts and their events, an OTA campaign over the fleet), against the real FerretDB, while the driver's
 // command monitoring records every insert, update and delete and its statement count.
 
 import assert from "node:assert/strict";
@@ -9,7 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import { type CommandStartedEvent, MongoClient } from "mongodb";
+import { nodeSha256 } from "../src/artifacts/validators.ts";
 import { secretHash } from "../src/auth/secrets.ts";
 import { DeviceStore } from "../src/devices/device-store.ts";
 import type { DeviceList } from "../src/devices/device-view.ts";
@@ -199,6 +201,52 @@ describe("no command of 100 statements or more reaches the embedded FerretDB", (
       },
     });
     assert.equal(acks.json<{ applied: number }>().applied, 150);
+
+    // A signed update for the whole fleet: its devices stored, offered, and every device's report applied.
+    await api("POST", "/api/signing/keys");
+    const image = Buffer.from(buildEsp32Image({ chip: "esp32", version: "1.5.0", projectName: "kestrel" }, nodeSha256));
+    const uploaded = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=firmware&name=fleet-fw&chip=esp32",
+      headers: { ...bearer(admin), "content-type": "application/octet-stream" },
+      payload: image,
+    });
+    assert.equal(uploaded.statusCode, 201, uploaded.body);
+    const { artifactId, sha256 } = uploaded.json<{ artifactId: string; sha256: string }>();
+    await api("POST", `/api/artifacts/${artifactId}/signatures`);
+    const tags = Array.from({ length: 7 }, (_, line) => `line-${line}`);
+    const campaignId = (
+      await api("POST", "/api/campaigns", {
+        name: "fleet",
+        artifactId,
+        target: { tags },
+        stages: [{ percent: 100, soakSeconds: 0 }],
+      })
+    ).json<{ campaignId: string }>().campaignId;
+    let offered = 0;
+    for (let i = 0; i < FLEET; i += 200) {
+      const poll = await cloud.app.inject({
+        method: "POST",
+        url: "/api/gateway/v1/artifacts/offers/poll",
+        headers: bearer(fleet.gatewayKey),
+        payload: { devices: deviceIds.slice(i, i + 200), max: 200 },
+      });
+      offered += poll.json<{ offers: unknown[] }>().offers.length;
+    }
+    assert.equal(offered, FLEET);
+    const reports = await cloud.app.inject({
+      method: "POST",
+      url: "/api/gateway/v1/artifact-reports",
+      headers: bearer(fleet.gatewayKey),
+      payload: {
+        reports: deviceIds.map((deviceId) => ({
+          deviceId,
+          receivedAt: Date.now(),
+          report: { v: 1, campaign: campaignId, sha256, status: "downloading", bytes: 0, total: image.length },
+        })),
+      },
+    });
+    assert.equal(reports.json<{ applied: number }>().applied, FLEET, reports.body);
 
     // The bulk loader benchmarks and imports use.
     await new DeviceStore(cloud.db).createMany(

@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import { pino } from "pino";
+import { nodeSha256 } from "../src/artifacts/validators.ts";
 import { SecretBox } from "../src/auth/secret-box.ts";
 import { EventPublisher } from "../src/events/event-publisher.ts";
 import { ExportScheduler } from "../src/exports/scheduler.ts";
@@ -318,6 +320,71 @@ describe("partner webhooks", () => {
     );
     assert.deepEqual(events[0].data.result, { uptime: 7 });
     assert.equal(events[1].data.fileUrl, `/api/exports/runs/${run?._id}/file`);
+    await api("DELETE", `/api/webhooks/endpoints/${created.endpointId}`);
+  });
+
+  test("OTA campaigns publish their transitions and their devices' transitions, signed", async () => {
+    const created = await endpoint("/ota", ["campaign.transition", "campaign.device_transition"]);
+    assert.equal((await api("POST", "/api/signing/keys")).statusCode, 201);
+    const image = buildEsp32Image({ chip: "esp32", version: "2.0.0", projectName: "kestrel" }, nodeSha256);
+    const uploaded = await cloud.app.inject({
+      method: "POST",
+      url: "/api/artifacts?kind=firmware&name=kestrel-fw&chip=esp32",
+      headers: { ...bearer(session), "content-type": "application/octet-stream" },
+      payload: Buffer.from(image),
+    });
+    assert.equal(uploaded.statusCode, 201, uploaded.body);
+    const { artifactId, sha256 } = uploaded.json();
+    assert.equal((await api("POST", `/api/artifacts/${artifactId}/signatures`)).statusCode, 201);
+    const campaign = await api("POST", "/api/campaigns", {
+      name: "hooked",
+      artifactId,
+      target: { devices: ["dev-1"] },
+    });
+    assert.equal(campaign.statusCode, 201, campaign.body);
+    const { campaignId } = campaign.json();
+    const offers = await api(
+      "POST",
+      "/api/gateway/v1/artifacts/offers/poll",
+      { devices: ["dev-1"], wait: 0 },
+      acme.gatewayKey,
+    );
+    assert.equal(offers.json().offers.length, 1, offers.body);
+    const report = {
+      v: 1,
+      campaign: campaignId,
+      sha256,
+      status: "failed",
+      code: "tampered",
+      reason: "SHA-256 differs",
+    };
+    const reported = await api(
+      "POST",
+      "/api/gateway/v1/artifact-reports",
+      { reports: [{ deviceId: "dev-1", receivedAt: Date.now(), report }] },
+      acme.gatewayKey,
+    );
+    assert.equal(reported.json().applied, 1, reported.body);
+    await dispatcher().drain();
+
+    const deliveries = deliveriesTo("/ota");
+    for (const delivery of deliveries)
+      assert.equal(signatureValid(delivery.headers, delivery.body, created.secret, 300), true);
+    const events = deliveries.map((d) => JSON.parse(d.body));
+    assert.ok(events.every((event) => event.organization === acme.tenantId && event.data.campaignId === campaignId));
+    assert.deepEqual(
+      events.map(({ type, data }) => [type, data.deviceId ?? null, data.from, data.to]),
+      [
+        ["campaign.transition", null, null, "running"],
+        ["campaign.transition", null, null, "stage-started"],
+        ["campaign.device_transition", "dev-1", "pending", "notified"],
+        ["campaign.device_transition", "dev-1", "notified", "failed"],
+        ["campaign.transition", null, "running", "halted"],
+      ],
+    );
+    assert.deepEqual([events[3].data.code, events[3].data.detail], ["tampered", "SHA-256 differs"]);
+    assert.match(events[4].data.detail, /1 of 1 devices failed/);
+    assert.equal(events[1].data.stage, 1);
     await api("DELETE", `/api/webhooks/endpoints/${created.endpointId}`);
   });
 });

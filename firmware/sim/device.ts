@@ -5,12 +5,15 @@
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
+import { buildEsp32Image } from "@kestrel/wire/esp32-image";
 import { parseSensorList } from "../src/sensor-config.ts";
+import { AppPartitions, type BootedImage, OTA_IMAGE_STATES, type OtaImageState } from "./app-partitions.ts";
 import { Bmp280Model } from "./bmp280-model.ts";
 import { RealTimeClock, type SimClock } from "./clock.ts";
+import { CryptoPort, nodeSha256 } from "./crypto.ts";
 import { busTarget, FaultSet, type PowerLossOptions } from "./faults.ts";
 import { loadFirmwareImage } from "./firmware-image.ts";
-import { FlashPartition } from "./flash.ts";
+import { FLASH_SECTOR_BYTES, FlashPartition } from "./flash.ts";
 import { GpioModel } from "./gpio.ts";
 import { I2cBus, I2cPort, type I2cTarget } from "./i2c-bus.ts";
 import { type SimLogger, silentLogger } from "./logger.ts";
@@ -66,7 +69,32 @@ export interface SimDeviceOptions {
   board?: string;
   /** The signal of the access point the board's Wi-Fi station is associated with, dBm; -58 unless given. */
   wifiRssi?: number;
+  /** The version of the image flashed at the factory into ota_0 (its esp_app_desc_t); 0.1.0 unless given. */
+  firmwareVersion?: string;
+  /** Size of each of the two OTA app partitions (`<deviceId>.ota_0.bin`, `.ota_1.bin`); as partitions.csv unless given. */
+  appPartitionBytes?: number;
 }
+
+/** What the running app partition holds, as the bootloader found it. */
+export interface RunningImage {
+  slot: 0 | 1;
+  version: string;
+  projectName: string;
+  state: OtaImageState;
+}
+
+/**
+ * Test-only identities an image can carry in esp_app_desc_t.project_name. The simulator boots the same
+ * compiled firmware for every image, with the image's version; these make it misbehave as a broken
+ * build would: crash at boot (a panic before the app runs), or boot but never reach its gateway
+ * (its health check fails).
+ */
+export const SIM_IMAGE_MARKERS = Object.freeze({
+  crashAtBoot: "kestrel-sim:crash-at-boot",
+  unhealthy: "kestrel-sim:unhealthy",
+});
+/** How long a crashing image runs before its panic. */
+const CRASH_AFTER_MS = 50;
 
 export interface SimDevice {
   deviceId: string;
@@ -101,6 +129,10 @@ export interface SimDevice {
   faults: SimFaults;
   /** Power cuts (faults.powerLoss) the device has been through. */
   readonly powerCycles: number;
+  /** The image running now (after the last boot). */
+  readonly image: RunningImage;
+  /** Every image booted since power-on, in order (a crash-and-rollback shows both). */
+  readonly boots: readonly RunningImage[];
 }
 
 /** Faults to inject into a running device; each lasts until cleared. */
@@ -124,11 +156,19 @@ export interface SimFaults {
    * and the connection drops: the batch was in the socket's send buffer when the link failed.
    */
   dropLinkAfterPublish(): void;
+  /**
+   * The link drops just before each of these artifact chunks (counted from now, 1: the next) would
+   * reach the firmware: a download cut at those points.
+   */
+  dropLinkAtChunks(...chunks: number[]): void;
   /** The fault set models consult, for models added later (kinds and targets in faults.ts). */
   readonly set: FaultSet;
 }
 
 const DEFAULT_FLASH_BYTES = 128 * 1024;
+/** The version the factory-flashed image carries when the options name none: the firmware package's. */
+const FACTORY_VERSION = "0.1.0";
+
 const DEFAULT_LOG_FLASH_BYTES = 64 * 1024;
 /** An XS slot is 16 bytes on the ESP32 (32-bit XS), 32 on this 64-bit host: the heap is reported as the chip would. */
 const ESP32_SLOT_BYTES = 16;
@@ -310,6 +350,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   /** What goes dark with the chip: its link and every board model's pending state. */
   const powerDownBoard = (): void => {
     mqttBridge.powerOff();
+    crypto.reset();
     gpio.reset();
     ports.i2c.reset();
     ports.pulse.reset();
@@ -401,9 +442,41 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
   // The chip's data partitions by name; an unknown name fails as it does on a device.
   const partitionOf = (args: Record<string, unknown>): FlashPartition =>
     partitions.find((partition) => partition.name === args.partition) ?? flash;
+  const apps = new AppPartitions({
+    dir: options.stateDir,
+    deviceId: options.deviceId,
+    ...(options.appPartitionBytes === undefined ? {} : { byteLength: options.appPartitionBytes }),
+    factoryImage: () =>
+      buildEsp32Image(
+        { chip: String(config.chip), version: options.firmwareVersion ?? FACTORY_VERSION, projectName: "kestrel" },
+        nodeSha256,
+      ),
+  });
+  let running: BootedImage | undefined;
+  const booted: RunningImage[] = [];
+  const crypto = new CryptoPort();
+  /** Moddable's flash module on the app partitions ("running", "nextota"), which its OTA resume reads back. */
+  const appFlash = (op: string, args: Record<string, unknown>): unknown => {
+    const slot = apps.slotOf(String(args.partition)) as 0 | 1;
+    switch (op) {
+      case "open":
+        return { byteLength: apps.byteLength, blockSize: FLASH_SECTOR_BYTES };
+      case "read":
+        return Array.from(apps.read(slot, Number(args.offset), Number(args.byteLength)));
+      case "erase":
+        apps.erase(slot, Number(args.sector));
+        return undefined;
+      case "write":
+        apps.program(slot, Number(args.offset), Uint8Array.from(args.bytes as number[]));
+        return undefined;
+      default:
+        throw new Error(`unknown flash operation ${op}`);
+    }
+  };
   // A flash write armed for power loss reaches the chip only in part (NOR programs byte by byte).
   const flashPort: HostPort = {
     handle(op: string, args: Record<string, unknown>): unknown {
+      if (apps.slotOf(String(args.partition)) !== undefined) return appFlash(op, args);
       const offMs = op === "write" ? faultSet.takePowerLoss() : undefined;
       if (offMs === undefined) return partitionOf(args).handle(op, args);
       const bytes = Array.isArray(args.bytes) ? (args.bytes as number[]) : [];
@@ -414,8 +487,63 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       return powerCycle(offMs);
     },
   };
+  /** Moddable's `ota` module: writes armed for power loss tear like flash writes. */
+  const otaPort: HostPort = {
+    handle(op: string, args: Record<string, unknown>): unknown {
+      switch (op) {
+        case "begin":
+          apps.begin();
+          return undefined;
+        case "write": {
+          const bytes = Uint8Array.from(args.bytes as number[]);
+          const offMs = faultSet.takePowerLoss("ota");
+          if (offMs === undefined) {
+            apps.write(bytes);
+            return undefined;
+          }
+          const kept = Math.floor(faultSet.random() * bytes.length);
+          apps.write(bytes, kept);
+          logger.info({ device: options.deviceId, kept, of: bytes.length }, "ota write torn");
+          return powerCycle(offMs);
+        }
+        case "cancel":
+          apps.cancel();
+          return undefined;
+        case "complete":
+          apps.complete();
+          return undefined;
+        default:
+          throw new Error(`unknown ota operation ${op}`);
+      }
+    },
+  };
+  /** kestrel/ota-rollback: the running image and the two rollback calls. */
+  const imagePort: HostPort = {
+    handle(op: string): unknown {
+      switch (op) {
+        case "version":
+          return running?.app.version ?? "";
+        case "state":
+          return OTA_IMAGE_STATES[apps.runningState];
+        case "lastInvalid":
+          return apps.lastInvalidVersion();
+        case "markValid":
+          apps.markValid();
+          return undefined;
+        case "rollback":
+          apps.markInvalidForRollback();
+          reset(RESET_CAUSES.software);
+          return undefined;
+        default:
+          throw new Error(`unknown image operation ${op}`);
+      }
+    },
+  };
   const ports = {
     flash: flashPort,
+    ota: otaPort,
+    image: imagePort,
+    crypto,
     resource: {
       handle(op: string, args: Record<string, unknown>): unknown {
         const bytes = resources.get(String(args.path));
@@ -447,7 +575,18 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       },
     },
   };
-  const boot = async (): Promise<XsMachine> => {
+  /** The bootloader picks an image; a crashing one panics before the firmware runs. */
+  const boot = async (): Promise<void> => {
+    running = apps.boot();
+    const { slot, app, state } = running;
+    booted.push({ slot, version: app.version, projectName: app.projectName, state });
+    if (app.projectName === SIM_IMAGE_MARKERS.crashAtBoot) {
+      machine = undefined;
+      logger.warn({ device: options.deviceId, version: app.version }, "simulated image crashes at boot");
+      void clock.sleep(CRASH_AFTER_MS).then(() => reset(RESET_CAUSES.panic));
+      return;
+    }
+    mqttBridge.refuseConnections = app.projectName === SIM_IMAGE_MARKERS.unhealthy;
     const next: XsMachine = new XsMachine({
       name: options.deviceId,
       clock,
@@ -468,11 +607,13 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     } catch (error) {
       mqttBridge.powerOff();
       for (const partition of partitions) partition.close();
+      apps.close();
       throw error;
     }
-    return next;
   };
-  const first = await boot();
+  await boot();
+  const first = machine as XsMachine | undefined;
+  if (!first) throw new Error(`${options.deviceId}: the image in the boot partition crashed at power-on`);
   return {
     deviceId: options.deviceId,
     bmp280,
@@ -492,6 +633,10 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
     get powerCycles() {
       return powerCycles;
     },
+    get image() {
+      return booted.at(-1) as RunningImage;
+    },
+    boots: booted,
     faults: {
       set: faultSet,
       disconnectSensor(address, disconnected = true) {
@@ -512,9 +657,13 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       dropLinkAfterPublish() {
         faultSet.armLinkDropAfterPublish();
       },
+      dropLinkAtChunks(...chunks) {
+        faultSet.armLinkDropAtChunks(chunks);
+      },
       async powerLoss(powerLoss = {}) {
         const offMs = powerLoss.offMs ?? 1000;
         if (powerLoss.atFlashWrite !== undefined) faultSet.armPowerLoss(powerLoss.atFlashWrite, offMs);
+        else if (powerLoss.atOtaWrite !== undefined) faultSet.armPowerLoss(powerLoss.atOtaWrite, offMs, "ota");
         else await powerCycle(offMs);
       },
     },
@@ -524,6 +673,7 @@ export async function startSimDevice(options: SimDeviceOptions): Promise<SimDevi
       await machine?.stop();
       mqttBridge.powerOff();
       for (const partition of partitions) partition.close();
+      apps.close();
     },
   };
 }

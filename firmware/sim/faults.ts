@@ -24,6 +24,9 @@ export function seededRandom(seed: number): () => number {
 
 const LINK_DROP_AFTER_PUBLISH = "link-drop-after-publish";
 
+/** What a power-loss fault counts writes of: the data partitions (flash) or the app partition (ota). */
+export type WriteMedium = "flash" | "ota";
+
 /** Names a device on a simulated bus for the fault set, e.g. "i2c:0x76". */
 export function busTarget(bus: string, address: number): string {
   return `${bus}:0x${address.toString(16).padStart(2, "0")}`;
@@ -42,6 +45,11 @@ export interface PowerLossOptions {
    * random prefix of its bytes reached the chip; without it, the power goes at once.
    */
   atFlashWrite?: number;
+  /**
+   * Cut the power in the middle of the n-th write to an app partition through the `ota` module from
+   * now (an update being written), after a seeded random prefix of its bytes reached the chip.
+   */
+  atOtaWrite?: number;
   /** Virtual milliseconds the device stays off before it boots again (default 1000). */
   offMs?: number;
 }
@@ -55,8 +63,11 @@ export interface PowerLossOptions {
 export class FaultSet {
   readonly random: () => number;
   readonly #active = new Map<string, number>();
-  #flashWritesToPowerLoss = 0;
+  readonly #writesToPowerLoss: Record<WriteMedium, number> = { flash: 0, ota: 0 };
   #powerLossOffMs = 0;
+  /** Artifact chunks counted since dropLinkAtChunk armed, and at which of them the link drops. */
+  #chunksSeen = 0;
+  readonly #linkDropsAtChunk = new Set<number>();
   /** How far the device's wall clock is off the simulator's, ms. */
   wallOffsetMs = 0;
 
@@ -101,15 +112,32 @@ export class FaultSet {
     return true;
   }
 
-  armPowerLoss(writes: number, offMs: number): void {
-    if (!Number.isInteger(writes) || writes < 1) throw new RangeError(`atFlashWrite must be >= 1, got ${writes}`);
-    this.#flashWritesToPowerLoss = writes;
+  armPowerLoss(writes: number, offMs: number, medium: WriteMedium = "flash"): void {
+    if (!Number.isInteger(writes) || writes < 1)
+      throw new RangeError(`the write to fail at must be >= 1, got ${writes}`);
+    this.#writesToPowerLoss[medium] = writes;
     this.#powerLossOffMs = offMs;
   }
 
-  /** Called for every flash write: the power-off time when this write is the one to tear. */
-  takePowerLoss(): number | undefined {
-    if (this.#flashWritesToPowerLoss === 0 || --this.#flashWritesToPowerLoss > 0) return undefined;
+  /** Called for every write to the medium: the power-off time when this write is the one to tear. */
+  takePowerLoss(medium: WriteMedium = "flash"): number | undefined {
+    if (this.#writesToPowerLoss[medium] === 0 || --this.#writesToPowerLoss[medium] > 0) return undefined;
     return this.#powerLossOffMs;
+  }
+
+  /** The link drops just before each of these artifact chunks from now (1: the next) would reach the device. */
+  armLinkDropAtChunks(chunks: readonly number[]): void {
+    for (const chunk of chunks)
+      if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunks must be >= 1, got ${chunk}`);
+    this.#chunksSeen = 0;
+    this.#linkDropsAtChunk.clear();
+    for (const chunk of chunks) this.#linkDropsAtChunk.add(chunk);
+  }
+
+  /** Called for every artifact chunk on its way to the device: true when the link drops on this one. */
+  takeLinkDropAtChunk(): boolean {
+    if (this.#linkDropsAtChunk.size === 0) return false;
+    this.#chunksSeen++;
+    return this.#linkDropsAtChunk.delete(this.#chunksSeen);
   }
 }

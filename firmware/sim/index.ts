@@ -11,7 +11,14 @@ export {
   DATASHEET_TRIMMING,
 } from "./bmp280-model.ts";
 export { FastClock, RealTimeClock, type SimClock, VirtualClock } from "./clock.ts";
-export { type SimDevice, type SimDeviceOptions, type SimFaults, startSimDevice } from "./device.ts";
+export {
+  type RunningImage,
+  SIM_IMAGE_MARKERS,
+  type SimDevice,
+  type SimDeviceOptions,
+  type SimFaults,
+  startSimDevice,
+} from "./device.ts";
 export { BusTimeoutError, busTarget, FaultSet, type PowerLossOptions, seededRandom } from "./faults.ts";
 export { FLASH_SECTOR_BYTES, FlashPartition } from "./flash.ts";
 export { GpioModel, type PinLevel, type PwmLevel } from "./gpio.ts";

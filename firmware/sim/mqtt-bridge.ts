@@ -7,6 +7,7 @@
 
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { parseTelemetryAck, parseTopic } from "@kestrel/wire";
+import { CHUNK_HEADER_BYTES, ChunkStatus, readChunkHeader } from "@kestrel/wire/artifacts";
 import { DEVICE_TLS } from "@kestrel/wire/device-tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { FaultSet } from "./faults.ts";
@@ -26,6 +27,12 @@ interface AwaitedAck {
   release: () => void;
 }
 
+/** An artifact chunk request sent and not fully answered yet, and its hold on the clock. */
+interface AwaitedChunks {
+  end: number;
+  release: () => void;
+}
+
 interface Connection {
   client: MqttClient;
   /** The firmware closed it: no further events for it. */
@@ -34,10 +41,32 @@ interface Connection {
   /** The telemetry-ack topic once the firmware subscribed to it. */
   ackTopic: string | undefined;
   awaitingAck: AwaitedAck[];
+  awaitingChunks: AwaitedChunks[];
+}
+
+/**
+ * Lets virtual time move on once the chunks a request asked for have all arrived (or the gateway
+ * refused it), so a download never sees its own request time out because the network took real time.
+ */
+function settleChunks(connection: Connection, message?: Buffer): void {
+  const awaiting = connection.awaitingChunks;
+  if (!message) {
+    for (const request of awaiting.splice(0)) request.release();
+    return;
+  }
+  const header = readChunkHeader(message);
+  const request = awaiting[0];
+  if (!header || !request) return;
+  const end = header.offset + message.length - CHUNK_HEADER_BYTES;
+  if (header.status !== ChunkStatus.ok || end >= Math.min(request.end, header.size)) {
+    awaiting.shift();
+    request.release();
+  }
 }
 
 /** Lets virtual time move on again for every batch the ack (or undefined: the connection's end) settles. */
 function settleAcks(connection: Connection, ack?: { boot: number; seq: number }): void {
+  if (!ack) settleChunks(connection);
   const awaiting = connection.awaitingAck;
   let settled = 0;
   while (settled < awaiting.length) {
@@ -125,6 +154,9 @@ export class MqttBridge {
     this.#faults = faults;
   }
 
+  /** While set, every connection the firmware opens fails at once (a health-check test's broken image). */
+  refuseConnections = false;
+
   /** Host calls behind the simulated Client. */
   handle(op: string, args: Record<string, unknown>): unknown {
     switch (op) {
@@ -144,6 +176,7 @@ export class MqttBridge {
         // Not held until the PUBACK, which Moddable's client ignores; held until the telemetry ack,
         // which the firmware waits for.
         if (telemetry && connection.ackTopic !== undefined) this.#awaitAck(connection, payload);
+        if (parseTopic(topic)?.kind === "artifact/get") this.#awaitChunks(connection, payload);
         client.publish(topic, payload, { qos: qosOf(args.qos), retain: args.retain === true }, (error) => {
           if (error) this.#logger.warn({ topic, err: error.message }, "simulated mqtt publish failed");
         });
@@ -215,6 +248,11 @@ export class MqttBridge {
         retain: will.retain === true,
       };
     const id = this.#nextId++;
+    if (this.refuseConnections) {
+      // The image under test cannot reach its gateway: every attempt fails as a refused connect would.
+      setImmediate(() => this.#emit(id, { type: "close" }));
+      return id;
+    }
     const refusal =
       typeof args.tls === "object" && args.tls !== null
         ? clientKeyRefusal(args.tls as Record<string, unknown>)
@@ -231,6 +269,7 @@ export class MqttBridge {
       closeReported: false,
       ackTopic: undefined,
       awaitingAck: [],
+      awaitingChunks: [],
     };
     this.#connections.set(id, connection);
     const { client } = connection;
@@ -241,7 +280,14 @@ export class MqttBridge {
     });
     client.on("message", (topic, payload) => {
       if (connection.closedByDevice) return;
+      const chunk = parseTopic(topic)?.kind === "artifact/chunk";
+      if (chunk && this.#faults?.takeLinkDropAtChunk()) {
+        this.#logger.info({ topic }, "simulated link drop before an artifact chunk");
+        client.end(true);
+        return;
+      }
       this.#emit(id, { type: "message", topic, bytes: Array.from(payload) });
+      if (chunk) settleChunks(connection, payload);
       if (topic !== connection.ackTopic) return;
       const ack = parseTelemetryAck(payload.toString("utf8"));
       if (ack.ok) settleAcks(connection, ack.value);
@@ -267,6 +313,12 @@ export class MqttBridge {
     const last = batch.samples.at(-1);
     if (last === undefined) return;
     connection.awaitingAck.push({ boot: batch.boot, seq: last.seq, release: this.#hold() });
+  }
+
+  /** Holds virtual time until the chunks asked for have arrived, or the connection ends. */
+  #awaitChunks(connection: Connection, payload: Buffer): void {
+    const request = JSON.parse(payload.toString("utf8")) as { offset: number; length: number };
+    connection.awaitingChunks.push({ end: request.offset + request.length, release: this.#hold() });
   }
 
   #connected(args: Record<string, unknown>): Connection {

@@ -1,7 +1,8 @@
 // The Kestrel device application: counts boots in flash, samples the configured sensors every interval, batches
 // readings into TelemetryBatch payloads and publishes them over MQTT from a ring in flash that keeps each
 // batch until the gateway's telemetry ack confirms it (sent again after a lost link or a missing ack),
-// reconnecting with exponential backoff. Executes the commands it receives on d/{id}/cmd.
+// reconnecting with exponential backoff. Executes the commands it receives on d/{id}/cmd, and installs
+// the signed artifacts (firmware updates) its gateway offers (kestrel/artifact-update).
 
 import Resource from "Resource";
 import {
@@ -14,11 +15,13 @@ import {
   WIRE_VERSION,
 } from "@kestrel/wire";
 import Instrumentation from "instrumentation";
+import ArtifactUpdater, { type OtaSettings, readOtaSettings } from "kestrel/artifact-update";
 import CommandHandler, { type CommandOutcome } from "kestrel/commands";
 import Faults from "kestrel/faults";
 import FlashRing, { IN_FLIGHT_MAX } from "kestrel/flash-ring";
 import Log, { describeError } from "kestrel/log";
 import LogShipper from "kestrel/log-shipper";
+import { runningVersion } from "kestrel/ota-rollback";
 import Plugins, { parseTrustedKeys } from "kestrel/plugins";
 import PulseCapture from "kestrel/pulse-capture";
 import { type BootReport, forgiveResets, markDeliberateReset, takeBootReport } from "kestrel/reset";
@@ -45,8 +48,6 @@ import SecureSocket from "securesocket";
 import "system";
 import Time from "time";
 import Timer from "timer";
-
-export const FIRMWARE_VERSION = "0.1.0";
 
 const PREFERENCE_DOMAIN = "kestrel";
 const BOOT_KEY = "boot";
@@ -83,6 +84,7 @@ const TLS_1_2 = 0x0303;
 const TELEMETRY_PUBLISH = { quality: 1 } as const;
 const STATE_PUBLISH = { quality: 1, retain: true } as const;
 const ACK_PUBLISH = { quality: 1 } as const;
+const ARTIFACT_PUBLISH = { quality: 1 } as const;
 
 function hexAddress(address: number): string {
   return `0x${address.toString(16).padStart(2, "0")}`;
@@ -201,6 +203,10 @@ class Device {
   #reconnectTimer: Timer | undefined;
   #flushTimer: Timer | undefined;
   #ackTimer: Timer | undefined;
+  readonly #updater: ArtifactUpdater;
+  /** What a new image's health check looks at: the gateway was reached, the sampler ran. */
+  #everConnected = false;
+  #sampleTicks = 0;
 
   constructor(
     settings: DeviceSettings,
@@ -209,6 +215,7 @@ class Device {
     config: RuntimeConfig,
     log: Log,
     logs: LogShipper | undefined,
+    ota: OtaSettings,
   ) {
     this.#settings = settings;
     this.#log = log;
@@ -236,6 +243,16 @@ class Device {
     this.#plugins = openPlugins(settings, this.#sensors.names, this.#onPluginsChanged, log);
     this.#batcher = this.#batcherFor(this.#sensors);
     this.#buffer = openBuffer(settings.flashPartition, log);
+    this.#updater = new ArtifactUpdater(
+      {
+        deviceId: settings.deviceId,
+        log,
+        publish: this.#publishArtifact,
+        healthProblem: this.#healthProblem,
+        restart: () => System.restart(),
+      },
+      ota,
+    );
   }
 
   start(): void {
@@ -251,6 +268,7 @@ class Device {
     Timer.repeat(this.#onStateTimer, this.#settings.stateIntervalMs);
     if (!this.#safeMode) this.#startSampling();
     this.#connect();
+    this.#updater.afterBoot(this.#bootReport.reason);
   }
 
   #startSampling(): void {
@@ -267,6 +285,7 @@ class Device {
 
   readonly #onSampleTimer = (): void => {
     if (Faults.hung("sampling")) return;
+    this.#sampleTicks++;
     this.#watchdog.beat("sampling");
     this.#sample();
   };
@@ -336,11 +355,13 @@ class Device {
 
   readonly #onReady = (): void => {
     this.#online = true;
+    this.#everConnected = true;
     this.#reconnectDelay = RECONNECT_MIN_MS;
     this.#log.write("info", "mqtt connected", { queued: this.#buffer?.size ?? 0 });
     try {
       this.#client?.subscribe(this.#commandTopic);
       this.#client?.subscribe(this.#telemetryAckTopic);
+      for (const topic of this.#updater.topics) this.#client?.subscribe(topic);
       if (this.#plugins) this.#client?.subscribe(this.#pluginTopic);
     } catch (error) {
       this.#log.write("warn", "subscription failed", { error: describeError(error) });
@@ -351,12 +372,34 @@ class Device {
     this.#buffer?.rewind();
     this.#flush();
     this.#scheduleLogShip();
+    this.#updater.connected();
   };
 
   readonly #onMessage = (topic: string, data: ArrayBuffer): void => {
     if (topic === this.#commandTopic) this.#commands.handle(data);
     else if (topic === this.#telemetryAckTopic) this.#onTelemetryAck(data);
+    else if (this.#updater.handles(topic)) this.#updater.message(topic, data);
     else if (topic === this.#pluginTopic) this.#plugins?.install(String.fromArrayBuffer(data));
+  };
+
+  /** For the updater: a status report or a chunk request, at QoS 1; false when it could not go. */
+  readonly #publishArtifact = (topic: string, payload: string): boolean => {
+    const client = this.#client;
+    if (!client || !this.#online) return false;
+    try {
+      client.publish(topic, payload, ARTIFACT_PUBLISH);
+      return true;
+    } catch (error) {
+      if (!(error instanceof Error && error.message === SEND_BUFFER_FULL)) this.#connectionLost();
+      return false;
+    }
+  };
+
+  /** A new image must reach its gateway and keep sampling through its health window. */
+  readonly #healthProblem = (): string | undefined => {
+    if (!this.#everConnected) return "no connection to the gateway since the update";
+    if (!this.#safeMode && this.#sampleTicks === 0) return "the sampler never ran since the update";
+    return undefined;
   };
 
   /** Plugins started, stopped or changed: their metrics get columns of their own, and the cloud hears of it. */
@@ -678,7 +721,7 @@ class Device {
     const state: DeviceState = {
       v: WIRE_VERSION,
       online: true,
-      fw: FIRMWARE_VERSION,
+      fw: this.#updater.version,
       boot: this.#boot,
       uptime: this.#uptime(),
       reset: this.#bootReport.reason,
@@ -743,6 +786,7 @@ class Device {
     this.#buffer?.rewind();
     Timer.clear(this.#ackTimer);
     this.#ackTimer = undefined;
+    this.#updater.disconnected();
     this.#scheduleReconnect();
   }
 
@@ -760,8 +804,10 @@ class Device {
 export default function main(): void {
   const log = new Log();
   let settings: DeviceSettings;
+  let ota: OtaSettings;
   try {
     settings = readSettings(config);
+    ota = readOtaSettings(config);
   } catch (error) {
     log.write("error", "invalid configuration", { error: describeError(error) });
     return;
@@ -772,11 +818,11 @@ export default function main(): void {
   const report = takeBootReport(settings.safeModeAfterResets, log);
   const runtime = loadRuntimeConfig(settings, log);
   log.setLevel(runtime.logLevel);
-  log.write("info", "boot", { fw: FIRMWARE_VERSION, boot, deviceId: settings.deviceId, reset: report.reason });
+  log.write("info", "boot", { fw: runningVersion(), boot, deviceId: settings.deviceId, reset: report.reason });
   if (report.safeMode)
     log.write("error", "boot loop: safe mode, sampling off until a clean run or a reboot command", {
       abnormalResets: report.abnormalResets,
       cleanRunMs: settings.safeModeWindowMs,
     });
-  new Device(settings, boot, report, runtime, log, logs).start();
+  new Device(settings, boot, report, runtime, log, logs, ota).start();
 }

@@ -43,6 +43,17 @@ export interface GatewayConfig {
   tls: TlsListenerConfig | undefined;
   /** Bridge to this broker instead of running the embedded one; undefined when EXTERNAL_BROKER_URL is unset. */
   externalBroker: ExternalBrokerConfig | undefined;
+  /** The artifact cache (under dataDir/artifacts) and how devices download from it. */
+  artifacts: ArtifactServingConfig;
+}
+
+export interface ArtifactServingConfig {
+  /** Least recently used artifacts are evicted beyond this (ARTIFACT_CACHE_MAX_BYTES). */
+  cacheMaxBytes: number;
+  /** Devices downloading at once; more are told to come back later (ARTIFACT_MAX_DOWNLOADS). */
+  maxDownloads: number;
+  /** A download with no chunk request for this long frees its place (ARTIFACT_DOWNLOAD_IDLE_MS). */
+  idleMs: number;
 }
 
 export interface ExternalBrokerConfig {
@@ -149,6 +160,11 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     logLevel,
     tls,
     externalBroker: bridge,
+    artifacts: {
+      cacheMaxBytes: integer(env, "ARTIFACT_CACHE_MAX_BYTES", 2 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+      maxDownloads: integer(env, "ARTIFACT_MAX_DOWNLOADS", 8, 1, 10_000),
+      idleMs: integer(env, "ARTIFACT_DOWNLOAD_IDLE_MS", 30_000, 1000, 3_600_000),
+    },
   };
 }
 

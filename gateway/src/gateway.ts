@@ -1,12 +1,16 @@
 // Composes the gateway: the device-facing MQTT broker (embedded aedes with device
 // authentication and topic ACLs, or a bridge to an external one), the durable uplink
-// to the cloud, the command relay, and a small HTTP server for health and Prometheus
-// metrics. With GATEWAY_WORKERS > 1 several processes each run the part below the
+// to the cloud, the command relay, the artifact cache and relay (signed updates), and a
+// small HTTP server for health and Prometheus metrics. With GATEWAY_WORKERS > 1 several processes each run the part below the
 // HTTP server (GatewayCore) on shared ports, and one serves HTTP for all (cluster.ts).
 
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { ArtifactCache } from "./artifacts/artifact-cache.ts";
+import { ArtifactChannel } from "./artifacts/artifact-channel.ts";
+import { ArtifactRelay } from "./artifacts/artifact-relay.ts";
+import { ChunkServer } from "./artifacts/chunk-server.ts";
 import { startBridge } from "./bridge/external-broker.ts";
 import { DeviceAuthenticator } from "./broker/device-auth.ts";
 import {
@@ -35,6 +39,7 @@ export interface Gateway {
   readonly httpPort: number;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
+  readonly artifactCache: ArtifactCache;
   /** `deliverMs`: how long the uplink may still try to deliver what is queued (it stays on disk). */
   stop(deliverMs?: number): Promise<void>;
 }
@@ -48,6 +53,7 @@ export interface GatewayCore {
   readonly mqttTlsPort: number | undefined;
   readonly metrics: GatewayMetrics;
   readonly forwarder: UplinkForwarder;
+  readonly artifactCache: ArtifactCache;
   health(): Promise<GatewayHealth>;
   /** The metrics in the Prometheus text format, gauges read now. */
   renderMetrics(): Promise<string>;
@@ -93,7 +99,9 @@ async function openQueues(dir: string, config: GatewayConfig, logger: Logger) {
   logger.info({ dir, ...uplink.report }, "uplink queue opened");
   const acks = await DiskQueue.open({ dir: join(dir, "acks"), maxBytes: ACK_QUEUE_MAX_BYTES });
   logger.info({ dir, ...acks.report }, "command ack queue opened");
-  return { uplink: uplink.queue, acks: acks.queue };
+  const reports = await DiskQueue.open({ dir: join(dir, "artifact-reports"), maxBytes: ACK_QUEUE_MAX_BYTES });
+  logger.info({ dir, ...reports.report }, "artifact report queue opened");
+  return { uplink: uplink.queue, acks: acks.queue, reports: reports.queue };
 }
 
 export async function startGatewayCore(
@@ -135,6 +143,39 @@ export async function startGatewayCore(
     logger: logger.child({ component: "downlink" }),
     metrics,
   });
+  const artifactLog = logger.child({ component: "artifacts" });
+  const artifactChannel = new ArtifactChannel({
+    baseUrl: config.cloudUrl,
+    gatewayKey: config.gatewayKey,
+    timeoutMs: config.cloudTimeoutMs,
+  });
+  // Each worker keeps its own cache (and fetches each artifact once for itself), and takes its
+  // share of the gateway's download limit.
+  const artifactCache = await ArtifactCache.open({
+    dir: join(workerDir(config.dataDir, index), "artifacts"),
+    maxBytes: config.artifacts.cacheMaxBytes,
+    channel: artifactChannel,
+    logger: artifactLog,
+    metrics,
+  });
+  const chunks = new ChunkServer({
+    cache: artifactCache,
+    maxDownloads: Math.ceil(config.artifacts.maxDownloads / processes),
+    idleMs: config.artifacts.idleMs,
+    logger: artifactLog,
+    metrics,
+  });
+  const artifactRelayFor = (reports: DiskQueue, relayMetrics: GatewayMetrics, relayLogger: Logger) =>
+    new ArtifactRelay({
+      channel: artifactChannel,
+      cache: artifactCache,
+      reports,
+      // Called only after start(), by which time the broker exists.
+      publish: (deviceId, offer) => broker.publishOffer(deviceId, offer),
+      logger: relayLogger,
+      metrics: relayMetrics,
+    });
+  const artifacts = artifactRelayFor(queues.reports, metrics, artifactLog);
 
   // Their own metrics: the gauges of this process's queue stay this queue's.
   const orphans = await Promise.all(
@@ -150,17 +191,22 @@ export async function startGatewayCore(
         logger: orphanLogger,
         metrics: orphanMetrics,
       });
-      return { forwarder: forwarderFor(orphan.uplink, orphanMetrics, orphanLogger), relay };
+      return {
+        forwarder: forwarderFor(orphan.uplink, orphanMetrics, orphanLogger),
+        relay,
+        // Likewise: no device is ever ready here, so it only delivers reports.
+        artifacts: artifactRelayFor(orphan.reports, orphanMetrics, orphanLogger),
+      };
     }),
   );
 
   const log = logger.child({ component: "broker" });
-  const intake = new DeviceMessageIntake({ forwarder, commands, metrics, logger: log });
+  const intake = new DeviceMessageIntake({ forwarder, commands, artifacts, chunks, metrics, logger: log });
   // The embedded broker, kept apart from the interface both share for what only it can do (takeovers).
   let embedded: EmbeddedBroker | undefined;
   let broker: DeviceBroker;
   if (config.externalBroker) {
-    broker = await startBridge({ config: config.externalBroker, intake, commands, metrics, logger: log });
+    broker = await startBridge({ config: config.externalBroker, intake, commands, artifacts, metrics, logger: log });
   } else {
     embedded = await startEmbeddedBroker({
       config,
@@ -171,6 +217,8 @@ export async function startGatewayCore(
       }),
       intake,
       commands,
+      artifacts,
+      chunks,
       metrics,
       logger: log,
       claims: worker?.claims,
@@ -204,9 +252,11 @@ export async function startGatewayCore(
   forwarder.start();
   reporter?.start();
   commands.start();
+  artifacts.start();
   for (const orphan of orphans) {
     orphan.forwarder.start();
     orphan.relay.start();
+    orphan.artifacts.start();
   }
 
   return {
@@ -214,6 +264,7 @@ export async function startGatewayCore(
     mqttTlsPort: broker.mqttTlsPort,
     metrics,
     forwarder,
+    artifactCache,
     async health() {
       const oldestQueuedAgeMs = await uplink.oldestAgeMs();
       return { status: "ok", clients: broker.connectedClients, queued: uplink.depth, oldestQueuedAgeMs };
@@ -231,9 +282,13 @@ export async function startGatewayCore(
       await broker.close();
       // After the broker: no ack can arrive any more, and the last ones are still relayed.
       await commands.stop();
+      await artifacts.stop();
+      artifactCache.close();
       await forwarder.stop(deliverMs);
       await Promise.all(
-        orphans.map(async (orphan) => Promise.all([orphan.relay.stop(), orphan.forwarder.stop(deliverMs)])),
+        orphans.map(async (orphan) =>
+          Promise.all([orphan.relay.stop(), orphan.artifacts.stop(), orphan.forwarder.stop(deliverMs)]),
+        ),
       );
       await reporter?.stop();
     },
@@ -268,6 +323,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     httpPort: http.port,
     metrics: core.metrics,
     forwarder: core.forwarder,
+    artifactCache: core.artifactCache,
     async stop(deliverMs?: number) {
       await core.stop(deliverMs);
       await close(http.server);

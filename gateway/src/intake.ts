@@ -15,7 +15,10 @@ import {
   topics,
   WIRE_VERSION,
 } from "@kestrel/wire";
+import { artifactTopics, parseArtifactChunkRequest, parseArtifactStatusReport } from "@kestrel/wire/artifacts";
 import type { Logger } from "pino";
+import type { ArtifactRelay } from "./artifacts/artifact-relay.ts";
+import type { ChunkServer } from "./artifacts/chunk-server.ts";
 import type { CommandRelay } from "./downlink/command-relay.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import { QueueFullError } from "./uplink/disk-queue.ts";
@@ -24,6 +27,8 @@ import type { UplinkForwarder } from "./uplink/forwarder.ts";
 export interface IntakeOptions {
   forwarder: UplinkForwarder;
   commands: CommandRelay;
+  artifacts: ArtifactRelay;
+  chunks: ChunkServer;
   metrics: GatewayMetrics;
   logger: Logger;
 }
@@ -31,7 +36,7 @@ export interface IntakeOptions {
 /** A message for a device's topic. */
 export interface OutgoingMessage {
   topic: string;
-  payload: string;
+  payload: string | Buffer;
 }
 
 /**
@@ -42,6 +47,8 @@ export interface OutgoingMessage {
 export interface AcceptedMessage {
   state?: DeviceState;
   telemetryAck?: OutgoingMessage;
+  /** Answers to publish to the device (QoS 0): the artifact chunks it asked for. */
+  replies?: OutgoingMessage[];
 }
 
 export class DeviceMessageIntake {
@@ -53,7 +60,7 @@ export class DeviceMessageIntake {
    * when it could not be queued; the broker must then not acknowledge it, so the device retries.
    */
   async accept(deviceId: string, topic: string, payload: Buffer | string): Promise<AcceptedMessage | undefined> {
-    const { forwarder, commands, metrics, logger } = this.options;
+    const { forwarder, commands, artifacts, chunks, metrics, logger } = this.options;
     const kind = parseTopic(topic)?.kind;
     const text = Buffer.isBuffer(payload) ? payload.toString("utf8") : String(payload);
     const drop = (code: string, what: string, message: string): undefined => {
@@ -82,6 +89,16 @@ export class DeviceMessageIntake {
       const parsed = parseCommandAck(text);
       if (!parsed.ok) return drop(parsed.error.code, "command ack", parsed.error.message);
       durable = commands.ack(deviceId, parsed.value);
+    } else if (kind === "artifact/status") {
+      const parsed = parseArtifactStatusReport(text);
+      if (!parsed.ok) return drop(parsed.error.code, "artifact report", parsed.error.message);
+      durable = artifacts.report(deviceId, parsed.value);
+    } else if (kind === "artifact/get") {
+      // Not kept: a device whose request or chunk is lost asks again.
+      const parsed = parseArtifactChunkRequest(text);
+      if (!parsed.ok) return drop(parsed.error.code, "chunk request", parsed.error.message);
+      const topic = artifactTopics.chunk(deviceId);
+      accepted.replies = (await chunks.serve(deviceId, parsed.value)).map((payload) => ({ topic, payload }));
     }
     try {
       await durable;

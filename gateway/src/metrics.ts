@@ -35,6 +35,26 @@ const COUNTERS: Record<string, [help: string, labels: string[]]> = {
   kestrel_gateway_command_acks_dropped_total: ["device command acks given up on", []],
   kestrel_gateway_downlink_failures_total: ["failed command polls, publishes and ack relays", ["operation"]],
   kestrel_gateway_uplink_reports_failed_total: ["reports of the uplink's progress the cloud did not take", []],
+  kestrel_gateway_artifact_offers_published_total: ["artifact offers from the cloud published to devices", []],
+  kestrel_gateway_artifact_reports_relayed_total: ["device artifact reports delivered to the cloud", []],
+  kestrel_gateway_artifact_reports_dropped_total: ["device artifact reports given up on", []],
+  kestrel_gateway_artifact_fetches_total: [
+    "artifact downloads from the cloud into the cache, by whether they resumed a cut one",
+    ["resumed"],
+  ],
+  kestrel_gateway_artifact_fetch_failures_total: ["artifact downloads that failed, by code", ["code"]],
+  kestrel_gateway_artifact_upstream_bytes_total: ["artifact bytes downloaded from the cloud", []],
+  kestrel_gateway_artifact_cache_requests_total: [
+    "device chunk requests, by whether the artifact was in the cache already (hit) or had to come from the cloud (miss)",
+    ["result"],
+  ],
+  kestrel_gateway_artifact_chunks_served_total: ["artifact chunks sent to devices", []],
+  kestrel_gateway_artifact_bytes_served_total: ["artifact bytes sent to devices", []],
+  kestrel_gateway_artifact_refusals_total: [
+    "chunk requests answered without data, by chunk status (1 not found, 2 bad range, 3 busy, 4 unavailable)",
+    ["status"],
+  ],
+  kestrel_gateway_artifact_evictions_total: ["artifacts evicted from the cache", []],
 };
 
 const GAUGES: Record<string, string> = {
@@ -42,6 +62,8 @@ const GAUGES: Record<string, string> = {
   kestrel_gateway_queue_depth: "items waiting to be delivered to the cloud",
   kestrel_gateway_queue_bytes: "bytes of the on-disk uplink queue",
   kestrel_gateway_queue_oldest_age_seconds: "age of the oldest item waiting to be delivered to the cloud",
+  kestrel_gateway_artifact_cache_bytes: "bytes of artifacts in the cache",
+  kestrel_gateway_artifact_downloads_active: "devices downloading an artifact now",
 };
 
 export class GatewayMetrics {

@@ -17,6 +17,8 @@ export interface CloudPeer {
   failIngestWith: number | undefined;
   /** The gateway's uplink progress reports, in arrival order. */
   uplinkReports: Array<{ gatewayId: string; uplink: { pending: number; oldestAt: number | null; at: number } }>;
+  /** Devices' artifact status reports relayed by the gateway, in arrival order. */
+  artifactReports: Array<{ deviceId: string; receivedAt: number; report: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
     failWith: undefined,
     failIngestWith: undefined,
     uplinkReports: [],
+    artifactReports: [],
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server: Server = createServer((request, response) => {
@@ -58,6 +61,11 @@ export async function startCloudPeer(devices: Record<string, string>): Promise<C
         peer.uplinkReports.push(json as unknown as CloudPeer["uplinkReports"][number]);
         response.writeHead(204);
         return response.end();
+      }
+      if (request.url === "/api/gateway/v1/artifact-reports") {
+        const reports = json.reports as CloudPeer["artifactReports"];
+        peer.artifactReports.push(...reports);
+        return answer(200, { applied: reports.length, ignored: 0, rejected: [] });
       }
       if (request.url === "/api/gateway/v1/ingest") {
         if (peer.failIngestWith !== undefined) {

@@ -243,6 +243,26 @@ describe("gateway configuration", () => {
     );
   });
 
+  test("the artifact cache and download limit: defaults, values, refusals", () => {
+    const key = { GATEWAY_KEY: "k".repeat(20) };
+    assert.deepEqual(loadGatewayConfig(key).artifacts, {
+      cacheMaxBytes: 2 * 1024 ** 3,
+      maxDownloads: 8,
+      idleMs: 30_000,
+    });
+    assert.deepEqual(
+      loadGatewayConfig({
+        ...key,
+        ARTIFACT_CACHE_MAX_BYTES: "104857600",
+        ARTIFACT_MAX_DOWNLOADS: "20",
+        ARTIFACT_DOWNLOAD_IDLE_MS: "5000",
+      }).artifacts,
+      { cacheMaxBytes: 104_857_600, maxDownloads: 20, idleMs: 5000 },
+    );
+    assert.throws(() => loadGatewayConfig({ ...key, ARTIFACT_MAX_DOWNLOADS: "0" }), /ARTIFACT_MAX_DOWNLOADS must be/);
+    assert.throws(() => loadGatewayConfig({ ...key, ARTIFACT_CACHE_MAX_BYTES: "10" }), /ARTIFACT_CACHE_MAX_BYTES/);
+  });
+
   test("turns the plain TCP listener off only when a TLS listener serves instead", () => {
     assert.throws(
       () => loadGatewayConfig({ GATEWAY_KEY: "k".repeat(20), MQTT_PORT: "off" }),

@@ -44,11 +44,18 @@ export class RealCloud {
     private readonly progress: () => Promise<Array<{ gatewayId: string; pending: number; completeUntil: Date }>>,
   ) {}
 
-  static async start(deviceIds: string[]): Promise<RealCloud> {
+  /** env: further cloud settings (e.g. OTA_TICK_MS), as the environment would give them. */
+  static async start(deviceIds: string[], env: Record<string, string> = {}): Promise<RealCloud> {
     const dataDir = await tempDir("cloud");
     const ferret = await startEmbeddedFerretDb({ dataDir: join(dataDir, "ferretdb") });
     const port = await freePort();
-    const config = loadConfig({ MONGODB_URI: ferret.uri, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir });
+    const config = loadConfig({
+      ...env,
+      MONGODB_URI: ferret.uri,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+    });
     const store = await connectDb(ferret.uri, config.mongoDb);
     const credentials = await bootstrap(store.db, { tenantName: "Test", adminEmail: "admin@test.local", deviceIds });
     const cloud = new RealCloud(

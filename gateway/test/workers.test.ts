@@ -3,7 +3,8 @@
 // its old one held by the other worker, and queues of workers no longer running are drained.
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { mergeWorkerMetrics } from "../src/cluster.ts";
@@ -12,6 +13,18 @@ import { freePort, GatewayProcess, tempDir } from "./real-cloud.ts";
 import { until } from "./until.ts";
 
 const DEVICES = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`wk-${i}`, `token-wk-${i}`]));
+
+/** A device's artifact status report (d/{id}/artifact/status). */
+function artifactStatus(bytes: number): string {
+  return JSON.stringify({
+    v: 1,
+    campaign: "cmp_Zt3k9Qm2Lp8xW4vN",
+    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    status: "downloading",
+    bytes,
+    total: 1_572_864,
+  });
+}
 
 function batch(seq: number): string {
   return JSON.stringify({ v: 1, boot: 1, samples: [{ seq, ts: 1_764_000_000_000 + seq, m: { temperature: 20 } }] });
@@ -153,11 +166,31 @@ describe("a gateway of two worker processes", () => {
     await Promise.all(devices.map((client) => client.endAsync()));
   });
 
+  test("each worker keeps its own artifact cache and relays its devices' artifact reports", async () => {
+    assert.ok(existsSync(join(dataDir, "artifacts")), "worker 0's cache, where a gateway of one process keeps it");
+    assert.ok(existsSync(join(dataDir, "worker-1", "artifacts")), "worker 1's own cache");
+    const devices = await Promise.all(["wk-0", "wk-1", "wk-2", "wk-3"].map((id) => connect(id)));
+    await Promise.all(
+      devices.map((client, i) =>
+        client.publishAsync(`d/wk-${i}/artifact/status`, artifactStatus(4096 * i), { qos: 1 }),
+      ),
+    );
+    await until(() => cloud.artifactReports.length >= 4, "the four reports relayed");
+    assert.deepEqual(cloud.artifactReports.map((r) => r.deviceId).sort(), ["wk-0", "wk-1", "wk-2", "wk-3"]);
+    await Promise.all(devices.map((client) => client.endAsync()));
+  });
+
   test("with fewer workers after a restart, what the others had queued is still delivered", async () => {
     const devices = await Promise.all(["wk-0", "wk-1", "wk-2", "wk-3"].map((id) => connect(id)));
     cloud.failWith = 503;
+    cloud.artifactReports.length = 0;
     await Promise.all(
       devices.map((client, i) => client.publishAsync(`d/wk-${i}/telemetry`, batch(100 + i), { qos: 1 })),
+    );
+    await Promise.all(
+      devices.map((client, i) =>
+        client.publishAsync(`d/wk-${i}/artifact/status`, artifactStatus(65_536 + i), { qos: 1 }),
+      ),
     );
     await Promise.all(devices.map((client) => client.endAsync()));
     await gateway?.kill("SIGTERM");
@@ -168,6 +201,9 @@ describe("a gateway of two worker processes", () => {
       () => ["wk-0", "wk-1", "wk-2", "wk-3"].every((id, i) => telemetrySeqs(id).includes(100 + i)),
       "every acknowledged batch forwarded by the one process left",
     );
+    // Worker 1's artifact reports too, from the queue it left behind.
+    await until(() => cloud.artifactReports.length >= 4, "every queued artifact report relayed");
+    assert.deepEqual(cloud.artifactReports.map((r) => r.deviceId).sort(), ["wk-0", "wk-1", "wk-2", "wk-3"]);
   });
 });
 

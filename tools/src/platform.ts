@@ -12,6 +12,8 @@ import {
   connectDb,
   type EmbeddedBackend,
   loadConfig,
+  SecretBox,
+  SigningService,
   startEmbeddedFerretDb,
 } from "@kestrel/cloud";
 import { type SimDevice, startSimDevice } from "@kestrel/firmware/sim";
@@ -188,6 +190,12 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       await writeFile(credentialsPath, JSON.stringify(credentials, null, 2), { mode: 0o600 });
     }
 
+    // The organization's first signing key is built into the devices, as a real build would carry it.
+    const otaKeys = await new SigningService(
+      store.db,
+      await SecretBox.open(config.secretsKey, config.dataDir),
+    ).provisioningKey(credentials.tenantId, ADMIN_EMAIL);
+
     const app = await buildApp({ db: store.db, logger: logger.child({ service: "cloud" }), config });
     stops.push({ part: "cloud", stop: () => app.close() });
     await app.listen({ port: config.port, host: config.host });
@@ -235,7 +243,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
           stateDir: join(dataDir, "devices", device.deviceId),
           sampleIntervalMs: options.sampleIntervalMs,
           samplesPerBatch: options.samplesPerBatch,
-          settings: options.deviceSettings,
+          settings: { otaKeys, ...options.deviceSettings },
           seed: index + 1,
           logger: logger.child({ service: "device", deviceId: device.deviceId }),
         }),

@@ -28,9 +28,10 @@ export async function until<T>(probe: () => Promise<T | undefined>, what: string
 export async function cloudBehindGateway(
   name: string,
   deviceIds: string[],
+  env: { cloud?: Record<string, string>; gateway?: Record<string, string> } = {},
 ): Promise<{ cloud: RealCloud; gateway: Gateway; dataDir: string; stop(): Promise<void> }> {
   const dataDir = await tempDir(name);
-  const cloud = await RealCloud.start(deviceIds);
+  const cloud = await RealCloud.start(deviceIds, env.cloud);
   const gateway = await startGateway(
     loadGatewayConfig({
       MQTT_PORT: "0",
@@ -38,6 +39,7 @@ export async function cloudBehindGateway(
       CLOUD_URL: cloud.url,
       GATEWAY_KEY: cloud.credentials.gatewayKey,
       GATEWAY_DATA_DIR: join(dataDir, "gateway"),
+      ...env.gateway,
     }),
     silent,
   );

@@ -18,7 +18,19 @@ export const LIMITS = Object.freeze({
 const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const METRIC_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
-export type TopicKind = "telemetry" | "telemetry/ack" | "state" | "cmd" | "cmd/ack" | "log" | "plugin";
+export type TopicKind =
+  | "telemetry"
+  | "telemetry/ack"
+  | "state"
+  | "cmd"
+  | "cmd/ack"
+  | "log"
+  | "plugin"
+  // Signed artifacts (firmware, plugins, models): @kestrel/wire/artifacts has their payloads.
+  | "artifact"
+  | "artifact/get"
+  | "artifact/chunk"
+  | "artifact/status";
 
 export const topics = Object.freeze({
   telemetry: (deviceId: string): string => `d/${deviceId}/telemetry`,
@@ -52,6 +64,10 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     case "cmd/ack":
     case "log":
     case "plugin":
+    case "artifact":
+    case "artifact/get":
+    case "artifact/chunk":
+    case "artifact/status":
       return { deviceId, kind };
     default:
       return undefined;
@@ -123,19 +139,20 @@ export interface WireError {
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: WireError };
 
-function fail<T>(code: string, message: string): Parsed<T> {
+// The validation helpers below are shared with the wire's other modules (@kestrel/wire/artifacts).
+export function fail<T>(code: string, message: string): Parsed<T> {
   return { ok: false, error: { code, message } };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isUint(value: unknown, max: number): value is number {
+export function isUint(value: unknown, max: number): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= max;
 }
 
-function parseJson(text: string): Parsed<unknown> {
+export function parseJson(text: string): Parsed<unknown> {
   if (text.length > LIMITS.payloadBytes)
     return fail("payload_too_large", `payload exceeds ${LIMITS.payloadBytes} bytes`);
   try {

@@ -68,6 +68,18 @@ export function orgOf(request: FastifyRequest): string {
   return principalOf(request).tenantId;
 }
 
+/** Who did something, as records of it show it (createdBy, history). */
+export function actorOf(principal: Principal): string {
+  switch (principal.kind) {
+    case "user":
+      return principal.email;
+    case "apiKey":
+      return `key:${principal.keyId}`;
+    case "gateway":
+      return "gateway";
+  }
+}
+
 function declaredModes(config: RouteOptions["config"]): string[] {
   const modes: string[] = [];
   if (config?.permission !== undefined) modes.push("permission");

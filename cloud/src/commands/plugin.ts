@@ -1,16 +1,18 @@
 // Commands to devices: operators queue them and follow their status; gateways
 // long-poll for the commands of their connected devices and report the devices' acks.
 
-import { type CommandName, isDeviceId, LIMITS, validateCommandAck } from "@kestrel/wire";
+import { type CommandAck, type CommandName, isDeviceId, LIMITS, type Parsed, validateCommandAck } from "@kestrel/wire";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
 import { orgOf } from "../auth/access.ts";
 import { DeviceStore } from "../devices/device-store.ts";
 import { deviceNotFound } from "../devices/plugin.ts";
 import { EventPublisher } from "../events/event-publisher.ts";
+import { longPoll, POLL_BODY_LIMIT, type PollBody, pollBodySchema } from "../http/long-poll.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
+import { applyRelayed, RELAYED_BODY_LIMIT, relayResultSchema } from "../http/relayed.ts";
 import { type DeviceIdParams, deviceIdParams } from "../http/schemas.ts";
-import { countPattern } from "../http/text-schema.ts";
+import { limitParameter } from "../http/text-schema.ts";
 import { CommandBell } from "./command-bell.ts";
 import {
   type CommandDoc,
@@ -37,8 +39,6 @@ export interface CommandsOptions {
   recheckMs?: number;
 }
 
-export const MAX_WAIT_SECONDS = 25;
-const MAX_POLL_DEVICES = 10_000;
 const MAX_ACKS = 500;
 const DEVICE_ID = { type: "string", minLength: 1, maxLength: LIMITS.deviceIdLength } as const;
 
@@ -74,12 +74,6 @@ interface CommandParams extends DeviceIdParams {
   commandId: string;
 }
 
-interface PollBody {
-  devices: string[];
-  wait?: number;
-  max?: number;
-}
-
 /** A device's ack, or what the gateway did with a command it was handed. */
 type RelayItem = { deviceId: string; receivedAt: number } & (
   | { ack: unknown; delivery?: undefined }
@@ -90,12 +84,36 @@ interface AckBody {
   acks: RelayItem[];
 }
 
+/** A relayed item once checked: a delivery report, or a valid ack. */
+type Relayed =
+  | { delivery: { id: string; outcome: DeliveryOutcome }; ack?: undefined }
+  | { ack: CommandAck; delivery?: undefined };
+
 export async function commandsPlugin(app: FastifyInstance, options: CommandsOptions): Promise<void> {
   const commands = new CommandStore(options.db, options.leaseMs);
   const events = new EventPublisher(options.db);
   const devices = new DeviceStore(options.db);
   const bell = new CommandBell();
   const recheckMs = options.recheckMs ?? 1000;
+
+  /** Applies a device's ack; a command it finishes publishes its one `command.done`/`command.failed` event. */
+  const applyAck = async (tenantId: string, deviceId: string, ack: CommandAck, receivedAt: number) => {
+    if (!(await commands.applyAck(tenantId, deviceId, ack, receivedAt))) return false;
+    const finished = ack.status === "accepted" ? null : await commands.find(tenantId, deviceId, ack.id);
+    if (finished && (finished.status === "done" || finished.status === "failed")) {
+      // Keyed by the command: a finished command never changes again, so this is its one event.
+      await events.publish(tenantId, `command.${finished.status}`, `${deviceId}|${finished.id}`, {
+        deviceId,
+        commandId: finished.id,
+        name: finished.name,
+        status: finished.status,
+        reason: finished.reason ?? null,
+        result: finished.result ?? null,
+        at: receivedAt,
+      });
+    }
+    return true;
+  };
   // Before the server waits for in-flight requests, so waiting long polls answer at once.
   app.addHook("preClose", async () => bell.close());
 
@@ -145,11 +163,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             type: "object",
             additionalProperties: false,
             properties: {
-              limit: {
-                type: "string",
-                pattern: countPattern(MAX_COMMANDS_LISTED),
-                description: `1..${MAX_COMMANDS_LISTED}, default 20.`,
-              },
+              limit: limitParameter(MAX_COMMANDS_LISTED, 20),
             },
             examples: [{ limit: "20" }],
           },
@@ -206,21 +220,10 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       "/api/gateway/v1/commands/poll",
       {
         config: { gateway: true },
-        // Up to 10,000 device ids of up to 64 characters: more than the API's default 64 KiB.
-        bodyLimit: 1024 * 1024,
+        bodyLimit: POLL_BODY_LIMIT,
         schema: {
           summary: "Long-poll for commands to the gateway's connected devices",
-          body: {
-            type: "object",
-            additionalProperties: false,
-            required: ["devices"],
-            properties: {
-              devices: { type: "array", maxItems: MAX_POLL_DEVICES, items: DEVICE_ID },
-              wait: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS },
-              max: { type: "integer", minimum: 1, maximum: 100 },
-            },
-            examples: [{ devices: ["sim-001", "sim-002"], wait: 0, max: 50 }],
-          },
+          body: pollBodySchema(100),
           response: {
             200: {
               description: "Commands claimed for the gateway's connected devices (empty when the wait ran out).",
@@ -266,30 +269,24 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
         const tenantId = orgOf(request);
         const connected = new Set(request.body.devices.filter(isDeviceId));
         const max = request.body.max ?? 50;
-        const deadline = Date.now() + (request.body.wait ?? 0) * 1000;
-        // The gateway gave up on this poll: stop claiming for it (anything claimed already is offered again later).
-        const gone = new AbortController();
-        reply.raw.once("close", () => gone.abort());
-        for (;;) {
-          const claimed = connected.size === 0 ? [] : await commands.claim(tenantId, connected, max);
-          if (gone.signal.aborted && claimed.length > 0) {
-            // Nobody will read this answer: hand the commands back now rather than when their lease runs out.
+        const claimed = await longPoll({
+          tenantId,
+          waitSeconds: request.body.wait ?? 0,
+          recheckMs,
+          bell,
+          reply,
+          take: () => (connected.size === 0 ? Promise.resolve([]) : commands.claim(tenantId, connected, max)),
+          // Nobody will read this answer: hand the commands back now rather than when their lease runs out.
+          release: async (claimed) => {
             const at = new Date();
             for (const { deviceId, command } of claimed) {
               await commands.recordDelivery(tenantId, deviceId, command.id, "not_connected", at);
             }
             request.log.info({ tenantId, count: claimed.length }, "poll aborted: claimed commands released");
-            return { commands: [] };
-          }
-          const remaining = deadline - Date.now();
-          if (claimed.length > 0 || remaining <= 0 || gone.signal.aborted || bell.isClosed) {
-            if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
-            // The server stopped closing idle connections before this answer: close this one with it.
-            if (bell.isClosed) reply.header("connection", "close");
-            return { commands: claimed };
-          }
-          await bell.wait(tenantId, Math.min(remaining, recheckMs), gone.signal);
-        }
+          },
+        });
+        if (claimed.length > 0) request.log.info({ tenantId, count: claimed.length }, "commands handed to gateway");
+        return { commands: claimed };
       },
     );
 
@@ -297,8 +294,7 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
       "/api/gateway/v1/command-acks",
       {
         config: { gateway: true, wireChecked: true },
-        // 500 acks, each a small object checked by the wire validator.
-        bodyLimit: 1024 * 1024,
+        bodyLimit: RELAYED_BODY_LIMIT,
         schema: {
           summary: "Relay devices' command acks and the gateway's delivery reports",
           body: {
@@ -347,72 +343,36 @@ export async function commandsPlugin(app: FastifyInstance, options: CommandsOpti
             ],
           },
           response: {
-            200: {
-              description: "How many acks were applied, ignored as stale, or rejected.",
-              type: "object",
-              additionalProperties: false,
-              required: ["applied", "ignored", "rejected"],
-              properties: {
-                applied: { type: "integer" },
-                ignored: { type: "integer" },
-                rejected: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    additionalProperties: false,
-                    required: ["index", "code", "message"],
-                    properties: { index: { type: "integer" }, code: { type: "string" }, message: { type: "string" } },
-                  },
-                },
-              },
-            },
+            200: relayResultSchema("How many acks were applied, ignored as stale, or rejected."),
             ...problemResponses(400, 401),
           },
         },
       },
       async (request) => {
         const tenantId = orgOf(request);
-        let applied = 0;
-        let ignored = 0;
-        const rejected: Array<{ index: number; code: string; message: string }> = [];
-        for (const [index, item] of request.body.acks.entries()) {
-          if (!isDeviceId(item.deviceId)) {
-            rejected.push({ index, code: "invalid_device_id", message: "not a valid device id" });
-            continue;
-          }
-          if (item.delivery) {
-            const { id, outcome } = item.delivery;
-            if (await commands.recordDelivery(tenantId, item.deviceId, id, outcome, new Date(item.receivedAt)))
-              applied++;
-            else ignored++;
-            continue;
-          }
-          const parsed = validateCommandAck(item.ack);
-          if (!parsed.ok) {
-            rejected.push({ index, ...parsed.error });
-          } else if (await commands.applyAck(tenantId, item.deviceId, parsed.value, item.receivedAt)) {
-            applied++;
-            const finished =
-              parsed.value.status === "accepted" ? null : await commands.find(tenantId, item.deviceId, parsed.value.id);
-            if (finished && (finished.status === "done" || finished.status === "failed")) {
-              // Keyed by the command: a finished command never changes again, so this is its one event.
-              await events.publish(tenantId, `command.${finished.status}`, `${item.deviceId}|${finished.id}`, {
-                deviceId: item.deviceId,
-                commandId: finished.id,
-                name: finished.name,
-                status: finished.status,
-                reason: finished.reason ?? null,
-                result: finished.result ?? null,
-                at: item.receivedAt,
-              });
-            }
-          } else {
-            // An ack repeated by a retry, or for a command this tenant never sent: nothing to change.
-            ignored++;
-          }
-        }
-        if (rejected.length > 0) request.log.warn({ tenantId, rejected }, `${rejected.length} command acks rejected`);
-        return { applied, ignored, rejected };
+        // An ack repeated by a retry, a report for a command already settled, or either for a command
+        // this tenant never sent, changes nothing: ignored.
+        const result = await applyRelayed(
+          request.body.acks,
+          (item): Parsed<Relayed> => {
+            if (item.delivery) return { ok: true, value: { delivery: item.delivery } };
+            const parsed = validateCommandAck(item.ack);
+            return parsed.ok ? { ok: true, value: { ack: parsed.value } } : parsed;
+          },
+          (item, relayed) =>
+            relayed.delivery
+              ? commands.recordDelivery(
+                  tenantId,
+                  item.deviceId,
+                  relayed.delivery.id,
+                  relayed.delivery.outcome,
+                  new Date(item.receivedAt),
+                )
+              : applyAck(tenantId, item.deviceId, relayed.ack, item.receivedAt),
+        );
+        if (result.rejected.length > 0)
+          request.log.warn({ tenantId, rejected: result.rejected }, `${result.rejected.length} command acks rejected`);
+        return result;
       },
     );
   });

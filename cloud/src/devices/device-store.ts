@@ -260,6 +260,21 @@ export class DeviceStore {
     return new Set((await pointReads(this.devices, ids, { deviceId: 1 })).map((doc) => doc.deviceId));
   }
 
+  /** Ids of the tenant's devices carrying any of these tags or in any of these groups (labels are lower-case). */
+  async idsLabelled(
+    tenantId: string,
+    labels: { tags: readonly string[]; groups: readonly string[] },
+  ): Promise<string[]> {
+    const filters: Filter<DeviceDoc>[] = [
+      ...labels.tags.map((tag) => ({ tenantId, tags: tag.toLowerCase() })),
+      ...labels.groups.map((group) => ({ tenantId, groups: group.toLowerCase() })),
+    ];
+    const found = await Promise.all(
+      filters.map((filter) => this.devices.find(filter, { projection: { deviceId: 1 } }).toArray()),
+    );
+    return [...new Set(found.flat().map((doc) => doc.deviceId))];
+  }
+
   /** True only for a device of this tenant whose token matches. */
   async verifyToken(tenantId: string, deviceId: string, token: string): Promise<boolean> {
     const device = await this.devices.findOne(

@@ -44,6 +44,12 @@ const commandData = {
   },
 } as const;
 
+const campaignId = { type: "string", description: "The OTA campaign's id." } as const;
+const transitionDetail = {
+  type: ["string", "null"],
+  description: "Why, in words: a halt reason, a device's failure reason, who paused or cancelled.",
+} as const;
+
 export const EVENT_TYPES = {
   "alert.fired": { description: "An alert rule's condition held: an alert opened.", data: alertData },
   "alert.resolved": { description: "An open alert's condition cleared.", data: alertData },
@@ -54,6 +60,39 @@ export const EVENT_TYPES = {
   },
   "command.done": { description: "A device finished a command.", data: commandData },
   "command.failed": { description: "A device refused or failed a command.", data: commandData },
+  "campaign.transition": {
+    description:
+      "An OTA campaign changed: created (`running`), `paused`, `halted`, `cancelled`, `completed`, or a stage started (`stage-started`) or finished and soaks (`stage-soaking`).",
+    data: {
+      type: "object",
+      required: ["campaignId", "from", "to", "stage", "detail", "at"],
+      properties: {
+        campaignId,
+        from: { type: ["string", "null"], description: "The status before; null for a creation and a stage's start." },
+        to: { type: "string" },
+        stage: { type: ["integer", "null"], description: "The stage (1-based) a stage event is about." },
+        detail: transitionDetail,
+        at,
+      },
+    },
+  },
+  "campaign.device_transition": {
+    description:
+      "A device of an OTA campaign changed status: notified, downloading, verifying, installed, rebooting, confirmed, failed or rolled-back.",
+    data: {
+      type: "object",
+      required: ["campaignId", "deviceId", "from", "to", "code", "detail", "at"],
+      properties: {
+        campaignId,
+        deviceId,
+        from: { type: "string" },
+        to: { type: "string" },
+        code: { type: ["string", "null"], description: "The failure code of `failed` and `rolled-back`." },
+        detail: transitionDetail,
+        at,
+      },
+    },
+  },
   "export.ready": {
     description: "A scheduled export finished: its file is stored, or it was delivered to its webhook.",
     data: {

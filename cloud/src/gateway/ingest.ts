@@ -14,6 +14,7 @@ import type { Db } from "mongodb";
 import { DeviceStateJournal } from "../alerts/device-state-journal.ts";
 import type { DeviceStore, ReportedState } from "../devices/device-store.ts";
 import { type DeviceLogBatch, LogStore } from "../logs/log-store.ts";
+import { ResetLog } from "../ota/reset-log.ts";
 import { type DeviceBatch, TelemetryStore } from "../telemetry/telemetry-store.ts";
 
 export const MAX_ITEMS = 500;
@@ -28,6 +29,7 @@ export interface IngestRequest {
 export class IngestService {
   private readonly telemetry: TelemetryStore;
   private readonly logs: LogStore;
+  private readonly resets: ResetLog;
   private readonly known: KnownDevices;
   private readonly stateJournal: DeviceStateJournal;
 
@@ -37,6 +39,7 @@ export class IngestService {
   ) {
     this.telemetry = new TelemetryStore(db);
     this.logs = new LogStore(db);
+    this.resets = new ResetLog(db);
     this.known = new KnownDevices(devices);
     this.stateJournal = new DeviceStateJournal(db);
   }
@@ -76,8 +79,15 @@ export class IngestService {
     for (const [index, { deviceId, receivedAt, state }] of stateItems.entries()) {
       if (!check("state", index, deviceId)) continue;
       const parsed = validateDeviceState(state);
-      if (parsed.ok) states.push({ deviceId, state: parsed.value, receivedAt });
-      else rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+      if (!parsed.ok) {
+        rejected.push({ kind: "state", index, deviceId, ...parsed.error });
+        continue;
+      }
+      states.push({ deviceId, state: parsed.value, receivedAt });
+      // Campaigns compare a device's watchdog resets after an update with before it.
+      const { reset, boot } = parsed.value;
+      if (reset !== undefined && boot !== undefined)
+        await this.resets.record(tenantId, deviceId, boot, reset, new Date(receivedAt));
     }
     await this.devices.recordStates(tenantId, states);
     // Connection, safe-mode and reset changes reach the alert engine (alerts/alert-engine.ts) in order.

@@ -29,6 +29,11 @@ export function countPattern(max: number): string {
   return `^${countAlternatives(max)}$`;
 }
 
+/** A list's `limit` query parameter: 1..max, `fallback` when absent. */
+export function limitParameter(max: number, fallback: number) {
+  return { type: "string", pattern: countPattern(max), description: `1..${max}, default ${fallback}.` } as const;
+}
+
 /** countPattern without its anchors, to combine with other alternatives. */
 function countAlternatives(max: number): string {
   const digits = String(max);

@@ -4,7 +4,7 @@
 
 import type { FastifyInstance } from "fastify";
 import type { Db } from "mongodb";
-import { orgOf, type Principal, principalOf } from "../auth/access.ts";
+import { actorOf, orgOf, principalOf } from "../auth/access.ts";
 import { Problem, problemResponses } from "../http/problem.ts";
 import {
   type CreatedKey,
@@ -32,18 +32,6 @@ function toKeyView(doc: KeyDoc): KeyView {
     lastUsedAt: doc.lastUsedAt?.getTime() ?? null,
     revokedAt: doc.revokedAt?.getTime() ?? null,
   };
-}
-
-/** Who created a key, as its listing shows it. */
-function actorOf(principal: Principal): string {
-  switch (principal.kind) {
-    case "user":
-      return principal.email;
-    case "apiKey":
-      return `key:${principal.keyId}`;
-    case "gateway":
-      return "gateway";
-  }
 }
 
 export async function keysPlugin(app: FastifyInstance, options: KeysOptions): Promise<void> {

@@ -45,6 +45,16 @@ const SECURITY_SCHEMES = {
 
 type RouteConfig = NonNullable<RouteOptions["config"]>;
 
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /**
+     * A body read as a stream by the handler (no body schema to validate): its media type, for the
+     * document alone, as the request body's content.
+     */
+    streamedBody?: string;
+  }
+}
+
 /** Who may call the route, in the words of the permission matrix (docs/permissions.md). */
 function accessOf(config: RouteConfig): { security: Array<Record<string, string[]>>; note: string } {
   if (config.public === true) return { security: [], note: "Public: no credentials." };
@@ -155,12 +165,16 @@ async function openApi(app: FastifyInstance, options: { version: string }): Prom
         ...(schema?.querystring ? { querystring: withParameterExamples(schema.querystring) } : {}),
       };
       const config = route.config ?? {};
+      const body = config.streamedBody
+        ? { body: { content: { [config.streamedBody]: { schema: { type: "string", format: "binary" } } } } }
+        : {};
       return {
         schema: {
           ...schema,
           ...parameters,
+          ...body,
           operationId: schema?.operationId ?? operationIdOf([route.method].flat()[0] ?? "get", url),
-          response: withLayerStatuses(schema ?? {}, config),
+          response: withLayerStatuses({ ...schema, ...body }, config),
           tags: [tagOf(url)],
           security,
           description,

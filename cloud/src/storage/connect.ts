@@ -17,6 +17,7 @@
 import { type Db, MongoClient, type MongoClientOptions } from "mongodb";
 import { AlertStore } from "../alerts/alert-store.ts";
 import { RuleStore } from "../alerts/rule-store.ts";
+import { ArtifactStore } from "../artifacts/artifact-store.ts";
 import { SessionStore } from "../auth/session-store.ts";
 import { CommandStore } from "../commands/command-store.ts";
 import { DeviceStore } from "../devices/device-store.ts";
@@ -26,6 +27,10 @@ import { GatewayKeyStore } from "../gateway/gateway-key-store.ts";
 import { UplinkProgressStore } from "../gateway/uplink-progress.ts";
 import { KeyStore } from "../keys/key-store.ts";
 import { LogStore } from "../logs/log-store.ts";
+import { CampaignHistory } from "../ota/campaign-history.ts";
+import { CampaignStore } from "../ota/campaign-store.ts";
+import { ResetLog } from "../ota/reset-log.ts";
+import { SigningService } from "../signing/signing-service.ts";
 import { TelemetryStore } from "../telemetry/telemetry-store.ts";
 import { InvitationStore } from "../tenants/invitation-store.ts";
 import { MembershipStore } from "../tenants/membership-store.ts";
@@ -135,6 +140,11 @@ export async function connectDb(uri: string, dbName: string, options: MongoClien
       CommandStore.createIndexes,
       ExportScheduleStore.createIndexes,
       ExportRunStore.createIndexes,
+      SigningService.createIndexes,
+      ArtifactStore.createIndexes,
+      CampaignStore.createIndexes,
+      CampaignHistory.createIndexes,
+      ResetLog.createIndexes,
       EndpointStore.createIndexes,
       RuleStore.createIndexes,
       AlertStore.createIndexes,

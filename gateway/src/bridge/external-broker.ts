@@ -3,11 +3,13 @@
 // so QoS 1 messages published while it is away wait in the broker, and it acknowledges each one
 // (PUBACK) only once the intake made it durable (mqtt.js customHandleAcks). The external broker
 // authenticates devices and enforces their ACLs; the gateway takes the device id from the topic.
-// Telemetry acks for the devices go back through the same connection.
+// Telemetry acks and artifact chunks for the devices go back through the same connection.
 
 import { type DeviceCommand, parseTopic, topics } from "@kestrel/wire";
+import { type ArtifactOffer, artifactTopics } from "@kestrel/wire/artifacts";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
+import type { ArtifactRelay } from "../artifacts/artifact-relay.ts";
 import type { DeviceBroker } from "../broker/embedded-broker.ts";
 import type { ExternalBrokerConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
@@ -18,18 +20,26 @@ export interface BridgeOptions {
   config: ExternalBrokerConfig;
   intake: DeviceMessageIntake;
   commands: CommandRelay;
+  artifacts: ArtifactRelay;
   metrics: GatewayMetrics;
   logger: Logger;
 }
 
 /** What devices publish and the gateway takes; `+` is the device id. */
-const UPLINK_TOPICS = ["d/+/telemetry", "d/+/state", "d/+/log", "d/+/cmd/ack"];
+const UPLINK_TOPICS = [
+  "d/+/telemetry",
+  "d/+/state",
+  "d/+/log",
+  "d/+/cmd/ack",
+  "d/+/artifact/get",
+  "d/+/artifact/status",
+];
 const RECONNECT_MS = 1000;
 /** How long the broker keeps the gateway's session (and the messages for it) while the gateway is away. */
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
 
 export async function startBridge(options: BridgeOptions): Promise<DeviceBroker> {
-  const { config, intake, commands, metrics, logger } = options;
+  const { config, intake, commands, artifacts, metrics, logger } = options;
   // The broker's subscribe events are out of sight: a device counts as listening for commands from its
   // online state (sent after it subscribed) until its offline state or its will.
   const online = new Set<string>();
@@ -49,13 +59,14 @@ export async function startBridge(options: BridgeOptions): Promise<DeviceBroker>
     });
   };
 
-  /** QoS 0: a lost ack only delays the device, which resends and gets the next, cumulative one. */
-  const publishTelemetryAck = (deviceId: string, ack: OutgoingMessage) => {
-    client?.publish(ack.topic, ack.payload, { qos: 0 }, (error) => {
-      if (error) logger.warn({ deviceId, err: error.message }, "telemetry ack not published");
-      else metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+  /** QoS 0: a lost ack only delays the device, which resends and gets the next, cumulative one; a lost chunk is asked for again. */
+  const publishToDevice = (deviceId: string, message: OutgoingMessage, onSent?: () => void) => {
+    client?.publish(message.topic, message.payload, { qos: 0 }, (error) => {
+      if (error) logger.warn({ deviceId, topic: message.topic, err: error.message }, "publish to device failed");
+      else onSent?.();
     });
   };
+  const countAck = () => metrics.inc("kestrel_gateway_telemetry_acks_published_total");
 
   const clientOptions: IClientOptions = {
     clientId: config.clientId,
@@ -82,11 +93,14 @@ export async function startBridge(options: BridgeOptions): Promise<DeviceBroker>
           if (accepted?.state?.online === true) {
             online.add(deviceId);
             commands.deviceReady(deviceId);
+            artifacts.deviceReady(deviceId);
           } else if (accepted?.state?.online === false) {
             online.delete(deviceId);
             commands.deviceGone(deviceId);
+            artifacts.deviceGone(deviceId);
           }
-          if (accepted?.telemetryAck) publishTelemetryAck(deviceId, accepted.telemetryAck);
+          if (accepted?.telemetryAck) publishToDevice(deviceId, accepted.telemetryAck, countAck);
+          for (const reply of accepted?.replies ?? []) publishToDevice(deviceId, reply);
           done(0);
         },
         (error: unknown) => {
@@ -112,6 +126,9 @@ export async function startBridge(options: BridgeOptions): Promise<DeviceBroker>
     },
     async publishCommand(deviceId: string, command: DeviceCommand) {
       await bridge.publishAsync(topics.command(deviceId), JSON.stringify(command), { qos: 1 });
+    },
+    async publishOffer(deviceId: string, offer: ArtifactOffer) {
+      await bridge.publishAsync(artifactTopics.offer(deviceId), JSON.stringify(offer), { qos: 1 });
     },
     async close() {
       await bridge.endAsync();

@@ -2,8 +2,9 @@
 // `d/{id}/` namespace, and only to the topics the protocol defines.
 
 import { parseTopic, topics } from "@kestrel/wire";
+import { artifactTopics } from "@kestrel/wire/artifacts";
 
-const DEVICE_PUBLISHES = new Set(["telemetry", "state", "cmd/ack", "log"]);
+const DEVICE_PUBLISHES = new Set(["telemetry", "state", "cmd/ack", "log", "artifact/get", "artifact/status"]);
 
 export function mayPublish(deviceId: string, topic: string): boolean {
   const parsed = parseTopic(topic);
@@ -16,11 +17,16 @@ export function isDeviceUplink(topic: string): boolean {
   return kind !== undefined && DEVICE_PUBLISHES.has(kind);
 }
 
-/** Devices subscribe to their command, telemetry-ack and plugin-package topics only, without wildcards. */
+/**
+ * Devices subscribe to their command, telemetry-ack, plugin-package, artifact offer and chunk topics
+ * only, without wildcards.
+ */
 export function maySubscribe(deviceId: string, topicFilter: string): boolean {
   return (
     topicFilter === topics.command(deviceId) ||
     topicFilter === topics.telemetryAck(deviceId) ||
-    topicFilter === topics.plugin(deviceId)
+    topicFilter === topics.plugin(deviceId) ||
+    topicFilter === artifactTopics.offer(deviceId) ||
+    topicFilter === artifactTopics.chunk(deviceId)
   );
 }

@@ -4,9 +4,12 @@
 import { createServer as createNetServer } from "node:net";
 import { createServer as createTlsServer, DEFAULT_CIPHERS, TLSSocket } from "node:tls";
 import { type DeviceCommand, isDeviceId, parseTopic, topics } from "@kestrel/wire";
+import { type ArtifactOffer, artifactTopics } from "@kestrel/wire/artifacts";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
 import mqttPacket from "mqtt-packet";
 import type { Logger } from "pino";
+import type { ArtifactRelay } from "../artifacts/artifact-relay.ts";
+import type { ChunkServer } from "../artifacts/chunk-server.ts";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
 import type { DeviceMessageIntake, OutgoingMessage } from "../intake.ts";
@@ -25,6 +28,8 @@ export interface DeviceBroker {
   readonly connectedClients: number;
   /** Publishes a command to the device's command topic at QoS 1; resolves once the broker took it. */
   publishCommand(deviceId: string, command: DeviceCommand): Promise<void>;
+  /** Publishes an artifact offer to the device's offer topic at QoS 1; resolves once the broker took it. */
+  publishOffer(deviceId: string, offer: ArtifactOffer): Promise<void>;
   /** Stops taking messages; the caller then drains the queues. */
   close(): Promise<void>;
 }
@@ -43,6 +48,8 @@ export interface EmbeddedBrokerOptions {
   authenticator: DeviceAuthenticator;
   intake: DeviceMessageIntake;
   commands: CommandRelay;
+  artifacts: ArtifactRelay;
+  chunks: ChunkServer;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Set when this process is one of several workers. */
@@ -84,7 +91,7 @@ function clientCertificate(conn: unknown): PeerCertificate | undefined {
 }
 
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
-  const { config, authenticator, intake, commands, metrics, claims } = options;
+  const { config, authenticator, intake, commands, artifacts, chunks, metrics, claims } = options;
   const log = options.logger;
   const broker = await Aedes.createBroker({ maxClientsIdLength: 64 });
 
@@ -135,24 +142,25 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   };
 
   /**
-   * Straight to the device's own connection, if it subscribed to its ack topic (no other client may):
-   * no topic matching across every subscription, which cost a third of the gateway's throughput. QoS 0:
-   * a lost ack only delays the device, which resends and gets the next, cumulative one.
+   * Straight to the device's own connection, if it subscribed to the topic (no other client may): no
+   * topic matching across every subscription, which cost a third of the gateway's throughput. QoS 0:
+   * a lost telemetry ack only delays the device, which resends and gets the next, cumulative one; a
+   * lost chunk is asked for again.
    */
-  const writeTelemetryAck = (client: Client, ack: OutgoingMessage) => {
+  const writeToDevice = (client: Client, message: OutgoingMessage): boolean => {
     const subscriptions = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions;
-    if (!subscriptions?.[ack.topic] || !client.connected || client.conn.destroyed) return;
+    if (!subscriptions?.[message.topic] || !client.connected || client.conn.destroyed) return false;
     client.conn.write(
       mqttPacket.generate({
         cmd: "publish",
-        topic: ack.topic,
-        payload: ack.payload,
+        topic: message.topic,
+        payload: message.payload,
         qos: 0,
         dup: false,
         retain: false,
       }),
     );
-    metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+    return true;
   };
 
   broker.authorizePublish = (client: Client | null, packet: PublishPacket, done) => {
@@ -168,12 +176,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     intake.accept(deviceId, packet.topic, packet.payload).then(
       (accepted) => {
         const ack = accepted?.telemetryAck;
-        if (!client || !ack) return done(null);
-        // aedes writes the PUBACK synchronously inside done: corked, it leaves with the ack in one
-        // segment, instead of a second small write for Nagle or the device's delayed ACK to hold.
+        const replies = accepted?.replies ?? [];
+        if (!client || (!ack && replies.length === 0)) return done(null);
+        // aedes writes the PUBACK synchronously inside done: corked, it leaves with the ack (or a
+        // window of chunks) in one segment, instead of small writes for the device's delayed ACK to hold.
         client.conn.cork();
         done(null);
-        writeTelemetryAck(client, ack);
+        if (ack && writeToDevice(client, ack)) metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+        for (const reply of replies) writeToDevice(client, reply);
         process.nextTick(() => client.conn.uncork());
       },
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
@@ -204,13 +214,18 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   broker.on("client", () => metrics.set("kestrel_gateway_connected_clients", broker.connectedClients));
   // Commands are fetched only for devices listening on their command topic; the rest stay queued in the cloud.
   broker.on("subscribe", (subscriptions, client) => {
-    if (client && subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+    if (!client) return;
+    if (subscriptions.some((s) => s.topic === topics.command(client.id))) commands.deviceReady(client.id);
+    if (subscriptions.some((s) => s.topic === artifactTopics.offer(client.id))) artifacts.deviceReady(client.id);
   });
   broker.on("unsubscribe", (unsubscriptions, client) => {
     if (client && unsubscriptions.includes(topics.command(client.id))) commands.deviceGone(client.id);
+    if (client && unsubscriptions.includes(artifactTopics.offer(client.id))) artifacts.deviceGone(client.id);
   });
   broker.on("clientDisconnect", (client) => {
     commands.deviceGone(client.id);
+    artifacts.deviceGone(client.id);
+    chunks.deviceGone(client.id);
     metrics.set("kestrel_gateway_connected_clients", broker.connectedClients);
     log.info({ deviceId: client.id }, "device disconnected");
   });
@@ -253,26 +268,23 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       : undefined;
   const mqttTlsPort = tlsServer && config.tls ? await listen(tlsServer, config.tls.port, config.mqttHost) : undefined;
 
+  /** QoS 1 through aedes to whoever subscribed (the device, at the QoS it subscribed with). */
+  const publish = (topic: string, message: object) =>
+    new Promise<void>((resolve, reject) =>
+      broker.publish(
+        { cmd: "publish", topic, payload: Buffer.from(JSON.stringify(message)), qos: 1, dup: false, retain: false },
+        (error) => (error ? reject(error) : resolve()),
+      ),
+    );
+
   return {
     mqttPort,
     mqttTlsPort,
     get connectedClients() {
       return broker.connectedClients;
     },
-    publishCommand: (deviceId, command) =>
-      new Promise((resolve, reject) =>
-        broker.publish(
-          {
-            cmd: "publish",
-            topic: topics.command(deviceId),
-            payload: Buffer.from(JSON.stringify(command)),
-            qos: 1,
-            dup: false,
-            retain: false,
-          },
-          (error) => (error ? reject(error) : resolve()),
-        ),
-      ),
+    publishCommand: (deviceId, command) => publish(topics.command(deviceId), command),
+    publishOffer: (deviceId, offer) => publish(artifactTopics.offer(deviceId), offer),
     disconnectDevice: (deviceId) =>
       new Promise((resolve) => {
         const client = (broker as Aedes & { clients: Record<string, Client | undefined> }).clients[deviceId];

@@ -47,7 +47,8 @@ export class CommandChannel {
     waitSeconds: number,
     signal: AbortSignal,
   ): Promise<{ commands: CommandForDevice[]; invalid: number }> {
-    const body = await this.post(
+    const body = await postGatewayApi(
+      this.options,
       "/api/gateway/v1/commands/poll",
       { devices: deviceIds, wait: waitSeconds },
       AbortSignal.any([signal, AbortSignal.timeout(waitSeconds * 1000 + this.options.timeoutMs)]),
@@ -68,38 +69,52 @@ export class CommandChannel {
   }
 
   async sendAcks(acks: RelayRecord[]): Promise<void> {
-    await this.post("/api/gateway/v1/command-acks", { acks }, AbortSignal.timeout(this.options.timeoutMs));
-  }
-
-  private async post(path: string, payload: unknown, signal: AbortSignal): Promise<unknown> {
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(`${this.options.baseUrl}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${this.options.gatewayKey}` },
-        body: JSON.stringify(payload),
-        signal,
-      });
-      text = await response.text();
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw new CloudError("cloud_unreachable", `cannot reach the cloud at ${this.options.baseUrl}: ${message}`, true);
-    }
-    let body: unknown;
-    try {
-      body = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    if (response.ok) return body;
-    const code = isObject(body) && typeof body.code === "string" ? body.code : `http_${response.status}`;
-    // 4xx other than 408/429 will not improve by retrying the same request.
-    const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
-    throw new CloudError(code, `cloud answered ${response.status} to ${path}`, retryable, response.status);
+    await postGatewayApi(
+      this.options,
+      "/api/gateway/v1/command-acks",
+      { acks },
+      AbortSignal.timeout(this.options.timeoutMs),
+    );
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+/**
+ * POSTs JSON to the cloud's gateway API with the gateway key; the answer's JSON body, or a
+ * CloudError saying whether trying again may help.
+ */
+export async function postGatewayApi(
+  options: CommandChannelOptions,
+  path: string,
+  payload: unknown,
+  signal: AbortSignal,
+): Promise<unknown> {
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(`${options.baseUrl}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${options.gatewayKey}` },
+      body: JSON.stringify(payload),
+      signal,
+    });
+    text = await response.text();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new CloudError("cloud_unreachable", `cannot reach the cloud at ${options.baseUrl}: ${message}`, true);
+  }
+  let body: unknown;
+  try {
+    body = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (response.ok) return body;
+  const code = isObject(body) && typeof body.code === "string" ? body.code : `http_${response.status}`;
+  // 4xx other than 408/429 will not improve by retrying the same request.
+  const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
+  throw new CloudError(code, `cloud answered ${response.status} to ${path}`, retryable, response.status);
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
