@@ -19,4 +19,5 @@ export {
   type EmbeddedFerretDbOptions,
   startEmbeddedFerretDb,
 } from "./storage/embedded-ferretdb.ts";
+export { LATEST_LISTED_MAX } from "./telemetry/plugin.ts";
 export { BootstrapError, type BootstrapOptions, bootstrap, type Credentials } from "./tenants/bootstrap.ts";

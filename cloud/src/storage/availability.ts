@@ -11,30 +11,86 @@ import {
   type Db,
   MongoClient,
   MongoClientClosedError,
+  MongoError,
   MongoNetworkError,
   MongoNotConnectedError,
+  MongoOperationTimeoutError,
+  MongoRuntimeError,
+  MongoServerClosedError,
   MongoServerError,
   MongoServerSelectionError,
   MongoTopologyClosedError,
 } from "mongodb";
 
-/** FerretDB and MongoDB answer this when a find's `maxTimeMS` ran out. */
-const MAX_TIME_MS_EXPIRED = 50;
-/** Driver errors not exported as classes: no free connection in time, the pool reset under an operation. */
-const UNAVAILABLE_NAMES = new Set(["WaitQueueTimeoutError", "PoolClearedError", "PoolClearedOnNetworkError"]);
+/**
+ * The driver's classes for a server that does not answer (in time): none reached, the socket timed
+ * out or closed (MongoNetworkTimeoutError and the pool-cleared errors are MongoNetworkErrors), the
+ * client or server closed under the call (shutdown), a client-side timeout, or an answer the driver
+ * could not make sense of (MongoRuntimeError: a reply cut off by a dying connection).
+ */
+const UNAVAILABLE_CLASSES = [
+  MongoServerSelectionError,
+  MongoNetworkError,
+  MongoTopologyClosedError,
+  MongoClientClosedError,
+  MongoServerClosedError,
+  MongoNotConnectedError,
+  MongoOperationTimeoutError,
+  MongoRuntimeError,
+];
+/**
+ * The driver's errors it does not export, by their `name`: no free connection within
+ * waitQueueTimeoutMS (every connection stuck on a stalled server), the pool cleared or closed under
+ * the call.
+ */
+const UNAVAILABLE_NAMES = new Set([
+  "MongoWaitQueueTimeoutError",
+  "MongoPoolClearedError",
+  "PoolClearedOnNetworkError",
+  "MongoPoolClosedError",
+]);
+/**
+ * Server error codes that say "not now" rather than "not this request": a time limit ran out, the
+ * operation was interrupted (shutdown, step-down, killed), the node is shutting down, recovering or
+ * not primary, or a host behind it did not answer.
+ */
+const UNAVAILABLE_CODES = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  50, // MaxTimeMSExpired: a find's maxTimeMS ran out (FerretDB too)
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11601, // Interrupted: "operation was interrupted"
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+/** The same, for an error that carries only the server's message. */
+const UNAVAILABLE_MESSAGE =
+  /operation was interrupted|interrupted at shutdown|node is recovering|not (?:master|primary)/i;
+/** How deep a chain of `cause`s is followed (a driver error wrapped by the code that called it). */
+const CAUSE_DEPTH = 4;
 
 /** True for an error that says the database did not answer (in time), not that the request was wrong. */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    error instanceof MongoServerSelectionError ||
-    error instanceof MongoNetworkError ||
-    error instanceof MongoTopologyClosedError ||
-    error instanceof MongoClientClosedError ||
-    error instanceof MongoNotConnectedError ||
-    (error instanceof MongoServerError && error.code === MAX_TIME_MS_EXPIRED) ||
-    UNAVAILABLE_NAMES.has(error.name)
-  );
+  let at = error;
+  for (let depth = 0; depth <= CAUSE_DEPTH && at instanceof Error; depth++) {
+    if (unavailable(at)) return true;
+    at = at.cause;
+  }
+  return false;
+}
+
+function unavailable(error: Error): boolean {
+  if (UNAVAILABLE_CLASSES.some((unavailableClass) => error instanceof unavailableClass)) return true;
+  if (UNAVAILABLE_NAMES.has(error.name)) return true;
+  if (error instanceof MongoServerError && typeof error.code === "number") return UNAVAILABLE_CODES.has(error.code);
+  return error instanceof MongoError && UNAVAILABLE_MESSAGE.test(error.message);
 }
 
 /** Pings the database on a connection of its own; a ping is answered within its deadline, up or down. */

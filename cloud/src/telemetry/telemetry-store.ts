@@ -49,8 +49,16 @@ import {
 
 export { HOUR_MS } from "./rollups.ts";
 
-/** Journal documents applied per pass: bounds a pass's memory and time. */
-const JOURNAL_BATCH = 50;
+/**
+ * Samples one pass takes at most (whole journal documents, at least one): bounds its memory. A
+ * pass's writes grow with the devices and hours it touches, not with its samples, so while applying
+ * runs behind (a large fleet), a pass that takes more of the backlog applies more per write and the
+ * lag stays bounded; a pass of a fixed few documents fell behind for good.
+ */
+export const PASS_SAMPLES = 60_000;
+/** Journal documents one pass takes at most, read JOURNAL_PAGE at a time. */
+const JOURNAL_BATCH = 500;
+const JOURNAL_PAGE = 50;
 const APPLY_LEASE_MS = 30_000;
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
@@ -107,6 +115,9 @@ interface JournalDoc {
   /** JSON of JournalItems, packed like the buckets' samples (documents from before that were arrays). */
   items: string | JournalItems;
 }
+
+/** A journal document as a pass holds it. */
+type PendingDoc = Omit<JournalDoc, "items"> & { items: JournalItems };
 
 export type RollupLevel = "1m" | "1h" | "1d";
 
@@ -360,7 +371,7 @@ export class TelemetryStore {
     while (!stopped.has(this.db) && (await this.lease.acquire(APPLY_PASS_MAX_MS))) {
       round.startedAt = Date.now();
       try {
-        const docs = await this.journal.find({}).limit(JOURNAL_BATCH).toArray();
+        const docs = await this.nextPass();
         if (docs.length === 0) return;
         await this.apply(docs);
         // One delete by _id each: FerretDB looks `_id` equality up by index but scans for `$in`.
@@ -388,15 +399,11 @@ export class TelemetryStore {
    * journal documents they counted already. (A failed pass's documents are the oldest left, so the
    * next pass always holds them again.)
    */
-  private async apply(docs: JournalDoc[]): Promise<void> {
+  private async apply(docs: PendingDoc[]): Promise<void> {
     const incoming = new Map<string, IncomingBucket>();
     const newest = new Map<string, { tenantId: string; deviceId: string; sample: LatestSample }>();
     const latest = new Map<string, LatestDoc>();
-    const parsed = docs.map(({ _id, tenantId, items }) => ({
-      journalId: _id.toHexString(),
-      tenantId,
-      items: typeof items === "string" ? (JSON.parse(items) as JournalItems) : items,
-    }));
+    const parsed = docs.map(({ _id, tenantId, items }) => ({ journalId: _id.toHexString(), tenantId, items }));
     // Everything the pass reads, read at once: latest values and counts, buckets and their rollups.
     const deviceKeys = new Set<string>();
     const bucketIds = new Set<string>();
@@ -488,6 +495,26 @@ export class TelemetryStore {
       devices: [...applied.values()],
     };
     for (const observer of observers.get(this.db) ?? []) await observer(pass);
+  }
+
+  /** The journal documents of the next pass, their items parsed: as many as hold PASS_SAMPLES samples, at least one. */
+  private async nextPass(): Promise<PendingDoc[]> {
+    const docs: PendingDoc[] = [];
+    let samples = 0;
+    const cursor = this.journal.find({}).limit(JOURNAL_BATCH).batchSize(JOURNAL_PAGE);
+    try {
+      for await (const { items, ...doc } of cursor) {
+        const parsed = typeof items === "string" ? (JSON.parse(items) as JournalItems) : items;
+        const count = parsed.reduce((sum, item) => sum + item.samples.length, 0);
+        // Past the budget: left for the next pass, which it starts (the journal is read oldest first).
+        if (docs.length > 0 && samples + count > PASS_SAMPLES) break;
+        docs.push({ ...doc, items: parsed });
+        samples += count;
+      }
+    } finally {
+      await cursor.close();
+    }
+    return docs;
   }
 
   /** The stored buckets with these ids, and the hour and day rollup documents they sum up into. */

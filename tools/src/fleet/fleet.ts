@@ -16,6 +16,7 @@
 
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as wait } from "node:timers/promises";
+import { LATEST_LISTED_MAX } from "@kestrel/cloud";
 import { type TelemetryBatch, topics } from "@kestrel/wire";
 import { connect, type MqttClient } from "mqtt";
 import { formatSummary, Latencies, type Summary } from "./stats.ts";
@@ -300,7 +301,10 @@ class FleetDevice {
   /** Resolves once every publish is acknowledged (or failed), or after `timeoutMs`. */
   async settled(timeoutMs: number): Promise<void> {
     if (this.pending === 0) return;
-    await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), sleep(timeoutMs)]);
+    // The timer ends with the wait: a pending one would keep the process alive after the run.
+    const settled = new AbortController();
+    await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), sleepUnless(timeoutMs, settled.signal)]);
+    settled.abort();
   }
 
   /** Disconnects; `force` drops what is still in flight instead of waiting for it. */
@@ -351,8 +355,9 @@ async function sampleCounters(
   devices: FleetDevice[],
 ): Promise<Map<string, { stored: number; duplicates: number }>> {
   const counters = new Map<string, { stored: number; duplicates: number }>();
-  for (let i = 0; i < devices.length; i += 1_000) {
-    const slice = devices.slice(i, i + 1_000);
+  // As many ids a call as the API takes in `deviceIds`.
+  for (let i = 0; i < devices.length; i += LATEST_LISTED_MAX) {
+    const slice = devices.slice(i, i + LATEST_LISTED_MAX);
     const { body } = await api.call(
       "GET",
       `/api/telemetry/latest?deviceIds=${slice.map((device) => device.deviceId).join(",")}`,

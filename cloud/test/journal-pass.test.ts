@@ -1,0 +1,66 @@
+// How much of the journal one pass applies: a backlog of many small ingest requests in one pass (its
+// writes grow with the devices it touches, so a large fleet's backlog is caught up, not fallen behind
+// for good), and never more than PASS_SAMPLES samples at once (its memory).
+
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { connectDb, type Database } from "../src/storage/connect.ts";
+import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { PASS_SAMPLES, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
+import { batch } from "./helpers.ts";
+
+// The store alone, without an API whose periodic pass would apply the journal alongside the test's.
+let dir: string;
+let ferret: EmbeddedFerretDb;
+let database: Database;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "kestrel-journal-pass-"));
+  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
+  database = await connectDb(ferret.uri, "journal_pass");
+});
+after(async () => {
+  await database?.close();
+  await ferret?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const T0 = Date.UTC(2026, 10, 29, 10, 0, 0);
+
+/** Applies the journal; answers how many journal documents each pass held. */
+async function passes(telemetry: TelemetryStore): Promise<number[]> {
+  const held: number[] = [];
+  const stop = TelemetryStore.observe(database.db, async ({ journalledAt }) => {
+    held.push(journalledAt.length);
+  });
+  try {
+    await telemetry.applyPending();
+  } finally {
+    stop();
+  }
+  return held;
+}
+
+test("a backlog of 120 small ingest requests is applied in one pass, every sample once", async () => {
+  const telemetry = new TelemetryStore(database.db);
+  for (let i = 0; i < 120; i++) {
+    await telemetry.store("t1", [{ deviceId: `dev-${i % 30}`, batch: batch(1, i * 5, 5, T0 + i * 5_000) }]);
+  }
+  assert.deepEqual(await passes(telemetry), [120]);
+  const latest = await telemetry.readLatest("t1", undefined, 100);
+  assert.equal(latest.length, 30);
+  for (const device of latest) assert.deepEqual(device.samples, { stored: 20, duplicates: 0 });
+});
+
+test("a pass holds at most PASS_SAMPLES samples: the request that would pass it waits for the next", async () => {
+  const telemetry = new TelemetryStore(database.db);
+  const perRequest = Math.floor((PASS_SAMPLES * 5) / 12);
+  for (let i = 0; i < 3; i++) {
+    await telemetry.store("t2", [{ deviceId: "big", batch: batch(1, i * perRequest, perRequest, T0) }]);
+  }
+  assert.deepEqual(await passes(telemetry), [2, 1]);
+  const [big] = await telemetry.readLatest("t2", ["big"], 1);
+  assert.deepEqual(big?.samples, { stored: 3 * perRequest, duplicates: 0 });
+});
