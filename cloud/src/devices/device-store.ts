@@ -289,7 +289,11 @@ export class DeviceStore {
    * caller, the one writer of telemetry, knows), sets it. Updates by `_id` only, the one filter
    * FerretDB looks up by index, in bounded commands.
    */
-  async recordTelemetry(seen: TelemetrySeen[]): Promise<void> {
+  recordTelemetry(seen: TelemetrySeen[]): Promise<void> {
+    return this.oneWriterAtATime(() => this.applyTelemetry(seen));
+  }
+
+  private async applyTelemetry(seen: TelemetrySeen[]): Promise<void> {
     await boundedBulkWrite(
       this.devices,
       seen.map(({ tenantId, deviceId, seenAt, latest }) => ({
@@ -317,9 +321,18 @@ export class DeviceStore {
    * the check and the write are not atomic, so this process applies one batch at a time.
    */
   recordStates(tenantId: string, states: ReportedState[]): Promise<void> {
-    const previous = statesApplying.get(this.db) ?? Promise.resolve();
-    const next = previous.then(() => this.applyStates(tenantId, states));
-    statesApplying.set(
+    return this.oneWriterAtATime(() => this.applyStates(tenantId, states));
+  }
+
+  /**
+   * States (ingest) and telemetry (the apply pass) update the same device documents; FerretDB's
+   * updates are read-modify-write, so two at once on one document can lose one's fields (a device
+   * left without its latest sample or its state). This process writes them one batch at a time.
+   */
+  private oneWriterAtATime(write: () => Promise<void>): Promise<void> {
+    const previous = deviceWrites.get(this.db) ?? Promise.resolve();
+    const next = previous.then(write);
+    deviceWrites.set(
       this.db,
       next.catch(() => undefined),
     );
@@ -380,8 +393,8 @@ export interface ReportedState {
   receivedAt: number;
 }
 
-// Per database, in this process: the state batch being applied (see recordStates).
-const statesApplying = new WeakMap<Db, Promise<void>>();
+// Per database, in this process: the device write in progress (see oneWriterAtATime).
+const deviceWrites = new WeakMap<Db, Promise<void>>();
 
 /** The device fields a state sets: `online` always, the rest when the state carries them. */
 function stateFields(state: DeviceState): Partial<DeviceDoc> {
