@@ -153,11 +153,11 @@ class ExportWorkers {
     worker.postMessage({ type: "start", job } satisfies ToWorker);
   }
 
+  /** A worker for this export: at once if one is free or may be started, else in turn. */
   private acquire(): Promise<Worker> {
-    const worker = this.idle.pop() ?? (this.all.size < MAX_EXPORT_WORKERS ? this.spawn() : undefined);
-    if (worker) return Promise.resolve(worker);
     return new Promise((resolve, reject) => {
       this.waiting.push((next) => (next instanceof Error ? reject(next) : resolve(next)));
+      this.hand();
     });
   }
 
