@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { connectDb, type Database } from "../src/storage/connect.ts";
 import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
-import { PASS_SAMPLES, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
+import { APPLY_CONNECTIONS, PASS_SAMPLES, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
 import { batch } from "./helpers.ts";
 
 // The store alone, without an API whose periodic pass would apply the journal alongside the test's.
@@ -63,4 +63,39 @@ test("a pass holds at most PASS_SAMPLES samples: the request that would pass it 
   assert.deepEqual(await passes(telemetry), [2, 1]);
   const [big] = await telemetry.readLatest("t2", ["big"], 1);
   assert.deepEqual(big?.samples, { stored: 3 * perRequest, duplicates: 0 });
+});
+
+test("a pass holds at most its share of the connection pool, leaving the rest to requests", async () => {
+  const telemetry = new TelemetryStore(database.db);
+  // 400 devices, each with samples in two hours: some 1,600 point reads and 1,000 writes in one pass.
+  for (let i = 0; i < 40; i++) {
+    const batches = Array.from({ length: 10 }, (_, d) => ({
+      deviceId: `fleet-${i * 10 + d}`,
+      batch: batch(1, 0, 4, T0 + 3_600_000 - 2_000),
+    }));
+    await telemetry.store("t3", batches);
+  }
+  const started = new Set<number>();
+  let most = 0;
+  const onStart = ({ requestId, commandName }: { requestId: number; commandName: string }) => {
+    if (commandName === "hello" || commandName === "isMaster") return;
+    started.add(requestId);
+    most = Math.max(most, started.size);
+  };
+  const onEnd = ({ requestId }: { requestId: number }) => started.delete(requestId);
+  database.client.on("commandStarted", onStart);
+  database.client.on("commandSucceeded", onEnd);
+  database.client.on("commandFailed", onEnd);
+  try {
+    assert.deepEqual(await passes(telemetry), [40]);
+  } finally {
+    database.client.off("commandStarted", onStart);
+    database.client.off("commandSucceeded", onEnd);
+    database.client.off("commandFailed", onEnd);
+  }
+  // Reached (the pass does run that many at once), never passed.
+  assert.equal(most, APPLY_CONNECTIONS, `at most ${APPLY_CONNECTIONS} commands in flight, saw ${most}`);
+  const latest = await telemetry.readLatest("t3", undefined, 1_000);
+  assert.equal(latest.length, 400);
+  for (const device of latest) assert.deepEqual(device.samples, { stored: 4, duplicates: 0 });
 });

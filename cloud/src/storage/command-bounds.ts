@@ -23,6 +23,7 @@ import {
   type OptionalUnlessRequiredId,
   type WriteError,
 } from "mongodb";
+import { shared } from "./pool-share.ts";
 
 /** Update (and replace) statements per command: see the pool arithmetic above. */
 export const UPDATE_STATEMENTS = 4;
@@ -86,7 +87,7 @@ export async function boundedBulkWrite<T extends Document>(
   options: BulkWriteOptions = {},
 ): Promise<void> {
   await inFlight(
-    commands(operations).map((run) => () => collection.bulkWrite(run, { ...options, ordered: false })),
+    commands(operations).map((run) => () => shared(() => collection.bulkWrite(run, { ...options, ordered: false }))),
     BULK_CONCURRENCY,
   );
 }
@@ -106,7 +107,7 @@ export async function boundedInsertMany<T extends Document>(
     const chunk = docs.slice(i, i + INSERT_OR_DELETE_STATEMENTS);
     jobs.push(async () => {
       try {
-        await collection.insertMany(chunk, { ordered: false });
+        await shared(() => collection.insertMany(chunk, { ordered: false }));
       } catch (error) {
         if (!(error instanceof MongoBulkWriteError)) throw error;
         writeErrors.push(...[error.writeErrors].flat());

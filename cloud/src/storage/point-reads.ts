@@ -2,6 +2,7 @@
 // index: a few reads in flight at once, a share of the connection pool.
 
 import type { Collection, Document, Filter } from "mongodb";
+import { shared } from "./pool-share.ts";
 
 /** Reads in flight at once. */
 const READ_CONCURRENCY = 8;
@@ -17,7 +18,9 @@ export async function pointReads<T extends Document & { _id: string }>(
   const worker = async () => {
     while (next < ids.length) {
       const index = next++;
-      found[index] = (await collection.findOne({ _id: ids[index] } as Filter<T>, { projection })) as T | null;
+      found[index] = (await shared(() =>
+        collection.findOne({ _id: ids[index] } as Filter<T>, { projection }),
+      )) as T | null;
     }
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, ids.length) }, worker));
