@@ -134,6 +134,29 @@ describe("partner webhooks", () => {
     await api("DELETE", `/api/webhooks/endpoints/${created.endpointId}`);
   });
 
+  test("events published within one millisecond reach the receiver in the order they were published", async () => {
+    await endpoint("/same-ms");
+    // One clock reading for all: their ids (hashes) sort in no particular order.
+    const sameMs = new EventPublisher(cloud.db, () => 1_800_000_000_000);
+    const published: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { id } = await sameMs.publish(acme.tenantId, "command.done", `same-ms-${i}`, {
+        deviceId: "dev-1",
+        commandId: `same-ms-${i}`,
+        name: "ping",
+        status: "done",
+        reason: null,
+        result: null,
+        at: 1_800_000_000_000,
+      });
+      published.push(id);
+    }
+    assert.notDeepEqual([...published].sort(), published, "ids in publish order would not test the order");
+    const replica = dispatcher();
+    for (let pass = 0; pass < 100 && eventIds("/same-ms").length < published.length; pass++) await replica.drain();
+    assert.deepEqual(eventIds("/same-ms"), published);
+  });
+
   test("a receiver that fails 5 times then succeeds gets each event once, in order", async () => {
     const created = await endpoint("/flaky");
     let failures = 0;

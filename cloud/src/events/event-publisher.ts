@@ -15,8 +15,21 @@ export interface OutboxDoc {
   tenantId: string;
   type: EventType;
   createdAt: number;
+  /**
+   * Publish order: createdAt in microseconds plus a count of the events this process published
+   * within the same millisecond, so those keep the order they happened in (absent on old events).
+   */
+  order?: number;
   data: Record<string, unknown>;
 }
+
+/** The queue position of an event, in OutboxDoc.order's unit. */
+export function publishOrder(event: Pick<OutboxDoc, "createdAt" | "order">): number {
+  return event.order ?? event.createdAt * 1000;
+}
+
+// The last order this process gave, so that each next one is larger even within a millisecond.
+let lastOrder = 0;
 
 /** Wakes this process's webhook dispatcher when something is published here. */
 export class EventBell {
@@ -78,7 +91,9 @@ export class EventPublisher {
   ): Promise<{ id: string; published: boolean }> {
     const id = eventId(tenantId, type, key);
     try {
-      await this.outbox.insertOne({ _id: id, tenantId, type, createdAt: this.now(), data });
+      const createdAt = this.now();
+      lastOrder = Math.max(createdAt * 1000, lastOrder + 1);
+      await this.outbox.insertOne({ _id: id, tenantId, type, createdAt, order: lastOrder, data });
     } catch (error) {
       if ((error as { code?: number }).code !== DUPLICATE_KEY) throw error;
       return { id, published: false };

@@ -44,7 +44,7 @@ export interface PendingDoc {
   _id: string;
   tenantId: string;
   endpointId: string;
-  /** Position in the endpoint's queue: the event's time, or the moment of a manual redelivery. */
+  /** Position in the endpoint's queue, in µs: the event's publish order, or the moment of a manual redelivery. */
   order: number;
   /** Start of the retry window. */
   queuedAt: number;
@@ -145,7 +145,13 @@ export class DeliveryStore {
     if (delivery.status === "pending") return false;
     await this.pending.replaceOne(
       { _id: delivery._id },
-      { tenantId: delivery.tenantId, endpointId: delivery.endpointId, order: now, queuedAt: now, nextAttemptAt: now },
+      {
+        tenantId: delivery.tenantId,
+        endpointId: delivery.endpointId,
+        order: now * 1000,
+        queuedAt: now,
+        nextAttemptAt: now,
+      },
       { upsert: true },
     );
     await this.deliveries.updateOne(

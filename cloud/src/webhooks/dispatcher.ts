@@ -10,7 +10,7 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { Collection, Db } from "mongodb";
 import type { SecretBox } from "../auth/secret-box.ts";
-import { EventPublisher, eventBell, type OutboxDoc } from "../events/event-publisher.ts";
+import { EventPublisher, eventBell, type OutboxDoc, publishOrder } from "../events/event-publisher.ts";
 import type { DomainEvent } from "../events/event-types.ts";
 import type { CloudMetrics } from "../metrics/cloud-metrics.ts";
 import { PROCESS_HOLDER, SlotLease } from "../retention/lease.ts";
@@ -170,7 +170,7 @@ export class WebhookDispatcher {
 
   private async fanOut(): Promise<void> {
     const events = await this.outbox.find({}).limit(FANOUT_BATCH).toArray();
-    events.sort((a, b) => a.createdAt - b.createdAt || (a._id < b._id ? -1 : 1));
+    events.sort((a, b) => publishOrder(a) - publishOrder(b) || (a._id < b._id ? -1 : 1));
     const subscribers = new Map<string, EndpointDoc[]>();
     for (const event of events) {
       let endpoints = subscribers.get(event.tenantId);
@@ -207,7 +207,7 @@ export class WebhookDispatcher {
             deadAt: null,
             deadReason: null,
           },
-          event.createdAt,
+          publishOrder(event),
         );
       }
       this.options.metrics.eventsPublished.inc({ type: event.type });
