@@ -36,8 +36,13 @@ export interface LoadDevice {
   token?: string;
 }
 
+/** The generator's MQTT client: its own on the connection (raw), or paho.mqtt.golang, kept for comparison. */
+export type LoadClient = "raw" | "paho";
+
 export interface LoadOptions {
   port: number;
+  /** Raw by default. */
+  client?: LoadClient;
   devices: LoadDevice[];
   /** Publish for this long, or `messages` per client when that is set. */
   seconds?: number;
@@ -94,6 +99,7 @@ export async function startLoad(loadgen: string, options: LoadOptions): Promise<
       await writeFile(devices, mine.map((device) => [device.id, device.token ?? ""].join(" ")).join("\n"));
       const latencies = join(dir, `latencies-${g}`);
       const args = [
+        `-client=${options.client ?? "raw"}`,
         `-url=tcp://127.0.0.1:${options.port}`,
         `-devices=${devices}`,
         `-seconds=${options.seconds ?? 0}`,

@@ -5,6 +5,9 @@
 // load generator cannot on two cores; its own CPU use is reported with every result so that a run
 // can show it was not the limit.
 //
+// Two MQTT clients are built in: -client=raw (raw.go, the default), MQTT 3.1.1 written directly on
+// the connection, and -client=paho (paho.go), paho.mqtt.golang, kept to compare the two in one run.
+//
 // It talks to its parent on stdin/stdout, one JSON object a line: once every client is connected
 // and subscribed it prints {"ready":N}; it then waits for a line on stdin and publishes, for
 // -seconds or -messages per client; last it prints the result (Result below). Several processes
@@ -19,14 +22,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Result is what one process measured over its publishing window.
@@ -43,6 +43,7 @@ type Result struct {
 }
 
 type options struct {
+	client       string
 	url          string
 	devices      string
 	seconds      float64
@@ -62,6 +63,7 @@ type device struct {
 
 func main() {
 	var opts options
+	flag.StringVar(&opts.client, "client", "raw", "MQTT client: raw (this program's own) or paho (paho.mqtt.golang)")
 	flag.StringVar(&opts.url, "url", "tcp://127.0.0.1:1883", "broker URL")
 	flag.StringVar(&opts.devices, "devices", "", `file of the clients, one a line: "<device id>" or "<device id> <token>"`)
 	flag.Float64Var(&opts.seconds, "seconds", 10, "length of the publishing window (when -messages is 0)")
@@ -100,38 +102,69 @@ func readDevices(path string) ([]device, error) {
 	return devices, nil
 }
 
+// client is one device's connection, whichever MQTT client it is made with.
+type client interface {
+	// publish runs the device's publishing window: QoS 1 telemetry with up to opts.inflight publishes
+	// awaiting their PUBACK, while running and, with -messages, until that many are sent; it returns
+	// once every one sent is answered or failed.
+	publish(opts options, running *atomic.Bool) tally
+	// ping keeps an idle connection alive while the run waits for its start.
+	ping() error
+	close()
+}
+
+// tally is what one client counted over the window.
+type tally struct {
+	acked, failed, telemetryAcks int64
+	latencies                    []time.Duration
+	// The failure that ended the client's window early, if one did.
+	err error
+}
+
+// dialers make a connected client (subscribed to its ack topic with -acks) for each -client.
+var dialers = map[string]func(options, device) (client, error){
+	"raw":  dialRaw,
+	"paho": dialPaho,
+}
+
 func run(opts options) error {
-	if opts.inflight < 1 || opts.samples < 1 || opts.messages < 0 {
-		return fmt.Errorf("-inflight and -samples must be at least 1, -messages at least 0")
+	if opts.inflight < 1 || opts.samples < 1 || opts.messages < 0 || opts.connectBatch < 1 {
+		return fmt.Errorf("-inflight, -samples and -connect-batch must be at least 1, -messages at least 0")
+	}
+	if opts.inflight > maxInflight {
+		return fmt.Errorf("-inflight is at most %d (MQTT packet identifiers are 16 bits)", maxInflight)
+	}
+	dial, known := dialers[opts.client]
+	if !known {
+		return fmt.Errorf("-client is raw or paho, not %q", opts.client)
 	}
 	devices, err := readDevices(opts.devices)
 	if err != nil {
 		return err
 	}
-	var telemetryAcks atomic.Int64
-	clients, err := connectAll(opts, devices, func(mqtt.Client, mqtt.Message) { telemetryAcks.Add(1) })
+	clients, err := connectAll(opts, devices, dial)
+	defer func() {
+		for _, client := range clients {
+			if client != nil {
+				client.close()
+			}
+		}
+	}()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, client := range clients {
-			client.Disconnect(0)
-		}
-	}()
 	out := json.NewEncoder(os.Stdout)
 	if err := out.Encode(map[string]int{"ready": len(clients)}); err != nil {
 		return err
 	}
-	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
-		return fmt.Errorf("waiting for the start line: %w", err)
+	if err := awaitStart(clients); err != nil {
+		return err
 	}
 
 	var running atomic.Bool
 	running.Store(true)
-	var acked, failed atomic.Int64
-	latencies := make([][]time.Duration, len(clients))
+	tallies := make([]tally, len(clients))
 	cpuBefore := cpuSeconds()
-	acksBefore := telemetryAcks.Load()
 	started := time.Now()
 	if opts.messages == 0 {
 		timer := time.AfterFunc(time.Duration(opts.seconds*float64(time.Second)), func() { running.Store(false) })
@@ -142,142 +175,95 @@ func run(opts options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			latencies[i] = publishLoop(client, devices[i].id, opts, &running, &acked, &failed)
+			tallies[i] = client.publish(opts, &running)
 		}()
 	}
 	wg.Wait()
 	seconds := time.Since(started).Seconds()
 	cpu := cpuSeconds() - cpuBefore
 
+	result := Result{Clients: len(clients), Seconds: seconds, CPUSeconds: cpu}
+	for i, t := range tallies {
+		result.Acked += t.acked
+		result.Errors += t.failed
+		result.TelemetryAcks += t.telemetryAcks
+		if t.err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel-loadgen: %s: %v\n", devices[i].id, t.err)
+		}
+	}
 	if opts.latencies != "" {
-		if err := writeLatencies(opts.latencies, latencies); err != nil {
+		if err := writeLatencies(opts.latencies, tallies); err != nil {
 			return err
 		}
 	}
-	return out.Encode(Result{
-		Clients:       len(clients),
-		Acked:         acked.Load(),
-		Errors:        failed.Load(),
-		TelemetryAcks: telemetryAcks.Load() - acksBefore,
-		Seconds:       seconds,
-		CPUSeconds:    cpu,
-	})
+	return out.Encode(result)
+}
+
+// awaitStart waits for the parent's start line, pinging the clients meanwhile: other processes of
+// the run may still be connecting theirs, for longer than a broker's keep-alive allowance.
+func awaitStart(clients []client) error {
+	line := make(chan error, 1)
+	go func() {
+		_, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		line <- err
+	}()
+	ticker := time.NewTicker(keepAliveSeconds * time.Second / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-line:
+			if err != nil {
+				return fmt.Errorf("waiting for the start line: %w", err)
+			}
+			return nil
+		case <-ticker.C:
+			for _, client := range clients {
+				if err := client.ping(); err != nil {
+					return fmt.Errorf("keeping the connections alive: %w", err)
+				}
+			}
+		}
+	}
 }
 
 // connectAll connects the clients connectBatch at a time (a burst of thousands of CONNECTs at once
-// measures the broker's accept queue, not its steady state) and subscribes each to its ack topic.
-func connectAll(opts options, devices []device, onAck mqtt.MessageHandler) ([]mqtt.Client, error) {
-	clients := make([]mqtt.Client, len(devices))
+// measures the broker's accept queue, not its steady state). On an error it returns that error with
+// the clients connected so far, for the caller to close.
+func connectAll(opts options, devices []device, dial func(options, device) (client, error)) ([]client, error) {
+	clients := make([]client, len(devices))
 	for from := 0; from < len(devices); from += opts.connectBatch {
 		to := min(from+opts.connectBatch, len(devices))
 		errs := make(chan error, to-from)
 		for i := from; i < to; i++ {
 			go func() {
-				d := devices[i]
-				o := mqtt.NewClientOptions().
-					AddBroker(opts.url).
-					SetClientID(d.id).
-					SetCleanSession(true).
-					SetAutoReconnect(false).
-					SetConnectRetry(false).
-					SetKeepAlive(60 * time.Second).
-					SetConnectTimeout(30 * time.Second)
-				if d.token != "" {
-					o.SetUsername(d.id).SetPassword(d.token)
-				}
-				client := mqtt.NewClient(o)
-				if err := wait(client.Connect()); err != nil {
-					errs <- fmt.Errorf("%s: connect: %w", d.id, err)
-					return
-				}
-				if opts.acks {
-					if err := wait(client.Subscribe("d/"+d.id+"/telemetry/ack", 0, onAck)); err != nil {
-						errs <- fmt.Errorf("%s: subscribe: %w", d.id, err)
-						return
-					}
+				client, err := dial(opts, devices[i])
+				if err != nil {
+					err = fmt.Errorf("%s: %w", devices[i].id, err)
 				}
 				clients[i] = client
-				errs <- nil
+				errs <- err
 			}()
 		}
+		var first error
 		for i := from; i < to; i++ {
-			if err := <-errs; err != nil {
-				return nil, err
+			if err := <-errs; err != nil && first == nil {
+				first = err
 			}
+		}
+		if first != nil {
+			return clients, first
 		}
 	}
 	return clients, nil
 }
 
-// publishLoop publishes QoS 1 batches with up to opts.inflight awaiting their PUBACK, while running
-// and, with -messages, until that many are sent; it returns once every one sent is answered.
-func publishLoop(client mqtt.Client, id string, opts options, running *atomic.Bool, acked, failed *atomic.Int64) []time.Duration {
-	topic := "d/" + id + "/telemetry"
-	window := make(chan struct{}, opts.inflight)
-	var mu sync.Mutex
-	var answered sync.WaitGroup
-	// A failed publish ends this client's run (its connection is gone), not the others'.
-	var broken atomic.Bool
-	latencies := make([]time.Duration, 0, 1024)
-	for n := 0; running.Load() && !broken.Load() && (opts.messages == 0 || n < opts.messages); n++ {
-		window <- struct{}{}
-		started := time.Now()
-		token := client.Publish(topic, 1, false, telemetry(n*opts.samples, opts.samples))
-		answered.Add(1)
-		go func() {
-			defer answered.Done()
-			err := wait(token)
-			latency := time.Since(started)
-			if err != nil {
-				failed.Add(1)
-				broken.Store(true)
-			} else {
-				acked.Add(1)
-				mu.Lock()
-				latencies = append(latencies, latency)
-				mu.Unlock()
-			}
-			<-window
-		}()
-	}
-	answered.Wait()
-	return latencies
-}
-
-// T0 is the first sample's time; samples are 1 s apart, as a device sampling at 1 Hz.
-const t0 = 1_764_000_000_000
-
-// telemetry is a TelemetryBatch as the firmware sends it (wire/src: boot, seq, ts, m).
-func telemetry(first, count int) []byte {
-	b := make([]byte, 0, 48+72*count)
-	b = append(b, `{"v":1,"boot":1,"samples":[`...)
-	for seq := first; seq < first+count; seq++ {
-		if seq > first {
-			b = append(b, ',')
-		}
-		b = append(b, `{"seq":`...)
-		b = strconv.AppendInt(b, int64(seq), 10)
-		b = append(b, `,"ts":`...)
-		b = strconv.AppendInt(b, t0+int64(seq)*1000, 10)
-		b = append(b, `,"m":{"temperature":21.5}}`...)
-	}
-	return append(b, `]}`...)
-}
-
 // A broker that stops answering fails the run instead of hanging it.
 const answerTimeout = 60 * time.Second
 
-func wait(token mqtt.Token) error {
-	if !token.WaitTimeout(answerTimeout) {
-		return fmt.Errorf("no answer within %s", answerTimeout)
-	}
-	return token.Error()
-}
-
-func writeLatencies(path string, latencies [][]time.Duration) error {
+func writeLatencies(path string, tallies []tally) error {
 	var b []byte
-	for _, client := range latencies {
-		for _, latency := range client {
+	for _, t := range tallies {
+		for _, latency := range t.latencies {
 			b = binary.LittleEndian.AppendUint32(b, uint32(min(latency.Microseconds(), math.MaxUint32)))
 		}
 	}
