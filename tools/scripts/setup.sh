@@ -64,6 +64,14 @@ if [ ! -x .local/bin/ferretdb ] || [ ! -f "$STAMPS/ferretdb" ] || [ "$(cat "$STA
   echo "$fdb_hash" > "$STAMPS/ferretdb"
 fi
 
+# --- the benchmarks' load generator (tools/loadgen): its Go modules, for its tests and builds ---
+loadgen_hash="$(cat tools/loadgen/go.mod tools/loadgen/go.sum | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMPS/loadgen" 2>/dev/null)" != "$loadgen_hash" ]; then
+  say "downloading the load generator's Go modules"
+  (cd tools/loadgen && go mod download)
+  echo "$loadgen_hash" > "$STAMPS/loadgen"
+fi
+
 # --- Debian packages the tests use ------------------------------------------
 # debian_packages PURPOSE PACKAGE...: installs them when root with apt-get, else stops with the command to run.
 debian_packages() {
