@@ -163,22 +163,13 @@ func run(opts options) error {
 
 	var running atomic.Bool
 	running.Store(true)
-	tallies := make([]tally, len(clients))
 	cpuBefore := cpuSeconds()
 	started := time.Now()
 	if opts.messages == 0 {
 		timer := time.AfterFunc(time.Duration(opts.seconds*float64(time.Second)), func() { running.Store(false) })
 		defer timer.Stop()
 	}
-	var wg sync.WaitGroup
-	for i, client := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tallies[i] = client.publish(opts, &running)
-		}()
-	}
-	wg.Wait()
+	tallies := publishAll(opts, clients, &running)
 	seconds := time.Since(started).Seconds()
 	cpu := cpuSeconds() - cpuBefore
 
@@ -197,6 +188,21 @@ func run(opts options) error {
 		}
 	}
 	return out.Encode(result)
+}
+
+// publishAll runs every client's publishing window at once, and returns what each counted.
+func publishAll(opts options, clients []client, running *atomic.Bool) []tally {
+	tallies := make([]tally, len(clients))
+	var wg sync.WaitGroup
+	for i, client := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tallies[i] = client.publish(opts, running)
+		}()
+	}
+	wg.Wait()
+	return tallies
 }
 
 // awaitStart waits for the parent's start line, pinging the clients meanwhile: other processes of

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,8 +49,8 @@ func startMosquitto(t *testing.T) string {
 	}
 }
 
-// publishAll connects the devices with the raw client and runs their publishing window.
-func publishAll(t *testing.T, opts options, devices []device) []tally {
+// connectAndPublish connects the devices with the raw client and runs their publishing window.
+func connectAndPublish(t *testing.T, opts options, devices []device) []tally {
 	t.Helper()
 	clients, err := connectAll(opts, devices, dialRaw)
 	t.Cleanup(func() {
@@ -66,17 +65,7 @@ func publishAll(t *testing.T, opts options, devices []device) []tally {
 	}
 	var running atomic.Bool
 	running.Store(true)
-	tallies := make([]tally, len(clients))
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tallies[i] = c.publish(opts, &running)
-		}()
-	}
-	wg.Wait()
-	return tallies
+	return publishAll(opts, clients, &running)
 }
 
 func TestEveryPublishToMosquittoIsAcknowledged(t *testing.T) {
@@ -88,7 +77,7 @@ func TestEveryPublishToMosquittoIsAcknowledged(t *testing.T) {
 				devices[i] = device{id: fmt.Sprintf("dev-%d-%d", inflight, i)}
 			}
 			opts := options{url: url, messages: 200, inflight: inflight, samples: 3, acks: true, connectBatch: 20}
-			for i, got := range publishAll(t, opts, devices) {
+			for i, got := range connectAndPublish(t, opts, devices) {
 				if got.err != nil || got.failed != 0 || got.acked != 200 || len(got.latencies) != 200 {
 					t.Fatalf("%s: acked %d, failed %d, %d latencies, %v", devices[i].id, got.acked, got.failed, len(got.latencies), got.err)
 				}
@@ -194,7 +183,7 @@ func TestAnswersOutOfOrderPubacksAndAQoS1Ack(t *testing.T) {
 		_, err = expectPacket(in, packetDisconnect)
 		return err
 	})
-	got := publishAll(t, options{url: url, messages: 2, inflight: 2, samples: 1, acks: true, connectBatch: 1},
+	got := connectAndPublish(t, options{url: url, messages: 2, inflight: 2, samples: 1, acks: true, connectBatch: 1},
 		[]device{{id: "dev", token: "token"}})[0]
 	if got.err != nil || got.acked != 2 || got.failed != 0 || got.telemetryAcks != 1 || len(got.latencies) != 2 {
 		t.Fatalf("acked %d, failed %d, telemetry acks %d, %d latencies, %v",
@@ -230,7 +219,7 @@ func TestAPubackOfAnUnknownPacketFailsTheWindow(t *testing.T) {
 		_, err := conn.Write(appendPuback(nil, 999))
 		return err
 	})
-	got := publishAll(t, options{url: url, messages: 1, inflight: 1, samples: 1, connectBatch: 1}, []device{{id: "dev"}})[0]
+	got := connectAndPublish(t, options{url: url, messages: 1, inflight: 1, samples: 1, connectBatch: 1}, []device{{id: "dev"}})[0]
 	if got.failed != 1 || got.err == nil || !strings.Contains(got.err.Error(), "not in flight") {
 		t.Fatalf("failed %d, %v; want the publish failed by a PUBACK of packet 999", got.failed, got.err)
 	}
