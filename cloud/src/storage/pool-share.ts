@@ -22,11 +22,6 @@ export class PoolShare {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`a pool share needs at least one slot: ${limit}`);
   }
 
-  /** Commands of this share in flight now (at most `limit`). */
-  get inFlight(): number {
-    return this.held;
-  }
-
   /** Runs `command` once the share has a free slot, holding the slot until it settles. */
   async run<T>(command: () => Promise<T>): Promise<T> {
     if (this.held < this.limit) this.held++;
