@@ -3,8 +3,9 @@
 // its updates are read-modify-write, not atomic), and the only operation that
 // must be atomic under concurrency is a unique-key insert.
 //
-// Ingest (the hot path) is one insert per request, whatever its size: a
-// journal document holding the request's samples, packed in one string. Once it is written the
+// Ingest (the hot path) is one journal document per request, whatever its size, holding the
+// request's samples packed in one string; the documents of requests in flight at once go in one
+// insert (storage/group-insert.ts). Once it is written the
 // samples are durable and the request is answered; duplicates (a gateway
 // retry, a device replaying its flash buffer) are journalled like anything
 // else and found when the journal is applied.
@@ -34,6 +35,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
 import { SlotLease } from "../retention/lease.ts";
 import { boundedBulkWrite, MAX_POOL_SIZE } from "../storage/command-bounds.ts";
+import { GroupInsert } from "../storage/group-insert.ts";
 import { pointReads } from "../storage/point-reads.ts";
 import { PoolShare, withinShare } from "../storage/pool-share.ts";
 import type { HistorySample } from "./history-schema.ts";
@@ -71,7 +73,7 @@ const JOURNAL_RECHECK_MS = 250;
 /** Ingest requests less than this apart are one burst, which the periodic pass lets pass (applyBetweenBursts). */
 export const INGEST_QUIET_MS = 100;
 /** The longest the periodic pass waits for a burst to pause, from the first sample it has not applied. */
-export const APPLY_DEFER_MAX_MS = 2_000;
+export const APPLY_DEFER_MAX_MS = 5_000;
 /**
  * Connections a pass (its reads and writes, the device updates and alert evaluation it calls) holds
  * at once: half the pool, so requests arriving during a pass find a connection free rather than
@@ -238,6 +240,8 @@ const passShares = new WeakMap<Db, PoolShare>();
  * last round began (undefined: nothing since), epoch ms.
  */
 const bursts = new WeakMap<Db, { lastAt: number; pendingSince: number | undefined }>();
+/** Per database, in this process: the journal's inserts, one command at a time (group-insert.ts). */
+const groupInserts = new WeakMap<Db, GroupInsert<JournalDoc>>();
 
 /** What one apply pass stored: the samples new to the store (not those stored before), per device. */
 export interface AppliedPass {
@@ -297,7 +301,9 @@ export class TelemetryStore {
     let accepted = 0;
     for (const { batch } of batches) accepted += batch.samples.length;
     if (accepted === 0) return { accepted };
-    await this.journal.insertOne({
+    const journalInserts = groupInserts.get(this.db) ?? new GroupInsert(this.journal);
+    groupInserts.set(this.db, journalInserts);
+    await journalInserts.insert({
       _id: new ObjectId(),
       tenantId,
       at: Date.now(),
