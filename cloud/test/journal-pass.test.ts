@@ -107,7 +107,7 @@ test("a pass holds at most its share of the connection pool, leaving the rest to
   for (const device of latest) assert.deepEqual(device.samples, { stored: 4, duplicates: 0 });
 });
 
-test("the periodic pass waits out a burst of ingest, at most APPLY_DEFER_MAX_MS from its first sample", async () => {
+test("the periodic pass waits out a burst of ingest, until the journal holds a document APPLY_DEFER_MAX_MS old", async () => {
   // A database of its own: the burst clock is per database, and this test sets it.
   const own = await connectDb(ferret.uri, "journal_pass_bursts");
   let now = 1_000_000;
@@ -148,6 +148,13 @@ test("the periodic pass waits out a burst of ingest, at most APPLY_DEFER_MAX_MS 
     await ingest();
     await telemetry.settle();
     assert.deepEqual(held, [first, 2, 1]);
+
+    // Behind (the journal holds a document APPLY_DEFER_MAX_MS old, here another replica's): no wait.
+    const elsewhere = new TelemetryStore(own.db, { now: () => now - APPLY_DEFER_MAX_MS });
+    await elsewhere.store("t4", [{ deviceId: "burst", batch: batch(1, seq++, 1, T0 + seq * 1_000) }]);
+    await ingest();
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [first, 2, 1, 2]);
     const [device] = await telemetry.readLatest("t4", ["burst"], 1);
     assert.deepEqual(device?.samples, { stored: seq, duplicates: 0 });
   } finally {

@@ -235,11 +235,8 @@ const stopped = new WeakSet<Db>();
 const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }>();
 /** Per database, in this process: the share of the pool its passes use (APPLY_CONNECTIONS). */
 const passShares = new WeakMap<Db, PoolShare>();
-/**
- * Per database, in this process: when it last journalled, and when it first journalled after the
- * last round began (undefined: nothing since), epoch ms.
- */
-const bursts = new WeakMap<Db, { lastAt: number; pendingSince: number | undefined }>();
+/** Per database, in this process: when it last journalled, epoch ms (by the store's clock). */
+const lastJournalled = new WeakMap<Db, number>();
 /** Per database, in this process: the journal's inserts, one command at a time (group-insert.ts). */
 const groupInserts = new WeakMap<Db, GroupInsert<JournalDoc>>();
 
@@ -306,18 +303,13 @@ export class TelemetryStore {
     await journalInserts.insert({
       _id: new ObjectId(),
       tenantId,
-      at: Date.now(),
+      at: this.now(),
       items: JSON.stringify(
         batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
       ),
     });
     journalled.add(this.db);
-    const now = this.now();
-    const burst = bursts.get(this.db);
-    if (burst) {
-      burst.lastAt = now;
-      burst.pendingSince ??= now;
-    } else bursts.set(this.db, { lastAt: now, pendingSince: now });
+    lastJournalled.set(this.db, this.now());
     return { accepted };
   }
 
@@ -375,8 +367,9 @@ export class TelemetryStore {
 
   /**
    * The periodic pass: applyPending(), except while this process takes a burst of ingest (requests
-   * less than INGEST_QUIET_MS apart): then it waits for a pause, at most APPLY_DEFER_MAX_MS from the
-   * first sample not applied, and so does each further round. A round rewrites every hourly bucket it
+   * less than INGEST_QUIET_MS apart): then it waits for a pause, until the oldest journal document is
+   * APPLY_DEFER_MAX_MS old at most, and so does each further round. Behind (a large fleet's backlog),
+   * it never waits. A round rewrites every hourly bucket it
    * touches whole, however few samples it adds, and on SQLite its writes and the ingest inserts take
    * turns at the one write lock, a waiting writer polling it with sleeps of 1 to 100 ms: rounds back
    * to back beside a burst rewrote the same buckets over and over and held the ingest requests up
@@ -384,19 +377,21 @@ export class TelemetryStore {
    * burst writes each bucket once. Reads (settle) and exports (appliedBefore) do not wait.
    */
   applyBetweenBursts(): Promise<void> {
-    if (this.inBurst()) return applying.get(this.db) ?? Promise.resolve();
-    return this.applying(() => {
+    return this.applying(async () => {
+      // Waiting, what this process journalled stays for its reads to apply (settle).
+      if (await this.waitsOutBurst()) return;
       journalled.delete(this.db);
       return this.applyAll(true);
     });
   }
 
-  /** Whether this process is in a burst of ingest that the periodic pass still waits out. */
-  private inBurst(): boolean {
-    const burst = bursts.get(this.db);
-    if (burst?.pendingSince === undefined) return false;
+  /** Whether the periodic pass waits: this process is in a burst of ingest, and the journal is not yet behind. */
+  private async waitsOutBurst(): Promise<boolean> {
     const now = this.now();
-    return now - burst.lastAt < INGEST_QUIET_MS && now - burst.pendingSince < APPLY_DEFER_MAX_MS;
+    if (now - (lastJournalled.get(this.db) ?? Number.NEGATIVE_INFINITY) >= INGEST_QUIET_MS) return false;
+    // The journal is read oldest first (nextPass): its first document is the oldest.
+    const oldest = await this.journal.findOne({}, { projection: { at: 1 } });
+    return oldest !== null && now - (oldest.at ?? oldest._id.getTimestamp().getTime()) < APPLY_DEFER_MAX_MS;
   }
 
   /** Lets passes run (again) in this process: the API calls it when it starts. */
@@ -440,13 +435,10 @@ export class TelemetryStore {
     rounds.set(this.db, round);
     while (
       !stopped.has(this.db) &&
-      !(betweenBursts && this.inBurst()) &&
+      !(betweenBursts && (await this.waitsOutBurst())) &&
       (await this.lease.acquire(APPLY_PASS_MAX_MS))
     ) {
       round.startedAt = Date.now();
-      const burst = bursts.get(this.db);
-      // What is journalled from here on may miss this round's read: pending for the next.
-      if (burst) burst.pendingSince = undefined;
       try {
         const docs = await this.nextPass();
         if (docs.length === 0) return;
