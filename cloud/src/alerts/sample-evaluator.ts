@@ -21,6 +21,9 @@ import { RuleStateStore, type RuleStatesDoc, stateDocId } from "./rule-state-sto
 import type { RuleDoc, RuleStore } from "./rule-store.ts";
 
 const DEVICES_AT_ONCE = 16;
+/** Tries of a device's evaluation in one pass before it is counted as failed. */
+const DEVICE_ATTEMPTS = 3;
+const RETRY_DELAY_MS = 250;
 /** How far out of order a sample may arrive and still be evaluated (rules with longer windows allow more). */
 const REORDER_TOLERANCE_MS = 10_000;
 const LABELS_TTL_MS = 30_000;
@@ -69,7 +72,7 @@ export class SampleEvaluator {
   async evaluate(pass: AppliedPass): Promise<void> {
     const evaluations = new Map<string, number>();
     let late = 0;
-    const work: Array<() => Promise<void>> = [];
+    const work: Array<{ tenantId: string; deviceId: string; run: () => Promise<void> }> = [];
     const byTenant = new Map<string, AppliedPass["devices"]>();
     for (const device of pass.devices)
       byTenant.set(device.tenantId, [...(byTenant.get(device.tenantId) ?? []), device]);
@@ -78,37 +81,68 @@ export class SampleEvaluator {
       if (rules.length === 0) continue;
       const needLabels = rules.some((rule) => rule.scope.type === "tag" || rule.scope.type === "group");
       for (const { deviceId, samples } of devices) {
-        work.push(async () => {
-          const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
-          const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
-          if (matching.length === 0) return;
-          const ordered = [...samples].sort((a, b) => a.ts - b.ts);
-          const _id = stateDocId(tenantId, deviceId);
-          const doc = (await this.states.read([_id])).get(_id) ?? { _id, tenantId, subject: deviceId, rules: {} };
-          let changed = false;
-          for (const rule of matching) {
-            let state = doc.rules[rule._id] ?? initialState();
-            const before = doc.rules[rule._id];
-            for (const { ts, m } of ordered) {
-              const metric = "metric" in rule.condition ? rule.condition.metric : "";
-              const value = m[metric];
-              if (value === undefined) continue;
-              if (ts < state.lastTs - toleranceOf(rule)) {
-                late++;
-                continue;
+        work.push({
+          tenantId,
+          deviceId,
+          run: async () => {
+            const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
+            const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
+            if (matching.length === 0) return;
+            const ordered = [...samples].sort((a, b) => a.ts - b.ts);
+            const _id = stateDocId(tenantId, deviceId);
+            const doc = (await this.states.read([_id])).get(_id) ?? { _id, tenantId, subject: deviceId, rules: {} };
+            let changed = false;
+            // Counted once the device's evaluation is through: a retried one is not counted twice.
+            const counted = new Map<string, number>();
+            let lateHere = 0;
+            for (const rule of matching) {
+              let state = doc.rules[rule._id] ?? initialState();
+              const before = doc.rules[rule._id];
+              for (const { ts, m } of ordered) {
+                const metric = "metric" in rule.condition ? rule.condition.metric : "";
+                const value = m[metric];
+                if (value === undefined) continue;
+                if (ts < state.lastTs - toleranceOf(rule)) {
+                  lateHere++;
+                  continue;
+                }
+                counted.set(rule.condition.kind, (counted.get(rule.condition.kind) ?? 0) + 1);
+                state = await this.apply(rule, tenantId, deviceId, state, this.step(rule, state, value, ts), value, ts);
               }
-              evaluations.set(rule.condition.kind, (evaluations.get(rule.condition.kind) ?? 0) + 1);
-              state = await this.apply(rule, tenantId, deviceId, state, this.step(rule, state, value, ts), value, ts);
+              if (!sameState(before, state)) changed = true;
+              doc.rules[rule._id] = state;
             }
-            if (!sameState(before, state)) changed = true;
-            doc.rules[rule._id] = state;
-          }
-          if (changed) await this.states.write([doc]);
+            if (changed) await this.states.write([doc]);
+            for (const [kind, count] of counted) evaluations.set(kind, (evaluations.get(kind) ?? 0) + count);
+            late += lateHere;
+          },
         });
       }
     }
-    for (let i = 0; i < work.length; i += DEVICES_AT_ONCE) {
-      await Promise.all(work.slice(i, i + DEVICES_AT_ONCE).map((run) => run()));
+    // Each device on its own: one device's failure (a stalled write, a state the store refuses) must
+    // not cost the others their evaluation. A failed device is tried again (the recorder and the state
+    // write are idempotent), then counted and logged.
+    let pending = work;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const failed: typeof work = [];
+      for (let i = 0; i < pending.length; i += DEVICES_AT_ONCE) {
+        const chunk = pending.slice(i, i + DEVICES_AT_ONCE);
+        const outcomes = await Promise.allSettled(chunk.map((device) => device.run()));
+        outcomes.forEach((outcome, j) => {
+          const device = chunk[j];
+          if (outcome.status === "fulfilled" || !device) return;
+          if (attempt < DEVICE_ATTEMPTS) failed.push(device);
+          else {
+            this.metrics.alertEvaluationErrors.inc();
+            this.log.error(
+              { err: outcome.reason, tenantId: device.tenantId, deviceId: device.deviceId, attempts: attempt },
+              "alert evaluation failed for a device",
+            );
+          }
+        });
+      }
+      if (failed.length > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt));
+      pending = failed;
     }
     for (const [kind, count] of evaluations) this.metrics.alertEvaluations.inc({ kind }, count);
     if (late > 0) this.metrics.alertLateSamples.inc(late);
