@@ -35,6 +35,13 @@ const LAST_TS_PERSIST_MS = 10_000;
 
 type Labels = Pick<DeviceDoc, "tags" | "groups">;
 
+interface DeviceWork {
+  tenantId: string;
+  deviceId: string;
+  samples: AppliedPass["devices"][number]["samples"];
+  rules: RuleDoc[];
+}
+
 function toleranceOf(rule: RuleDoc): number {
   const condition = rule.condition;
   const windowSeconds =
@@ -72,7 +79,7 @@ export class SampleEvaluator {
   async evaluate(pass: AppliedPass): Promise<void> {
     const evaluations = new Map<string, number>();
     let late = 0;
-    const work: Array<{ tenantId: string; deviceId: string; run: () => Promise<void> }> = [];
+    let work: DeviceWork[] = [];
     const byTenant = new Map<string, AppliedPass["devices"]>();
     for (const device of pass.devices)
       byTenant.set(device.tenantId, [...(byTenant.get(device.tenantId) ?? []), device]);
@@ -81,71 +88,96 @@ export class SampleEvaluator {
       if (rules.length === 0) continue;
       const needLabels = rules.some((rule) => rule.scope.type === "tag" || rule.scope.type === "group");
       for (const { deviceId, samples } of devices) {
-        work.push({
-          tenantId,
-          deviceId,
-          run: async () => {
-            const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
-            const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
-            if (matching.length === 0) return;
-            const ordered = [...samples].sort((a, b) => a.ts - b.ts);
-            const _id = stateDocId(tenantId, deviceId);
-            const doc = (await this.states.read([_id])).get(_id) ?? { _id, tenantId, subject: deviceId, rules: {} };
-            let changed = false;
-            // Counted once the device's evaluation is through: a retried one is not counted twice.
-            const counted = new Map<string, number>();
-            let lateHere = 0;
-            for (const rule of matching) {
-              let state = doc.rules[rule._id] ?? initialState();
-              const before = doc.rules[rule._id];
-              for (const { ts, m } of ordered) {
-                const metric = "metric" in rule.condition ? rule.condition.metric : "";
-                const value = m[metric];
-                if (value === undefined) continue;
-                if (ts < state.lastTs - toleranceOf(rule)) {
-                  lateHere++;
-                  continue;
-                }
-                counted.set(rule.condition.kind, (counted.get(rule.condition.kind) ?? 0) + 1);
-                state = await this.apply(rule, tenantId, deviceId, state, this.step(rule, state, value, ts), value, ts);
-              }
-              if (!sameState(before, state)) changed = true;
-              doc.rules[rule._id] = state;
-            }
-            if (changed) await this.states.write([doc]);
-            for (const [kind, count] of counted) evaluations.set(kind, (evaluations.get(kind) ?? 0) + count);
-            late += lateHere;
-          },
-        });
+        const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
+        const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
+        if (matching.length > 0) work.push({ tenantId, deviceId, samples, rules: matching });
       }
     }
-    // Each device on its own: one device's failure (a stalled write, a state the store refuses) must
-    // not cost the others their evaluation. A failed device is tried again (the recorder and the state
-    // write are idempotent), then counted and logged.
-    let pending = work;
-    for (let attempt = 1; pending.length > 0; attempt++) {
-      const failed: typeof work = [];
-      for (let i = 0; i < pending.length; i += DEVICES_AT_ONCE) {
-        const chunk = pending.slice(i, i + DEVICES_AT_ONCE);
-        const outcomes = await Promise.allSettled(chunk.map((device) => device.run()));
-        outcomes.forEach((outcome, j) => {
-          const device = chunk[j];
-          if (outcome.status === "fulfilled" || !device) return;
-          if (attempt < DEVICE_ATTEMPTS) failed.push(device);
-          else {
-            this.metrics.alertEvaluationErrors.inc();
-            this.log.error(
-              { err: outcome.reason, tenantId: device.tenantId, deviceId: device.deviceId, attempts: attempt },
-              "alert evaluation failed for a device",
-            );
-          }
-        });
+    // The pass's states read together and written in one bounded write: per device, a read and a
+    // write of its own cost FerretDB a round trip each. Each device is evaluated on its own, so one
+    // device's failure (a state the evaluator cannot use) costs the others nothing; a failed device
+    // or write is tried again (the recorder and the state writes are idempotent), then counted.
+    for (let attempt = 1; work.length > 0; attempt++) {
+      const failed: Array<{ device: DeviceWork; error: unknown }> = [];
+      const evaluated: Array<{ device: DeviceWork; doc?: RuleStatesDoc; counted: Map<string, number>; late: number }> =
+        [];
+      try {
+        const stored = await this.states.read(work.map(({ tenantId, deviceId }) => stateDocId(tenantId, deviceId)));
+        for (let i = 0; i < work.length; i += DEVICES_AT_ONCE) {
+          const chunk = work.slice(i, i + DEVICES_AT_ONCE);
+          const outcomes = await Promise.allSettled(chunk.map((device) => this.evaluateDevice(device, stored)));
+          outcomes.forEach((outcome, j) => {
+            const device = chunk[j] as DeviceWork;
+            if (outcome.status === "fulfilled") evaluated.push({ device, ...outcome.value });
+            else failed.push({ device, error: outcome.reason });
+          });
+        }
+        await this.states.write(evaluated.flatMap(({ doc }) => (doc ? [doc] : [])));
+        for (const { counted, late: lateHere } of evaluated) {
+          for (const [kind, count] of counted) evaluations.set(kind, (evaluations.get(kind) ?? 0) + count);
+          late += lateHere;
+        }
+      } catch (error) {
+        // The read or the write: every device not failed already is tried again.
+        for (const { device } of evaluated) failed.push({ device, error });
+        if (evaluated.length === 0 && failed.length === 0) for (const device of work) failed.push({ device, error });
       }
-      if (failed.length > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt));
-      pending = failed;
+      work = [];
+      for (const { device, error } of failed) {
+        if (attempt < DEVICE_ATTEMPTS) work.push(device);
+        else {
+          this.metrics.alertEvaluationErrors.inc();
+          this.log.error(
+            { err: error, tenantId: device.tenantId, deviceId: device.deviceId, attempts: attempt },
+            "alert evaluation failed for a device",
+          );
+        }
+      }
+      if (work.length > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt));
     }
     for (const [kind, count] of evaluations) this.metrics.alertEvaluations.inc({ kind }, count);
     if (late > 0) this.metrics.alertLateSamples.inc(late);
+  }
+
+  /** One device's samples through its rules: the state document to write (if it changed) and what was counted. */
+  private async evaluateDevice(
+    { tenantId, deviceId, samples, rules }: DeviceWork,
+    stored: Map<string, RuleStatesDoc>,
+  ): Promise<{ doc?: RuleStatesDoc; counted: Map<string, number>; late: number }> {
+    const ordered = [...samples].sort((a, b) => a.ts - b.ts);
+    const _id = stateDocId(tenantId, deviceId);
+    const found = stored.get(_id);
+    // Not overwritten with fresh states: alert ids follow the stored episodes, so starting them over
+    // would name new alerts after old ones. Counted and logged instead (the caller).
+    if (found && (typeof found.rules !== "object" || found.rules === null)) {
+      throw new Error(`the stored rule states of ${deviceId} are not an object`);
+    }
+    const doc: RuleStatesDoc = found
+      ? { ...found, rules: { ...found.rules } }
+      : { _id, tenantId, subject: deviceId, rules: {} };
+    const counted = new Map<string, number>();
+    let late = 0;
+    let changed = false;
+    for (const rule of rules) {
+      const before = doc.rules[rule._id];
+      let state = before ?? initialState();
+      const metric = "metric" in rule.condition ? rule.condition.metric : "";
+      for (const { ts, m } of ordered) {
+        const value = m[metric];
+        if (value === undefined) continue;
+        if (ts < state.lastTs - toleranceOf(rule)) {
+          late++;
+          continue;
+        }
+        counted.set(rule.condition.kind, (counted.get(rule.condition.kind) ?? 0) + 1);
+        const step = this.step(rule, state, value, ts);
+        // Most steps change nothing worth recording: only a transition waits on the database.
+        state = step.transition ? await this.record(rule, tenantId, deviceId, state, step, value, ts) : step.state;
+      }
+      if (!sameState(before, state)) changed = true;
+      doc.rules[rule._id] = state;
+    }
+    return { ...(changed && { doc }), counted, late };
   }
 
   private step(rule: RuleDoc, state: RuleState, value: number, at: number): Step {
@@ -156,7 +188,7 @@ export class SampleEvaluator {
   }
 
   /** Records the step's transition (alert and event first), answers the state to keep. */
-  private async apply(
+  private async record(
     rule: RuleDoc,
     tenantId: string,
     deviceId: string,
