@@ -5,8 +5,14 @@
 // across passes (the gateway has several requests in flight), so one up to the rule's window (its
 // hold or rate window, at least REORDER_TOLERANCE_MS) older than the newest evaluated is still
 // evaluated; an older one is late: skipped and counted, so it never fires or resolves anything.
-// State is written when it changed; the alert and its event are written before it, and both are
-// idempotent, so a pass that is applied again changes nothing.
+// The alert and its event are written before the state, and both are idempotent, so a pass that
+// is applied again changes nothing.
+// States are held in memory for as long as this process holds the apply lease without a break
+// (its tenure): only the lease holder evaluates, so what it holds is the truth, and it reads a
+// device's states once, not on every pass. A change that matters (a status, an episode, an alert)
+// is written in the pass that made it; the rest (last evaluated times, rate windows) at most every
+// CHECKPOINT_MS, so a replica taking the lease over starts from states at most that old: a late
+// sample is recognised to that precision, and a rate is measured over a window missing as much.
 
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "mongodb";
@@ -27,11 +33,12 @@ const RETRY_DELAY_MS = 250;
 /** How far out of order a sample may arrive and still be evaluated (rules with longer windows allow more). */
 const REORDER_TOLERANCE_MS = 10_000;
 const LABELS_TTL_MS = 30_000;
-/**
- * An unchanged state is still written once its last evaluated time has moved on this much (device
- * time), so a late sample is recognised after a restart or a lease change too (to this precision).
- */
-const LAST_TS_PERSIST_MS = 10_000;
+/** The longest a held state goes unwritten when only its times or rate window changed. */
+const CHECKPOINT_MS = 10_000;
+/** Devices whose states are held in memory at most (the least recently evaluated, written, are let go). */
+const MAX_HELD = 20_000;
+/** Overdue states written in one pass at most, beside the pass's own. */
+const CHECKPOINT_BATCH = 500;
 
 type Labels = Pick<DeviceDoc, "tags" | "groups">;
 
@@ -49,22 +56,40 @@ function toleranceOf(rule: RuleDoc): number {
   return Math.max(REORDER_TOLERANCE_MS, windowSeconds * 1000);
 }
 
-function sameState(a: RuleState | undefined, b: RuleState): boolean {
+/** Whether a state moved on in a way that must be stored at once: not only in its times or rate window. */
+function transitioned(a: RuleState | undefined, b: RuleState): boolean {
   return (
-    a !== undefined &&
-    b.lastTs - a.lastTs < LAST_TS_PERSIST_MS &&
-    a.status === b.status &&
-    a.since === b.since &&
-    a.episode === b.episode &&
-    a.alertId === b.alertId &&
-    a.points === undefined &&
-    b.points === undefined
+    a === undefined ||
+    a.status !== b.status ||
+    a.since !== b.since ||
+    a.episode !== b.episode ||
+    a.alertId !== b.alertId
   );
+}
+
+/** A device's states as this process holds them. */
+interface Held {
+  doc: RuleStatesDoc;
+  /** Newer than what is stored (only in times or rate windows). */
+  dirty: boolean;
+  writtenAt: number;
+}
+
+interface Evaluated {
+  device: DeviceWork;
+  doc: RuleStatesDoc;
+  /** Must be written in this pass. */
+  transitioned: boolean;
+  counted: Map<string, number>;
+  late: number;
 }
 
 export class SampleEvaluator {
   private readonly states: RuleStateStore<RuleStatesDoc>;
   private readonly labels = new Map<string, { until: number; labels: Labels }>();
+  /** States held under the apply lease's tenure `heldTenure`, by state document id, least recently evaluated first. */
+  private readonly held = new Map<string, Held>();
+  private heldTenure = -1;
 
   constructor(
     private readonly db: Db,
@@ -93,16 +118,22 @@ export class SampleEvaluator {
         if (matching.length > 0) work.push({ tenantId, deviceId, samples, rules: matching });
       }
     }
-    // The pass's states read together and written in one bounded write: per device, a read and a
-    // write of its own cost FerretDB a round trip each. Each device is evaluated on its own, so one
-    // device's failure (a state the evaluator cannot use) costs the others nothing; a failed device
-    // or write is tried again (the recorder and the state writes are idempotent), then counted.
+    // A device's states are read once a tenure and written in one bounded write with the pass's
+    // others. Each device is evaluated on its own, so one device's failure (a state the evaluator
+    // cannot use) costs the others nothing; a failed device or write is tried again (the recorder and
+    // the state writes are idempotent, and what is held changes only once its write is through).
+    if (pass.tenure !== this.heldTenure) {
+      this.held.clear();
+      this.heldTenure = pass.tenure;
+    }
     for (let attempt = 1; work.length > 0; attempt++) {
       const failed: Array<{ device: DeviceWork; error: unknown }> = [];
-      const evaluated: Array<{ device: DeviceWork; doc?: RuleStatesDoc; counted: Map<string, number>; late: number }> =
-        [];
+      const evaluated: Evaluated[] = [];
       try {
-        const stored = await this.states.read(work.map(({ tenantId, deviceId }) => stateDocId(tenantId, deviceId)));
+        const unheld = work
+          .map(({ tenantId, deviceId }) => stateDocId(tenantId, deviceId))
+          .filter((id) => !this.held.has(id));
+        const stored = await this.states.read(unheld);
         for (let i = 0; i < work.length; i += DEVICES_AT_ONCE) {
           const chunk = work.slice(i, i + DEVICES_AT_ONCE);
           const outcomes = await Promise.allSettled(chunk.map((device) => this.evaluateDevice(device, stored)));
@@ -112,7 +143,7 @@ export class SampleEvaluator {
             else failed.push({ device, error: outcome.reason });
           });
         }
-        await this.states.write(evaluated.flatMap(({ doc }) => (doc ? [doc] : [])));
+        await this.store(evaluated);
         for (const { counted, late: lateHere } of evaluated) {
           for (const [kind, count] of counted) evaluations.set(kind, (evaluations.get(kind) ?? 0) + count);
           late += lateHere;
@@ -139,14 +170,54 @@ export class SampleEvaluator {
     if (late > 0) this.metrics.alertLateSamples.inc(late);
   }
 
-  /** One device's samples through its rules: the state document to write (if it changed) and what was counted. */
+  /**
+   * Writes what must be written (states that transitioned, held ones unwritten for CHECKPOINT_MS,
+   * a few overdue ones this pass did not touch), then holds the pass's states.
+   */
+  private async store(evaluated: Evaluated[]): Promise<void> {
+    const now = Date.now();
+    const overdue = (held: Held | undefined) => !held || now - held.writtenAt >= CHECKPOINT_MS;
+    const written = new Set<string>();
+    for (const { doc, transitioned } of evaluated) {
+      if (transitioned || overdue(this.held.get(doc._id))) written.add(doc._id);
+    }
+    const touched = new Set(evaluated.map(({ doc }) => doc._id));
+    for (const [id, held] of this.held) {
+      if (written.size >= evaluated.length + CHECKPOINT_BATCH) break;
+      if (held.dirty && !touched.has(id) && overdue(held)) written.add(id);
+    }
+    const docs = evaluated.filter(({ doc }) => written.has(doc._id)).map(({ doc }) => doc);
+    for (const id of written) {
+      const held = this.held.get(id);
+      if (held && !touched.has(id)) docs.push(held.doc);
+    }
+    await this.states.write(docs);
+    for (const id of written) {
+      const held = this.held.get(id);
+      if (held && !touched.has(id)) this.held.set(id, { ...held, dirty: false, writtenAt: now });
+    }
+    for (const { doc } of evaluated) {
+      const before = this.held.get(doc._id);
+      const stored = written.has(doc._id);
+      // Moved to the end: the map's order is the order of last evaluation, oldest first.
+      this.held.delete(doc._id);
+      this.held.set(doc._id, { doc, dirty: !stored, writtenAt: stored ? now : (before?.writtenAt ?? now) });
+    }
+    // Past the bound, the least recently evaluated clean states are let go (a dirty one is written first, when overdue).
+    for (const [id, held] of this.held) {
+      if (this.held.size <= MAX_HELD) break;
+      if (!held.dirty) this.held.delete(id);
+    }
+  }
+
+  /** One device's samples through its rules: its states after them, and what was counted. */
   private async evaluateDevice(
     { tenantId, deviceId, samples, rules }: DeviceWork,
     stored: Map<string, RuleStatesDoc>,
-  ): Promise<{ doc?: RuleStatesDoc; counted: Map<string, number>; late: number }> {
+  ): Promise<Omit<Evaluated, "device">> {
     const ordered = [...samples].sort((a, b) => a.ts - b.ts);
     const _id = stateDocId(tenantId, deviceId);
-    const found = stored.get(_id);
+    const found = this.held.get(_id)?.doc ?? stored.get(_id);
     // Not overwritten with fresh states: alert ids follow the stored episodes, so starting them over
     // would name new alerts after old ones. Counted and logged instead (the caller).
     if (found && (typeof found.rules !== "object" || found.rules === null)) {
@@ -157,7 +228,7 @@ export class SampleEvaluator {
       : { _id, tenantId, subject: deviceId, rules: {} };
     const counted = new Map<string, number>();
     let late = 0;
-    let changed = false;
+    let moved = false;
     for (const rule of rules) {
       const before = doc.rules[rule._id];
       let state = before ?? initialState();
@@ -174,10 +245,12 @@ export class SampleEvaluator {
         // Most steps change nothing worth recording: only a transition waits on the database.
         state = step.transition ? await this.record(rule, tenantId, deviceId, state, step, value, ts) : step.state;
       }
-      if (!sameState(before, state)) changed = true;
+      // A rule none of whose metric came is not given a state.
+      if (state === before || (before === undefined && state.lastTs === 0)) continue;
+      if (transitioned(before, state)) moved = true;
       doc.rules[rule._id] = state;
     }
-    return { ...(changed && { doc }), counted, late };
+    return { doc, transitioned: moved, counted, late };
   }
 
   private step(rule: RuleDoc, state: RuleState, value: number, at: number): Step {
