@@ -63,6 +63,7 @@ export const PASS_SAMPLES = 60_000;
 const JOURNAL_BATCH = 500;
 const JOURNAL_PAGE = 50;
 const APPLY_LEASE_MS = 30_000;
+const APPLY_JOB = "telemetry-apply";
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
 /** The longest a read waits for this process's journalled telemetry to be applied (see settleForRead). */
@@ -244,6 +245,8 @@ const groupInserts = new WeakMap<Db, GroupInsert<JournalDoc>>();
 export interface AppliedPass {
   /** When each applied journal document was written, epoch ms. */
   journalledAt: number[];
+  /** The apply lease's tenure in this process (`SlotLease.tenure`): observers' memory of earlier passes holds while it does. */
+  tenure: number;
   devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
 }
 
@@ -272,7 +275,7 @@ export class TelemetryStore {
     this.journal = db.collection<JournalDoc>("telemetry_journal");
     this.rollups = db.collection<RollupDoc>("telemetry_rollups");
     this.latest = db.collection<LatestDoc>("telemetry_latest");
-    this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
+    this.lease = new SlotLease(db, APPLY_JOB, APPLY_LEASE_MS);
   }
 
   /**
@@ -561,6 +564,7 @@ export class TelemetryStore {
     }
     const pass: AppliedPass = {
       journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
+      tenure: SlotLease.tenure(this.db, APPLY_JOB),
       devices: [...applied.values()],
     };
     for (const observer of observers.get(this.db) ?? []) await observer(pass);
