@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { GatewayKeyStore, KNOWN_KEY_TTL_MS } from "../src/gateway/gateway-key-store.ts";
 import { connectDb, type Database } from "../src/storage/connect.ts";
 import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { commandsDuring } from "./helpers.ts";
 
 let dir: string;
 let ferret: EmbeddedFerretDb;
@@ -26,17 +27,9 @@ after(async () => {
 
 /** Lookups of gateway keys the store sends while `work` runs. */
 async function lookups(work: () => Promise<unknown>): Promise<number> {
-  let count = 0;
-  const onStart = ({ commandName, command }: { commandName: string; command: Record<string, unknown> }) => {
-    if (commandName === "find" && command.find === "gateway_keys") count++;
-  };
-  database.client.on("commandStarted", onStart);
-  try {
-    await work();
-  } finally {
-    database.client.off("commandStarted", onStart);
-  }
-  return count;
+  return (await commandsDuring(database.client, work)).filter(
+    ({ commandName, command }) => commandName === "find" && command.find === "gateway_keys",
+  ).length;
 }
 
 test("a key found is trusted for KNOWN_KEY_TTL_MS without a lookup, then looked up again", async () => {

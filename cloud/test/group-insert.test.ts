@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { connectDb, type Database } from "../src/storage/connect.ts";
 import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { GroupInsert } from "../src/storage/group-insert.ts";
+import { commandsDuring } from "./helpers.ts";
 
 let dir: string;
 let ferret: EmbeddedFerretDb;
@@ -26,17 +27,9 @@ after(async () => {
 
 /** The documents each insert command on `collection` carried, while `work` runs. */
 async function insertCommands(collection: string, work: () => Promise<unknown>): Promise<number[]> {
-  const sizes: number[] = [];
-  const onStart = ({ commandName, command }: { commandName: string; command: Record<string, unknown> }) => {
-    if (commandName === "insert" && command.insert === collection) sizes.push((command.documents as unknown[]).length);
-  };
-  database.client.on("commandStarted", onStart);
-  try {
-    await work();
-  } finally {
-    database.client.off("commandStarted", onStart);
-  }
-  return sizes;
+  return (await commandsDuring(database.client, work))
+    .filter(({ commandName, command }) => commandName === "insert" && command.insert === collection)
+    .map(({ command }) => (command.documents as unknown[]).length);
 }
 
 test("inserts arriving while one is written go together in the next command", async () => {
