@@ -45,9 +45,9 @@ function replica(database: Database): SampleEvaluator {
   );
 }
 
-test("after another replica's tenure, a replica evaluates from the states that one stored", async () => {
-  const tenantId = "t-1";
-  const rule = await new RuleStore(first.db).create({
+/** Fires above 50, clears at 40 or under, at once. */
+function levelRule(tenantId: string) {
+  return new RuleStore(first.db).create({
     tenantId,
     name: "Level",
     severity: "warning",
@@ -57,6 +57,11 @@ test("after another replica's tenure, a replica evaluates from the states that o
     createdAt: 0,
     updatedAt: 0,
   });
+}
+
+test("after another replica's tenure, a replica evaluates from the states that one stored", async () => {
+  const tenantId = "t-1";
+  const rule = await levelRule(tenantId);
   const a = replica(first);
   const b = replica(second);
   const t0 = Date.UTC(2026, 11, 7, 9, 0, 0);
@@ -88,16 +93,7 @@ test("after another replica's tenure, a replica evaluates from the states that o
 
 test("a pass applied again (it failed after its evaluation) does not step the states twice", async () => {
   const tenantId = "t-2";
-  const rule = await new RuleStore(first.db).create({
-    tenantId,
-    name: "Level",
-    severity: "warning",
-    enabled: true,
-    scope: { type: "all" },
-    condition: { kind: "threshold", metric: "level", op: "above", high: 50, clearHigh: 40, forSeconds: 0 },
-    createdAt: 0,
-    updatedAt: 0,
-  });
+  const rule = await levelRule(tenantId);
   const evaluator = replica(first);
   const t0 = Date.UTC(2026, 11, 7, 10, 0, 0);
   // One journal document: a crossing and its clear.
