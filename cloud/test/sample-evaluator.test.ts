@@ -45,9 +45,9 @@ function replica(database: Database): SampleEvaluator {
   );
 }
 
-test("after another replica's tenure, a replica evaluates from the states that one stored", async () => {
-  const tenantId = "t-1";
-  const rule = await new RuleStore(first.db).create({
+/** Fires above 50, clears at 40 or under, at once. */
+function levelRule(tenantId: string) {
+  return new RuleStore(first.db).create({
     tenantId,
     name: "Level",
     severity: "warning",
@@ -57,13 +57,18 @@ test("after another replica's tenure, a replica evaluates from the states that o
     createdAt: 0,
     updatedAt: 0,
   });
+}
+
+test("after another replica's tenure, a replica evaluates from the states that one stored", async () => {
+  const tenantId = "t-1";
+  const rule = await levelRule(tenantId);
   const a = replica(first);
   const b = replica(second);
   const t0 = Date.UTC(2026, 11, 7, 9, 0, 0);
   const pass = (tenure: number, s: number, level: number): AppliedPass => ({
     journalledAt: [],
     tenure,
-    devices: [{ tenantId, deviceId: "d-1", samples: [{ ts: t0 + s * 1000, m: { level } }] }],
+    devices: [{ tenantId, deviceId: "d-1", samples: [{ ts: t0 + s * 1000, m: { level }, journalId: `j-${s}` }] }],
   });
   const alerts = () =>
     first.db
@@ -84,4 +89,40 @@ test("after another replica's tenure, a replica evaluates from the states that o
     [t0 + 1000, t0 + 2000, t0 + 3000, t0 + 4000],
     "the second alert is resolved by a, from the state b stored",
   );
+});
+
+test("a pass applied again (it failed after its evaluation) does not step the states twice", async () => {
+  const tenantId = "t-2";
+  const rule = await levelRule(tenantId);
+  const evaluator = replica(first);
+  const t0 = Date.UTC(2026, 11, 7, 10, 0, 0);
+  // One journal document: a crossing and its clear.
+  const pass: AppliedPass = {
+    journalledAt: [],
+    tenure: 1,
+    devices: [
+      {
+        tenantId,
+        deviceId: "d-2",
+        samples: [
+          { ts: t0, m: { level: 60 }, journalId: "j-1" },
+          { ts: t0 + 1000, m: { level: 30 }, journalId: "j-1" },
+        ],
+      },
+    ],
+  };
+  await evaluator.evaluate(pass);
+  // The journal's delete failed: the next pass holds the same document, and a new one.
+  await evaluator.evaluate({
+    ...pass,
+    devices: [
+      {
+        tenantId,
+        deviceId: "d-2",
+        samples: [...(pass.devices[0]?.samples ?? []), { ts: t0 + 2000, m: { level: 35 }, journalId: "j-2" }],
+      },
+    ],
+  });
+  const alerts = await first.db.collection("alerts").find({ ruleId: rule._id }).toArray();
+  assert.equal(alerts.length, 1, "one crossing, one alert");
 });

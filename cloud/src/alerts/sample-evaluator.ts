@@ -37,6 +37,8 @@ const LABELS_TTL_MS = 30_000;
 const CHECKPOINT_MS = 10_000;
 /** Devices whose states are held in memory at most (the least recently evaluated, written, are let go). */
 const MAX_HELD = 20_000;
+/** Journal documents remembered as evaluated (a pass is retried with the oldest left, so a few passes' worth). */
+const MAX_JOURNAL_REMEMBERED = 50_000;
 /** Overdue states written in one pass at most, beside the pass's own. */
 const CHECKPOINT_BATCH = 500;
 
@@ -90,6 +92,12 @@ export class SampleEvaluator {
   /** States held under the apply lease's tenure `heldTenure`, by state document id, least recently evaluated first. */
   private readonly held = new Map<string, Held>();
   private heldTenure = -1;
+  /**
+   * Journal documents whose samples were evaluated in this tenure, oldest first: a pass that failed
+   * after its evaluation (deleting its journal documents) is applied again with them, and its
+   * samples must not step the states twice (a fire and a clear would fire again, as a new alert).
+   */
+  private readonly evaluatedJournal = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -102,6 +110,12 @@ export class SampleEvaluator {
   }
 
   async evaluate(pass: AppliedPass): Promise<void> {
+    // What is held is the truth only while nobody else could have evaluated (see the top).
+    if (pass.tenure !== this.heldTenure) {
+      this.held.clear();
+      this.evaluatedJournal.clear();
+      this.heldTenure = pass.tenure;
+    }
     const evaluations = new Map<string, number>();
     let late = 0;
     let work: DeviceWork[] = [];
@@ -112,7 +126,9 @@ export class SampleEvaluator {
       const rules = (await this.rules.enabled(tenantId)).filter((rule) => SAMPLE_KINDS.includes(rule.condition.kind));
       if (rules.length === 0) continue;
       const needLabels = rules.some((rule) => rule.scope.type === "tag" || rule.scope.type === "group");
-      for (const { deviceId, samples } of devices) {
+      for (const { deviceId, samples: all } of devices) {
+        const samples = all.filter(({ journalId }) => !this.evaluatedJournal.has(journalId));
+        if (samples.length === 0) continue;
         const labels = needLabels ? await this.labelsOf(tenantId, deviceId) : undefined;
         const matching = rules.filter((rule) => ruleMatches(rule, deviceId, labels));
         if (matching.length > 0) work.push({ tenantId, deviceId, samples, rules: matching });
@@ -122,10 +138,6 @@ export class SampleEvaluator {
     // others. Each device is evaluated on its own, so one device's failure (a state the evaluator
     // cannot use) costs the others nothing; a failed device or write is tried again (the recorder and
     // the state writes are idempotent, and what is held changes only once its write is through).
-    if (pass.tenure !== this.heldTenure) {
-      this.held.clear();
-      this.heldTenure = pass.tenure;
-    }
     for (let attempt = 1; work.length > 0; attempt++) {
       const failed: Array<{ device: DeviceWork; error: unknown }> = [];
       const evaluated: Evaluated[] = [];
@@ -165,6 +177,11 @@ export class SampleEvaluator {
         }
       }
       if (work.length > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt));
+    }
+    for (const { samples } of pass.devices) for (const { journalId } of samples) this.evaluatedJournal.add(journalId);
+    for (const id of this.evaluatedJournal) {
+      if (this.evaluatedJournal.size <= MAX_JOURNAL_REMEMBERED) break;
+      this.evaluatedJournal.delete(id);
     }
     for (const [kind, count] of evaluations) this.metrics.alertEvaluations.inc({ kind }, count);
     if (late > 0) this.metrics.alertLateSamples.inc(late);

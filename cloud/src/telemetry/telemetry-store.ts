@@ -247,7 +247,11 @@ export interface AppliedPass {
   journalledAt: number[];
   /** The apply lease's tenure in this process (`SlotLease.tenure`): observers' memory of earlier passes holds while it does. */
   tenure: number;
-  devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
+  /**
+   * Per device, its new samples, each with the journal document it came from: a pass that failed
+   * after its observers saw it is applied again with the same documents (observers may skip those).
+   */
+  devices: Array<{ tenantId: string; deviceId: string; samples: Array<StoredSample & { journalId: string }> }>;
 }
 
 /** Called after each pass has stored its samples, before its journal documents are deleted. */
@@ -556,11 +560,12 @@ export class TelemetryStore {
     // What this pass stored anew (merge left only that in the incoming buckets): a sample sent or
     // applied again is not shown twice.
     const applied = new Map<string, AppliedPass["devices"][number]>();
-    for (const { tenantId, deviceId, s } of incoming.values()) {
+    for (const { tenantId, deviceId, s, from } of incoming.values()) {
       const deviceKey = key(tenantId, deviceId);
       const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
       applied.set(deviceKey, observed);
-      observed.samples.push(...Object.values(s));
+      for (const [sampleKey, sample] of Object.entries(s))
+        observed.samples.push({ ...sample, journalId: from[sampleKey] ?? "" });
     }
     const pass: AppliedPass = {
       journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
