@@ -87,6 +87,58 @@ export async function gatewayQueued(gatewayUrl: string): Promise<number> {
   return ((await response.json()) as { queued: number }).queued;
 }
 
+/** A Prometheus text page (a /metrics answer) as its series, `name{labels}`, and their values. */
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  const series = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    series.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return series;
+}
+
+/** How much the series named `name` whose labels hold every one of `labels` (`key="value"`) grew. */
+function grew(before: Map<string, number>, after: Map<string, number>, name: string, ...labels: string[]): number {
+  let total = 0;
+  for (const [series, value] of after) {
+    const brace = series.indexOf("{");
+    if ((brace < 0 ? series : series.slice(0, brace)) !== name) continue;
+    if (!labels.every((label) => series.includes(label))) continue;
+    total += value - (before.get(series) ?? 0);
+  }
+  return total;
+}
+
+/**
+ * Where the pipeline's time went until stored, from the gateway's and the cloud's own /metrics:
+ * the forward requests (how many, their latency, how many in flight on average: their summed time
+ * over the run's), the cloud's ingest route and its journal inserts, and the database commands the
+ * journal applier sends (replaces, journal deletes, point reads) while ingest runs.
+ */
+function pipelineWaits(
+  gateway: [Map<string, number>, Map<string, number>],
+  cloud: [Map<string, number>, Map<string, number>],
+  seconds: number,
+): string[] {
+  const histogram = (pages: typeof gateway, name: string, ...labels: string[]) => {
+    const count = grew(...pages, `${name}_count`, ...labels);
+    const sum = grew(...pages, `${name}_sum`, ...labels);
+    return `${count} x ${count > 0 ? ((sum / count) * 1000).toFixed(1) : "-"} ms (${(sum / seconds).toFixed(2)} in flight)`;
+  };
+  const route = 'route="/api/gateway/v1/ingest"';
+  const command = (name: string) =>
+    histogram(cloud, "kestrel_cloud_mongodb_operation_duration_seconds", `command="${name}"`);
+  return [
+    `  gateway forward requests: ${histogram(gateway, "kestrel_gateway_forward_duration_seconds", 'outcome="ok"')}; ` +
+      `retried ${grew(...gateway, "kestrel_gateway_forward_duration_seconds_count", 'outcome="retry"')}`,
+    `  cloud ingest route: ${histogram(cloud, "kestrel_cloud_http_request_duration_seconds", route)}; ` +
+      `database commands: insert ${command("insert")}, find ${command("find")}, ` +
+      `update ${command("update")}, delete ${command("delete")}`,
+  ];
+}
+
 export async function waitFor(condition: () => Promise<boolean>, started: number, what: string): Promise<number> {
   while (!(await condition())) {
     if (performance.now() - started > DRAIN_TIMEOUT_MS) throw new Error(`${what} did not happen in time`);
@@ -165,6 +217,8 @@ async function ingestRun(): Promise<number> {
       cloud: processTreeCpuSeconds(cloud?.child.pid ?? -1),
       ferretdb: processTreeCpuSeconds(ferret.pid),
     });
+    const metricsPages = () => Promise.all([scrape(`${gatewayUrl}/metrics`), scrape(`${cloudUrl}/metrics`)]);
+    const [gatewayBefore, cloudBefore] = await metricsPages();
     const cpuBefore = cpu();
     const loadAverage = loadavg()[0] ?? 0;
     const started = performance.now();
@@ -175,6 +229,7 @@ async function ingestRun(): Promise<number> {
     // gateway drops an item only after the cloud answered 200, i.e. after the cloud journalled it.
     const endToEndS = await waitFor(async () => (await gatewayQueued(gatewayUrl)) === 0, started, "draining");
     const cpuAfter = cpu();
+    const [gatewayAfter, cloudAfter] = await metricsPages();
     // Charts, rollups and latest values follow once the journal is applied.
     const store = new TelemetryStore(database.db);
     const appliedS = await waitFor(() => store.applied(), started, "applying the journal");
@@ -223,6 +278,7 @@ async function ingestRun(): Promise<number> {
       `  CPU until stored, in cores: gateway ${share("gateway")}, cloud ${share("cloud")}, FerretDB ${share("ferretdb")}; ` +
         `load generator ${published.generatorCores.toFixed(2)} while publishing; load average at start ${loadAverage.toFixed(2)}`,
     );
+    for (const line of pipelineWaits([gatewayBefore, gatewayAfter], [cloudBefore, cloudAfter], endToEndS)) print(line);
     return rawS / endToEndS;
   } finally {
     await load?.close();

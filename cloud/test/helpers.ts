@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
-import type { Db, MongoClient, MongoClientOptions } from "mongodb";
+import type { CommandStartedEvent, Db, MongoClient, MongoClientOptions } from "mongodb";
 import { buildApp } from "../src/app.ts";
 import { hashPassword } from "../src/auth/passwords.ts";
 import type { Role } from "../src/auth/permissions.ts";
@@ -90,4 +90,20 @@ export function batch(boot: number, firstSeq: number, count: number, start: numb
       m: { temperature: 20 + i / 10, pressure: 100_000 + i },
     })),
   };
+}
+
+/** The commands `client` started while `work` ran (the driver's command monitoring): round trips a test counts. */
+export async function commandsDuring(
+  client: MongoClient,
+  work: () => Promise<unknown>,
+): Promise<CommandStartedEvent[]> {
+  const started: CommandStartedEvent[] = [];
+  const onStart = (event: CommandStartedEvent) => started.push(event);
+  client.on("commandStarted", onStart);
+  try {
+    await work();
+  } finally {
+    client.off("commandStarted", onStart);
+  }
+  return started;
 }

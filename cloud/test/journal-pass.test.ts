@@ -1,6 +1,7 @@
 // How much of the journal one pass applies: a backlog of many small ingest requests in one pass (its
 // writes grow with the devices it touches, so a large fleet's backlog is caught up, not fallen behind
-// for good), and never more than PASS_SAMPLES samples at once (its memory).
+// for good), and never more than PASS_SAMPLES samples at once (its memory); and when the periodic
+// pass runs beside a burst of ingest: after it, or APPLY_DEFER_MAX_MS into it.
 
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -9,7 +10,13 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { connectDb, type Database } from "../src/storage/connect.ts";
 import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
-import { APPLY_CONNECTIONS, PASS_SAMPLES, TelemetryStore } from "../src/telemetry/telemetry-store.ts";
+import {
+  APPLY_CONNECTIONS,
+  APPLY_DEFER_MAX_MS,
+  INGEST_QUIET_MS,
+  PASS_SAMPLES,
+  TelemetryStore,
+} from "../src/telemetry/telemetry-store.ts";
 import { batch } from "./helpers.ts";
 
 // The store alone, without an API whose periodic pass would apply the journal alongside the test's.
@@ -98,4 +105,60 @@ test("a pass holds at most its share of the connection pool, leaving the rest to
   const latest = await telemetry.readLatest("t3", undefined, 1_000);
   assert.equal(latest.length, 400);
   for (const device of latest) assert.deepEqual(device.samples, { stored: 4, duplicates: 0 });
+});
+
+test("the periodic pass waits out a burst of ingest, until the journal holds a document APPLY_DEFER_MAX_MS old", async () => {
+  // A database of its own: the burst clock is per database, and this test sets it.
+  const own = await connectDb(ferret.uri, "journal_pass_bursts");
+  let now = 1_000_000;
+  const telemetry = new TelemetryStore(own.db, { now: () => now });
+  const held: number[] = [];
+  const stop = TelemetryStore.observe(own.db, async ({ journalledAt }) => {
+    held.push(journalledAt.length);
+  });
+  let seq = 0;
+  const ingest = () => telemetry.store("t4", [{ deviceId: "burst", batch: batch(1, seq++, 1, T0 + seq * 1_000) }]);
+  try {
+    const burstStart = now;
+    const step = INGEST_QUIET_MS / 2;
+    // Requests closer together than INGEST_QUIET_MS, the pass called between them: nothing applied
+    // until APPLY_DEFER_MAX_MS after the first.
+    for (; now - burstStart < APPLY_DEFER_MAX_MS; now += step) {
+      await ingest();
+      await telemetry.applyBetweenBursts();
+      assert.deepEqual(held, [], `applied ${now - burstStart} ms into the burst`);
+    }
+    await ingest();
+    await telemetry.applyBetweenBursts();
+    const first = APPLY_DEFER_MAX_MS / step + 1;
+    assert.deepEqual(held, [first], "the burst's samples are applied once the bound is reached");
+
+    // A new burst: its clock starts at its first sample, and a pause ends the wait.
+    now += step;
+    await ingest();
+    now += step;
+    await ingest();
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [first], "a new burst is waited out again");
+    now += INGEST_QUIET_MS;
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [first, 2], "applied at the first pause");
+
+    // Reads do not wait for the burst to end.
+    await ingest();
+    await telemetry.settle();
+    assert.deepEqual(held, [first, 2, 1]);
+
+    // Behind (the journal holds a document APPLY_DEFER_MAX_MS old, here another replica's): no wait.
+    const elsewhere = new TelemetryStore(own.db, { now: () => now - APPLY_DEFER_MAX_MS });
+    await elsewhere.store("t4", [{ deviceId: "burst", batch: batch(1, seq++, 1, T0 + seq * 1_000) }]);
+    await ingest();
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [first, 2, 1, 2]);
+    const [device] = await telemetry.readLatest("t4", ["burst"], 1);
+    assert.deepEqual(device?.samples, { stored: seq, duplicates: 0 });
+  } finally {
+    stop();
+    await own.close();
+  }
 });

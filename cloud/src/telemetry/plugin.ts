@@ -60,7 +60,7 @@ export async function telemetryPlugin(app: FastifyInstance, options: TelemetryOp
   telemetry.startPasses();
   const applier = setInterval(() => {
     telemetry
-      .applyPending()
+      .applyBetweenBursts()
       .catch((error: unknown) => app.log.error({ err: error }, "applying the telemetry journal failed"));
   }, options.applyIntervalMs ?? APPLY_INTERVAL_MS);
   applier.unref();

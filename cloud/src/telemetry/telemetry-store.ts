@@ -3,8 +3,9 @@
 // its updates are read-modify-write, not atomic), and the only operation that
 // must be atomic under concurrency is a unique-key insert.
 //
-// Ingest (the hot path) is one insert per request, whatever its size: a
-// journal document holding the request's samples, packed in one string. Once it is written the
+// Ingest (the hot path) is one journal document per request, whatever its size, holding the
+// request's samples packed in one string; the documents of requests in flight at once go in one
+// insert (storage/group-insert.ts). Once it is written the
 // samples are durable and the request is answered; duplicates (a gateway
 // retry, a device replaying its flash buffer) are journalled like anything
 // else and found when the journal is applied.
@@ -34,6 +35,7 @@ import { DeviceStore } from "../devices/device-store.ts";
 import type { LatestSample } from "../devices/device-view.ts";
 import { SlotLease } from "../retention/lease.ts";
 import { boundedBulkWrite, MAX_POOL_SIZE } from "../storage/command-bounds.ts";
+import { GroupInsert } from "../storage/group-insert.ts";
 import { pointReads } from "../storage/point-reads.ts";
 import { PoolShare, withinShare } from "../storage/pool-share.ts";
 import type { HistorySample } from "./history-schema.ts";
@@ -69,6 +71,10 @@ export const READ_SETTLE_MAX_MS = 1_000;
 const LAGGING_ROUND_MS = 500;
 /** How often a run waiting for another replica to apply the journal looks again. */
 const JOURNAL_RECHECK_MS = 250;
+/** Ingest requests less than this apart are one burst, which the periodic pass lets pass (applyBetweenBursts). */
+export const INGEST_QUIET_MS = 100;
+/** The longest the periodic pass waits for a burst to pause, from the first sample it has not applied. */
+export const APPLY_DEFER_MAX_MS = 5_000;
 /**
  * Connections a pass (its reads and writes, the device updates and alert evaluation it calls) holds
  * at once: half the pool, so requests arriving during a pass find a connection free rather than
@@ -230,6 +236,10 @@ const stopped = new WeakSet<Db>();
 const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }>();
 /** Per database, in this process: the share of the pool its passes use (APPLY_CONNECTIONS). */
 const passShares = new WeakMap<Db, PoolShare>();
+/** Per database, in this process: when it last journalled, epoch ms (by the store's clock). */
+const lastJournalled = new WeakMap<Db, number>();
+/** Per database, in this process: the journal's inserts, one command at a time (group-insert.ts). */
+const groupInserts = new WeakMap<Db, GroupInsert<JournalDoc>>();
 
 /** What one apply pass stored: the samples new to the store (not those stored before), per device. */
 export interface AppliedPass {
@@ -256,8 +266,14 @@ export class TelemetryStore {
   private readonly latest: Collection<LatestDoc>;
   private readonly lease: SlotLease;
   private readonly devices: DeviceStore;
+  private readonly now: () => number;
 
-  constructor(private readonly db: Db) {
+  /** `now`: the clock ingest bursts are timed by (tests set it). */
+  constructor(
+    private readonly db: Db,
+    options: { now?: () => number } = {},
+  ) {
+    this.now = options.now ?? Date.now;
     this.devices = new DeviceStore(db);
     this.buckets = db.collection<BucketDoc>("telemetry_buckets");
     this.journal = db.collection<JournalDoc>("telemetry_journal");
@@ -289,15 +305,18 @@ export class TelemetryStore {
     let accepted = 0;
     for (const { batch } of batches) accepted += batch.samples.length;
     if (accepted === 0) return { accepted };
-    await this.journal.insertOne({
+    const journalInserts = groupInserts.get(this.db) ?? new GroupInsert(this.journal);
+    groupInserts.set(this.db, journalInserts);
+    await journalInserts.insert({
       _id: new ObjectId(),
       tenantId,
-      at: Date.now(),
+      at: this.now(),
       items: JSON.stringify(
         batches.map(({ deviceId, batch }) => ({ deviceId, boot: batch.boot, samples: batch.samples })),
       ),
     });
     journalled.add(this.db);
+    lastJournalled.set(this.db, this.now());
     return { accepted };
   }
 
@@ -345,12 +364,41 @@ export class TelemetryStore {
     }
   }
 
-  /** Applies whatever the journal holds, from any replica (the periodic pass). */
+  /** Applies whatever the journal holds, from any replica. */
   applyPending(): Promise<void> {
     return this.applying(() => {
       journalled.delete(this.db);
-      return this.applyAll();
+      return this.applyAll(false);
     });
+  }
+
+  /**
+   * The periodic pass: applyPending(), except while this process takes a burst of ingest (requests
+   * less than INGEST_QUIET_MS apart): then it waits for a pause, until the oldest journal document is
+   * APPLY_DEFER_MAX_MS old at most, and so does each further round. Behind (a large fleet's backlog),
+   * it never waits. A round rewrites every hourly bucket it
+   * touches whole, however few samples it adds, and on SQLite its writes and the ingest inserts take
+   * turns at the one write lock, a waiting writer polling it with sleeps of 1 to 100 ms: rounds back
+   * to back beside a burst rewrote the same buckets over and over and held the ingest requests up
+   * (issue 11: the cloud API took 4,000 samples/s beside them, 50,000 without). One round after the
+   * burst writes each bucket once. Reads (settle) and exports (appliedBefore) do not wait.
+   */
+  applyBetweenBursts(): Promise<void> {
+    return this.applying(async () => {
+      // Waiting, what this process journalled stays for its reads to apply (settle).
+      if (await this.waitsOutBurst()) return;
+      journalled.delete(this.db);
+      return this.applyAll(true);
+    });
+  }
+
+  /** Whether the periodic pass waits: this process is in a burst of ingest, and the journal is not yet behind. */
+  private async waitsOutBurst(): Promise<boolean> {
+    const now = this.now();
+    if (now - (lastJournalled.get(this.db) ?? Number.NEGATIVE_INFINITY) >= INGEST_QUIET_MS) return false;
+    // The journal is read oldest first (nextPass): its first document is the oldest.
+    const oldest = await this.journal.findOne({}, { projection: { at: 1 } });
+    return oldest !== null && now - (oldest.at ?? oldest._id.getTimestamp().getTime()) < APPLY_DEFER_MAX_MS;
   }
 
   /** Lets passes run (again) in this process: the API calls it when it starts. */
@@ -382,16 +430,21 @@ export class TelemetryStore {
     return round.lastMs > thresholdMs || (round.startedAt !== undefined && Date.now() - round.startedAt > thresholdMs);
   }
 
-  private applyAll(): Promise<void> {
+  /** `betweenBursts`: each round waits out a burst of ingest first (applyBetweenBursts). */
+  private applyAll(betweenBursts: boolean): Promise<void> {
     const share = passShares.get(this.db) ?? new PoolShare(APPLY_CONNECTIONS);
     passShares.set(this.db, share);
-    return withinShare(share, () => this.applyRounds());
+    return withinShare(share, () => this.applyRounds(betweenBursts));
   }
 
-  private async applyRounds(): Promise<void> {
+  private async applyRounds(betweenBursts: boolean): Promise<void> {
     const round = rounds.get(this.db) ?? { startedAt: undefined, lastMs: 0 };
     rounds.set(this.db, round);
-    while (!stopped.has(this.db) && (await this.lease.acquire(APPLY_PASS_MAX_MS))) {
+    while (
+      !stopped.has(this.db) &&
+      !(betweenBursts && (await this.waitsOutBurst())) &&
+      (await this.lease.acquire(APPLY_PASS_MAX_MS))
+    ) {
       round.startedAt = Date.now();
       try {
         const docs = await this.nextPass();
