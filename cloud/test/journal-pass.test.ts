@@ -162,3 +162,41 @@ test("the periodic pass waits out a burst of ingest, until the journal holds a d
     await own.close();
   }
 });
+
+test("the periodic pass does not wait out a burst for an organization somebody waits on (its alert rules)", async () => {
+  const own = await connectDb(ferret.uri, "journal_pass_prompt");
+  let now = 2_000_000;
+  const telemetry = new TelemetryStore(own.db, { now: () => now });
+  const held: string[][] = [];
+  const stopObserving = TelemetryStore.observe(own.db, async ({ devices }) => {
+    held.push(devices.map(({ tenantId }) => tenantId));
+  });
+  const asked: string[][] = [];
+  const stopPrompting = TelemetryStore.promptWhen(own.db, async (tenantIds) => {
+    asked.push(tenantIds);
+    return tenantIds.includes("watched");
+  });
+  let seq = 0;
+  const ingest = (tenantId: string) =>
+    telemetry.store(tenantId, [{ deviceId: "d", batch: batch(1, seq++, 1, T0 + seq * 1_000) }]);
+  try {
+    await ingest("quiet");
+    now += INGEST_QUIET_MS / 2;
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [], "nobody waits on 'quiet': the burst is waited out");
+    await ingest("watched");
+    now += INGEST_QUIET_MS / 2;
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(held, [["quiet", "watched"]], "'watched' has rules: applied in the burst");
+    assert.deepEqual(asked.slice(0, 2), [["quiet"], ["quiet", "watched"]]);
+    await ingest("quiet");
+    now += INGEST_QUIET_MS / 2;
+    await telemetry.applyBetweenBursts();
+    assert.deepEqual(asked.at(-1), ["quiet"], "only what was journalled since the last pass is asked about");
+    assert.equal(held.length, 1);
+  } finally {
+    stopObserving();
+    stopPrompting();
+    await own.close();
+  }
+});

@@ -27,6 +27,7 @@ import {
   ruleParamsSchema,
   ruleUpdateSchema,
   ruleViewSchema,
+  SAMPLE_KINDS,
   type SilenceBody,
   type SilenceView,
   silenceBodySchema,
@@ -135,10 +136,19 @@ export async function alertsPlugin(app: FastifyInstance, options: AlertsOptions)
     // An evaluation failure must not hold the telemetry pipeline back: logged and counted, not thrown.
     await evaluator.evaluate(pass).catch((error: unknown) => log.error({ err: error }, "alert evaluation failed"));
   });
+  // A crossing must not wait for a burst of ingest to end: organizations with sample rules have their passes at once.
+  const unprompt = TelemetryStore.promptWhen(options.db, async (tenantIds) => {
+    for (const tenantId of tenantIds) {
+      const enabled = await rules.enabled(tenantId);
+      if (enabled.some((rule) => SAMPLE_KINDS.includes(rule.condition.kind))) return true;
+    }
+    return false;
+  });
   const engine = new AlertEngine(options.db, log, { rules, recorder, metrics: options.metrics, ...options.engine });
   app.addHook("onReady", async () => engine.start());
   app.addHook("onClose", async () => {
     unobserve();
+    unprompt();
     await engine.stop();
   });
 

@@ -238,6 +238,13 @@ const rounds = new WeakMap<Db, { startedAt: number | undefined; lastMs: number }
 const passShares = new WeakMap<Db, PoolShare>();
 /** Per database, in this process: when it last journalled, epoch ms (by the store's clock). */
 const lastJournalled = new WeakMap<Db, number>();
+/** Per database, in this process: the organizations it journalled for since its last pass. */
+const journalledTenants = new WeakMap<Db, Set<string>>();
+/**
+ * Per database, in this process: whether somebody waits on the next pass for these organizations
+ * (their alert rules), so the periodic pass does not wait out a burst (TelemetryStore.promptWhen).
+ */
+const promptWanted = new WeakMap<Db, Set<(tenantIds: string[]) => Promise<boolean>>>();
 /** Per database, in this process: the journal's inserts, one command at a time (group-insert.ts). */
 const groupInserts = new WeakMap<Db, GroupInsert<JournalDoc>>();
 
@@ -286,6 +293,17 @@ export class TelemetryStore {
    * Calls `observer` after every pass that applies journalled telemetry in this process (alert
    * evaluation, metrics): streaming, under the apply lease. Answers the unsubscribe.
    */
+  /**
+   * Registers a question the periodic pass asks before it waits out a burst of ingest: true when
+   * somebody waits on the next pass for one of these organizations (then it runs at once).
+   */
+  static promptWhen(db: Db, wanted: (tenantIds: string[]) => Promise<boolean>): () => void {
+    const set = promptWanted.get(db) ?? new Set();
+    promptWanted.set(db, set);
+    set.add(wanted);
+    return () => set.delete(wanted);
+  }
+
   static observe(db: Db, observer: ApplyObserver): () => void {
     const set = observers.get(db) ?? new Set();
     observers.set(db, set);
@@ -317,6 +335,9 @@ export class TelemetryStore {
     });
     journalled.add(this.db);
     lastJournalled.set(this.db, this.now());
+    const tenants = journalledTenants.get(this.db) ?? new Set<string>();
+    journalledTenants.set(this.db, tenants);
+    tenants.add(tenantId);
     return { accepted };
   }
 
@@ -392,10 +413,16 @@ export class TelemetryStore {
     });
   }
 
-  /** Whether the periodic pass waits: this process is in a burst of ingest, and the journal is not yet behind. */
+  /**
+   * Whether the periodic pass waits: this process is in a burst of ingest, the journal is not yet
+   * behind, and nobody waits on the pass for what it journalled (an organization's alert rules are
+   * evaluated in the pass: a crossing must not wait for the burst to end).
+   */
   private async waitsOutBurst(): Promise<boolean> {
     const now = this.now();
     if (now - (lastJournalled.get(this.db) ?? Number.NEGATIVE_INFINITY) >= INGEST_QUIET_MS) return false;
+    const tenants = [...(journalledTenants.get(this.db) ?? [])];
+    for (const wanted of promptWanted.get(this.db) ?? []) if (await wanted(tenants)) return false;
     // The journal is read oldest first (nextPass): its first document is the oldest.
     const oldest = await this.journal.findOne({}, { projection: { at: 1 } });
     return oldest !== null && now - (oldest.at ?? oldest._id.getTimestamp().getTime()) < APPLY_DEFER_MAX_MS;
@@ -446,6 +473,8 @@ export class TelemetryStore {
       (await this.lease.acquire(APPLY_PASS_MAX_MS))
     ) {
       round.startedAt = Date.now();
+      // What is journalled from now on is what the next round's burst question is about.
+      journalledTenants.delete(this.db);
       try {
         const docs = await this.nextPass();
         if (docs.length === 0) return;
