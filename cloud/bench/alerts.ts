@@ -158,8 +158,8 @@ function batch(boot: number, seq: number, ts: number, m: Record<string, number>)
   return JSON.stringify(body);
 }
 
-/** Every device publishes SAMPLES_PER_DEVICE samples at once; seconds until all are applied. */
-async function ingestRun(pipeline: Pipeline, boot: number): Promise<number> {
+/** Every device publishes SAMPLES_PER_DEVICE samples at once; seconds until all are stored (journalled) and applied. */
+async function ingestRun(pipeline: Pipeline, boot: number): Promise<{ stored: number; applied: number }> {
   const t0 = Date.now() - 3_600_000;
   const started = performance.now();
   await Promise.all(
@@ -175,8 +175,8 @@ async function ingestRun(pipeline: Pipeline, boot: number): Promise<number> {
       ),
     ),
   );
-  await waitFor(async () => (await gatewayQueued(pipeline.gatewayUrl)) === 0, started, "draining");
-  return waitFor(() => pipeline.store.applied(), started, "applying the journal");
+  const stored = await waitFor(async () => (await gatewayQueued(pipeline.gatewayUrl)) === 0, started, "draining");
+  return { stored, applied: await waitFor(() => pipeline.store.applied(), started, "applying the journal") };
 }
 
 export async function alertsBenchmark(): Promise<void> {
@@ -208,23 +208,35 @@ export async function alertsBenchmark(): Promise<void> {
     // Warm-up: connections, caches and JIT on both, not measured.
     await ingestRun(plain, 1);
     await ingestRun(ruled, 1);
-    const seconds = { none: [] as number[], rules: [] as number[] };
+    type Run = Awaited<ReturnType<typeof ingestRun>>;
+    const runsOf = { none: [] as Run[], rules: [] as Run[] };
     for (let round = 0; round < ROUNDS; round++) {
-      seconds.none.push(await ingestRun(plain, 2 + round));
-      seconds.rules.push(await ingestRun(ruled, 2 + round));
+      runsOf.none.push(await ingestRun(plain, 2 + round));
+      runsOf.rules.push(await ingestRun(ruled, 2 + round));
     }
     const total = DEVICES * SAMPLES_PER_DEVICE;
     const rate = (s: number) => total / s;
+    const seconds = {
+      none: runsOf.none.map(({ applied }) => applied),
+      rules: runsOf.rules.map(({ applied }) => applied),
+    };
     const none = rate(Math.min(...seconds.none));
     const rules = rate(Math.min(...seconds.rules));
-    print(`alerts: ${DEVICES} devices x ${SAMPLES_PER_DEVICE} samples, QoS 1, end to end until applied, FerretDB`);
+    print(`alerts: ${DEVICES} devices x ${SAMPLES_PER_DEVICE} samples, QoS 1, end to end, FerretDB`);
     print(`  load average before: ${loadBefore}, after the ingest runs: ${load()}`);
-    print(`  fastest of ${ROUNDS} interleaved runs each:`);
+    print(`  fastest of ${ROUNDS} interleaved runs each, until applied (the rules evaluated):`);
     print(
       `  no rules:  ${none.toFixed(0)} samples/s (runs: ${seconds.none.map((s) => rate(s).toFixed(0)).join(", ")})`,
     );
     print(
       `  ${RULES} rules: ${rules.toFixed(0)} samples/s (runs: ${seconds.rules.map((s) => rate(s).toFixed(0)).join(", ")}) = ${(rules / none).toFixed(2)}x (target >= 0.8x)`,
+    );
+    // Until stored: without rules the periodic pass waits out the burst, with them it applies beside it
+    // (a crossing must not wait), so the rules also cost the ingest its burst-time quiet.
+    const storedNone = rate(Math.min(...runsOf.none.map(({ stored }) => stored)));
+    const storedRules = rate(Math.min(...runsOf.rules.map(({ stored }) => stored)));
+    print(
+      `  until stored (acknowledged, journalled): no rules ${storedNone.toFixed(0)}, ${RULES} rules ${storedRules.toFixed(0)} samples/s = ${(storedRules / storedNone).toFixed(2)}x`,
     );
 
     // 2. Latency under the ingest rate measured without rules (the median run), spread evenly over the fleet,
