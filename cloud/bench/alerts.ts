@@ -5,7 +5,7 @@
 //    sample is applied, as rules are evaluated when the journal is applied (target >= 0.8x).
 // 2. Latency from a sample crossing a threshold at the gateway (its publish) to the alert.fired
 //    webhook request at the receiver, p50/p99, while the fleet publishes at fractions of the ingest
-//    rate just measured without rules (until stored) (BENCH_LOAD_FRACTION, default 0.5 and 1: the rules cost some of
+//    rate just measured without rules (until applied: what the pipeline sustains) (BENCH_LOAD_FRACTION, default 0.5 and 1: the rules cost some of
 //    that rate, so at 1 the pipeline falls behind and the crossings wait behind the backlog).
 
 import { randomBytes } from "node:crypto";
@@ -239,7 +239,7 @@ export async function alertsBenchmark(): Promise<void> {
       `  until stored (acknowledged, journalled): no rules ${storedNone.toFixed(0)}, ${RULES} rules ${storedRules.toFixed(0)} samples/s = ${(storedRules / storedNone).toFixed(2)}x`,
     );
 
-    // 2. Latency under the ingest rate measured without rules (the median run, until stored), spread evenly
+    // 2. Latency under the ingest rate measured without rules (the median run, until applied), spread evenly
     //    over the fleet, at each fraction of it in turn.
     await api(ruled, "POST", "/api/webhooks/endpoints", { url: receiverUrl, events: ["alert.fired"] });
     await api(ruled, "POST", "/api/alerts/rules", {
@@ -248,9 +248,10 @@ export async function alertsBenchmark(): Promise<void> {
       condition: { kind: "threshold", metric: "level", op: "above", high: 50, clearHigh: 40, forSeconds: 0 },
     });
     await new Promise((resolve) => setTimeout(resolve, 2500)); // The rule caches (2 s) see the new rule.
-    // The rate the pipeline takes in without rules (until stored, as the ingest benchmark measures it).
-    const runs = runsOf.none.map(({ stored }) => rate(stored)).sort((x, y) => x - y);
-    const median = runs[Math.floor(runs.length / 2)] ?? storedNone;
+    // The rate the pipeline sustains without rules: until applied. (Until stored it takes a burst in
+    // several times faster than it applies it, the journal holding the difference: not a rate to keep up.)
+    const runs = seconds.none.map(rate).sort((x, y) => x - y);
+    const median = runs[Math.floor(runs.length / 2)] ?? none;
     let boot = 9;
     let probeSeq = 0;
     for (const fraction of LOAD_FRACTIONS) {
