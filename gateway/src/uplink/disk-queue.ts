@@ -3,8 +3,9 @@
 // forgotten only when acknowledged. Survives a crash at any instant.
 //
 // On disk, `<dir>/<20-digit segment number>.seg` files hold records framed as
-// [u32 BE payload length][u32 BE CRC-32 of payload][payload]; `<dir>/cursor`
-// names the first record not yet acknowledged. A crash mid-write leaves at most
+// [u32 BE payload length][u32 BE CRC-32 of payload][payload]; `<dir>/cursor.slots`
+// names the first record not yet acknowledged (CURSOR_SLOTS below; a queue written by an
+// earlier version has a JSON `<dir>/cursor` instead, read once). A crash mid-write leaves at most
 // a torn record at the end of the last segment, which the next open ignores
 // (it was never acknowledged to anyone). A record whose CRC does not match is
 // corruption: the rest of that segment cannot be framed reliably, so it is
@@ -13,17 +14,30 @@
 // Concurrent appends share one synchronous write (group commit): while one is
 // in flight, new appends gather for the next. Memory holds only where
 // each record is, not its payload: a backlog of any size costs a few dozen bytes
-// a record, and peek reads payloads back from the segment files.
+// a record, and peek reads payloads back from the segment files, except for the newest groups,
+// kept in memory up to a bound (memoryBytes) so that a forwarder keeping up reads nothing back.
 
 import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 
 const HEADER_BYTES = 8;
 const SEGMENT_SUFFIX = ".seg";
-const CURSOR_FILE = "cursor";
+/** The cursor of queues written before CURSOR_SLOTS_FILE: JSON, replaced by a temp file and a rename. */
+const LEGACY_CURSOR_FILE = "cursor";
+/**
+ * The cursor is overwritten in place, one O_DSYNC write of a slot (a single system call where the
+ * temp file, fsync and rename took seven): slots alternate, each in its own 512-byte sector and
+ * checksummed, so a write torn by a crash leaves the other slot, the cursor before it, readable.
+ * Slot: [u32 CRC-32 of the rest][f64 generation][f64 segment][f64 offset].
+ */
+const CURSOR_SLOTS_FILE = "cursor.slots";
+const CURSOR_SLOT_STRIDE = 512;
+const CURSOR_SLOT_BYTES = 28;
+/** Recent groups' bytes kept in memory for peek, by default: a few seconds of a busy gateway's appends. */
+const DEFAULT_MEMORY_BYTES = 4 * 1024 * 1024;
 /** Larger records are a programming error: device payloads are far smaller. */
 export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 
@@ -37,6 +51,8 @@ export interface DiskQueueOptions {
   maxBytes: number;
   /** A segment is closed and a new one started once it reaches this size. */
   segmentBytes?: number;
+  /** Bytes of the newest committed groups peek serves from memory instead of reading them back (0: none). */
+  memoryBytes?: number;
 }
 
 export interface QueuedRecord {
@@ -46,11 +62,28 @@ export interface QueuedRecord {
   end: number;
 }
 
+/** A committed group's bytes, held while it is among the newest memoryBytes and not yet all acknowledged. */
+interface ResidentGroup {
+  data: Buffer;
+  /** Where `data` starts in its segment. */
+  start: number;
+  /** Its records not yet acknowledged. */
+  unacknowledged: number;
+  evicted: boolean;
+}
+
 /** Where a record not yet acknowledged lies: its frame starts at `start` in its segment. */
 interface RecordPosition {
   segment: number;
   start: number;
   length: number;
+  /** The group it was committed in, while that is in memory (not for records recovered at open). */
+  group?: ResidentGroup;
+}
+
+interface Cursor {
+  segment: number;
+  offset: number;
 }
 
 export interface OpenReport {
@@ -117,6 +150,43 @@ function scanSegment(bytes: Buffer, from: number): ScanResult {
   return { records, validBytes: offset, corrupt: false };
 }
 
+function notFound(error: unknown): undefined {
+  if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+  throw error;
+}
+
+function encodeCursorSlot(generation: number, segment: number, offset: number): Buffer {
+  const slot = Buffer.allocUnsafe(CURSOR_SLOT_BYTES);
+  slot.writeDoubleBE(generation, 4);
+  slot.writeDoubleBE(segment, 12);
+  slot.writeDoubleBE(offset, 20);
+  slot.writeUInt32BE(crc32(slot.subarray(4)), 0);
+  return slot;
+}
+
+/** A slot's cursor, or undefined for a slot never written or torn. */
+function decodeCursorSlot(slot: Buffer): (Cursor & { generation: number }) | undefined {
+  if (crc32(slot.subarray(4)) !== slot.readUInt32BE(0)) return undefined;
+  const generation = slot.readDoubleBE(4);
+  const segment = slot.readDoubleBE(12);
+  const offset = slot.readDoubleBE(20);
+  const valid = [generation, segment, offset].every((n) => Number.isSafeInteger(n) && n >= 0);
+  return valid && generation > 0 ? { generation, segment, offset } : undefined;
+}
+
+function isResident(position: RecordPosition | undefined): boolean {
+  return position?.group !== undefined && !position.group.evicted;
+}
+
+function residentRecord(position: RecordPosition, group: ResidentGroup): QueuedRecord {
+  const start = position.start - group.start + HEADER_BYTES;
+  return {
+    payload: group.data.subarray(start, start + position.length),
+    segment: position.segment,
+    end: position.start + HEADER_BYTES + position.length,
+  };
+}
+
 function closeReader(reader: SegmentReader): void {
   // A reader that failed to open has nothing to close; its read already reported the error.
   reader.handle.then((handle) => handle.close()).catch(() => undefined);
@@ -126,6 +196,9 @@ export class DiskQueue {
   private readonly records: RecordPosition[] = [];
   private readonly segmentSizes = new Map<number, number>();
   private readonly readers = new Map<number, SegmentReader>();
+  /** Groups in memory, oldest first, and the bytes they hold. */
+  private readonly resident: ResidentGroup[] = [];
+  private residentBytes = 0;
   private pending: PendingAppend[] = [];
   private pendingBytes = 0;
   private committing: Promise<void> | undefined;
@@ -133,8 +206,12 @@ export class DiskQueue {
   private segment = 0;
   private closed = false;
   /** The newest cursor not yet being written, and the write under way. */
-  private cursorTarget: { segment: number; offset: number } | undefined;
+  private cursorTarget: Cursor | undefined;
   private cursorWriting: Promise<void> | undefined;
+  private cursorHandle: FileHandle | undefined;
+  /** The generation of the cursor slot written last (the higher one is read back). */
+  private cursorGeneration = 0;
+  private legacyCursor = false;
 
   private constructor(private readonly options: Required<DiskQueueOptions>) {}
 
@@ -144,7 +221,7 @@ export class DiskQueue {
     // small part of the limit, or a queue emptied by the forwarder could still count as full.
     const segmentBytes =
       options.segmentBytes ?? Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(options.maxBytes / 8)));
-    const queue = new DiskQueue({ ...options, segmentBytes });
+    const queue = new DiskQueue({ memoryBytes: DEFAULT_MEMORY_BYTES, ...options, segmentBytes });
     const report = await queue.recover();
     return { queue, report };
   }
@@ -191,9 +268,14 @@ export class DiskQueue {
     const records: QueuedRecord[] = [];
     let first = 0;
     while (first < positions.length) {
-      const segment = positions[first]?.segment;
+      const position = positions[first] as RecordPosition;
+      if (position.group && !position.group.evicted) {
+        records.push(residentRecord(position, position.group));
+        first++;
+        continue;
+      }
       let last = first;
-      while (positions[last + 1]?.segment === segment) last++;
+      while (positions[last + 1]?.segment === position.segment && !isResident(positions[last + 1])) last++;
       records.push(...(await this.read(positions.slice(first, last + 1))));
       first = last + 1;
     }
@@ -206,6 +288,7 @@ export class DiskQueue {
     const acked = this.records.splice(0, count);
     const last = acked[acked.length - 1];
     if (!last) return;
+    for (const record of acked) if (record.group && --record.group.unacknowledged === 0) this.release(record.group);
     const next = this.records[0];
     const cursor = next
       ? { segment: next.segment, offset: next.start }
@@ -229,6 +312,9 @@ export class DiskQueue {
     for (const segment of [...this.readers.keys()]) this.retireReader(segment);
     await this.handle?.close();
     this.handle = undefined;
+    await this.cursorHandle?.close();
+    this.cursorHandle = undefined;
+    for (const group of [...this.resident]) this.release(group);
   }
 
   private async recover(): Promise<OpenReport> {
@@ -273,6 +359,10 @@ export class DiskQueue {
     );
     this.segmentSizes.set(this.segment, 0);
     // The new file's directory entry must survive a crash too.
+    await this.syncDirectory();
+  }
+
+  private async syncDirectory(): Promise<void> {
     const dirHandle = await open(this.options.dir, "r");
     try {
       await dirHandle.sync();
@@ -306,16 +396,38 @@ export class DiskQueue {
     }
     const handle = this.handle;
     if (!handle) throw new Error("queue is not open");
-    const data = Buffer.allocUnsafe(group.reduce((bytes, append) => bytes + HEADER_BYTES + append.length, 0));
+    // Its own memory, not a slice of Node's shared pool: peek may keep it (keep), and it must count as what it holds.
+    const data = Buffer.allocUnsafeSlow(group.reduce((bytes, append) => bytes + HEADER_BYTES + append.length, 0));
     let at = 0;
     for (const append of group) at = writeFrame(data, at, append.payload, append.length);
     await handle.write(data, 0, data.length);
     let end = this.segmentSizes.get(this.segment) ?? 0;
+    const resident = this.keep(data, end, group.length);
     for (const append of group) {
-      this.records.push({ segment: this.segment, start: end, length: append.length });
+      this.records.push({ segment: this.segment, start: end, length: append.length, group: resident });
       end += HEADER_BYTES + append.length;
     }
     this.segmentSizes.set(this.segment, end);
+  }
+
+  /** Keeps a committed group's bytes for peek, evicting the oldest groups beyond memoryBytes. */
+  private keep(data: Buffer, start: number, records: number): ResidentGroup | undefined {
+    const bytes = data.length;
+    if (bytes > this.options.memoryBytes) return undefined;
+    const group: ResidentGroup = { data, start, unacknowledged: records, evicted: false };
+    this.resident.push(group);
+    this.residentBytes += bytes;
+    while (this.residentBytes > this.options.memoryBytes) this.release(this.resident[0] as ResidentGroup);
+    return group;
+  }
+
+  /** Drops a group from memory: its records not yet acknowledged are read back from their segment. */
+  private release(group: ResidentGroup): void {
+    if (group.evicted) return;
+    group.evicted = true;
+    const index = this.resident.indexOf(group);
+    if (index >= 0) this.resident.splice(index, 1);
+    this.residentBytes -= group.data.length;
   }
 
   /** Reads consecutive records of one segment with a single read. */
@@ -370,7 +482,7 @@ export class DiskQueue {
 
   /**
    * Writes the newest cursor, one write at a time: acks that arrive during a write are covered by the
-   * next, which writes only the newest of their cursors (each write is a file, an fsync and a rename).
+   * next, which writes only the newest of their cursors.
    */
   private persistCursor(): Promise<void> {
     this.cursorWriting ??= (async () => {
@@ -387,16 +499,22 @@ export class DiskQueue {
   }
 
   /** Without a readable cursor everything on disk is resent: the cloud deduplicates, nothing is lost. */
-  private async readCursor(): Promise<{ segment: number; offset: number }> {
-    let text: string;
-    try {
-      text = await readFile(join(this.options.dir, CURSOR_FILE), "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { segment: 0, offset: 0 };
-      throw error;
+  private async readCursor(): Promise<Cursor> {
+    const slots = await readFile(join(this.options.dir, CURSOR_SLOTS_FILE)).catch(notFound);
+    let newest: (Cursor & { generation: number }) | undefined;
+    for (let at = 0; slots && at + CURSOR_SLOT_BYTES <= slots.length; at += CURSOR_SLOT_STRIDE) {
+      const slot = decodeCursorSlot(slots.subarray(at, at + CURSOR_SLOT_BYTES));
+      if (slot && (!newest || slot.generation > newest.generation)) newest = slot;
     }
+    if (newest) {
+      this.cursorGeneration = newest.generation;
+      return { segment: newest.segment, offset: newest.offset };
+    }
+    const legacy = await readFile(join(this.options.dir, LEGACY_CURSOR_FILE), "utf8").catch(notFound);
+    if (legacy === undefined) return { segment: 0, offset: 0 };
+    this.legacyCursor = true;
     try {
-      const parsed = JSON.parse(text) as { segment?: unknown; offset?: unknown };
+      const parsed = JSON.parse(legacy) as { segment?: unknown; offset?: unknown };
       if (Number.isSafeInteger(parsed.segment) && Number.isSafeInteger(parsed.offset)) {
         return { segment: parsed.segment as number, offset: parsed.offset as number };
       }
@@ -407,15 +525,18 @@ export class DiskQueue {
   }
 
   private async writeCursor(segment: number, offset: number): Promise<void> {
-    const path = join(this.options.dir, CURSOR_FILE);
-    const temp = `${path}.tmp`;
-    await writeFile(temp, JSON.stringify({ segment, offset }));
-    const handle = await open(temp, "r+");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+    if (!this.cursorHandle) {
+      const { O_CREAT, O_DSYNC, O_RDWR } = constants;
+      this.cursorHandle = await open(join(this.options.dir, CURSOR_SLOTS_FILE), O_RDWR | O_CREAT | O_DSYNC);
+      await this.syncDirectory();
     }
-    await rename(temp, path);
+    const generation = ++this.cursorGeneration;
+    const slot = encodeCursorSlot(generation, segment, offset);
+    await this.cursorHandle.write(slot, 0, slot.length, (generation % 2) * CURSOR_SLOT_STRIDE);
+    if (this.legacyCursor) {
+      // Superseded by the slots; a leftover would only be read if both slots were unreadable.
+      await rm(join(this.options.dir, LEGACY_CURSOR_FILE), { force: true });
+      this.legacyCursor = false;
+    }
   }
 }
