@@ -7,20 +7,21 @@ import {
   type DeviceState,
   parseCommandAck,
   parseDeviceState,
+  parseJson,
   parseLogBatch,
-  parseTelemetryBatch,
   parseTopic,
-  type TelemetryAck,
   type TelemetrySample,
   topics,
+  validateTelemetryBatch,
   WIRE_VERSION,
+  type WireError,
 } from "@kestrel/wire";
 import { artifactTopics, parseArtifactChunkRequest, parseArtifactStatusReport } from "@kestrel/wire/artifacts";
 import type { Logger } from "pino";
 import type { ArtifactRelay } from "./artifacts/artifact-relay.ts";
 import type { ChunkServer } from "./artifacts/chunk-server.ts";
 import type { CommandRelay } from "./downlink/command-relay.ts";
-import type { GatewayMetrics } from "./metrics.ts";
+import type { CounterSeries, GatewayMetrics } from "./metrics.ts";
 import { QueueFullError } from "./uplink/disk-queue.ts";
 import type { UplinkForwarder } from "./uplink/forwarder.ts";
 
@@ -51,7 +52,27 @@ export interface AcceptedMessage {
   replies?: OutgoingMessage[];
 }
 
+/** A TelemetryAck's JSON: boot and seq are validated integers, which a template writes as JSON.stringify would. */
+function telemetryAckJson(boot: number, seq: number): string {
+  return `{"v":${WIRE_VERSION},"boot":${boot},"seq":${seq}}`;
+}
+
+/**
+ * Whether a valid telemetry batch's JSON holds nothing that validation left out (a property it does
+ * not know), so that its bytes say exactly what the validated batch says. Validation requires v,
+ * boot and samples, and seq, ts and m in each sample, and checks every metric in m.
+ */
+function holdsOnlyValidated(raw: unknown): boolean {
+  const batch = raw as { samples: object[] };
+  if (Object.keys(batch).length !== 3) return false;
+  for (const sample of batch.samples) if (Object.keys(sample).length !== 3) return false;
+  return true;
+}
+
 export class DeviceMessageIntake {
+  /** kestrel_gateway_messages_in_total by kind, bound once: counted on every message. */
+  private readonly accepted = new Map<string, CounterSeries>();
+
   constructor(private readonly options: IntakeOptions) {}
 
   /**
@@ -63,40 +84,40 @@ export class DeviceMessageIntake {
     const { forwarder, commands, artifacts, chunks, metrics, logger } = this.options;
     const kind = parseTopic(topic)?.kind;
     const text = Buffer.isBuffer(payload) ? payload.toString("utf8") : String(payload);
-    const drop = (code: string, what: string, message: string): undefined => {
-      metrics.inc("kestrel_gateway_messages_rejected_total", { reason: code });
-      logger.warn({ deviceId, reason: code }, `${what} dropped: ${message}`);
-    };
     let durable: Promise<void> | undefined;
     const accepted: AcceptedMessage = {};
     if (kind === "telemetry") {
-      const parsed = parseTelemetryBatch(text);
-      if (!parsed.ok) return drop(parsed.error.code, "telemetry", parsed.error.message);
-      durable = forwarder.enqueueTelemetry(deviceId, parsed.value);
+      const json = parseJson(text);
+      const parsed = json.ok ? validateTelemetryBatch(json.value) : json;
+      if (!parsed.ok) return this.drop(deviceId, "telemetry", parsed.error);
+      // The device's bytes go to the queue as they came when they say what was validated: no
+      // serialising the batch again (it was a tenth of the gateway's CPU a message).
+      const exact = Buffer.isBuffer(payload) && holdsOnlyValidated(json.ok && json.value);
+      durable = forwarder.enqueueTelemetry(deviceId, parsed.value, Date.now(), exact ? payload : undefined);
       const { boot, samples } = parsed.value;
-      const ack: TelemetryAck = { v: WIRE_VERSION, boot, seq: (samples.at(-1) as TelemetrySample).seq };
-      accepted.telemetryAck = { topic: topics.telemetryAck(deviceId), payload: JSON.stringify(ack) };
+      const seq = (samples.at(-1) as TelemetrySample).seq;
+      accepted.telemetryAck = { topic: topics.telemetryAck(deviceId), payload: telemetryAckJson(boot, seq) };
     } else if (kind === "state") {
       const parsed = parseDeviceState(text);
-      if (!parsed.ok) return drop(parsed.error.code, "state", parsed.error.message);
+      if (!parsed.ok) return this.drop(deviceId, "state", parsed.error);
       accepted.state = parsed.value;
       durable = forwarder.enqueueState(deviceId, parsed.value);
     } else if (kind === "log") {
       const parsed = parseLogBatch(text);
-      if (!parsed.ok) return drop(parsed.error.code, "log batch", parsed.error.message);
+      if (!parsed.ok) return this.drop(deviceId, "log batch", parsed.error);
       durable = forwarder.enqueueLogs(deviceId, parsed.value);
     } else if (kind === "cmd/ack") {
       const parsed = parseCommandAck(text);
-      if (!parsed.ok) return drop(parsed.error.code, "command ack", parsed.error.message);
+      if (!parsed.ok) return this.drop(deviceId, "command ack", parsed.error);
       durable = commands.ack(deviceId, parsed.value);
     } else if (kind === "artifact/status") {
       const parsed = parseArtifactStatusReport(text);
-      if (!parsed.ok) return drop(parsed.error.code, "artifact report", parsed.error.message);
+      if (!parsed.ok) return this.drop(deviceId, "artifact report", parsed.error);
       durable = artifacts.report(deviceId, parsed.value);
     } else if (kind === "artifact/get") {
       // Not kept: a device whose request or chunk is lost asks again.
       const parsed = parseArtifactChunkRequest(text);
-      if (!parsed.ok) return drop(parsed.error.code, "chunk request", parsed.error.message);
+      if (!parsed.ok) return this.drop(deviceId, "chunk request", parsed.error);
       const topic = artifactTopics.chunk(deviceId);
       accepted.replies = (await chunks.serve(deviceId, parsed.value)).map((payload) => ({ topic, payload }));
     }
@@ -108,7 +129,23 @@ export class DeviceMessageIntake {
       logger.error({ deviceId, err: error instanceof Error ? error.message : String(error) }, "publish not queued");
       throw error;
     }
-    metrics.inc("kestrel_gateway_messages_in_total", { kind: kind ?? "unknown" });
+    this.countAccepted(kind ?? "unknown");
     return accepted;
+  }
+
+  private countAccepted(kind: string): void {
+    let series = this.accepted.get(kind);
+    if (!series) {
+      series = this.options.metrics.counter("kestrel_gateway_messages_in_total", { kind });
+      this.accepted.set(kind, series);
+    }
+    series.inc();
+  }
+
+  /** A malformed message, dropped: counted and logged with why. */
+  private drop(deviceId: string, what: string, error: WireError): undefined {
+    this.options.metrics.inc("kestrel_gateway_messages_rejected_total", { reason: error.code });
+    this.options.logger.warn({ deviceId, reason: error.code }, `${what} dropped: ${error.message}`);
+    return undefined;
   }
 }

@@ -17,7 +17,7 @@ import { CloudError } from "../uplink/cloud-client.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
 import type { DeviceAuthenticator } from "./device-auth.ts";
 import { ConnackCode, MqttProtocolError } from "./mqtt-codec.ts";
-import { type ConnectRequest, MqttSessionServer } from "./session-server.ts";
+import { type ConnectRequest, MqttSessionServer, type OutgoingMessage } from "./session-server.ts";
 
 /** Where devices connect: the embedded broker, or an external one through the bridge. */
 export interface DeviceBroker {
@@ -144,6 +144,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     return ConnackCode.accepted;
   };
 
+  const telemetryAcksPublished = metrics.counter("kestrel_gateway_telemetry_acks_published_total");
   const sessions: MqttSessionServer = new MqttSessionServer({
     maxPacketBytes: config.mqttMaxPacketBytes,
     hooks: {
@@ -165,10 +166,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       async publish(session, message) {
         const accepted = await intake.accept(session.clientId, message.topic, message.payload);
         const ack = accepted?.telemetryAck;
-        const out = [...(ack ? [ack] : []), ...(accepted?.replies ?? [])].filter((m) =>
-          session.subscriptions.has(m.topic),
-        );
-        if (ack && out.includes(ack)) metrics.inc("kestrel_gateway_telemetry_acks_published_total");
+        const replies = accepted?.replies;
+        if (!ack && !replies) return undefined;
+        const out: OutgoingMessage[] = [];
+        if (ack && session.subscriptions.has(ack.topic)) {
+          out.push(ack);
+          telemetryAcksPublished.inc();
+        }
+        for (const reply of replies ?? []) if (session.subscriptions.has(reply.topic)) out.push(reply);
         return out;
       },
       maySubscribe(session, topicFilter) {
