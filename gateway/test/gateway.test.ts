@@ -14,7 +14,7 @@ import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 import { until } from "./until.ts";
 
-const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
+const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret", "dev-c": "token-c-secret" };
 
 function batch(boot: number, firstSeq: number, count: number) {
   return {
@@ -105,8 +105,10 @@ describe("gateway", () => {
   });
 
   test("publishing to another device's topic disconnects the client and is counted", async () => {
-    const client = await device("dev-b", DEVICES["dev-b"]);
+    const client = await device("dev-c", DEVICES["dev-c"]);
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    // Its own topic first: the session remembers that topic as allowed, and the next one differs by a byte.
+    await client.publishAsync("d/dev-c/telemetry", JSON.stringify(batch(2, 0, 1)), { qos: 1 });
     client.publish("d/dev-a/telemetry", JSON.stringify(batch(1, 0, 1)), { qos: 1 });
     await closed;
     assert.equal(await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);
