@@ -214,14 +214,19 @@ export class TopicMemo {
 
   /** The topic in packet[start, end), checked: not empty, no wildcard or null, UTF-8. */
   read(packet: Buffer, start: number, end: number): string {
-    const last = this.bytes;
-    if (last && last.length === end - start && packet.compare(last, 0, last.length, start, end) === 0) {
-      return this.topic;
-    }
+    if (this.matches(packet, start, end)) return this.topic;
     const topic = decodeTopic(packet, start, end);
     this.bytes = Buffer.from(packet.subarray(start, end));
     this.topic = topic;
     return topic;
+  }
+
+  /** Byte by byte: a topic is a few dozen bytes, less than Buffer.compare's checks of its arguments cost. */
+  private matches(packet: Buffer, start: number, end: number): boolean {
+    const last = this.bytes;
+    if (!last || last.length !== end - start) return false;
+    for (let i = 0; i < last.length; i++) if (last[i] !== packet[start + i]) return false;
+    return true;
   }
 }
 

@@ -212,6 +212,8 @@ function closeReader(reader: SegmentReader): void {
 export class DiskQueue {
   private readonly records: RecordPosition[] = [];
   private readonly segmentSizes = new Map<number, number>();
+  /** The sum of segmentSizes, kept as they change: every append checks the limit against it. */
+  private segmentBytesTotal = 0;
   private readonly readers = new Map<number, SegmentReader>();
   /** Groups in memory, oldest first, and the bytes they hold. */
   private readonly resident: ResidentGroup[] = [];
@@ -249,9 +251,7 @@ export class DiskQueue {
 
   /** Bytes of segment files on disk, acknowledged or not, until their segment is deleted. */
   get bytes(): number {
-    let total = 0;
-    for (const size of this.segmentSizes.values()) total += size;
-    return total + (this.pending?.bytes ?? 0);
+    return this.segmentBytesTotal + (this.pending?.bytes ?? 0);
   }
 
   /**
@@ -316,7 +316,7 @@ export class DiskQueue {
     await this.persistCursor();
     for (const segment of [...this.segmentSizes.keys()]) {
       if (segment < cursor.segment && segment !== this.segment) {
-        this.segmentSizes.delete(segment);
+        this.setSegmentSize(segment, undefined);
         this.retireReader(segment);
         await rm(join(this.options.dir, segmentName(segment)), { force: true });
       }
@@ -353,7 +353,7 @@ export class DiskQueue {
         continue;
       }
       const bytes = await readFile(path);
-      this.segmentSizes.set(segment, bytes.length);
+      this.setSegmentSize(segment, bytes.length);
       const from = segment === cursor.segment ? Math.min(cursor.offset, bytes.length) : 0;
       const scan = scanSegment(bytes, from);
       if (scan.corrupt) report.corruptSegments++;
@@ -376,7 +376,7 @@ export class DiskQueue {
       join(this.options.dir, segmentName(this.segment)),
       O_WRONLY | O_APPEND | O_CREAT | O_DSYNC,
     );
-    this.segmentSizes.set(this.segment, 0);
+    this.setSegmentSize(this.segment, 0);
     // The new file's directory entry must survive a crash too.
     await this.syncDirectory();
   }
@@ -426,7 +426,14 @@ export class DiskQueue {
       this.records.push({ segment: this.segment, start: end, length, group: resident });
       end += HEADER_BYTES + length;
     }
-    this.segmentSizes.set(this.segment, end);
+    this.setSegmentSize(this.segment, end);
+  }
+
+  /** Records a segment's size on disk (undefined: deleted). */
+  private setSegmentSize(segment: number, size: number | undefined): void {
+    this.segmentBytesTotal += (size ?? 0) - (this.segmentSizes.get(segment) ?? 0);
+    if (size === undefined) this.segmentSizes.delete(segment);
+    else this.segmentSizes.set(segment, size);
   }
 
   /** Keeps a committed group's bytes for peek, evicting the oldest groups beyond memoryBytes. */
