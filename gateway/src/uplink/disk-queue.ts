@@ -269,7 +269,8 @@ export class DiskQueue {
         new QueueFullError(`uplink queue holds ${this.bytes} bytes, limit ${this.options.maxBytes}`),
       );
     }
-    const group = (this.pending ??= newGroup());
+    this.pending ??= newGroup();
+    const group = this.pending;
     group.payloads.push(payload);
     group.lengths.push(length);
     group.bytes += frameBytes;
