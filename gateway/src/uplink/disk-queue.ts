@@ -22,6 +22,7 @@ import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
+import { RecordRing, type RingEntry } from "./record-ring.ts";
 
 const HEADER_BYTES = 8;
 const SEGMENT_SUFFIX = ".seg";
@@ -72,14 +73,11 @@ interface ResidentGroup {
   evicted: boolean;
 }
 
-/** Where a record not yet acknowledged lies: its frame starts at `start` in its segment. */
-interface RecordPosition {
-  segment: number;
-  start: number;
-  length: number;
-  /** The group it was committed in, while that is in memory (not for records recovered at open). */
-  group?: ResidentGroup;
-}
+/**
+ * Where a record not yet acknowledged lies: its frame starts at `start` in its segment; its tag is the
+ * group it was committed in, while that is in memory (none for records recovered at open).
+ */
+type RecordPosition = RingEntry<ResidentGroup>;
 
 interface Cursor {
   segment: number;
@@ -192,7 +190,7 @@ function decodeCursorSlot(slot: Buffer): (Cursor & { generation: number }) | und
 }
 
 function isResident(position: RecordPosition | undefined): boolean {
-  return position?.group !== undefined && !position.group.evicted;
+  return position?.tag !== undefined && !position.tag.evicted;
 }
 
 function residentRecord(position: RecordPosition, group: ResidentGroup): QueuedRecord {
@@ -210,7 +208,7 @@ function closeReader(reader: SegmentReader): void {
 }
 
 export class DiskQueue {
-  private readonly records: RecordPosition[] = [];
+  private readonly records = new RecordRing<ResidentGroup>();
   private readonly segmentSizes = new Map<number, number>();
   /** The sum of segmentSizes, kept as they change: every append checks the limit against it. */
   private segmentBytesTotal = 0;
@@ -289,8 +287,8 @@ export class DiskQueue {
     let first = 0;
     while (first < positions.length) {
       const position = positions[first] as RecordPosition;
-      if (position.group && !position.group.evicted) {
-        records.push(residentRecord(position, position.group));
+      if (position.tag && !position.tag.evicted) {
+        records.push(residentRecord(position, position.tag));
         first++;
         continue;
       }
@@ -305,11 +303,10 @@ export class DiskQueue {
   /** Forgets the `count` oldest records: persists the cursor past them and deletes segments fully consumed. */
   async ack(count: number): Promise<void> {
     if (count <= 0) return;
-    const acked = this.records.splice(0, count);
-    const last = acked[acked.length - 1];
+    const last = this.records.at(Math.min(count, this.records.length) - 1);
     if (!last) return;
-    for (const record of acked) if (record.group && --record.group.unacknowledged === 0) this.release(record.group);
-    const next = this.records[0];
+    this.records.shift(count, this.forgetOne);
+    const next = this.records.at(0);
     const cursor = next
       ? { segment: next.segment, offset: next.start }
       : { segment: last.segment, offset: last.start + HEADER_BYTES + last.length };
@@ -359,7 +356,7 @@ export class DiskQueue {
       const scan = scanSegment(bytes, from);
       if (scan.corrupt) report.corruptSegments++;
       else report.tornBytes += bytes.length - scan.validBytes;
-      for (const record of scan.records) this.records.push({ segment, ...record });
+      for (const record of scan.records) this.records.push(segment, record.start, record.length);
       report.recovered += scan.records.length;
     }
     // Appends always go to a fresh segment, so a torn tail is never followed by good records.
@@ -424,7 +421,7 @@ export class DiskQueue {
     let end = this.segmentSizes.get(this.segment) ?? 0;
     const resident = this.keep(data, end, lengths.length);
     for (const length of lengths) {
-      this.records.push({ segment: this.segment, start: end, length, group: resident });
+      this.records.push(this.segment, end, length, resident);
       end += HEADER_BYTES + length;
     }
     this.setSegmentSize(this.segment, end);
@@ -447,6 +444,11 @@ export class DiskQueue {
     while (this.residentBytes > this.options.memoryBytes) this.release(this.resident[0] as ResidentGroup);
     return group;
   }
+
+  /** A record of this group was acknowledged: the group leaves memory with its last. */
+  private readonly forgetOne = (group: ResidentGroup): void => {
+    if (--group.unacknowledged === 0) this.release(group);
+  };
 
   /** Drops a group from memory: its records not yet acknowledged are read back from their segment. */
   private release(group: ResidentGroup): void {
