@@ -10,6 +10,7 @@ import mqttPacket, {
   type IUnsubscribePacket,
   type Packet,
 } from "mqtt-packet";
+import { writeBytes, writeString } from "../bytes.ts";
 
 export const PacketType = {
   connect: 1,
@@ -359,15 +360,16 @@ function writePublish(
   packetId: number,
 ): number {
   const topicBytes = Buffer.byteLength(topic);
+  const payloadBytes = payloadLength(payload);
   out[start] = (PacketType.publish << 4) | (qos << 1);
-  let at = writeVarInt(out, start + 1, publishRemaining(topicBytes, payloadLength(payload), qos));
+  let at = writeVarInt(out, start + 1, publishRemaining(topicBytes, payloadBytes, qos));
   out.writeUInt16BE(topicBytes, at);
-  at += 2 + out.write(topic, at + 2);
+  at = writeString(out, at + 2, topic, topicBytes);
   if (qos > 0) {
     out.writeUInt16BE(packetId, at);
     at += 2;
   }
-  return at + (typeof payload === "string" ? out.write(payload, at) : payload.copy(out, at));
+  return typeof payload === "string" ? writeString(out, at, payload, payloadBytes) : writeBytes(out, at, payload);
 }
 
 function varIntBytes(value: number): number {

@@ -22,6 +22,7 @@ import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
+import { writeBytes } from "../bytes.ts";
 import { RecordRing, type RingEntry } from "./record-ring.ts";
 
 const HEADER_BYTES = 8;
@@ -131,7 +132,7 @@ function segmentName(segment: number): string {
 function writeFrame(into: Buffer, at: number, payload: Buffer | string, length: number): number {
   const start = at + HEADER_BYTES;
   if (typeof payload === "string") into.write(payload, start);
-  else payload.copy(into, start);
+  else writeBytes(into, start, payload);
   into.writeUInt32BE(length, at);
   into.writeUInt32BE(crc32(into.subarray(start, start + length)), at + 4);
   return start + length;

@@ -10,6 +10,7 @@
 
 import type { DeviceState, LogBatch, TelemetryBatch } from "@kestrel/wire";
 import type { Logger } from "pino";
+import { writeBytes, writeString } from "../bytes.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import { type CloudClient, CloudError } from "./cloud-client.ts";
 import type { DiskQueue, QueuedRecord } from "./disk-queue.ts";
@@ -47,9 +48,8 @@ const BATCH_CLOSE = 0x7d; // "}"
 function encodeTelemetryJson(deviceId: string, at: number, batchJson: Buffer): Buffer {
   const head = `${KIND_CODES.telemetry}${at} {"deviceId":"${deviceId}","batch":`;
   const record = Buffer.allocUnsafe(head.length + batchJson.length + 1);
-  const batchStart = record.write(head, 0, "latin1");
-  batchJson.copy(record, batchStart);
-  record[batchStart + batchJson.length] = BATCH_CLOSE;
+  const end = writeBytes(record, writeString(record, 0, head, head.length), batchJson);
+  record[end] = BATCH_CLOSE;
   return record;
 }
 
