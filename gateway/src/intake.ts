@@ -52,6 +52,8 @@ export interface AcceptedMessage {
   replies?: OutgoingMessage[];
 }
 
+const MAX_CACHED_ACK_TOPICS = 100_000;
+
 /** What keep answers for a malformed message, dropped. */
 const DROPPED = Symbol("dropped");
 
@@ -78,6 +80,11 @@ function holdsOnlyValidated(raw: unknown): boolean {
 export class DeviceMessageIntake {
   /** kestrel_gateway_messages_in_total by kind, bound once: counted on every message. */
   private readonly accepted = new Map<string, CounterSeries>();
+  /**
+   * Each device's telemetry ack topic, built once: the same string every time, whose hash V8 keeps
+   * for the broker's lookup in the device's subscriptions (a string built anew is hashed anew).
+   */
+  private readonly ackTopics = new Map<string, string>();
 
   constructor(private readonly options: IntakeOptions) {}
 
@@ -131,7 +138,7 @@ export class DeviceMessageIntake {
       const exact = Buffer.isBuffer(payload) && holdsOnlyValidated(json.ok && json.value);
       const { boot, samples } = parsed.value;
       const seq = (samples.at(-1) as TelemetrySample).seq;
-      accepted.telemetryAck = { topic: topics.telemetryAck(deviceId), payload: telemetryAckJson(boot, seq) };
+      accepted.telemetryAck = { topic: this.telemetryAckTopic(deviceId), payload: telemetryAckJson(boot, seq) };
       return forwarder.enqueueTelemetry(deviceId, parsed.value, Date.now(), exact ? payload : undefined);
     }
     if (kind === "state") {
@@ -178,6 +185,17 @@ export class DeviceMessageIntake {
     else metrics.inc("kestrel_gateway_messages_rejected_total", { reason: "queue_write_failed" });
     logger.error({ deviceId, err: error instanceof Error ? error.message : String(error) }, "publish not queued");
     return Promise.reject(error);
+  }
+
+  private telemetryAckTopic(deviceId: string): string {
+    let topic = this.ackTopics.get(deviceId);
+    if (topic === undefined) {
+      // Bounded: a gateway serves a fleet, but devices come and go over its lifetime.
+      if (this.ackTopics.size >= MAX_CACHED_ACK_TOPICS) this.ackTopics.clear();
+      topic = topics.telemetryAck(deviceId);
+      this.ackTopics.set(deviceId, topic);
+    }
+    return topic;
   }
 
   private countAccepted(kind: string): void {
