@@ -4,8 +4,9 @@
 //    interleaved (none, rules, none, rules; the faster of each pair kept): end to end until every
 //    sample is applied, as rules are evaluated when the journal is applied (target >= 0.8x).
 // 2. Latency from a sample crossing a threshold at the gateway (its publish) to the alert.fired
-//    webhook request at the receiver, p50/p99, while the fleet publishes at the ingest rate just
-//    measured without rules.
+//    webhook request at the receiver, p50/p99, while the fleet publishes at fractions of the ingest
+//    rate just measured without rules (BENCH_LOAD_FRACTION, default 0.5 and 1: the rules cost some of
+//    that rate, so at 1 the pipeline falls behind and the crossings wait behind the backlog).
 
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -34,8 +35,8 @@ const CROSSINGS = Number(process.env.BENCH_CROSSINGS ?? 40);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 /** Publishes a device may have waiting for their PUBACK: the load keeps its rate while the gateway is slow. */
 const IN_FLIGHT_PER_DEVICE = 100;
-/** The background load as a fraction of the ingest rate measured without rules (1: that rate). */
-const LOAD_FRACTION = Number(process.env.BENCH_LOAD_FRACTION ?? 1);
+/** The background loads, each as a fraction of the ingest rate measured without rules (1: that rate). */
+const LOAD_FRACTIONS = (process.env.BENCH_LOAD_FRACTION ?? "0.5,1").split(",").map(Number);
 /** A crossing whose webhook has not come by then counts as missed (the pipeline is behind). */
 const CROSSING_TIMEOUT_MS = 60_000;
 const PASSWORD = "bench password, long enough";
@@ -196,9 +197,7 @@ export async function alertsBenchmark(): Promise<void> {
   await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
   const pipelines: Pipeline[] = [];
-  const latencies: number[] = [];
   let stopped = false;
-  let sent = 0;
   let backgroundDone: Promise<unknown> = Promise.resolve();
   try {
     const plain = await startPipeline(ferret.uri, dir, "none");
@@ -228,7 +227,8 @@ export async function alertsBenchmark(): Promise<void> {
       `  ${RULES} rules: ${rules.toFixed(0)} samples/s (runs: ${seconds.rules.map((s) => rate(s).toFixed(0)).join(", ")}) = ${(rules / none).toFixed(2)}x (target >= 0.8x)`,
     );
 
-    // 2. Latency under the ingest rate measured without rules (the median run), spread evenly over the fleet.
+    // 2. Latency under the ingest rate measured without rules (the median run), spread evenly over the fleet,
+    //    at each fraction of it in turn.
     await api(ruled, "POST", "/api/webhooks/endpoints", { url: receiverUrl, events: ["alert.fired"] });
     await api(ruled, "POST", "/api/alerts/rules", {
       name: PROBE_RULE,
@@ -237,66 +237,76 @@ export async function alertsBenchmark(): Promise<void> {
     });
     await new Promise((resolve) => setTimeout(resolve, 2500)); // The rule caches (2 s) see the new rule.
     const runs = seconds.none.map(rate).sort((x, y) => x - y);
-    const target = (runs[Math.floor(runs.length / 2)] ?? none) * LOAD_FRACTION;
-    const perDeviceIntervalMs = (1000 * DEVICES) / target;
-    const startedLoad = performance.now();
-    const background = ruled.deviceIds.map(async (deviceId, d) => {
-      const inFlight = new Set<Promise<unknown>>();
-      let seq = 0;
-      while (!stopped) {
-        const next = startedLoad + (seq + 1) * perDeviceIntervalMs + (d * perDeviceIntervalMs) / DEVICES;
-        await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
-        if (stopped) break;
-        // On schedule, not after the previous PUBACK: a device does not slow down because the gateway does.
-        if (inFlight.size >= IN_FLIGHT_PER_DEVICE) await Promise.race(inFlight);
-        const publish = ruled.clients[d]?.publishAsync(
-          topics.telemetry(deviceId),
-          // Slowly varying, as a room's temperature: the 100 quiet rules stay quiet (a rate rule would fire on a
-          // sawtooth this fast, and the endpoint's queue would hold the probe's alert behind those).
-          batch(9, seq, Date.now(), { temperature: 20 + (seq % 10) / 100, humidity: 40 }),
-          { qos: 1 },
-        );
-        if (publish) {
-          inFlight.add(publish);
-          void publish.finally(() => inFlight.delete(publish)).catch(() => undefined);
-        }
-        seq++;
-        sent++;
-      }
-      await Promise.allSettled(inFlight);
-    });
-    backgroundDone = Promise.allSettled(background);
-    const probe = ruled.clients[DEVICES] as MqttClient;
+    const median = runs[Math.floor(runs.length / 2)] ?? none;
+    let boot = 9;
     let probeSeq = 0;
-    for (let i = 0; i < CROSSINGS; i++) {
-      const fired = arrivals.length;
-      const crossed = performance.now();
-      await probe.publishAsync(topics.telemetry(PROBE), batch(1, probeSeq++, Date.now(), { level: 60 }), { qos: 1 });
-      while (arrivals.length === fired && performance.now() - crossed < CROSSING_TIMEOUT_MS) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const fraction of LOAD_FRACTIONS) {
+      // The previous fraction's backlog drained first: each starts from an empty pipeline.
+      await waitFor(async () => (await gatewayQueued(ruled.gatewayUrl)) === 0, performance.now(), "draining");
+      await waitFor(() => ruled.store.applied(), performance.now(), "applying the journal");
+      const target = median * fraction;
+      const perDeviceIntervalMs = (1000 * DEVICES) / target;
+      const latencies: number[] = [];
+      let sent = 0;
+      stopped = false;
+      boot++;
+      const startedLoad = performance.now();
+      const background = ruled.deviceIds.map(async (deviceId, d) => {
+        const inFlight = new Set<Promise<unknown>>();
+        let seq = 0;
+        while (!stopped) {
+          const next = startedLoad + (seq + 1) * perDeviceIntervalMs + (d * perDeviceIntervalMs) / DEVICES;
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
+          if (stopped) break;
+          // On schedule, not after the previous PUBACK: a device does not slow down because the gateway does.
+          if (inFlight.size >= IN_FLIGHT_PER_DEVICE) await Promise.race(inFlight);
+          const publish = ruled.clients[d]?.publishAsync(
+            topics.telemetry(deviceId),
+            // Slowly varying, as a room's temperature: the 100 quiet rules stay quiet (a rate rule would fire on a
+            // sawtooth this fast, and the endpoint's queue would hold the probe's alert behind those).
+            batch(boot, seq, Date.now(), { temperature: 20 + (seq % 10) / 100, humidity: 40 }),
+            { qos: 1 },
+          );
+          if (publish) {
+            inFlight.add(publish);
+            void publish.finally(() => inFlight.delete(publish)).catch(() => undefined);
+          }
+          seq++;
+          sent++;
+        }
+        await Promise.allSettled(inFlight);
+      });
+      backgroundDone = Promise.allSettled(background);
+      const probe = ruled.clients[DEVICES] as MqttClient;
+      for (let i = 0; i < CROSSINGS; i++) {
+        const fired = arrivals.length;
+        const crossed = performance.now();
+        await probe.publishAsync(topics.telemetry(PROBE), batch(1, probeSeq++, Date.now(), { level: 60 }), { qos: 1 });
+        while (arrivals.length === fired && performance.now() - crossed < CROSSING_TIMEOUT_MS) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        const arrived = arrivals[fired];
+        latencies.push(arrived === undefined ? Number.POSITIVE_INFINITY : arrived - crossed);
+        if (arrived === undefined) break; // Behind by a minute: later crossings would queue behind it too.
+        await probe.publishAsync(topics.telemetry(PROBE), batch(1, probeSeq++, Date.now(), { level: 30 }), { qos: 1 });
+        await new Promise((resolve) => setTimeout(resolve, 300));
       }
-      const arrived = arrivals[fired];
-      latencies.push(arrived === undefined ? Number.POSITIVE_INFINITY : arrived - crossed);
-      if (arrived === undefined) break; // Behind by a minute: later crossings would queue behind it too.
-      await probe.publishAsync(topics.telemetry(PROBE), batch(1, probeSeq++, Date.now(), { level: 30 }), { qos: 1 });
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      const loadSeconds = (performance.now() - startedLoad) / 1000;
+      stopped = true;
+      await backgroundDone;
+      const backlog = await gatewayQueued(ruled.gatewayUrl);
+      latencies.sort((x, y) => x - y);
+      const missed = latencies.filter((latency) => !Number.isFinite(latency)).length;
+      print(
+        `  threshold crossing (probe publish) to alert.fired webhook, ${latencies.length} crossings, ${RULES + 1} rules, under ${(sent / loadSeconds).toFixed(0)} samples/s (target ${target.toFixed(0)} = ${fraction} x the rate without rules):`,
+      );
+      print(
+        `    p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${latencies.at(-1)?.toFixed(0)} ms${missed ? `, ${missed} not within ${CROSSING_TIMEOUT_MS / 1000} s` : ""}`,
+      );
+      print(
+        `    the load generator sent ${(sent / loadSeconds / target).toFixed(2)} of its target rate; the gateway's queue held ${backlog} items at the end; load average ${load()}`,
+      );
     }
-    const loadSeconds = (performance.now() - startedLoad) / 1000;
-    stopped = true;
-    await backgroundDone;
-    const backlog = await gatewayQueued(ruled.gatewayUrl);
-    latencies.sort((x, y) => x - y);
-    const missed = latencies.filter((latency) => !Number.isFinite(latency)).length;
-    print(
-      `  threshold crossing (probe publish) to alert.fired webhook, ${latencies.length} crossings, ${RULES + 1} rules, under ${(sent / loadSeconds).toFixed(0)} samples/s (target ${target.toFixed(0)} = ${LOAD_FRACTION} x the rate without rules):`,
-    );
-    print(
-      `    p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${latencies.at(-1)?.toFixed(0)} ms${missed ? `, ${missed} not within ${CROSSING_TIMEOUT_MS / 1000} s` : ""}`,
-    );
-    print(
-      `    the load generator sent ${(sent / loadSeconds / target).toFixed(2)} of its target rate; the gateway's queue held ${backlog} items at the end`,
-    );
-    print(`  load average after: ${load()}`);
   } finally {
     stopped = true;
     await backgroundDone;

@@ -147,7 +147,7 @@ describe("alert conditions", () => {
     assert.ok((fired[0]?.[0] ?? 0) > 60 && (fired[0]?.[0] ?? 0) < 120);
     assert.equal(fired[1]?.[1], "resolved");
     assert.ok((fired[1]?.[0] ?? 0) > 120);
-    assert.ok((state.points ?? []).length <= 32, "the window is bounded");
+    assert.ok((state.points ?? []).length <= 10, "the window is thinned to slots of an eighth, and the newest");
     // A fall does not fire a rise rule; an either rule sees it.
     const falling = [
       [0, 30],

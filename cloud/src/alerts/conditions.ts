@@ -40,8 +40,16 @@ export interface RuleState {
   episode: number;
   /** The open alert, while firing. */
   alertId: string | null;
-  /** Rate rules: recent [time, value] points inside the window. */
-  points?: Array<[number, number]>;
+  /**
+   * Rate rules: recent points inside the window. Objects, not [time, value] pairs: the state is
+   * stored, and FerretDB refuses nested arrays.
+   */
+  points?: RatePoint[];
+}
+
+export interface RatePoint {
+  at: number;
+  value: number;
 }
 
 export type Transition = "fired" | "resolved" | null;
@@ -107,15 +115,19 @@ export function stepLevel(c: LevelCondition, state: RuleState, value: number, at
   return { state: { ...next, status: "pending", since: breachSince }, transition: null };
 }
 
-/** Most points a rate state keeps: the window is thinned to this many (oldest kept). */
-const RATE_POINTS = 32;
+/**
+ * The window is kept as points at least a slot apart (and the newest): the rate is measured from the
+ * oldest point inside the window, so it spans at least (slots - 1) / slots of the window. The state
+ * holds about `RATE_SLOTS` + 2 points whatever the sample rate (it is written on most passes).
+ */
+const RATE_SLOTS = 8;
 
 /** Change per minute over the window's points, oriented by direction; null with fewer than two points. */
-function rateOf(c: RateCondition, points: Array<[number, number]>): number | null {
+function rateOf(c: RateCondition, points: RatePoint[]): number | null {
   const first = points[0];
   const last = points.at(-1);
-  if (!first || !last || last[0] <= first[0]) return null;
-  const perMinute = ((last[1] - first[1]) / (last[0] - first[0])) * 60_000;
+  if (!first || !last || last.at <= first.at) return null;
+  const perMinute = ((last.value - first.value) / (last.at - first.at)) * 60_000;
   if (c.direction === "rise") return perMinute;
   if (c.direction === "fall") return -perMinute;
   return Math.abs(perMinute);
@@ -129,13 +141,17 @@ export function stepRate(
   at: number,
 ): Step & { rate: number | null } {
   const windowStart = at - c.windowSeconds * 1000;
-  const kept = (state.points ?? []).filter(([ts]) => ts >= windowStart);
-  // The oldest point inside the window stays: it is the base the rate is measured from.
-  const points: Array<[number, number]> =
-    kept.length >= RATE_POINTS ? [kept[0] as [number, number], ...kept.slice(-(RATE_POINTS - 2))] : kept;
-  points.push([at, value]);
+  const inWindow = (state.points ?? []).filter((point) => point.at >= windowStart);
+  inWindow.push({ at, value });
   // A sample a little out of order takes its place in time.
-  points.sort((a, b) => a[0] - b[0]);
+  inWindow.sort((a, b) => a.at - b.at);
+  // The oldest point inside the window stays: it is the base the rate is measured from.
+  const slot = (c.windowSeconds * 1000) / RATE_SLOTS;
+  const points: RatePoint[] = [];
+  for (const [i, point] of inWindow.entries()) {
+    const previous = points.at(-1);
+    if (!previous || point.at - previous.at >= slot || i === inWindow.length - 1) points.push(point);
+  }
   const rate = rateOf(c, points);
   const level: LevelCondition = {
     op: "above",

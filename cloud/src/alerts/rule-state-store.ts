@@ -1,6 +1,9 @@
 // The evaluators' per-device rule states: `alert_sample_states` (threshold and rate rules, written
 // only in the telemetry apply pass) and `alert_device_states` (offline, safe mode, watchdog resets,
 // written only by the alert engine), one document per device each, so each has one writer.
+// A document's rule states are stored as one JSON string (`packed`): with a hundred rules a device
+// holds a hundred nested states, which FerretDB stores and validates field by field on every
+// write (the sample states are written on most apply passes); a string it stores as it is.
 
 import type { AnyBulkWriteOperation, Collection, Db, Filter } from "mongodb";
 import { boundedBulkWrite } from "../storage/command-bounds.ts";
@@ -25,6 +28,15 @@ export interface DeviceTrackDoc extends RuleStatesDoc {
   watchdogResets: number[];
 }
 
+/** As stored: the rule states packed (documents written before packing hold `rules` itself, read as such). */
+interface Packed {
+  packed?: string;
+}
+
+function pack<T extends RuleStatesDoc>({ rules, ...doc }: T): T {
+  return { ...doc, packed: JSON.stringify(rules) } as unknown as T;
+}
+
 export function stateDocId(tenantId: string, subject: string): string {
   return `${tenantId}|${subject}`;
 }
@@ -37,8 +49,13 @@ export class RuleStateStore<T extends RuleStatesDoc> {
   }
 
   async read(ids: string[]): Promise<Map<string, T>> {
-    const docs = await pointReads(this.states, ids);
-    return new Map(docs.map((doc) => [doc._id, doc]));
+    const docs = (await pointReads(this.states, ids)) as Array<T & Packed>;
+    return new Map(
+      docs.map(({ packed, ...doc }) => [
+        doc._id,
+        (packed === undefined ? doc : { ...doc, rules: JSON.parse(packed) }) as T,
+      ]),
+    );
   }
 
   async write(docs: T[]): Promise<void> {
@@ -47,7 +64,7 @@ export class RuleStateStore<T extends RuleStatesDoc> {
       this.states,
       docs.map(
         (doc): AnyBulkWriteOperation<T> => ({
-          replaceOne: { filter: { _id: doc._id } as Filter<T>, replacement: doc, upsert: true },
+          replaceOne: { filter: { _id: doc._id } as Filter<T>, replacement: pack(doc), upsert: true },
         }),
       ),
     );

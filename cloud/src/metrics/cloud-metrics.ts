@@ -66,6 +66,12 @@ export class CloudMetrics {
     registers: [this.registry],
   });
 
+  readonly alertEvaluationErrors = new Counter({
+    name: "kestrel_cloud_alert_evaluation_errors_total",
+    help: "Devices whose samples could not be evaluated in an apply pass after retries (their notifications are missed)",
+    registers: [this.registry],
+  });
+
   readonly alertLateSamples = new Counter({
     name: "kestrel_cloud_alert_late_samples_total",
     help: "Samples older than what a rule had already evaluated for the device: not evaluated",

@@ -18,6 +18,21 @@ interface LeaseDoc {
   at: Date;
 }
 
+/**
+ * Per database and job, in this process: the last slot held, and the tenure, counted up whenever a
+ * slot is claimed that does not follow the last one held (a slot in between may have been another
+ * holder's). Per process, not per lease object: every store of this process is the same holder.
+ */
+const tenures = new WeakMap<Db, Map<string, { slot: number; tenure: number }>>();
+
+function tenureRecord(db: Db, job: string): { slot: number; tenure: number } {
+  const jobs = tenures.get(db) ?? new Map<string, { slot: number; tenure: number }>();
+  tenures.set(db, jobs);
+  const record = jobs.get(job) ?? { slot: Number.NEGATIVE_INFINITY, tenure: 0 };
+  jobs.set(job, record);
+  return record;
+}
+
 /** One holder id per process: every store of this process acts as the same replica. */
 export const PROCESS_HOLDER = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
 
@@ -26,7 +41,7 @@ export class SlotLease {
   private heldSlot = -1;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     readonly job: string,
     readonly slotMs: number,
     readonly holder = PROCESS_HOLDER,
@@ -40,6 +55,14 @@ export class SlotLease {
    * if nobody has, and, near its end, the next one too, so a steady holder keeps the job without a gap.
    * Only the holder of a slot claims the next one early, so two holders never overlap.
    */
+  /**
+   * This process's tenure of the job: unchanged while it has held every slot since, so nobody else
+   * did the job's work in between (what it holds in memory of that work is still the truth).
+   */
+  static tenure(db: Db, job: string): number {
+    return tenureRecord(db, job).tenure;
+  }
+
   async acquire(workMs = 0): Promise<boolean> {
     const now = this.now();
     const slot = Math.floor(now / this.slotMs);
@@ -59,6 +82,9 @@ export class SlotLease {
       if (lease?.holder !== this.holder) return false;
     }
     this.heldSlot = slot;
+    const record = tenureRecord(this.db, this.job);
+    if (slot > record.slot + 1) record.tenure++;
+    record.slot = Math.max(record.slot, slot);
     // Earlier slots of this job are history; the holder tidies them.
     await this.leases.deleteMany({ job: this.job, slot: { $lt: slot - 1 } });
     return true;

@@ -61,6 +61,7 @@ export const PASS_SAMPLES = 60_000;
 const JOURNAL_BATCH = 500;
 const JOURNAL_PAGE = 50;
 const APPLY_LEASE_MS = 30_000;
+const APPLY_JOB = "telemetry-apply";
 /** A pass starts only with this long left under the lease (the lease is extended otherwise). */
 const APPLY_PASS_MAX_MS = 15_000;
 /** The longest a read waits for this process's journalled telemetry to be applied (see settleForRead). */
@@ -234,7 +235,13 @@ const passShares = new WeakMap<Db, PoolShare>();
 export interface AppliedPass {
   /** When each applied journal document was written, epoch ms. */
   journalledAt: number[];
-  devices: Array<{ tenantId: string; deviceId: string; samples: StoredSample[] }>;
+  /** The apply lease's tenure in this process (`SlotLease.tenure`): observers' memory of earlier passes holds while it does. */
+  tenure: number;
+  /**
+   * Per device, its new samples, each with the journal document it came from: a pass that failed
+   * after its observers saw it is applied again with the same documents (observers may skip those).
+   */
+  devices: Array<{ tenantId: string; deviceId: string; samples: Array<StoredSample & { journalId: string }> }>;
 }
 
 /** Called after each pass has stored its samples, before its journal documents are deleted. */
@@ -256,7 +263,7 @@ export class TelemetryStore {
     this.journal = db.collection<JournalDoc>("telemetry_journal");
     this.rollups = db.collection<RollupDoc>("telemetry_rollups");
     this.latest = db.collection<LatestDoc>("telemetry_latest");
-    this.lease = new SlotLease(db, "telemetry-apply", APPLY_LEASE_MS);
+    this.lease = new SlotLease(db, APPLY_JOB, APPLY_LEASE_MS);
   }
 
   /**
@@ -500,14 +507,16 @@ export class TelemetryStore {
     // What this pass stored anew (merge left only that in the incoming buckets): a sample sent or
     // applied again is not shown twice.
     const applied = new Map<string, AppliedPass["devices"][number]>();
-    for (const { tenantId, deviceId, s } of incoming.values()) {
+    for (const { tenantId, deviceId, s, from } of incoming.values()) {
       const deviceKey = key(tenantId, deviceId);
       const observed = applied.get(deviceKey) ?? { tenantId, deviceId, samples: [] };
       applied.set(deviceKey, observed);
-      observed.samples.push(...Object.values(s));
+      for (const [sampleKey, sample] of Object.entries(s))
+        observed.samples.push({ ...sample, journalId: from[sampleKey] ?? "" });
     }
     const pass: AppliedPass = {
       journalledAt: docs.map(({ _id, at }) => at ?? _id.getTimestamp().getTime()),
+      tenure: SlotLease.tenure(this.db, APPLY_JOB),
       devices: [...applied.values()],
     };
     for (const observer of observers.get(this.db) ?? []) await observer(pass);
