@@ -134,7 +134,7 @@ export class DeviceMessageIntake {
       const parsed = json.ok ? validateTelemetryBatch(json.value) : json;
       if (!parsed.ok) return this.drop(deviceId, "telemetry", parsed.error);
       // The device's bytes go to the queue as they came when they say what was validated: no
-      // serialising the batch again (it was a tenth of the gateway's CPU a message).
+      // serialising the batch again (that was a tenth of the intake's CPU).
       const exact = Buffer.isBuffer(payload) && holdsOnlyValidated(json.ok && json.value);
       const { boot, samples } = parsed.value;
       const seq = (samples.at(-1) as TelemetrySample).seq;

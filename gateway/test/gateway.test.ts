@@ -82,6 +82,27 @@ describe("gateway", () => {
     assert.equal(forwarded?.batch.boot, 3);
   });
 
+  test("a batch with properties validation does not know reaches the cloud without them", async () => {
+    const client = await device("dev-c", DEVICES["dev-c"]);
+    const sample = { seq: 8, ts: 1_764_000_000_001, m: { t: 2 } };
+    await client.publishAsync(
+      "d/dev-c/telemetry",
+      JSON.stringify({ v: 1, boot: 12, note: "x", samples: [{ ...sample, extra: true }] }),
+      { qos: 1 },
+    );
+    await client.publishAsync("d/dev-c/telemetry", JSON.stringify({ v: 1, boot: 13, samples: [sample] }), { qos: 1 });
+    const batches = await until(() => {
+      const found = cloud.ingests
+        .flatMap((r) => r.telemetry)
+        .filter((t) => t.deviceId === "dev-c" && t.batch.boot > 11);
+      return found.length >= 2 ? found.map((t) => t.batch) : undefined;
+    }, "both batches forwarded");
+    assert.deepEqual(batches, [
+      { v: 1, boot: 12, samples: [sample] },
+      { v: 1, boot: 13, samples: [sample] },
+    ]);
+  });
+
   test("a wrong token or an unknown device is refused and counted", async () => {
     const before = await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
     await assert.rejects(device("dev-a", "not-the-token"), /Bad username or password/);
