@@ -11,15 +11,15 @@ import { freePort } from "../test/real-cloud.ts";
 const CONNECT_CONCURRENCY = 50;
 
 /**
- * The gateway as `npm start` runs it, in its own process, with its durable queue in dataDir.
+ * The gateway as `npm start` runs it (`main`: another checkout's entry), in its own process, with its durable queue in dataDir.
  * GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of it (of each of its processes) there.
  */
 export async function startGatewayProcess(
   env: Record<string, string>,
   nodeFlags: string[] = [],
+  main = join(import.meta.dirname, "..", "src", "main.ts"),
 ): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
-  const main = join(import.meta.dirname, "..", "src", "main.ts");
   const profile = process.env.GATEWAY_CPU_PROF;
   const flags = [...nodeFlags, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])];
   // tsx first: the flags may --import TypeScript modules.

@@ -5,6 +5,9 @@
 //   GATEWAY_CPU_PROF=<dir>       writes a V8 CPU profile of each gateway process there (--cpu-prof)
 //   BROKERS=...,aedes,session    also the bare MQTT layers (bench/bare-broker.ts): aedes, and the
 //                                gateway's own session server, without authentication, intake or disk
+//   GATEWAY_BASELINE=<git rev>   that revision's gateway too, alternating with this one (BENCH_ROUNDS
+//                                times each), and their median CPU a message compared: a change's cut,
+//                                measured under the same load (its @kestrel/wire is today's)
 // The load comes from the compiled generator (tools/loadgen) with its raw MQTT client: one publish
 // in flight per client, every client subscribed to its telemetry-ack topic as the firmware is.
 // Mosquitto is driven by one and by two generator processes, and every run reports the CPU the
@@ -13,8 +16,8 @@
 // client (paho.mqtt.golang), the one it used first, to show that client's limit beside the raw one. The gateway runs as its own process with its durable queue (fsync before PUBACK) and
 // per-device token authentication; a stand-in for the cloud accepts every device and ingest.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCloudPeer } from "../test/cloud-peer.ts";
@@ -34,6 +37,9 @@ const GATEWAY_WORKERS = list("GATEWAY_WORKERS", "1,2").map(Number);
 if ([...CLIENT_COUNTS, ...GATEWAY_WORKERS].some((n) => !Number.isInteger(n) || n < 1) || !(SECONDS > 0)) {
   throw new Error("CLIENTS and GATEWAY_WORKERS must be lists of positive integers, SECONDS a positive number");
 }
+const BASELINE = process.env.GATEWAY_BASELINE;
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 1);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error("BENCH_ROUNDS must be a positive integer");
 const KNOWN_BROKERS = ["mosquitto", "mochi", "gateway", "aedes", "session"];
 const unknown = BROKERS.filter((broker) => !KNOWN_BROKERS.includes(broker));
 if (unknown.length > 0) throw new Error(`BROKERS may name ${KNOWN_BROKERS.join(", ")}, not ${unknown.join(", ")}`);
@@ -81,15 +87,32 @@ async function startBareLayer(layer: "aedes" | "session"): Promise<Broker> {
   return { port, child, stop: () => stopProcess(child) };
 }
 
-async function startGateway(run: number, workers: number): Promise<Broker> {
-  const { port, child } = await startGatewayProcess({
-    CLOUD_URL: cloud.url,
-    GATEWAY_KEY: cloud.gatewayKey,
-    GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
-    GATEWAY_WORKERS: String(workers),
-  });
+async function startGateway(run: number, workers: number, main?: string): Promise<Broker> {
+  const { port, child } = await startGatewayProcess(
+    {
+      CLOUD_URL: cloud.url,
+      GATEWAY_KEY: cloud.gatewayKey,
+      GATEWAY_DATA_DIR: join(dir, `gateway-${run}`),
+      GATEWAY_WORKERS: String(workers),
+    },
+    [],
+    main,
+  );
   return { port, child, stop: () => stopProcess(child) };
 }
+
+/** The entry of `rev`'s gateway, extracted under .local so that its imports resolve to this repository's packages. */
+function baselineMain(rev: string): { main: string; remove(): void } {
+  const root = join(import.meta.dirname, "..", "..");
+  mkdirSync(join(root, ".local"), { recursive: true });
+  const out = mkdtempSync(join(root, ".local", "bench-baseline-"));
+  const archive = spawnSync("git", ["archive", rev, "gateway"], { cwd: root, maxBuffer: 1 << 30 });
+  if (archive.status !== 0) throw new Error(`git archive ${rev} gateway: ${archive.stderr.toString()}`);
+  const tar = spawnSync("tar", ["-x", "-C", out], { input: archive.stdout });
+  if (tar.status !== 0) throw new Error(`extracting ${rev}: ${tar.stderr.toString()}`);
+  return { main: join(out, "gateway", "src", "main.ts"), remove: () => rmSync(out, { recursive: true, force: true }) };
+}
+const baseline = BASELINE ? baselineMain(BASELINE) : undefined;
 
 const rows: Row[] = [];
 let runs = 0;
@@ -124,7 +147,13 @@ async function measure(
   }
 }
 
-function format({ broker, clients, generators, client, load, result }: Row): string {
+/** The broker's CPU a message acknowledged: the figure least sensitive to what else runs on the machine. */
+function microsPerMessage({ result }: Row): number {
+  return (result.brokerCores * result.seconds * 1e6) / result.acked;
+}
+
+function format(row: Row): string {
+  const { broker, clients, generators, client, load, result } = row;
   const cells = [
     clients.toLocaleString("en"),
     broker,
@@ -134,7 +163,7 @@ function format({ broker, clients, generators, client, load, result }: Row): str
     result.p50Ms.toFixed(1),
     result.p99Ms.toFixed(1),
     result.brokerCores.toFixed(2),
-    Math.round((result.brokerCores * result.seconds * 1e6) / result.acked).toString(),
+    Math.round(microsPerMessage(row)).toString(),
     result.generatorCores.toFixed(2),
     result.telemetryAcks.toLocaleString("en"),
     load.toFixed(2),
@@ -163,12 +192,19 @@ try {
     }
     for (const workers of BROKERS.includes("gateway") ? GATEWAY_WORKERS : []) {
       const name = workers === 1 ? "gateway (1 process)" : `gateway (${workers} workers)`;
-      await measure(name, () => startGateway(runs++, workers), clients, 1);
+      for (let round = 0; round < ROUNDS; round++) {
+        if (baseline) {
+          const main = baseline.main;
+          await measure(`${name} @${BASELINE}`, () => startGateway(runs++, workers, main), clients, 1);
+        }
+        await measure(name, () => startGateway(runs++, workers), clients, 1);
+      }
     }
   }
 } finally {
   await cloud.close();
   rmSync(dir, { recursive: true, force: true });
+  baseline?.remove();
 }
 
 process.stdout.write("\n");
@@ -191,6 +227,27 @@ for (const clients of CLIENT_COUNTS) {
       );
     }
   }
+}
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+};
+const suffix = ` @${BASELINE}`;
+const compared = new Map<string, { clients: number; name: string }>();
+for (const row of BASELINE ? rows.filter((r) => r.broker.endsWith(suffix)) : []) {
+  compared.set(`${row.clients} ${row.broker}`, { clients: row.clients, name: row.broker.slice(0, -suffix.length) });
+}
+for (const { clients, name } of compared.values()) {
+  const of = (broker: string) => rows.filter((r) => r.broker === broker && r.clients === clients).map(microsPerMessage);
+  const before = median(of(name + suffix));
+  const after = median(of(name));
+  process.stdout.write(
+    `${clients} clients, ${name}: ${after.toFixed(1)} µs/msg against ${before.toFixed(1)} at ${BASELINE} ` +
+      `(medians of ${ROUNDS} runs each): ${(((after - before) / before) * 100).toFixed(1)}%\n`,
+  );
 }
 process.stdout.write(
   `load average at end ${loadavg()

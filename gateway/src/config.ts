@@ -150,7 +150,9 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     cloudUrl: url(env, "CLOUD_URL", "http://127.0.0.1:8080"),
     gatewayKey,
     forwardIntervalMs: integer(env, "FORWARD_INTERVAL_MS", 250, 10, 60_000),
-    forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 200, 1, 500),
+    // The cloud's own limit (MAX_ITEMS): a request costs the gateway ~0.3 ms of CPU, 1.5 µs a message in
+    // requests of 200; a light load sends what it has at each interval anyway.
+    forwardMaxBatches: integer(env, "FORWARD_MAX_BATCHES", 500, 1, 500),
     forwardConcurrency: integer(env, "FORWARD_CONCURRENCY", 4, 1, 16),
     dataDir: resolve(env.GATEWAY_DATA_DIR || DEFAULT_DATA_DIR),
     workers,

@@ -3,7 +3,7 @@
 // not take earlier records with it, and a full queue refuses appends.
 
 import assert from "node:assert/strict";
-import { appendFile, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -11,6 +11,7 @@ import { DiskQueue, frameRecord, QueueFullError } from "../src/uplink/disk-queue
 
 const tempDir = () => mkdtemp(join(tmpdir(), "kestrel-queue-"));
 const texts = async (queue: DiskQueue) => (await queue.peek(Number.MAX_SAFE_INTEGER)).map((r) => r.payload.toString());
+const firstLetters = async (queue: DiskQueue) => (await texts(queue)).map((text) => text[0]);
 const segments = async (dir: string) => (await readdir(dir)).filter((name) => name.endsWith(".seg")).sort();
 
 async function filled(dir: string, payloads: string[], segmentBytes?: number): Promise<void> {
@@ -126,5 +127,68 @@ describe("disk queue", () => {
     await queue.append(record);
     assert.equal(queue.length, 1);
     await queue.close();
+  });
+
+  test("the cursor is read from the newer intact slot: a torn cursor write loses no record", async () => {
+    const dir = await tempDir();
+    await filled(dir, ["a", "b", "c", "d"]);
+    const first = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
+    await first.queue.ack(1);
+    await first.queue.ack(1);
+    await first.queue.close();
+    const slots = join(dir, "cursor.slots");
+    assert.deepEqual(await texts((await DiskQueue.open({ dir, maxBytes: 1 << 20 })).queue), ["c", "d"]);
+    // The second write went to slot 0; tearing it leaves slot 1, the cursor after the first ack.
+    const handle = await open(slots, "r+");
+    await handle.write(Buffer.from([0xde, 0xad]), 0, 2, 10);
+    await handle.close();
+    const { queue } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
+    assert.deepEqual(await texts(queue), ["b", "c", "d"]);
+    // The next write goes past the generation read back, so it is the one read after it.
+    await queue.ack(3);
+    await queue.close();
+    assert.equal((await DiskQueue.open({ dir, maxBytes: 1 << 20 })).queue.length, 0);
+  });
+
+  test("the JSON cursor of an earlier version is read, then replaced by the slots", async () => {
+    const dir = await tempDir();
+    await filled(dir, ["one", "two", "three"]);
+    const [segment] = await segments(dir);
+    assert.ok(segment);
+    const second = 8 + "one".length;
+    await writeFile(join(dir, "cursor"), JSON.stringify({ segment: Number.parseInt(segment, 10), offset: second }));
+    const { queue } = await DiskQueue.open({ dir, maxBytes: 1 << 20 });
+    assert.deepEqual(await texts(queue), ["two", "three"]);
+    await queue.ack(1);
+    await queue.close();
+    assert.ok(!(await readdir(dir)).includes("cursor"));
+    assert.equal((await stat(join(dir, "cursor.slots"))).size > 0, true);
+    assert.deepEqual(await texts((await DiskQueue.open({ dir, maxBytes: 1 << 20 })).queue), ["three"]);
+  });
+
+  test("peek serves the newest groups from memory, up to memoryBytes, and the older ones from disk", async () => {
+    const dir = await tempDir();
+    // Each record its own group of 5,008 bytes.
+    const payloads = ["a", "b", "c", "d", "e"].map((letter) => letter.repeat(5000));
+    const { queue } = await DiskQueue.open({ dir, maxBytes: 1 << 20, memoryBytes: 12_000 });
+    for (const payload of payloads) await queue.append(payload);
+    // Zeroes on disk: what comes back intact came from memory.
+    const [segment] = await segments(dir);
+    assert.ok(segment);
+    await writeFile(join(dir, segment), Buffer.alloc(5 * 5008));
+    assert.deepEqual(await firstLetters(queue), ["\u0000", "\u0000", "\u0000", "d", "e"]);
+    // Acknowledged groups leave memory: the bound then holds newer ones.
+    await queue.ack(5);
+    await queue.append("f".repeat(5000));
+    assert.deepEqual(await firstLetters(queue), ["f"]);
+    await queue.close();
+    const elsewhere = await tempDir();
+    const { queue: none } = await DiskQueue.open({ dir: elsewhere, maxBytes: 1 << 20, memoryBytes: 0 });
+    await none.append("g".repeat(5000));
+    const [only] = await segments(elsewhere);
+    assert.ok(only);
+    await writeFile(join(elsewhere, only), Buffer.alloc(5008));
+    assert.deepEqual(await firstLetters(none), ["\u0000"]);
+    await none.close();
   });
 });

@@ -174,3 +174,27 @@ test("records an earlier gateway queued (one JSON object each) are delivered lik
   ]);
   await forwarder.stop(100);
 });
+
+describe("uplink records", () => {
+  test("a batch's own JSON is stored as it is, and a request carries those bytes", async () => {
+    const { queue, cloud, forwarder } = await setUp(1);
+    const batch = { v: 1 as const, boot: 2, samples: [{ seq: 9, ts: 1_764_000_000_000, m: { t: 1.5 } }] };
+    // What the device sent: key order, spacing and "1.50" differ from JSON.stringify(batch).
+    const json = Buffer.from(
+      ' { "samples" : [ { "m": {"t": 1.50}, "ts": 1764000000000, "seq": 9 } ], "boot": 2, "v": 1 } ',
+    );
+    await forwarder.enqueueTelemetry("dev-1", batch, 1_764_000_000_123, json);
+    await forwarder.enqueueTelemetry("dev-1", { ...batch, boot: 3 }, 1_764_000_000_124);
+    const [own, serialised] = await queue.peek(2);
+    assert.equal(own?.payload.toString(), `11764000000123 {"deviceId":"dev-1","batch":${json}}`);
+    assert.equal(
+      serialised?.payload.toString(),
+      `11764000000124 {"deviceId":"dev-1","batch":${JSON.stringify({ ...batch, boot: 3 })}}`,
+    );
+    forwarder.start();
+    await until(() => cloud.pending.length === 1 || undefined, "one request");
+    cloud.take(() => true).answer();
+    assert.deepEqual(cloud.delivered, [[9, 9]]);
+    await forwarder.stop(100);
+  });
+});

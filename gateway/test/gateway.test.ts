@@ -14,7 +14,7 @@ import { type Gateway, startGateway } from "../src/gateway.ts";
 import { type CloudPeer, startCloudPeer } from "./cloud-peer.ts";
 import { until } from "./until.ts";
 
-const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret" };
+const DEVICES = { "dev-a": "token-a-secret", "dev-b": "token-b-secret", "dev-c": "token-c-secret" };
 
 function batch(boot: number, firstSeq: number, count: number) {
   return {
@@ -82,6 +82,27 @@ describe("gateway", () => {
     assert.equal(forwarded?.batch.boot, 3);
   });
 
+  test("a batch with properties validation does not know reaches the cloud without them", async () => {
+    const client = await device("dev-c", DEVICES["dev-c"]);
+    const sample = { seq: 8, ts: 1_764_000_000_001, m: { t: 2 } };
+    await client.publishAsync(
+      "d/dev-c/telemetry",
+      JSON.stringify({ v: 1, boot: 12, note: "x", samples: [{ ...sample, extra: true }] }),
+      { qos: 1 },
+    );
+    await client.publishAsync("d/dev-c/telemetry", JSON.stringify({ v: 1, boot: 13, samples: [sample] }), { qos: 1 });
+    const batches = await until(() => {
+      const found = cloud.ingests
+        .flatMap((r) => r.telemetry)
+        .filter((t) => t.deviceId === "dev-c" && t.batch.boot > 11);
+      return found.length >= 2 ? found.map((t) => t.batch) : undefined;
+    }, "both batches forwarded");
+    assert.deepEqual(batches, [
+      { v: 1, boot: 12, samples: [sample] },
+      { v: 1, boot: 13, samples: [sample] },
+    ]);
+  });
+
   test("a wrong token or an unknown device is refused and counted", async () => {
     const before = await gateway.metrics.value("kestrel_gateway_auth_failures_total", { reason: "wrong_credentials" });
     await assert.rejects(device("dev-a", "not-the-token"), /Bad username or password/);
@@ -105,8 +126,10 @@ describe("gateway", () => {
   });
 
   test("publishing to another device's topic disconnects the client and is counted", async () => {
-    const client = await device("dev-b", DEVICES["dev-b"]);
+    const client = await device("dev-c", DEVICES["dev-c"]);
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    // Its own topic first: the session remembers that topic as allowed, and the next one differs by a byte.
+    await client.publishAsync("d/dev-c/telemetry", JSON.stringify(batch(2, 0, 1)), { qos: 1 });
     client.publish("d/dev-a/telemetry", JSON.stringify(batch(1, 0, 1)), { qos: 1 });
     await closed;
     assert.equal(await gateway.metrics.value("kestrel_gateway_acl_denials_total", { action: "publish" }), 1);

@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { connectAsync } from "mqtt";
 import mqttPacket from "mqtt-packet";
 import type { Gateway } from "../src/gateway.ts";
+import { GatewayMetrics } from "../src/metrics.ts";
 import { type CloudPeer, startCloudPeer, startGatewayFor } from "./cloud-peer.ts";
 import { promtoolCheckMetrics } from "./promtool.ts";
 import { until } from "./until.ts";
@@ -119,5 +120,20 @@ describe("gateway metrics", () => {
     assert.deepEqual(await changed.json(), { level: "debug" });
     const read = await fetch(url, { headers: { authorization: `Bearer ${OPS_TOKEN}` } });
     assert.deepEqual(await read.json(), { level: "debug" });
+  });
+});
+
+describe("counter series bound once", () => {
+  test("increments reach value() and the exposition at a read, and a series with undeclared labels is refused", async () => {
+    const metrics = new GatewayMetrics();
+    const telemetry = metrics.counter("kestrel_gateway_messages_in_total", { kind: "telemetry" });
+    assert.equal(metrics.counter("kestrel_gateway_messages_in_total", { kind: "telemetry" }), telemetry);
+    for (let i = 0; i < 3; i++) telemetry.inc();
+    metrics.inc("kestrel_gateway_messages_in_total", { kind: "telemetry" }, 2);
+    assert.equal(await metrics.value("kestrel_gateway_messages_in_total", { kind: "telemetry" }), 5);
+    telemetry.inc(4);
+    assert.match(await metrics.render(), /^kestrel_gateway_messages_in_total\{kind="telemetry"\} 9$/m);
+    assert.throws(() => metrics.counter("kestrel_gateway_messages_in_total", { reason: "x" }), /has labels kind/);
+    assert.throws(() => metrics.counter("kestrel_gateway_queue_depth"), /not a counter/);
   });
 });

@@ -13,6 +13,7 @@ import {
   MqttProtocolError,
   PacketFramer,
   PacketType,
+  TopicMemo,
 } from "../src/broker/mqtt-codec.ts";
 
 const publish = (topic: string, payload: string | Buffer, qos: 0 | 1 | 2 = 1, messageId = 7) =>
@@ -172,11 +173,44 @@ describe("encoding", () => {
     }
   });
 
-  test("a PUBLISH encoded after a PUBACK is one buffer holding both, in that order", () => {
-    const bytes = encode.publish("d/dev-1/telemetry/ack", '{"v":1}', 0, 0, encode.puback(9));
-    assert.deepEqual(
-      parsed(bytes).map((p) => (p.cmd === "publish" ? `publish ${p.topic} ${p.payload}` : `${p.cmd} ${p.messageId}`)),
-      ["puback 9", 'publish d/dev-1/telemetry/ack {"v":1}'],
+  test("a reply is one buffer: the PUBACK or PUBREC, then each message, in that order", () => {
+    const describe = (bytes: Buffer) =>
+      parsed(bytes).map((p) => (p.cmd === "publish" ? `publish ${p.topic} ${p.payload}` : `${p.cmd} ${p.messageId}`));
+    const messages = [
+      { topic: "d/dev-1/telemetry/ack", payload: '{"v":1}' },
+      { topic: "d/dév-1/artifact/chunk", payload: Buffer.alloc(300, 0x62) },
+    ];
+    assert.deepEqual(describe(encode.reply(1, 9, messages)), [
+      "puback 9",
+      'publish d/dev-1/telemetry/ack {"v":1}',
+      `publish d/dév-1/artifact/chunk ${"b".repeat(300)}`,
+    ]);
+    assert.deepEqual(describe(encode.reply(2, 0x1234, messages.slice(0, 1))), [
+      `pubrec ${0x1234}`,
+      'publish d/dev-1/telemetry/ack {"v":1}',
+    ]);
+    assert.deepEqual(describe(encode.reply(0, 0, messages.slice(0, 1))), ['publish d/dev-1/telemetry/ack {"v":1}']);
+    assert.deepEqual(describe(encode.reply(1, 7, [])), ["puback 7"]);
+  });
+});
+
+describe("topic memo", () => {
+  const frameOf = (bytes: Buffer): Frame => frames([bytes])[0] as Frame;
+
+  test("a topic is the last one's string when its bytes are, and is decoded and checked when they differ", () => {
+    const memo = new TopicMemo();
+    const first = decodePublish(frameOf(publish("d/dev-1/telemetry", "a", 1, 1)), memo);
+    const again = decodePublish(frameOf(publish("d/dev-1/telemetry", "b", 1, 2)), memo);
+    assert.equal(again.topic, "d/dev-1/telemetry");
+    assert.equal(again.payload.toString(), "b");
+    const other = decodePublish(frameOf(publish("d/dev-1/state", "c", 1, 3)), memo);
+    assert.equal(other.topic, "d/dev-1/state");
+    // Same length, other bytes: decoded and checked, not taken from the memo.
+    assert.equal(decodePublish(frameOf(publish("d/dev-2/telemetry", "d", 1, 4)), memo).topic, "d/dev-2/telemetry");
+    assert.throws(
+      () => decodePublish(frameOf(publish("d/dev-1/telemetr+", "e", 1, 5)), memo),
+      protocolError("malformed_packet"),
     );
+    assert.equal(first.topic, "d/dev-1/telemetry");
   });
 });

@@ -10,14 +10,14 @@ import type { ArtifactRelay } from "../artifacts/artifact-relay.ts";
 import type { ChunkServer } from "../artifacts/chunk-server.ts";
 import type { GatewayConfig } from "../config.ts";
 import type { CommandRelay } from "../downlink/command-relay.ts";
-import type { DeviceMessageIntake } from "../intake.ts";
+import type { AcceptedMessage, DeviceMessageIntake } from "../intake.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import { close, listen } from "../servers.ts";
 import { CloudError } from "../uplink/cloud-client.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
 import type { DeviceAuthenticator } from "./device-auth.ts";
 import { ConnackCode, MqttProtocolError } from "./mqtt-codec.ts";
-import { type ConnectRequest, MqttSessionServer } from "./session-server.ts";
+import { type ConnectRequest, type MqttSession, MqttSessionServer, type OutgoingMessage } from "./session-server.ts";
 
 /** Where devices connect: the embedded broker, or an external one through the bridge. */
 export interface DeviceBroker {
@@ -144,6 +144,20 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     return ConnackCode.accepted;
   };
 
+  const telemetryAcksPublished = metrics.counter("kestrel_gateway_telemetry_acks_published_total");
+  /** What follows a PUBACK (below): the telemetry ack or the chunks, if the device subscribed to them. */
+  const answersFor = (session: MqttSession, accepted: AcceptedMessage | undefined) => {
+    const ack = accepted?.telemetryAck;
+    const replies = accepted?.replies;
+    if (!ack && !replies) return undefined;
+    const out: OutgoingMessage[] = [];
+    if (ack && session.subscriptions.has(ack.topic)) {
+      out.push(ack);
+      telemetryAcksPublished.inc();
+    }
+    for (const reply of replies ?? []) if (session.subscriptions.has(reply.topic)) out.push(reply);
+    return out;
+  };
   const sessions: MqttSessionServer = new MqttSessionServer({
     maxPacketBytes: config.mqttMaxPacketBytes,
     hooks: {
@@ -162,14 +176,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
        * only delays the device, which resends and gets the next, cumulative one; a lost chunk is asked
        * for again.
        */
-      async publish(session, message) {
-        const accepted = await intake.accept(session.clientId, message.topic, message.payload);
-        const ack = accepted?.telemetryAck;
-        const out = [...(ack ? [ack] : []), ...(accepted?.replies ?? [])].filter((m) =>
-          session.subscriptions.has(m.topic),
-        );
-        if (ack && out.includes(ack)) metrics.inc("kestrel_gateway_telemetry_acks_published_total");
-        return out;
+      publish(session, message) {
+        return intake
+          .accept(session.clientId, message.topic, message.payload)
+          .then((accepted) => answersFor(session, accepted));
       },
       maySubscribe(session, topicFilter) {
         if (maySubscribe(session.clientId, topicFilter)) return true;

@@ -10,6 +10,7 @@ import mqttPacket, {
   type IUnsubscribePacket,
   type Packet,
 } from "mqtt-packet";
+import { writeBytes, writeString } from "../bytes.ts";
 
 export const PacketType = {
   connect: 1,
@@ -203,17 +204,49 @@ export interface InboundPublish {
   payload: Buffer;
 }
 
-export function decodePublish({ flags, packet, bodyStart }: Frame): InboundPublish {
+/**
+ * A connection's last PUBLISH topic. A device publishes to the same few topics, so a topic whose
+ * bytes are the last one's is taken as that string, already checked, instead of being decoded and
+ * checked again (and the hooks get the same string, whose hash V8 keeps).
+ */
+export class TopicMemo {
+  private bytes: Buffer | undefined;
+  private topic = "";
+
+  /** The topic in packet[start, end), checked: not empty, no wildcard or null, UTF-8. */
+  read(packet: Buffer, start: number, end: number): string {
+    if (this.matches(packet, start, end)) return this.topic;
+    const topic = decodeTopic(packet, start, end);
+    this.bytes = Buffer.from(packet.subarray(start, end));
+    this.topic = topic;
+    return topic;
+  }
+
+  /** Byte by byte: a topic is a few dozen bytes, less than Buffer.compare's checks of its arguments cost. */
+  private matches(packet: Buffer, start: number, end: number): boolean {
+    const last = this.bytes;
+    if (!last || last.length !== end - start) return false;
+    for (let i = 0; i < last.length; i++) if (last[i] !== packet[start + i]) return false;
+    return true;
+  }
+}
+
+function decodeTopic(packet: Buffer, start: number, end: number): string {
+  const topicBytes = packet.subarray(start, end);
+  const topic = topicBytes.toString("utf8");
+  if (topic.length === 0 || /[+#]/.test(topic) || topic.includes("\u0000") || !isUtf8(topicBytes)) {
+    throw new MqttProtocolError("malformed_packet", "PUBLISH topic empty, with a wildcard or a null, or not UTF-8");
+  }
+  return topic;
+}
+
+export function decodePublish({ flags, packet, bodyStart }: Frame, topics?: TopicMemo): InboundPublish {
   const qos = (flags >> 1) & 3;
   if (qos === 3) throw new MqttProtocolError("malformed_packet", "PUBLISH with both QoS bits set");
   const topicEnd = bodyStart + 2 + readLength(packet, bodyStart);
   const payloadStart = topicEnd + (qos > 0 ? 2 : 0);
   if (payloadStart > packet.length) throw new MqttProtocolError("malformed_packet", "PUBLISH shorter than its header");
-  const topicBytes = packet.subarray(bodyStart + 2, topicEnd);
-  const topic = topicBytes.toString("utf8");
-  if (topic.length === 0 || /[+#]/.test(topic) || topic.includes("\u0000") || !isUtf8(topicBytes)) {
-    throw new MqttProtocolError("malformed_packet", "PUBLISH topic empty, with a wildcard or a null, or not UTF-8");
-  }
+  const topic = topics ? topics.read(packet, bodyStart + 2, topicEnd) : decodeTopic(packet, bodyStart + 2, topicEnd);
   const packetId = qos > 0 ? readLength(packet, topicEnd) : 0;
   if (qos > 0 && packetId === 0) throw new MqttProtocolError("malformed_packet", "PUBLISH with packet id 0");
   return { topic, qos: qos as 0 | 1 | 2, retain: (flags & 1) === 1, packetId, payload: packet.subarray(payloadStart) };
@@ -278,27 +311,66 @@ export const encode = {
     for (const code of granted) out[at++] = code;
     return out;
   },
-  /** A PUBLISH to a device, written after `prefix` (another packet leaving in the same write) when given. */
-  publish(topic: string, payload: Buffer | string, qos: 0 | 1, packetId = 0, prefix?: Buffer): Buffer {
-    const topicBytes = Buffer.byteLength(topic);
-    const payloadBytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
-    const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes;
-    const start = prefix?.length ?? 0;
-    const out = Buffer.allocUnsafe(start + 1 + varIntBytes(remaining) + remaining);
-    prefix?.copy(out, 0);
-    out[start] = (PacketType.publish << 4) | (qos << 1);
-    let at = writeVarInt(out, start + 1, remaining);
-    out.writeUInt16BE(topicBytes, at);
-    at += 2 + out.write(topic, at + 2);
+  /** A PUBLISH to a device. */
+  publish(topic: string, payload: Buffer | string, qos: 0 | 1, packetId = 0): Buffer {
+    const out = Buffer.allocUnsafe(publishBytes(topic, payload, qos));
+    writePublish(out, 0, topic, payload, qos, packetId);
+    return out;
+  },
+  /**
+   * The acknowledgement of a publish (PUBACK for QoS 1, PUBREC for QoS 2, none for QoS 0) and the
+   * QoS 0 messages that follow it, in one Buffer: one allocation, one write.
+   */
+  reply(qos: 0 | 1 | 2, packetId: number, messages: readonly { topic: string; payload: Buffer | string }[]): Buffer {
+    let bytes = qos > 0 ? 4 : 0;
+    for (const message of messages) bytes += publishBytes(message.topic, message.payload, 0);
+    const out = Buffer.allocUnsafe(bytes);
+    let at = 0;
     if (qos > 0) {
-      out.writeUInt16BE(packetId, at);
-      at += 2;
+      out[0] = (qos === 1 ? PacketType.puback : PacketType.pubrec) << 4;
+      out[1] = 2;
+      out.writeUInt16BE(packetId, 2);
+      at = 4;
     }
-    if (typeof payload === "string") out.write(payload, at);
-    else payload.copy(out, at);
+    for (const message of messages) at = writePublish(out, at, message.topic, message.payload, 0, 0);
     return out;
   },
 };
+
+function publishRemaining(topicBytes: number, payloadBytes: number, qos: 0 | 1): number {
+  return 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes;
+}
+
+function payloadLength(payload: Buffer | string): number {
+  return typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+}
+
+function publishBytes(topic: string, payload: Buffer | string, qos: 0 | 1): number {
+  const remaining = publishRemaining(Buffer.byteLength(topic), payloadLength(payload), qos);
+  return 1 + varIntBytes(remaining) + remaining;
+}
+
+/** Writes a PUBLISH at `start`; answers where it ends. */
+function writePublish(
+  out: Buffer,
+  start: number,
+  topic: string,
+  payload: Buffer | string,
+  qos: 0 | 1,
+  packetId: number,
+): number {
+  const topicBytes = Buffer.byteLength(topic);
+  const payloadBytes = payloadLength(payload);
+  out[start] = (PacketType.publish << 4) | (qos << 1);
+  let at = writeVarInt(out, start + 1, publishRemaining(topicBytes, payloadBytes, qos));
+  out.writeUInt16BE(topicBytes, at);
+  at = writeString(out, at + 2, topic, topicBytes);
+  if (qos > 0) {
+    out.writeUInt16BE(packetId, at);
+    at += 2;
+  }
+  return typeof payload === "string" ? writeString(out, at, payload, payloadBytes) : writeBytes(out, at, payload);
+}
 
 function varIntBytes(value: number): number {
   return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4;

@@ -22,6 +22,7 @@ import {
   PacketFramer,
   PacketType,
   SUBSCRIPTION_FAILURE,
+  TopicMemo,
 } from "./mqtt-codec.ts";
 
 export interface Will {
@@ -60,7 +61,11 @@ export type CloseReason =
 export interface SessionHooks {
   /** Decides a CONNECT: resolves with its CONNACK return code (ConnackCode.accepted admits it). */
   authenticate(request: ConnectRequest, socket: Socket): Promise<number>;
-  /** A PUBLISH outside what the client may publish closes its connection (MQTT 3.1.1 has no negative PUBACK). */
+  /**
+   * A PUBLISH outside what the client may publish closes its connection (MQTT 3.1.1 has no negative
+   * PUBACK). Decided by the client id and the topic alone: a yes is remembered for the connection's
+   * next publishes to the same topic.
+   */
   mayPublish(session: MqttSession, topic: string): boolean;
   /**
    * A PUBLISH from the client, or its will (`will`) once its connection is lost. Resolves when the
@@ -123,6 +128,9 @@ export class MqttSession {
   private will: Will | undefined;
   private readonly framer: PacketFramer;
   private readonly hooks: SessionHooks;
+  private readonly topics = new TopicMemo();
+  /** The last topic mayPublish allowed (a device publishes to one topic mostly). */
+  private allowedTopic: string | undefined;
   private lastHeard = Date.now();
   private timer: NodeJS.Timeout | undefined;
   /** Frames read after the CONNECT while it is being authenticated (at most the rest of that read). */
@@ -291,7 +299,7 @@ export class MqttSession {
     checkFlags(frame);
     switch (frame.type) {
       case PacketType.publish:
-        this.receivePublish(decodePublish(frame));
+        this.receivePublish(decodePublish(frame, this.topics));
         break;
       case PacketType.puback:
         // The client's ack of a QoS 1 message we sent: nothing waits for it (see send).
@@ -329,22 +337,21 @@ export class MqttSession {
       this.reply(encode.pubrec(packetId));
       return;
     }
-    if (!this.hooks.mayPublish(this, message.topic)) {
+    if (message.topic !== this.allowedTopic && !this.hooks.mayPublish(this, message.topic)) {
       // Stop reading; what came before is still acknowledged, in order, before the connection closes.
       this.state = "closing";
       this.replies.push({ bytes: undefined, settled: true, closeWith: "publish_refused" });
       this.flush();
       return;
     }
+    this.allowedTopic = message.topic;
     if (qos === 2) this.awaitingRelease.add(packetId);
     const reply: Reply = { bytes: undefined, settled: false, closeWith: undefined };
     this.replies.push(reply);
     this.hooks.publish(this, message, false).then(
       (messages) => {
-        let bytes = qos === 1 ? encode.puback(packetId) : qos === 2 ? encode.pubrec(packetId) : undefined;
-        // Each message is encoded after what precedes it: the reply is one Buffer, one write.
-        for (const out of messages ?? []) bytes = encode.publish(out.topic, out.payload, 0, 0, bytes);
-        reply.bytes = bytes;
+        // The acknowledgement and the messages after it: one Buffer, one write.
+        reply.bytes = qos > 0 || messages?.length ? encode.reply(qos, packetId, messages ?? []) : undefined;
         this.settle(reply);
       },
       () => {

@@ -3,8 +3,9 @@
 // forgotten only when acknowledged. Survives a crash at any instant.
 //
 // On disk, `<dir>/<20-digit segment number>.seg` files hold records framed as
-// [u32 BE payload length][u32 BE CRC-32 of payload][payload]; `<dir>/cursor`
-// names the first record not yet acknowledged. A crash mid-write leaves at most
+// [u32 BE payload length][u32 BE CRC-32 of payload][payload]; `<dir>/cursor.slots`
+// names the first record not yet acknowledged (CURSOR_SLOTS below; a queue written by an
+// earlier version has a JSON `<dir>/cursor` instead, read once). A crash mid-write leaves at most
 // a torn record at the end of the last segment, which the next open ignores
 // (it was never acknowledged to anyone). A record whose CRC does not match is
 // corruption: the rest of that segment cannot be framed reliably, so it is
@@ -13,17 +14,32 @@
 // Concurrent appends share one synchronous write (group commit): while one is
 // in flight, new appends gather for the next. Memory holds only where
 // each record is, not its payload: a backlog of any size costs a few dozen bytes
-// a record, and peek reads payloads back from the segment files.
+// a record, and peek reads payloads back from the segment files, except for the newest groups,
+// kept in memory up to a bound (memoryBytes) so that a forwarder keeping up reads nothing back.
 
 import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
+import { writeBytes } from "../bytes.ts";
+import { RecordRing, type RingEntry } from "./record-ring.ts";
 
 const HEADER_BYTES = 8;
 const SEGMENT_SUFFIX = ".seg";
-const CURSOR_FILE = "cursor";
+/** The cursor of queues written before CURSOR_SLOTS_FILE: JSON, replaced by a temp file and a rename. */
+const LEGACY_CURSOR_FILE = "cursor";
+/**
+ * The cursor is overwritten in place, one O_DSYNC write of a slot (a single system call where the
+ * temp file, fsync and rename took seven): slots alternate, each in its own 512-byte sector and
+ * checksummed, so a write torn by a crash leaves the other slot, the cursor before it, readable.
+ * Slot: [u32 CRC-32 of the rest][f64 generation][f64 segment][f64 offset].
+ */
+const CURSOR_SLOTS_FILE = "cursor.slots";
+const CURSOR_SLOT_STRIDE = 512;
+const CURSOR_SLOT_BYTES = 28;
+/** Recent groups' bytes kept in memory for peek, by default: a few seconds of a busy gateway's appends. */
+const DEFAULT_MEMORY_BYTES = 4 * 1024 * 1024;
 /** Larger records are a programming error: device payloads are far smaller. */
 export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 
@@ -37,6 +53,8 @@ export interface DiskQueueOptions {
   maxBytes: number;
   /** A segment is closed and a new one started once it reaches this size. */
   segmentBytes?: number;
+  /** Bytes of the newest committed groups peek serves from memory instead of reading them back (0: none). */
+  memoryBytes?: number;
 }
 
 export interface QueuedRecord {
@@ -46,11 +64,25 @@ export interface QueuedRecord {
   end: number;
 }
 
-/** Where a record not yet acknowledged lies: its frame starts at `start` in its segment. */
-interface RecordPosition {
-  segment: number;
+/** A committed group's bytes, held while it is among the newest memoryBytes and not yet all acknowledged. */
+interface ResidentGroup {
+  data: Buffer;
+  /** Where `data` starts in its segment. */
   start: number;
-  length: number;
+  /** Its records not yet acknowledged. */
+  unacknowledged: number;
+  evicted: boolean;
+}
+
+/**
+ * Where a record not yet acknowledged lies: its frame starts at `start` in its segment; its tag is the
+ * group it was committed in, while that is in memory (none for records recovered at open).
+ */
+type RecordPosition = RingEntry<ResidentGroup>;
+
+interface Cursor {
+  segment: number;
+  offset: number;
 }
 
 export interface OpenReport {
@@ -67,12 +99,29 @@ interface SegmentReader {
   retired: boolean;
 }
 
-interface PendingAppend {
-  payload: Buffer | string;
-  /** The payload's length in bytes (UTF-8 for a string). */
-  length: number;
+/**
+ * The appends that will share the next write, and the one promise they all get: settling a
+ * promise per append was a measurable part of the gateway's CPU a message.
+ */
+interface PendingGroup {
+  payloads: Array<Buffer | string>;
+  /** Each payload's length in bytes (UTF-8 for a string). */
+  lengths: number[];
+  /** Frames' bytes in all. */
+  bytes: number;
+  durable: Promise<void>;
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+function newGroup(): PendingGroup {
+  let resolve: () => void = () => undefined;
+  let reject: (error: unknown) => void = () => undefined;
+  const durable = new Promise<void>((resolved, rejected) => {
+    resolve = resolved;
+    reject = rejected;
+  });
+  return { payloads: [], lengths: [], bytes: 0, durable, resolve, reject };
 }
 
 function segmentName(segment: number): string {
@@ -83,7 +132,7 @@ function segmentName(segment: number): string {
 function writeFrame(into: Buffer, at: number, payload: Buffer | string, length: number): number {
   const start = at + HEADER_BYTES;
   if (typeof payload === "string") into.write(payload, start);
-  else payload.copy(into, start);
+  else writeBytes(into, start, payload);
   into.writeUInt32BE(length, at);
   into.writeUInt32BE(crc32(into.subarray(start, start + length)), at + 4);
   return start + length;
@@ -117,24 +166,69 @@ function scanSegment(bytes: Buffer, from: number): ScanResult {
   return { records, validBytes: offset, corrupt: false };
 }
 
+function notFound(error: unknown): undefined {
+  if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+  throw error;
+}
+
+function encodeCursorSlot(generation: number, segment: number, offset: number): Buffer {
+  const slot = Buffer.allocUnsafe(CURSOR_SLOT_BYTES);
+  slot.writeDoubleBE(generation, 4);
+  slot.writeDoubleBE(segment, 12);
+  slot.writeDoubleBE(offset, 20);
+  slot.writeUInt32BE(crc32(slot.subarray(4)), 0);
+  return slot;
+}
+
+/** A slot's cursor, or undefined for a slot never written or torn. */
+function decodeCursorSlot(slot: Buffer): (Cursor & { generation: number }) | undefined {
+  if (crc32(slot.subarray(4)) !== slot.readUInt32BE(0)) return undefined;
+  const generation = slot.readDoubleBE(4);
+  const segment = slot.readDoubleBE(12);
+  const offset = slot.readDoubleBE(20);
+  const valid = [generation, segment, offset].every((n) => Number.isSafeInteger(n) && n >= 0);
+  return valid && generation > 0 ? { generation, segment, offset } : undefined;
+}
+
+function isResident(position: RecordPosition | undefined): boolean {
+  return position?.tag !== undefined && !position.tag.evicted;
+}
+
+function residentRecord(position: RecordPosition, group: ResidentGroup): QueuedRecord {
+  const start = position.start - group.start + HEADER_BYTES;
+  return {
+    payload: group.data.subarray(start, start + position.length),
+    segment: position.segment,
+    end: position.start + HEADER_BYTES + position.length,
+  };
+}
+
 function closeReader(reader: SegmentReader): void {
   // A reader that failed to open has nothing to close; its read already reported the error.
   reader.handle.then((handle) => handle.close()).catch(() => undefined);
 }
 
 export class DiskQueue {
-  private readonly records: RecordPosition[] = [];
+  private readonly records = new RecordRing<ResidentGroup>();
   private readonly segmentSizes = new Map<number, number>();
+  /** The sum of segmentSizes, kept as they change: every append checks the limit against it. */
+  private segmentBytesTotal = 0;
   private readonly readers = new Map<number, SegmentReader>();
-  private pending: PendingAppend[] = [];
-  private pendingBytes = 0;
+  /** Groups in memory, oldest first, and the bytes they hold. */
+  private readonly resident: ResidentGroup[] = [];
+  private residentBytes = 0;
+  private pending: PendingGroup | undefined;
   private committing: Promise<void> | undefined;
   private handle: FileHandle | undefined;
   private segment = 0;
   private closed = false;
   /** The newest cursor not yet being written, and the write under way. */
-  private cursorTarget: { segment: number; offset: number } | undefined;
+  private cursorTarget: Cursor | undefined;
   private cursorWriting: Promise<void> | undefined;
+  private cursorHandle: FileHandle | undefined;
+  /** The generation of the cursor slot written last (the higher one is read back). */
+  private cursorGeneration = 0;
+  private legacyCursor = false;
 
   private constructor(private readonly options: Required<DiskQueueOptions>) {}
 
@@ -144,7 +238,7 @@ export class DiskQueue {
     // small part of the limit, or a queue emptied by the forwarder could still count as full.
     const segmentBytes =
       options.segmentBytes ?? Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(options.maxBytes / 8)));
-    const queue = new DiskQueue({ ...options, segmentBytes });
+    const queue = new DiskQueue({ memoryBytes: DEFAULT_MEMORY_BYTES, ...options, segmentBytes });
     const report = await queue.recover();
     return { queue, report };
   }
@@ -156,14 +250,13 @@ export class DiskQueue {
 
   /** Bytes of segment files on disk, acknowledged or not, until their segment is deleted. */
   get bytes(): number {
-    let total = 0;
-    for (const size of this.segmentSizes.values()) total += size;
-    return total + this.pendingBytes;
+    return this.segmentBytesTotal + (this.pending?.bytes ?? 0);
   }
 
   /**
    * Resolves once the payload (a string is stored as UTF-8) is on disk (a synchronous write); rejects
    * with QueueFullError when over maxBytes. It is copied into the group's one buffer only when that is written.
+   * Appends made while the same write is pending get the same promise.
    */
   append(payload: Buffer | string): Promise<void> {
     if (this.closed) return Promise.reject(new Error("queue is closed"));
@@ -175,11 +268,14 @@ export class DiskQueue {
         new QueueFullError(`uplink queue holds ${this.bytes} bytes, limit ${this.options.maxBytes}`),
       );
     }
-    return new Promise((resolve, reject) => {
-      this.pending.push({ payload, length, resolve, reject });
-      this.pendingBytes += frameBytes;
-      if (!this.committing) this.committing = this.commitLoop();
-    });
+    this.pending ??= newGroup();
+    const group = this.pending;
+    group.payloads.push(payload);
+    group.lengths.push(length);
+    group.bytes += frameBytes;
+    // The loop takes the group at once when no write is under way.
+    if (!this.committing) this.committing = this.commitLoop();
+    return group.durable;
   }
 
   /**
@@ -191,9 +287,14 @@ export class DiskQueue {
     const records: QueuedRecord[] = [];
     let first = 0;
     while (first < positions.length) {
-      const segment = positions[first]?.segment;
+      const position = positions[first] as RecordPosition;
+      if (position.tag && !position.tag.evicted) {
+        records.push(residentRecord(position, position.tag));
+        first++;
+        continue;
+      }
       let last = first;
-      while (positions[last + 1]?.segment === segment) last++;
+      while (positions[last + 1]?.segment === position.segment && !isResident(positions[last + 1])) last++;
       records.push(...(await this.read(positions.slice(first, last + 1))));
       first = last + 1;
     }
@@ -203,10 +304,10 @@ export class DiskQueue {
   /** Forgets the `count` oldest records: persists the cursor past them and deletes segments fully consumed. */
   async ack(count: number): Promise<void> {
     if (count <= 0) return;
-    const acked = this.records.splice(0, count);
-    const last = acked[acked.length - 1];
+    const last = this.records.at(Math.min(count, this.records.length) - 1);
     if (!last) return;
-    const next = this.records[0];
+    this.records.shift(count, this.forgetOne);
+    const next = this.records.at(0);
     const cursor = next
       ? { segment: next.segment, offset: next.start }
       : { segment: last.segment, offset: last.start + HEADER_BYTES + last.length };
@@ -214,7 +315,7 @@ export class DiskQueue {
     await this.persistCursor();
     for (const segment of [...this.segmentSizes.keys()]) {
       if (segment < cursor.segment && segment !== this.segment) {
-        this.segmentSizes.delete(segment);
+        this.setSegmentSize(segment, undefined);
         this.retireReader(segment);
         await rm(join(this.options.dir, segmentName(segment)), { force: true });
       }
@@ -229,6 +330,9 @@ export class DiskQueue {
     for (const segment of [...this.readers.keys()]) this.retireReader(segment);
     await this.handle?.close();
     this.handle = undefined;
+    await this.cursorHandle?.close();
+    this.cursorHandle = undefined;
+    for (const group of [...this.resident]) this.release(group);
   }
 
   private async recover(): Promise<OpenReport> {
@@ -248,12 +352,12 @@ export class DiskQueue {
         continue;
       }
       const bytes = await readFile(path);
-      this.segmentSizes.set(segment, bytes.length);
+      this.setSegmentSize(segment, bytes.length);
       const from = segment === cursor.segment ? Math.min(cursor.offset, bytes.length) : 0;
       const scan = scanSegment(bytes, from);
       if (scan.corrupt) report.corruptSegments++;
       else report.tornBytes += bytes.length - scan.validBytes;
-      for (const record of scan.records) this.records.push({ segment, ...record });
+      for (const record of scan.records) this.records.push(segment, record.start, record.length);
       report.recovered += scan.records.length;
     }
     // Appends always go to a fresh segment, so a torn tail is never followed by good records.
@@ -271,8 +375,12 @@ export class DiskQueue {
       join(this.options.dir, segmentName(this.segment)),
       O_WRONLY | O_APPEND | O_CREAT | O_DSYNC,
     );
-    this.segmentSizes.set(this.segment, 0);
+    this.setSegmentSize(this.segment, 0);
     // The new file's directory entry must survive a crash too.
+    await this.syncDirectory();
+  }
+
+  private async syncDirectory(): Promise<void> {
     const dirHandle = await open(this.options.dir, "r");
     try {
       await dirHandle.sync();
@@ -283,15 +391,13 @@ export class DiskQueue {
 
   private async commitLoop(): Promise<void> {
     try {
-      while (this.pending.length > 0) {
-        const group = this.pending;
-        this.pending = [];
-        this.pendingBytes = 0;
+      for (let group = this.pending; group; group = this.pending) {
+        this.pending = undefined;
         try {
           await this.commit(group);
-          for (const append of group) append.resolve();
+          group.resolve();
         } catch (error) {
-          for (const append of group) append.reject(error);
+          group.reject(error);
         }
       }
     } finally {
@@ -299,23 +405,59 @@ export class DiskQueue {
     }
   }
 
-  private async commit(group: PendingAppend[]): Promise<void> {
+  private async commit(group: PendingGroup): Promise<void> {
     if ((this.segmentSizes.get(this.segment) ?? 0) >= this.options.segmentBytes) {
       this.segment++;
       await this.openSegment();
     }
     const handle = this.handle;
     if (!handle) throw new Error("queue is not open");
-    const data = Buffer.allocUnsafe(group.reduce((bytes, append) => bytes + HEADER_BYTES + append.length, 0));
+    // Its own memory, not a slice of Node's shared pool: peek may keep it (keep), and it must count as what it holds.
+    const data = Buffer.allocUnsafeSlow(group.bytes);
+    const { payloads, lengths } = group;
     let at = 0;
-    for (const append of group) at = writeFrame(data, at, append.payload, append.length);
+    for (let i = 0; i < payloads.length; i++)
+      at = writeFrame(data, at, payloads[i] as Buffer | string, lengths[i] ?? 0);
     await handle.write(data, 0, data.length);
     let end = this.segmentSizes.get(this.segment) ?? 0;
-    for (const append of group) {
-      this.records.push({ segment: this.segment, start: end, length: append.length });
-      end += HEADER_BYTES + append.length;
+    const resident = this.keep(data, end, lengths.length);
+    for (const length of lengths) {
+      this.records.push(this.segment, end, length, resident);
+      end += HEADER_BYTES + length;
     }
-    this.segmentSizes.set(this.segment, end);
+    this.setSegmentSize(this.segment, end);
+  }
+
+  /** Records a segment's size on disk (undefined: deleted). */
+  private setSegmentSize(segment: number, size: number | undefined): void {
+    this.segmentBytesTotal += (size ?? 0) - (this.segmentSizes.get(segment) ?? 0);
+    if (size === undefined) this.segmentSizes.delete(segment);
+    else this.segmentSizes.set(segment, size);
+  }
+
+  /** Keeps a committed group's bytes for peek, evicting the oldest groups beyond memoryBytes. */
+  private keep(data: Buffer, start: number, records: number): ResidentGroup | undefined {
+    const bytes = data.length;
+    if (bytes > this.options.memoryBytes) return undefined;
+    const group: ResidentGroup = { data, start, unacknowledged: records, evicted: false };
+    this.resident.push(group);
+    this.residentBytes += bytes;
+    while (this.residentBytes > this.options.memoryBytes) this.release(this.resident[0] as ResidentGroup);
+    return group;
+  }
+
+  /** A record of this group was acknowledged: the group leaves memory with its last. */
+  private readonly forgetOne = (group: ResidentGroup): void => {
+    if (--group.unacknowledged === 0) this.release(group);
+  };
+
+  /** Drops a group from memory: its records not yet acknowledged are read back from their segment. */
+  private release(group: ResidentGroup): void {
+    if (group.evicted) return;
+    group.evicted = true;
+    const index = this.resident.indexOf(group);
+    if (index >= 0) this.resident.splice(index, 1);
+    this.residentBytes -= group.data.length;
   }
 
   /** Reads consecutive records of one segment with a single read. */
@@ -370,7 +512,7 @@ export class DiskQueue {
 
   /**
    * Writes the newest cursor, one write at a time: acks that arrive during a write are covered by the
-   * next, which writes only the newest of their cursors (each write is a file, an fsync and a rename).
+   * next, which writes only the newest of their cursors.
    */
   private persistCursor(): Promise<void> {
     this.cursorWriting ??= (async () => {
@@ -387,16 +529,22 @@ export class DiskQueue {
   }
 
   /** Without a readable cursor everything on disk is resent: the cloud deduplicates, nothing is lost. */
-  private async readCursor(): Promise<{ segment: number; offset: number }> {
-    let text: string;
-    try {
-      text = await readFile(join(this.options.dir, CURSOR_FILE), "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { segment: 0, offset: 0 };
-      throw error;
+  private async readCursor(): Promise<Cursor> {
+    const slots = await readFile(join(this.options.dir, CURSOR_SLOTS_FILE)).catch(notFound);
+    let newest: (Cursor & { generation: number }) | undefined;
+    for (let at = 0; slots && at + CURSOR_SLOT_BYTES <= slots.length; at += CURSOR_SLOT_STRIDE) {
+      const slot = decodeCursorSlot(slots.subarray(at, at + CURSOR_SLOT_BYTES));
+      if (slot && (!newest || slot.generation > newest.generation)) newest = slot;
     }
+    if (newest) {
+      this.cursorGeneration = newest.generation;
+      return { segment: newest.segment, offset: newest.offset };
+    }
+    const legacy = await readFile(join(this.options.dir, LEGACY_CURSOR_FILE), "utf8").catch(notFound);
+    if (legacy === undefined) return { segment: 0, offset: 0 };
+    this.legacyCursor = true;
     try {
-      const parsed = JSON.parse(text) as { segment?: unknown; offset?: unknown };
+      const parsed = JSON.parse(legacy) as { segment?: unknown; offset?: unknown };
       if (Number.isSafeInteger(parsed.segment) && Number.isSafeInteger(parsed.offset)) {
         return { segment: parsed.segment as number, offset: parsed.offset as number };
       }
@@ -407,15 +555,18 @@ export class DiskQueue {
   }
 
   private async writeCursor(segment: number, offset: number): Promise<void> {
-    const path = join(this.options.dir, CURSOR_FILE);
-    const temp = `${path}.tmp`;
-    await writeFile(temp, JSON.stringify({ segment, offset }));
-    const handle = await open(temp, "r+");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+    if (!this.cursorHandle) {
+      const { O_CREAT, O_DSYNC, O_RDWR } = constants;
+      this.cursorHandle = await open(join(this.options.dir, CURSOR_SLOTS_FILE), O_RDWR | O_CREAT | O_DSYNC);
+      await this.syncDirectory();
     }
-    await rename(temp, path);
+    const generation = ++this.cursorGeneration;
+    const slot = encodeCursorSlot(generation, segment, offset);
+    await this.cursorHandle.write(slot, 0, slot.length, (generation % 2) * CURSOR_SLOT_STRIDE);
+    if (this.legacyCursor) {
+      // Superseded by the slots; a leftover would only be read if both slots were unreadable.
+      await rm(join(this.options.dir, LEGACY_CURSOR_FILE), { force: true });
+      this.legacyCursor = false;
+    }
   }
 }
