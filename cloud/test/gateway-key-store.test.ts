@@ -2,27 +2,15 @@
 // every request); a key re-issued elsewhere stops working within that time, and at once here.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { GatewayKeyStore, KNOWN_KEY_TTL_MS } from "../src/gateway/gateway-key-store.ts";
-import { connectDb, type Database } from "../src/storage/connect.ts";
-import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
-import { commandsDuring } from "./helpers.ts";
+import type { Database } from "../src/storage/connect.ts";
+import { commandsDuring, ownFerretDb } from "./helpers.ts";
 
-let dir: string;
-let ferret: EmbeddedFerretDb;
+const ferret = ownFerretDb("gateway-keys");
 let database: Database;
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "kestrel-gateway-keys-"));
-  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
-  database = await connectDb(ferret.uri, "gateway_keys");
-});
-after(async () => {
-  await database?.close();
-  await ferret?.stop();
-  await rm(dir, { recursive: true, force: true });
+  database = await ferret.connect("gateway_keys");
 });
 
 /** Lookups of gateway keys the store sends while `work` runs. */

@@ -2,27 +2,15 @@
 // command, each caller answered for its own document.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { connectDb, type Database } from "../src/storage/connect.ts";
-import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { before, test } from "node:test";
+import type { Database } from "../src/storage/connect.ts";
 import { GroupInsert } from "../src/storage/group-insert.ts";
-import { commandsDuring } from "./helpers.ts";
+import { commandsDuring, ownFerretDb } from "./helpers.ts";
 
-let dir: string;
-let ferret: EmbeddedFerretDb;
+const ferret = ownFerretDb("group-insert");
 let database: Database;
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "kestrel-group-insert-"));
-  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
-  database = await connectDb(ferret.uri, "group_insert");
-});
-after(async () => {
-  await database?.close();
-  await ferret?.stop();
-  await rm(dir, { recursive: true, force: true });
+  database = await ferret.connect("group_insert");
 });
 
 /** The documents each insert command on `collection` carried, while `work` runs. */

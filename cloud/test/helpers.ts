@@ -4,6 +4,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after } from "node:test";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import type { CommandStartedEvent, Db, MongoClient, MongoClientOptions } from "mongodb";
 import { buildApp } from "../src/app.ts";
@@ -11,8 +12,8 @@ import { hashPassword } from "../src/auth/passwords.ts";
 import type { Role } from "../src/auth/permissions.ts";
 import { UserStore } from "../src/auth/user-store.ts";
 import { loadConfig } from "../src/config.ts";
-import { connectDb } from "../src/storage/connect.ts";
-import { startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import { connectDb, type Database } from "../src/storage/connect.ts";
+import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
 import { bootstrap, type Credentials } from "../src/tenants/bootstrap.ts";
 import { MembershipStore } from "../src/tenants/membership-store.ts";
 
@@ -106,4 +107,31 @@ export async function commandsDuring(
     client.off("commandStarted", onStart);
   }
   return started;
+}
+
+/**
+ * A FerretDB of the calling test file's own, started by the first `connect` and stopped after the
+ * file's tests (with the connections `connect` opened): for tests of a store without the app.
+ */
+export function ownFerretDb(name: string): { connect(dbName: string): Promise<Database> } {
+  let started: Promise<{ dir: string; ferret: EmbeddedFerretDb }> | undefined;
+  const connections: Database[] = [];
+  after(async () => {
+    if (!started) return;
+    const { dir, ferret } = await started;
+    for (const connection of connections) await connection.close();
+    await ferret.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    async connect(dbName) {
+      started ??= (async () => {
+        const dir = await mkdtemp(join(tmpdir(), `kestrel-${name}-`));
+        return { dir, ferret: await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") }) };
+      })();
+      const connection = await connectDb((await started).ferret.uri, dbName);
+      connections.push(connection);
+      return connection;
+    },
+  };
 }

@@ -3,30 +3,18 @@
 // in between may have been another replica's.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { SlotLease } from "../src/retention/lease.ts";
-import { connectDb, type Database } from "../src/storage/connect.ts";
-import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import type { Database } from "../src/storage/connect.ts";
+import { ownFerretDb } from "./helpers.ts";
 
-let dir: string;
-let ferret: EmbeddedFerretDb;
+const ferret = ownFerretDb("lease");
 // Two connections stand for two replicas (tenures are kept per process, by database handle).
 let first: Database;
 let second: Database;
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "kestrel-lease-"));
-  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
-  first = await connectDb(ferret.uri, "lease");
-  second = await connectDb(ferret.uri, "lease");
-});
-after(async () => {
-  await first?.close();
-  await second?.close();
-  await ferret?.stop();
-  await rm(dir, { recursive: true, force: true });
+  first = await ferret.connect("lease");
+  second = await ferret.connect("lease");
 });
 
 test("a tenure lasts while the same replica holds every slot, and ends at a slot it may not have held", async () => {

@@ -3,34 +3,23 @@
 // from what that replica stored, or it would resolve and fire from states that are no longer true.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import pino from "pino";
 import { AlertRecorder } from "../src/alerts/alert-store.ts";
 import { RuleStore } from "../src/alerts/rule-store.ts";
 import { SampleEvaluator } from "../src/alerts/sample-evaluator.ts";
 import { CloudMetrics } from "../src/metrics/cloud-metrics.ts";
-import { connectDb, type Database } from "../src/storage/connect.ts";
-import { type EmbeddedFerretDb, startEmbeddedFerretDb } from "../src/storage/embedded-ferretdb.ts";
+import type { Database } from "../src/storage/connect.ts";
 import type { AppliedPass } from "../src/telemetry/telemetry-store.ts";
+import { ownFerretDb } from "./helpers.ts";
 
-let dir: string;
-let ferret: EmbeddedFerretDb;
+const ferret = ownFerretDb("sample-evaluator");
+// Two connections stand for two replicas.
 let first: Database;
 let second: Database;
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "kestrel-sample-evaluator-"));
-  ferret = await startEmbeddedFerretDb({ dataDir: join(dir, "ferretdb") });
-  first = await connectDb(ferret.uri, "sample_evaluator");
-  second = await connectDb(ferret.uri, "sample_evaluator");
-});
-after(async () => {
-  await first?.close();
-  await second?.close();
-  await ferret?.stop();
-  await rm(dir, { recursive: true, force: true });
+  first = await ferret.connect("sample_evaluator");
+  second = await ferret.connect("sample_evaluator");
 });
 
 function replica(database: Database): SampleEvaluator {
